@@ -1,0 +1,316 @@
+//! A primary and a streaming hot-standby replica, ready in about a second.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use sqlx::Row;
+
+use crate::binaries::PgBinaries;
+use crate::error::{Result, TestkitError};
+use crate::os_user::RunAs;
+use crate::ports::free_port;
+use crate::proxy::{Delay, LatencyProxy};
+use crate::server::PgServer;
+use crate::template::template_dir;
+
+static NEXT_CLUSTER: AtomicU32 = AtomicU32::new(0);
+
+/// Options for [`PgCluster`]; start with [`PgCluster::builder`].
+#[derive(Debug, Clone, Default)]
+pub struct PgClusterBuilder {
+    replication_delay: Option<Duration>,
+    settings: Vec<(String, String)>,
+}
+
+impl PgClusterBuilder {
+    /// Route the replica's streaming connection through a [`LatencyProxy`]
+    /// that delays the WAL stream (primary to replica) by `delay`
+    /// (default: direct, no proxy).
+    pub fn replication_delay(mut self, delay: Duration) -> Self {
+        self.replication_delay = Some(delay);
+        self
+    }
+
+    /// Adds a `postgresql.conf` setting to both servers.
+    pub fn setting(mut self, name: &str, value: &str) -> Self {
+        self.settings.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Creates both data directories, starts the primary, then the replica,
+    /// and waits until the replica has replayed everything the primary wrote.
+    pub async fn start(self) -> Result<PgCluster> {
+        let bins = PgBinaries::locate()?;
+        let run_as = RunAs::detect()?;
+        let template = template_dir(&bins, run_as)?;
+        let dir = tempfile::Builder::new()
+            .prefix("flypg-cluster-")
+            .tempdir()
+            .map_err(|e| TestkitError::io("creating cluster temp dir", e))?;
+        run_as.give(dir.path())?;
+        let tag = format!(
+            "flypg-{}-{}",
+            std::process::id(),
+            NEXT_CLUSTER.fetch_add(1, Ordering::Relaxed)
+        );
+
+        let primary = start_server(
+            "primary",
+            dir.path(),
+            &template,
+            &bins,
+            run_as,
+            &self.common_conf(&tag, "primary"),
+        )
+        .await?;
+
+        let primary_addr = SocketAddr::from(([127, 0, 0, 1], primary.port()));
+        let proxy = match self.replication_delay {
+            Some(delay) => Some(LatencyProxy::start(primary_addr, Delay::to_client_only(delay)).await?),
+            None => None,
+        };
+        let upstream = proxy.as_ref().map_or(primary_addr, LatencyProxy::local_addr);
+        let mut replica_conf = self.common_conf(&tag, "replica");
+        let _ = writeln!(
+            replica_conf,
+            "primary_conninfo = 'host=127.0.0.1 port={} user=postgres application_name={tag}-replica'\n\
+             wal_retrieve_retry_interval = '50ms'\n\
+             wal_receiver_status_interval = '1s'",
+            upstream.port()
+        );
+        let replica =
+            start_server("replica", dir.path(), &template, &bins, run_as, &replica_conf).await?;
+        let cluster = PgCluster {
+            replica,
+            primary,
+            replication_proxy: proxy,
+            tag,
+            dir,
+        };
+        cluster.wait_for_catch_up(Duration::from_secs(30)).await?;
+        Ok(cluster)
+    }
+
+    fn common_conf(&self, tag: &str, role: &str) -> String {
+        let mut conf = format!(
+            "\n# fly-postgres-testkit\n\
+             cluster_name = '{tag}-{role}'\n\
+             fsync = off\n\
+             full_page_writes = off\n\
+             wal_level = replica\n\
+             max_wal_senders = 10\n\
+             wal_keep_size = '512MB'\n\
+             hot_standby = on\n\
+             max_connections = 300\n\
+             shared_buffers = '32MB'\n\
+             log_min_messages = warning\n\
+             log_line_prefix = '%m [%p] '\n"
+        );
+        for (name, value) in &self.settings {
+            let _ = writeln!(conf, "{name} = '{}'", value.replace('\'', "''"));
+        }
+        conf
+    }
+}
+
+async fn start_server(
+    name: &str,
+    root: &Path,
+    template: &Path,
+    bins: &PgBinaries,
+    run_as: RunAs,
+    conf: &str,
+) -> Result<PgServer> {
+    let data_dir = root.join(name);
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(template)
+        .arg(&data_dir)
+        .status()
+        .map_err(|e| TestkitError::io("running cp", e))?;
+    if !status.success() {
+        return Err(TestkitError::Command {
+            program: "cp -a".into(),
+            status,
+            output: format!("copying {} to {}", template.display(), data_dir.display()),
+        });
+    }
+    append(&data_dir.join("postgresql.conf"), conf)?;
+    if name == "replica" {
+        append(&data_dir.join("standby.signal"), "")?;
+        run_as.give(&data_dir.join("standby.signal"))?;
+    }
+    // A port can be taken between choosing and binding it: retry with another.
+    let mut attempt = 0;
+    loop {
+        let server = PgServer::new(
+            name,
+            data_dir.clone(),
+            root.to_path_buf(),
+            root.join(format!("{name}.log")),
+            free_port()?,
+            bins.clone(),
+            run_as,
+        );
+        match server.start().await {
+            Err(TestkitError::ServerExited { ref tail, .. })
+                if attempt < 5 && tail.contains("could not") && tail.contains("bind") =>
+            {
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+            Ok(()) => return Ok(server),
+        }
+    }
+}
+
+fn append(path: &PathBuf, text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| TestkitError::io(format!("opening {}", path.display()), e))?;
+    file.write_all(text.as_bytes())
+        .map_err(|e| TestkitError::io(format!("writing {}", path.display()), e))
+}
+
+/// A real PostgreSQL primary and a real streaming hot-standby replica, in a
+/// temp dir, on free ports of 127.0.0.1. Dropping it shuts both down and
+/// deletes their files.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), fly_postgres_testkit::TestkitError> {
+/// let cluster = fly_postgres_testkit::PgCluster::start().await?;
+/// let primary = sqlx::PgPool::connect(&cluster.primary().url()).await?;
+/// sqlx::query("create table t (id int)").execute(&primary).await?;
+/// cluster.wait_for_catch_up(std::time::Duration::from_secs(5)).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct PgCluster {
+    // Field order is drop order: the replica goes first so it does not spend
+    // its last moments reconnecting to a primary that is gone.
+    replica: PgServer,
+    primary: PgServer,
+    replication_proxy: Option<LatencyProxy>,
+    tag: String,
+    dir: tempfile::TempDir,
+}
+
+impl PgCluster {
+    /// Starts a cluster with default options.
+    pub async fn start() -> Result<Self> {
+        Self::builder().start().await
+    }
+
+    /// Options for a cluster.
+    pub fn builder() -> PgClusterBuilder {
+        PgClusterBuilder::default()
+    }
+
+    /// The primary (read-write) server.
+    pub fn primary(&self) -> &PgServer {
+        &self.primary
+    }
+
+    /// The streaming hot-standby replica.
+    pub fn replica(&self) -> &PgServer {
+        &self.replica
+    }
+
+    /// The proxy on the replication link, when one was asked for.
+    pub fn replication_proxy(&self) -> Option<&LatencyProxy> {
+        self.replication_proxy.as_ref()
+    }
+
+    /// A name unique to this cluster that appears in every one of its
+    /// processes' titles (`postgres: <tag>-primary: ...`).
+    pub fn tag(&self) -> &str {
+        &self.tag
+    }
+
+    /// The temp dir holding both data directories and logs.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Pauses WAL replay on the replica (`pg_wal_replay_pause()`): from now
+    /// on no further record is applied until [`PgCluster::resume_replay`].
+    pub async fn pause_replay(&self) -> Result<()> {
+        let mut conn = self.replica.connect().await?;
+        sqlx::query("select pg_wal_replay_pause()")
+            .execute(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Resumes WAL replay on the replica.
+    pub async fn resume_replay(&self) -> Result<()> {
+        let mut conn = self.replica.connect().await?;
+        sqlx::query("select pg_wal_replay_resume()")
+            .execute(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Sets `recovery_min_apply_delay` on the replica: each commit is applied
+    /// no sooner than `delay` after it happened on the primary.
+    pub async fn set_recovery_min_apply_delay(&self, delay: Duration) -> Result<()> {
+        let mut conn = self.replica.connect().await?;
+        sqlx::query(&format!(
+            "alter system set recovery_min_apply_delay = '{}ms'",
+            delay.as_millis()
+        ))
+        .execute(&mut conn)
+        .await?;
+        sqlx::query("select pg_reload_conf()")
+            .execute(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Waits until the replica has replayed the primary's current WAL position.
+    pub async fn wait_for_catch_up(&self, timeout: Duration) -> Result<()> {
+        let mut primary = self.primary.connect().await?;
+        let target: i64 = sqlx::query("select (pg_current_wal_lsn() - '0/0')::bigint")
+            .fetch_one(&mut primary)
+            .await?
+            .try_get(0)?;
+        let deadline = Instant::now() + timeout;
+        let mut replica = None;
+        loop {
+            if replica.is_none() {
+                replica = self.replica.connect().await.ok();
+            }
+            if let Some(conn) = replica.as_mut() {
+                let replayed: Option<i64> = match sqlx::query(
+                    "select (pg_last_wal_replay_lsn() - '0/0')::bigint",
+                )
+                .fetch_one(&mut *conn)
+                .await
+                {
+                    Ok(row) => row.try_get(0)?,
+                    Err(_) => {
+                        replica = None;
+                        None
+                    }
+                };
+                if replayed.is_some_and(|r| r >= target) {
+                    return Ok(());
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(TestkitError::Timeout {
+                    what: "the replica to catch up with the primary".into(),
+                    after: timeout,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+}

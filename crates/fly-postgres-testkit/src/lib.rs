@@ -1,0 +1,46 @@
+//! Real PostgreSQL servers for tests, benchmarks and demos of `fly-postgres`.
+//!
+//! - [`PgCluster`]: a primary and a streaming hot-standby replica started from
+//!   the machine's PostgreSQL binaries (`PG_BIN`, else `pg_config --bindir`,
+//!   else `/usr/lib/postgresql/*/bin`), in a temp dir, on free ports, as the
+//!   `postgres` OS user when run as root. Dropping it stops both and deletes
+//!   their files.
+//! - [`LatencyProxy`]: a TCP forwarder with a one-way delay per direction, to
+//!   give a test on one machine the round trips of two regions.
+//!
+//! Never used by the libraries' normal code: only tests, benches and the demo.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use fly_postgres_testkit::{Delay, LatencyProxy, PgCluster};
+//!
+//! # async fn demo() -> Result<(), fly_postgres_testkit::TestkitError> {
+//! let cluster = PgCluster::builder()
+//!     .replication_delay(Duration::from_millis(30))
+//!     .start()
+//!     .await?;
+//! let remote_primary = LatencyProxy::start(
+//!     ([127, 0, 0, 1], cluster.primary().port()).into(),
+//!     Delay::rtt(Duration::from_millis(60)),
+//! )
+//! .await?;
+//! cluster.pause_replay().await?;
+//! # Ok(()) }
+//! ```
+
+mod binaries;
+mod cluster;
+mod error;
+mod os_user;
+mod ports;
+mod processes;
+mod proxy;
+mod server;
+mod template;
+
+pub use binaries::PgBinaries;
+pub use cluster::{PgCluster, PgClusterBuilder};
+pub use error::{Result, TestkitError};
+pub use processes::live_processes_tagged;
+pub use proxy::{Delay, LatencyProxy};
+pub use server::PgServer;

@@ -1,0 +1,197 @@
+//! A TCP forwarder that adds a one-way delay in each direction.
+//!
+//! The kernel here has no `netem`, so "another region" is simulated in user
+//! space: every chunk read from one side is written to the other side `delay`
+//! later, keeping order and without limiting throughput (chunks in flight are
+//! queued, not serialized behind each other's delay).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::error::{Result, TestkitError};
+
+/// The one-way delays of a [`LatencyProxy`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Delay {
+    /// Added to bytes going from the client to the upstream server.
+    pub to_upstream: Duration,
+    /// Added to bytes going from the upstream server back to the client.
+    pub to_client: Duration,
+}
+
+impl Delay {
+    /// No delay at all.
+    pub const NONE: Delay = Delay {
+        to_upstream: Duration::ZERO,
+        to_client: Duration::ZERO,
+    };
+
+    /// Half of `rtt` each way, so a request/response costs one `rtt`.
+    pub fn rtt(rtt: Duration) -> Self {
+        Delay {
+            to_upstream: rtt / 2,
+            to_client: rtt - rtt / 2,
+        }
+    }
+
+    /// Delay only what the upstream server sends back, as on a replication
+    /// link, where the replica is the client and WAL flows to it.
+    pub fn to_client_only(delay: Duration) -> Self {
+        Delay {
+            to_upstream: Duration::ZERO,
+            to_client: delay,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Shared {
+    delay: Mutex<Delay>,
+    connections: Mutex<JoinSet<()>>,
+}
+
+/// A latency-injecting TCP proxy on 127.0.0.1. Dropping it closes the listener
+/// and every connection through it.
+#[derive(Debug)]
+pub struct LatencyProxy {
+    local: SocketAddr,
+    upstream: SocketAddr,
+    shared: Arc<Shared>,
+    _stop: watch::Sender<()>,
+}
+
+impl LatencyProxy {
+    /// Listens on a free port of 127.0.0.1 and forwards to `upstream`.
+    pub async fn start(upstream: SocketAddr, delay: Delay) -> Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| TestkitError::io("binding latency proxy", e))?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| TestkitError::io("reading latency proxy address", e))?;
+        let shared = Arc::new(Shared {
+            delay: Mutex::new(delay),
+            connections: Mutex::new(JoinSet::new()),
+        });
+        let (stop_tx, mut stop_rx) = watch::channel(());
+        let accept_shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop_rx.changed() => break,
+                    accepted = listener.accept() => {
+                        let Ok((client, _)) = accepted else { continue };
+                        let conn_shared = Arc::clone(&accept_shared);
+                        let mut set = lock(&accept_shared.connections);
+                        // Reap finished connection tasks so the set stays small.
+                        while set.try_join_next().is_some() {}
+                        set.spawn(forward(client, upstream, conn_shared));
+                    }
+                }
+            }
+            // Dropping the set aborts every live connection.
+            lock(&accept_shared.connections).abort_all();
+        });
+        Ok(LatencyProxy {
+            local,
+            upstream,
+            shared,
+            _stop: stop_tx,
+        })
+    }
+
+    /// The address clients connect to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// The address the proxy forwards to.
+    pub fn upstream(&self) -> SocketAddr {
+        self.upstream
+    }
+
+    /// The delays now in force.
+    pub fn delay(&self) -> Delay {
+        *lock(&self.shared.delay)
+    }
+
+    /// Changes the delays for bytes read from now on.
+    pub fn set_delay(&self, delay: Delay) {
+        *lock(&self.shared.delay) = delay;
+    }
+
+    /// Cuts every open connection (both sides see a reset), as a network
+    /// partition would; new connections are still accepted.
+    pub fn sever(&self) {
+        lock(&self.shared.connections).abort_all();
+    }
+}
+
+impl Drop for LatencyProxy {
+    fn drop(&mut self) {
+        lock(&self.shared.connections).abort_all();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poison| poison.into_inner())
+}
+
+async fn forward(client: TcpStream, upstream: SocketAddr, shared: Arc<Shared>) {
+    let Ok(server) = TcpStream::connect(upstream).await else {
+        return;
+    };
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
+    let (client_read, client_write) = client.into_split();
+    let (server_read, server_write) = server.into_split();
+    let up = Arc::clone(&shared);
+    let down = shared;
+    tokio::join!(
+        pipe(client_read, server_write, move || lock(&up.delay).to_upstream),
+        pipe(server_read, client_write, move || lock(&down.delay).to_client),
+    );
+}
+
+/// Copies one direction, each chunk released `delay()` after it was read.
+async fn pipe<R, W, F>(mut from: R, mut to: W, delay: F)
+where
+    R: AsyncReadExt + Unpin,
+    W: AsyncWriteExt + Unpin,
+    F: Fn() -> Duration,
+{
+    let (tx, mut rx) = mpsc::channel::<(Instant, Vec<u8>)>(1024);
+    let reader = async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match from.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let due = Instant::now() + delay();
+                    if tx.send((due, buf[..n].to_vec())).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    };
+    let writer = async move {
+        while let Some((due, chunk)) = rx.recv().await {
+            if due > Instant::now() {
+                tokio::time::sleep_until(due).await;
+            }
+            if to.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+        let _ = to.shutdown().await;
+    };
+    tokio::join!(reader, writer);
+}
