@@ -1,1 +1,13 @@
-//! placeholder
+//! Region identity and typed procedure calls between the instances of an app
+//! that runs in several regions: the Rust successor of Fly.io's `fly_rpc`.
+//!
+//! ```
+//! let regions = fly_rpc::Regions::new("lax", "syd");
+//! if !regions.is_primary() {
+//!     println!("writes from {} go to {}", regions.my_region(), regions.primary_region());
+//! }
+//! ```
+
+mod regions;
+
+pub use regions::{DEFAULT_REGION, Regions};

@@ -1,0 +1,274 @@
+//! Waiting until the local database has replayed a WAL position.
+
+mod poller;
+mod waiters;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use sqlx::postgres::{PgConnectOptions, PgPool};
+use tokio::sync::Notify;
+
+use crate::error::Error;
+use crate::lsn::Lsn;
+use waiters::{WaitKey, Waiters};
+
+/// How long a "not in recovery" answer is trusted before it is checked again:
+/// an old primary can come back as a standby after a failover.
+const ROLE_TTL: Duration = Duration::from_secs(1);
+
+/// The default pause between two polls while anyone waits.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_micros(1000);
+
+#[derive(Debug, Clone)]
+struct Config {
+    poll_interval: Duration,
+    connect_timeout: Duration,
+    query_timeout: Duration,
+    label: String,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    waiters: Waiters,
+    replayed: Option<Lsn>,
+    /// Set while the database is known not to be in recovery.
+    primary_until: Option<Instant>,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    state: Mutex<State>,
+    wake: Notify,
+    shutdown: AtomicBool,
+    polls: AtomicU64,
+    waits: AtomicU64,
+    timeouts: AtomicU64,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    fn publish(&self, in_recovery: bool, replayed: Option<Lsn>) {
+        let mut state = self.lock();
+        if !in_recovery {
+            state.primary_until = Some(Instant::now() + ROLE_TTL);
+            state.waiters.release_all();
+            return;
+        }
+        state.primary_until = None;
+        if let Some(lsn) = replayed {
+            if state.replayed.is_none_or(|seen| seen < lsn) {
+                state.replayed = Some(lsn);
+            }
+            state.waiters.release_up_to(lsn);
+        }
+    }
+
+    fn forget_role(&self) {
+        self.lock().primary_until = None;
+    }
+}
+
+/// Signals the poller thread to stop when the last [`Tracker`] clone goes.
+#[derive(Debug)]
+struct Owner(Arc<Shared>);
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        self.0.shutdown.store(true, Ordering::Release);
+        self.0.wake.notify_one();
+    }
+}
+
+/// Counters of one tracker, for tests, benchmarks and `flypg status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TrackerStats {
+    /// Replay-position queries sent to the database so far.
+    pub polls: u64,
+    /// Waits that had to block (not answered from cache).
+    pub waits: u64,
+    /// Waits that ended in [`Error::ReplicationTimeout`].
+    pub timeouts: u64,
+    /// Waits pending right now.
+    pub waiting: usize,
+    /// The highest replay position seen.
+    pub replayed: Option<Lsn>,
+}
+
+/// Waits until the local database has replayed a WAL position, so a caller
+/// reads its own writes.
+///
+/// One tracker serves one local database. While nobody waits it sends no
+/// query at all; while anyone waits, one background poller asks
+/// `pg_last_wal_replay_lsn()` every [`TrackerBuilder::poll_interval`] on its
+/// own connection and wakes every waiter the answer covers, so the load on the
+/// database does not grow with the number of waiters. On a database that is
+/// not in recovery (the primary, a dev database) waits return at once.
+///
+/// Cloning is cheap and shares the poller; it stops when the last clone drops.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use fly_postgres::{Lsn, Tracker};
+///
+/// # async fn demo(pool: sqlx::PgPool, lsn: Lsn) -> Result<(), fly_postgres::Error> {
+/// let tracker = Tracker::new(&pool)?;
+/// tracker.wait_for(lsn, Duration::from_secs(5)).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Tracker {
+    shared: Arc<Shared>,
+    _owner: Arc<Owner>,
+    label: Arc<str>,
+}
+
+impl Tracker {
+    /// A tracker for the database `pool` connects to, with default settings.
+    /// It opens one connection of its own (outside the pool) when first needed.
+    pub fn new(pool: &PgPool) -> Result<Self, Error> {
+        Self::builder((*pool.connect_options()).clone()).start()
+    }
+
+    /// Settings for a tracker of the database at `options`.
+    pub fn builder(options: PgConnectOptions) -> TrackerBuilder {
+        TrackerBuilder {
+            options,
+            config: Config {
+                poll_interval: DEFAULT_POLL_INTERVAL,
+                connect_timeout: Duration::from_secs(5),
+                query_timeout: Duration::from_secs(2),
+                label: "default".into(),
+            },
+        }
+    }
+
+    /// Waits until the local database has replayed `lsn`, at most `timeout`.
+    ///
+    /// Returns at once when the last seen replay position already covers
+    /// `lsn` or the database is not in recovery. Dropping the future cancels
+    /// the wait and leaves nothing behind.
+    pub async fn wait_for(&self, lsn: Lsn, timeout: Duration) -> Result<(), Error> {
+        let started = Instant::now();
+        let (key, rx) = {
+            let mut state = self.shared.lock();
+            let is_primary = state.primary_until.is_some_and(|until| until > started);
+            if is_primary || state.replayed.is_some_and(|seen| seen >= lsn) {
+                return Ok(());
+            }
+            let was_idle = state.waiters.is_empty();
+            let registered = state.waiters.insert(lsn);
+            if was_idle {
+                self.shared.wake.notify_one();
+            }
+            registered
+        };
+        self.shared.waits.fetch_add(1, Ordering::Relaxed);
+        let _registration = Registration {
+            shared: &self.shared,
+            key,
+        };
+        let outcome = tokio::time::timeout(timeout, rx).await;
+        let waited = started.elapsed();
+        metrics::histogram!("fly_postgres_replication_wait_seconds", "tracker" => self.label.to_string())
+            .record(waited.as_secs_f64());
+        match outcome {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Error::TrackerStopped),
+            Err(_) => {
+                self.shared.timeouts.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("fly_postgres_replication_timeouts_total", "tracker" => self.label.to_string())
+                    .increment(1);
+                Err(Error::ReplicationTimeout {
+                    committed_lsn: lsn,
+                    replayed: self.shared.lock().replayed,
+                    waited,
+                })
+            }
+        }
+    }
+
+    /// The highest replay position seen so far (no query is sent).
+    pub fn last_replayed(&self) -> Option<Lsn> {
+        self.shared.lock().replayed
+    }
+
+    /// The tracker's counters.
+    pub fn stats(&self) -> TrackerStats {
+        let state = self.shared.lock();
+        TrackerStats {
+            polls: self.shared.polls.load(Ordering::Relaxed),
+            waits: self.shared.waits.load(Ordering::Relaxed),
+            timeouts: self.shared.timeouts.load(Ordering::Relaxed),
+            waiting: state.waiters.len(),
+            replayed: state.replayed,
+        }
+    }
+}
+
+/// Removes a wait from the set however the wait ends (woken, timed out or
+/// cancelled by dropping the future).
+struct Registration<'a> {
+    shared: &'a Shared,
+    key: WaitKey,
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        self.shared.lock().waiters.remove(&self.key);
+    }
+}
+
+/// Settings for a [`Tracker`]; from [`Tracker::builder`].
+#[derive(Debug, Clone)]
+pub struct TrackerBuilder {
+    options: PgConnectOptions,
+    config: Config,
+}
+
+impl TrackerBuilder {
+    /// The pause between two polls while anyone waits (default 1 ms). A
+    /// waiter wakes on average half of this after its LSN was replayed.
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.config.poll_interval = interval;
+        self
+    }
+
+    /// How long to wait for the tracker's connection (default 5 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.config.connect_timeout = timeout;
+        self
+    }
+
+    /// How long one poll may take before the connection is replaced
+    /// (default 2 s).
+    pub fn query_timeout(mut self, timeout: Duration) -> Self {
+        self.config.query_timeout = timeout;
+        self
+    }
+
+    /// The `tracker` label on this tracker's metrics (default `default`);
+    /// give each repo of an app its own.
+    pub fn label(mut self, label: impl Into<String>) -> Self {
+        self.config.label = label.into();
+        self
+    }
+
+    /// Starts the poller thread (idle until the first wait).
+    pub fn start(self) -> Result<Tracker, Error> {
+        let shared = Arc::new(Shared::default());
+        let options = self.options.application_name("fly-postgres-tracker");
+        let label: Arc<str> = self.config.label.clone().into();
+        poller::spawn(Arc::clone(&shared), options, self.config).map_err(Error::TrackerStart)?;
+        Ok(Tracker {
+            _owner: Arc::new(Owner(Arc::clone(&shared))),
+            shared,
+            label,
+        })
+    }
+}

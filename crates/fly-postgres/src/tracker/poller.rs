@@ -1,0 +1,138 @@
+//! The one background task that asks the replica how far it has replayed.
+//!
+//! It runs on its own thread with its own single-threaded runtime, for two
+//! reasons: tokio's timer ticks in whole milliseconds, and the goal is a
+//! sub-millisecond wake-up; and the app's runtime may be busy, which must not
+//! delay replication waits.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::{Connection, Row};
+
+use super::{Config, Shared};
+use crate::lsn::Lsn;
+
+const MIN_BACKOFF: Duration = Duration::from_millis(10);
+const MAX_BACKOFF: Duration = Duration::from_millis(500);
+
+/// A short statement, as DESIGN.md asks: a long one would hold a snapshot on
+/// the standby and could delay the very replay it waits for.
+const POLL_SQL: &str = "select pg_is_in_recovery(), pg_last_wal_replay_lsn()::text";
+
+pub(super) fn spawn(
+    shared: Arc<Shared>,
+    options: PgConnectOptions,
+    config: Config,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("fly-postgres-tracker".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(error = %e, "replay tracker could not build its runtime");
+                    shared.lock().waiters.abandon_all();
+                    return;
+                }
+            };
+            runtime.block_on(run(&shared, &options, &config));
+        })
+        .map(drop)
+}
+
+async fn run(shared: &Shared, options: &PgConnectOptions, config: &Config) {
+    let mut conn: Option<PgConnection> = None;
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        // Idle: no query at all until someone waits.
+        loop {
+            if shared.shutdown.load(Ordering::Acquire) {
+                shared.lock().waiters.abandon_all();
+                if let Some(c) = conn.take() {
+                    let _ = c.close().await;
+                }
+                return;
+            }
+            if !shared.lock().waiters.is_empty() {
+                break;
+            }
+            shared.wake.notified().await;
+        }
+
+        let Some(c) = conn.as_mut() else {
+            match tokio::time::timeout(config.connect_timeout, PgConnection::connect_with(options))
+                .await
+            {
+                Ok(Ok(c)) => {
+                    conn = Some(c);
+                    backoff = MIN_BACKOFF;
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(tracker = %config.label, error = %e, "replay tracker cannot reach the local database");
+                    sleep_or_wake(shared, backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+                Err(_) => {
+                    tracing::warn!(tracker = %config.label, "replay tracker connect timed out");
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+            continue;
+        };
+
+        let started = Instant::now();
+        let polled = tokio::time::timeout(config.query_timeout, poll(c)).await;
+        shared.polls.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("fly_postgres_tracker_polls_total", "tracker" => config.label.clone())
+            .increment(1);
+        match polled {
+            Ok(Ok((in_recovery, replayed))) => shared.publish(in_recovery, replayed),
+            Ok(Err(e)) => {
+                tracing::warn!(tracker = %config.label, error = %e, "replay tracker poll failed; reconnecting");
+                conn = None;
+                shared.forget_role();
+                continue;
+            }
+            Err(_) => {
+                tracing::warn!(tracker = %config.label, "replay tracker poll timed out; reconnecting");
+                conn = None;
+                shared.forget_role();
+                continue;
+            }
+        }
+
+        // Pace from the start of the poll, so the period includes the query.
+        if !shared.lock().waiters.is_empty() {
+            let next = started + config.poll_interval;
+            let now = Instant::now();
+            if next > now {
+                // A blocking sleep is precise to tens of microseconds; this
+                // thread serves nothing else, so blocking it costs nothing.
+                std::thread::sleep(next - now);
+            }
+        }
+    }
+}
+
+async fn poll(conn: &mut PgConnection) -> Result<(bool, Option<Lsn>), crate::Error> {
+    let row = sqlx::query(POLL_SQL).fetch_one(conn).await?;
+    let in_recovery: bool = row.try_get(0)?;
+    let replayed: Option<String> = row.try_get(1)?;
+    let replayed = replayed.map(|text| text.parse::<Lsn>()).transpose()?;
+    Ok((in_recovery, replayed))
+}
+
+async fn sleep_or_wake(shared: &Shared, duration: Duration) {
+    let _ = tokio::time::timeout(duration, async {
+        while !shared.shutdown.load(Ordering::Acquire) {
+            shared.wake.notified().await;
+        }
+    })
+    .await;
+}

@@ -1,0 +1,97 @@
+//! The set of pending waits, ordered by the LSN each one waits for.
+
+use std::collections::BTreeMap;
+
+use tokio::sync::oneshot;
+
+use crate::lsn::Lsn;
+
+/// Identifies one pending wait, so a cancelled wait can remove itself.
+pub(super) type WaitKey = (Lsn, u64);
+
+/// Pending waits. Ordering by LSN lets one replay position release all the
+/// waits it covers with a single split, without touching the others.
+#[derive(Debug, Default)]
+pub(super) struct Waiters {
+    pending: BTreeMap<WaitKey, oneshot::Sender<()>>,
+    next_id: u64,
+}
+
+impl Waiters {
+    pub(super) fn insert(&mut self, target: Lsn) -> (WaitKey, oneshot::Receiver<()>) {
+        let (tx, rx) = oneshot::channel();
+        let key = (target, self.next_id);
+        self.next_id = self.next_id.wrapping_add(1);
+        self.pending.insert(key, tx);
+        (key, rx)
+    }
+
+    pub(super) fn remove(&mut self, key: &WaitKey) {
+        self.pending.remove(key);
+    }
+
+    /// Wakes every wait whose target is at or below `replayed`.
+    pub(super) fn release_up_to(&mut self, replayed: Lsn) -> usize {
+        let still_pending = match replayed.as_u64().checked_add(1) {
+            Some(next) => self.pending.split_off(&(Lsn::new(next), 0)),
+            None => BTreeMap::new(),
+        };
+        let released = std::mem::replace(&mut self.pending, still_pending);
+        let count = released.len();
+        for (_, tx) in released {
+            let _ = tx.send(());
+        }
+        count
+    }
+
+    /// Wakes every wait (the database is not in recovery).
+    pub(super) fn release_all(&mut self) -> usize {
+        self.release_up_to(Lsn::new(u64::MAX))
+    }
+
+    /// Drops every wait without waking it: each waiter sees the tracker stop.
+    pub(super) fn abandon_all(&mut self) {
+        self.pending.clear();
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn releases_exactly_the_covered_waits() {
+        let mut w = Waiters::default();
+        let (_, mut a) = w.insert(Lsn::new(10));
+        let (_, mut b) = w.insert(Lsn::new(20));
+        let (_, mut c) = w.insert(Lsn::new(20));
+        let (_, mut d) = w.insert(Lsn::new(21));
+        assert_eq!(w.release_up_to(Lsn::new(9)), 0);
+        assert_eq!(w.release_up_to(Lsn::new(20)), 3);
+        assert!(a.try_recv().is_ok() && b.try_recv().is_ok() && c.try_recv().is_ok());
+        assert!(d.try_recv().is_err());
+        assert_eq!(w.len(), 1);
+        assert_eq!(w.release_all(), 1);
+        assert!(d.try_recv().is_ok());
+        assert!(w.is_empty());
+    }
+
+    #[test]
+    fn removed_waits_leave_nothing() {
+        let mut w = Waiters::default();
+        let (key, _rx) = w.insert(Lsn::new(5));
+        w.remove(&key);
+        assert!(w.is_empty());
+        let (_, rx) = w.insert(Lsn::new(u64::MAX));
+        assert_eq!(w.release_all(), 1);
+        drop(rx);
+    }
+}
