@@ -70,10 +70,14 @@ impl PgClusterBuilder {
 
         let primary_addr = SocketAddr::from(([127, 0, 0, 1], primary.port()));
         let proxy = match self.replication_delay {
-            Some(delay) => Some(LatencyProxy::start(primary_addr, Delay::to_client_only(delay)).await?),
+            Some(delay) => {
+                Some(LatencyProxy::start(primary_addr, Delay::to_client_only(delay)).await?)
+            }
             None => None,
         };
-        let upstream = proxy.as_ref().map_or(primary_addr, LatencyProxy::local_addr);
+        let upstream = proxy
+            .as_ref()
+            .map_or(primary_addr, LatencyProxy::local_addr);
         let mut replica_conf = self.common_conf(&tag, "replica");
         let _ = writeln!(
             replica_conf,
@@ -82,8 +86,15 @@ impl PgClusterBuilder {
              wal_receiver_status_interval = '1s'",
             upstream.port()
         );
-        let replica =
-            start_server("replica", dir.path(), &template, &bins, run_as, &replica_conf).await?;
+        let replica = start_server(
+            "replica",
+            dir.path(),
+            &template,
+            &bins,
+            run_as,
+            &replica_conf,
+        )
+        .await?;
         let cluster = PgCluster {
             replica,
             primary,
@@ -288,18 +299,17 @@ impl PgCluster {
                 replica = self.replica.connect().await.ok();
             }
             if let Some(conn) = replica.as_mut() {
-                let replayed: Option<i64> = match sqlx::query(
-                    "select (pg_last_wal_replay_lsn() - '0/0')::bigint",
-                )
-                .fetch_one(&mut *conn)
-                .await
-                {
-                    Ok(row) => row.try_get(0)?,
-                    Err(_) => {
-                        replica = None;
-                        None
-                    }
-                };
+                let replayed: Option<i64> =
+                    match sqlx::query("select (pg_last_wal_replay_lsn() - '0/0')::bigint")
+                        .fetch_one(&mut *conn)
+                        .await
+                    {
+                        Ok(row) => row.try_get(0)?,
+                        Err(_) => {
+                            replica = None;
+                            None
+                        }
+                    };
                 if replayed.is_some_and(|r| r >= target) {
                     return Ok(());
                 }

@@ -17,7 +17,9 @@ pub enum TestkitError {
         searched: String,
     },
     /// Running as root, but there is no unprivileged user to run the server as.
-    #[error("running as root and there is no `postgres` OS user to run the server as (PostgreSQL refuses to run as root)")]
+    #[error(
+        "running as root and there is no `postgres` OS user to run the server as (PostgreSQL refuses to run as root)"
+    )]
     NoPostgresUser,
     /// A file-system or process operation failed.
     #[error("{context}: {source}")]
@@ -39,7 +41,9 @@ pub enum TestkitError {
         output: String,
     },
     /// A server exited while it was expected to run.
-    #[error("postgres server `{name}` exited during start ({status}); its log {log:?} ends with:\n{tail}")]
+    #[error(
+        "postgres server `{name}` exited during start ({status}); its log {log:?} ends with:\n{tail}"
+    )]
     ServerExited {
         /// The server's name (`primary`, `replica`).
         name: String,

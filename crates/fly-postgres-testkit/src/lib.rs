@@ -28,6 +28,8 @@
 //! # Ok(()) }
 //! ```
 
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
 mod binaries;
 mod cluster;
 mod error;

@@ -30,9 +30,8 @@ impl RunAs {
     /// Makes `path` owned by the server user.
     pub(crate) fn give(&self, path: &Path) -> Result<()> {
         if let Some((uid, gid)) = self.ids {
-            chown(path, Some(uid), Some(gid)).map_err(|e| {
-                TestkitError::io(format!("chown {}", path.display()), e.into())
-            })?;
+            chown(path, Some(uid), Some(gid))
+                .map_err(|e| TestkitError::io(format!("chown {}", path.display()), e.into()))?;
         }
         Ok(())
     }

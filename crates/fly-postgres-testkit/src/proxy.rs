@@ -155,8 +155,10 @@ async fn forward(client: TcpStream, upstream: SocketAddr, shared: Arc<Shared>) {
     let up = Arc::clone(&shared);
     let down = shared;
     tokio::join!(
-        pipe(client_read, server_write, move || lock(&up.delay).to_upstream),
-        pipe(server_read, client_write, move || lock(&down.delay).to_client),
+        pipe(client_read, server_write, move || lock(&up.delay)
+            .to_upstream),
+        pipe(server_read, client_write, move || lock(&down.delay)
+            .to_client),
     );
 }
 

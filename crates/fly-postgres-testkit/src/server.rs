@@ -257,7 +257,9 @@ impl PgServer {
     }
 
     fn lock_child(&self) -> std::sync::MutexGuard<'_, Option<Child>> {
-        self.child.lock().unwrap_or_else(|poison| poison.into_inner())
+        self.child
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 }
 

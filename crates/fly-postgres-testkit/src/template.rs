@@ -14,7 +14,13 @@ pub(crate) fn template_dir(bins: &PgBinaries, run_as: RunAs) -> Result<PathBuf> 
     let version = bins.version()?;
     let key: String = format!("{version} {}", bins.dir().display())
         .bytes()
-        .map(|b| if b.is_ascii_alphanumeric() { b as char } else { '_' })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                b as char
+            } else {
+                '_'
+            }
+        })
         .collect();
     let root = std::env::temp_dir().join(format!(
         "fly-postgres-testkit-{}",

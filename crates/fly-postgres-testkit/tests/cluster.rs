@@ -21,7 +21,10 @@ async fn replica_streams_and_teardown_leaves_nothing() {
     eprintln!("cluster up in {:?}", started.elapsed());
     let tag = cluster.tag().to_owned();
     let dir = cluster.dir().to_path_buf();
-    assert!(!live_processes_tagged(&tag).is_empty(), "servers should be running");
+    assert!(
+        !live_processes_tagged(&tag).is_empty(),
+        "servers should be running"
+    );
 
     let mut primary = cluster.primary().connect().await.unwrap();
     sqlx::query("create table t (id int primary key)")
@@ -32,7 +35,10 @@ async fn replica_streams_and_teardown_leaves_nothing() {
         .execute(&mut primary)
         .await
         .unwrap();
-    cluster.wait_for_catch_up(Duration::from_secs(10)).await.unwrap();
+    cluster
+        .wait_for_catch_up(Duration::from_secs(10))
+        .await
+        .unwrap();
 
     let mut replica = cluster.replica().connect().await.unwrap();
     let in_recovery: bool = sqlx::query_scalar("select pg_is_in_recovery()")
@@ -58,7 +64,10 @@ async fn replica_streams_and_teardown_leaves_nothing() {
     primary.close().await.unwrap();
 
     drop(cluster);
-    assert!(live_processes_tagged(&tag).is_empty(), "postgres left running");
+    assert!(
+        live_processes_tagged(&tag).is_empty(),
+        "postgres left running"
+    );
     assert!(!dir.exists(), "temp dir left behind");
 }
 
@@ -70,7 +79,10 @@ async fn paused_replay_holds_back_the_replica() {
         .execute(&mut primary)
         .await
         .unwrap();
-    cluster.wait_for_catch_up(Duration::from_secs(10)).await.unwrap();
+    cluster
+        .wait_for_catch_up(Duration::from_secs(10))
+        .await
+        .unwrap();
     cluster.pause_replay().await.unwrap();
     let before = replay_lsn(&cluster).await;
     sqlx::query("insert into t values (1)")
@@ -78,13 +90,23 @@ async fn paused_replay_holds_back_the_replica() {
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(replay_lsn(&cluster).await, before, "replay advanced while paused");
+    assert_eq!(
+        replay_lsn(&cluster).await,
+        before,
+        "replay advanced while paused"
+    );
     assert!(
-        cluster.wait_for_catch_up(Duration::from_millis(100)).await.is_err(),
+        cluster
+            .wait_for_catch_up(Duration::from_millis(100))
+            .await
+            .is_err(),
         "catch-up must time out while paused"
     );
     cluster.resume_replay().await.unwrap();
-    cluster.wait_for_catch_up(Duration::from_secs(10)).await.unwrap();
+    cluster
+        .wait_for_catch_up(Duration::from_secs(10))
+        .await
+        .unwrap();
     assert!(replay_lsn(&cluster).await > before);
 }
 
@@ -100,18 +122,27 @@ async fn kill_and_restart_both_servers() {
 
     cluster.replica().kill().await.unwrap();
     assert!(!cluster.replica().is_running());
-    assert!(cluster.replica().connect().await.is_err(), "killed replica still answers");
+    assert!(
+        cluster.replica().connect().await.is_err(),
+        "killed replica still answers"
+    );
     cluster.replica().start().await.unwrap();
 
     cluster.primary().kill().await.unwrap();
-    assert!(cluster.primary().connect().await.is_err(), "killed primary still answers");
+    assert!(
+        cluster.primary().connect().await.is_err(),
+        "killed primary still answers"
+    );
     cluster.primary().start().await.unwrap();
     let mut primary = cluster.primary().connect().await.unwrap();
     sqlx::query("insert into t values (7)")
         .execute(&mut primary)
         .await
         .unwrap();
-    cluster.wait_for_catch_up(Duration::from_secs(20)).await.unwrap();
+    cluster
+        .wait_for_catch_up(Duration::from_secs(20))
+        .await
+        .unwrap();
     let mut replica = cluster.replica().connect().await.unwrap();
     let n: i64 = sqlx::query_scalar("select count(*) from t where id = 7")
         .fetch_one(&mut replica)
@@ -122,7 +153,10 @@ async fn kill_and_restart_both_servers() {
     cluster.replica().stop().await.unwrap();
     assert!(!cluster.replica().is_running());
     cluster.replica().start().await.unwrap();
-    cluster.wait_for_catch_up(Duration::from_secs(20)).await.unwrap();
+    cluster
+        .wait_for_catch_up(Duration::from_secs(20))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -138,7 +172,10 @@ async fn recovery_min_apply_delay_delays_replay() {
         .execute(&mut primary)
         .await
         .unwrap();
-    cluster.wait_for_catch_up(Duration::from_secs(10)).await.unwrap();
+    cluster
+        .wait_for_catch_up(Duration::from_secs(10))
+        .await
+        .unwrap();
     assert!(
         started.elapsed() >= Duration::from_millis(350),
         "commit applied after {:?}, before the configured delay",
@@ -159,10 +196,16 @@ async fn latency_proxy_adds_delay_each_way() {
     let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
     proxy.set_delay(Delay::rtt(Duration::from_millis(100)));
     let started = Instant::now();
-    let one: i32 = sqlx::query_scalar("select 1").fetch_one(&mut conn).await.unwrap();
+    let one: i32 = sqlx::query_scalar("select 1")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
     let rtt = started.elapsed();
     assert_eq!(one, 1);
-    assert!(rtt >= Duration::from_millis(100), "round trip took only {rtt:?}");
+    assert!(
+        rtt >= Duration::from_millis(100),
+        "round trip took only {rtt:?}"
+    );
 
     proxy.sever();
     assert!(
@@ -188,7 +231,10 @@ async fn replication_through_a_delayed_link() {
         .execute(&mut primary)
         .await
         .unwrap();
-    cluster.wait_for_catch_up(Duration::from_secs(10)).await.unwrap();
+    cluster
+        .wait_for_catch_up(Duration::from_secs(10))
+        .await
+        .unwrap();
     let lag = started.elapsed();
     assert!(lag >= Duration::from_millis(150), "replicated in {lag:?}");
 }

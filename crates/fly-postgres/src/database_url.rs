@@ -170,9 +170,18 @@ mod tests {
 
     #[test]
     fn malformed_urls_are_typed_errors_without_the_password() {
-        for bad in ["", "not a url", "mysql://u:secret@h/db", "postgres:///db", "postgres://u:secret@:5432/db"] {
+        for bad in [
+            "",
+            "not a url",
+            "mysql://u:secret@h/db",
+            "postgres:///db",
+            "postgres://u:secret@:5432/db",
+        ] {
             let err = rewrite_database_url(bad, &lax()).unwrap_err();
-            assert!(matches!(err, Error::InvalidDatabaseUrl { .. }), "{bad:?}: {err:?}");
+            assert!(
+                matches!(err, Error::InvalidDatabaseUrl { .. }),
+                "{bad:?}: {err:?}"
+            );
             assert!(!err.to_string().contains("secret"), "{err}");
         }
     }

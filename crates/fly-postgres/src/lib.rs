@@ -34,6 +34,8 @@
 //! # Ok(()) }
 //! ```
 
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
 mod commit_lsn;
 mod database_url;
 mod error;

@@ -125,20 +125,38 @@ mod tests {
         assert_eq!(lsn.as_u64(), 0x16_B374_D848);
         assert_eq!(lsn.to_string(), "16/B374D848");
         assert_eq!("0/0".parse::<Lsn>().unwrap(), Lsn::ZERO);
-        assert_eq!("FFFFFFFF/FFFFFFFF".parse::<Lsn>().unwrap().as_u64(), u64::MAX);
+        assert_eq!(
+            "FFFFFFFF/FFFFFFFF".parse::<Lsn>().unwrap().as_u64(),
+            u64::MAX
+        );
         assert_eq!("0000000a/0".parse::<Lsn>().unwrap().as_u64(), 0xA << 32);
     }
 
     #[test]
     fn rejects_malformed_text() {
         assert_eq!("".parse::<Lsn>(), Err(LsnParseError::Empty));
-        assert!(matches!("16B374D848".parse::<Lsn>(), Err(LsnParseError::MissingSlash(_))));
-        assert!(matches!("0/xyz".parse::<Lsn>(), Err(LsnParseError::NotHex(_))));
+        assert!(matches!(
+            "16B374D848".parse::<Lsn>(),
+            Err(LsnParseError::MissingSlash(_))
+        ));
+        assert!(matches!(
+            "0/xyz".parse::<Lsn>(),
+            Err(LsnParseError::NotHex(_))
+        ));
         assert!(matches!("/1".parse::<Lsn>(), Err(LsnParseError::NotHex(_))));
         assert!(matches!("1/".parse::<Lsn>(), Err(LsnParseError::NotHex(_))));
-        assert!(matches!("1/2/3".parse::<Lsn>(), Err(LsnParseError::NotHex(_))));
-        assert!(matches!("+1/2".parse::<Lsn>(), Err(LsnParseError::NotHex(_))));
-        assert!(matches!("100000000/0".parse::<Lsn>(), Err(LsnParseError::Overflow(_))));
+        assert!(matches!(
+            "1/2/3".parse::<Lsn>(),
+            Err(LsnParseError::NotHex(_))
+        ));
+        assert!(matches!(
+            "+1/2".parse::<Lsn>(),
+            Err(LsnParseError::NotHex(_))
+        ));
+        assert!(matches!(
+            "100000000/0".parse::<Lsn>(),
+            Err(LsnParseError::Overflow(_))
+        ));
         let err = "0/xyz".parse::<Lsn>().unwrap_err().to_string();
         assert!(err.contains("0/xyz"), "{err}");
     }

@@ -10,7 +10,10 @@ async fn read_only_connections_refuse_writes_like_a_replica() {
         .connect_with(cluster.primary().connect_options())
         .await
         .unwrap();
-    sqlx::query("create table t (id int)").execute(&rw).await.unwrap();
+    sqlx::query("create table t (id int)")
+        .execute(&rw)
+        .await
+        .unwrap();
 
     let ro = PgPoolOptions::new()
         .connect_with(fly_postgres::read_only(cluster.primary().connect_options()))
@@ -25,7 +28,13 @@ async fn read_only_connections_refuse_writes_like_a_replica() {
         .execute(&ro)
         .await
         .unwrap_err();
-    let code = err.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned());
+    let code = err
+        .as_database_error()
+        .and_then(|e| e.code())
+        .map(|c| c.into_owned());
     assert_eq!(code.as_deref(), Some("25006"), "{err}");
-    sqlx::query("insert into t values (1)").execute(&rw).await.unwrap();
+    sqlx::query("insert into t values (1)")
+        .execute(&rw)
+        .await
+        .unwrap();
 }

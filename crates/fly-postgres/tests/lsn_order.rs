@@ -20,7 +20,9 @@ fn order_agrees_with_postgres_pg_lsn() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let cluster = rt.block_on(PgCluster::start()).unwrap();
     let pool = rt
-        .block_on(sqlx::PgPool::connect_with(cluster.primary().connect_options()))
+        .block_on(sqlx::PgPool::connect_with(
+            cluster.primary().connect_options(),
+        ))
         .unwrap();
     let mut runner = TestRunner::new(Config::with_cases(32));
     runner

@@ -23,7 +23,10 @@ async fn fixture() -> Fixture {
         .execute(&primary)
         .await
         .unwrap();
-    cluster.wait_for_catch_up(Duration::from_secs(10)).await.unwrap();
+    cluster
+        .wait_for_catch_up(Duration::from_secs(10))
+        .await
+        .unwrap();
     let replica = PgPoolOptions::new()
         .max_connections(4)
         .connect_with(cluster.replica().connect_options())
@@ -91,7 +94,11 @@ async fn paused_replay_times_out_typed_and_resume_releases_all() {
         other => panic!("expected ReplicationTimeout, got {other:?}"),
     }
     assert_eq!(tracker.stats().timeouts, 1);
-    assert_eq!(tracker.stats().waiting, 0, "a timed-out wait left its entry");
+    assert_eq!(
+        tracker.stats().waiting,
+        0,
+        "a timed-out wait left its entry"
+    );
 
     // Many waiters blocked on the paused replica; resume frees every one.
     let mut tasks = Vec::new();
@@ -103,7 +110,10 @@ async fn paused_replay_times_out_typed_and_resume_releases_all() {
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(tracker.stats().waiting, 100);
-    assert!(tasks.iter().all(|t| !t.is_finished()), "waiter woke while paused");
+    assert!(
+        tasks.iter().all(|t| !t.is_finished()),
+        "waiter woke while paused"
+    );
     f.cluster.resume_replay().await.unwrap();
     for task in tasks {
         task.await.unwrap().unwrap();
@@ -164,7 +174,11 @@ async fn no_query_at_all_while_idle() {
     let before = query_start().await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(tracker.stats().polls, polls, "tracker polled while idle");
-    assert_eq!(query_start().await, before, "tracker's backend ran a statement while idle");
+    assert_eq!(
+        query_start().await,
+        before,
+        "tracker's backend ran a statement while idle"
+    );
 
     // A wait that the cache already answers sends no query either.
     tracker.wait_for(lsn, Duration::from_secs(5)).await.unwrap();
@@ -179,13 +193,21 @@ async fn a_dropped_wait_leaves_nothing_behind() {
     let lsn = write(&f.primary).await;
     let wait = tracker.wait_for(lsn, Duration::from_secs(30));
     // Cancel by timing out the outer future.
-    assert!(tokio::time::timeout(Duration::from_millis(50), wait).await.is_err());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), wait)
+            .await
+            .is_err()
+    );
     assert_eq!(tracker.stats().waiting, 0);
     // With no waiter left, polling stops.
     tokio::time::sleep(Duration::from_millis(50)).await;
     let polls = tracker.stats().polls;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(tracker.stats().polls, polls, "poller kept polling for a cancelled wait");
+    assert_eq!(
+        tracker.stats().polls,
+        polls,
+        "poller kept polling for a cancelled wait"
+    );
 }
 
 #[tokio::test]
@@ -252,10 +274,16 @@ async fn flush_lsn_never_stalls_a_waiter() {
             .unwrap();
         let lsn = commit_lsn(&mut conn).await.unwrap();
         let started = Instant::now();
-        tracker.wait_for(lsn, Duration::from_secs(10)).await.unwrap();
+        tracker
+            .wait_for(lsn, Duration::from_secs(10))
+            .await
+            .unwrap();
         slowest = slowest.max(started.elapsed());
     }
-    assert!(slowest < Duration::from_millis(100), "a wait took {slowest:?}");
+    assert!(
+        slowest < Duration::from_millis(100),
+        "a wait took {slowest:?}"
+    );
 }
 
 #[tokio::test]
@@ -286,12 +314,27 @@ async fn insert_lsn_on_a_page_boundary_stalls_a_waiter_but_flush_lsn_does_not() 
             continue;
         }
         boundaries += 1;
-        assert_eq!(insert.as_u64() % 8192, 0x18, "insert LSN ahead off a page boundary");
-        assert_eq!(flush.as_u64() % 8192, 0, "flush LSN should sit on the boundary");
-        tracker.wait_for(flush, Duration::from_secs(5)).await.unwrap();
+        assert_eq!(
+            insert.as_u64() % 8192,
+            0x18,
+            "insert LSN ahead off a page boundary"
+        );
+        assert_eq!(
+            flush.as_u64() % 8192,
+            0,
+            "flush LSN should sit on the boundary"
+        );
+        tracker
+            .wait_for(flush, Duration::from_secs(5))
+            .await
+            .unwrap();
         // Background WAL (a standby snapshot every 15 s) can end a stall
         // early, so one early release does not disprove it: try a few.
-        if tracker.wait_for(insert, Duration::from_millis(200)).await.is_err() {
+        if tracker
+            .wait_for(insert, Duration::from_millis(200))
+            .await
+            .is_err()
+        {
             stalled = true;
             break;
         }
@@ -299,6 +342,12 @@ async fn insert_lsn_on_a_page_boundary_stalls_a_waiter_but_flush_lsn_does_not() 
             break;
         }
     }
-    assert!(boundaries > 0, "no commit ended on a page boundary in 30,000 writes");
-    assert!(stalled, "waiting on the insert LSN never stalled in {boundaries} tries");
+    assert!(
+        boundaries > 0,
+        "no commit ended on a page boundary in 30,000 writes"
+    );
+    assert!(
+        stalled,
+        "waiting on the insert LSN never stalled in {boundaries} tries"
+    );
 }

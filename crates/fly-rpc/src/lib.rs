@@ -8,6 +8,8 @@
 //! }
 //! ```
 
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
 mod regions;
 
 pub use regions::{DEFAULT_REGION, Regions};

@@ -41,7 +41,11 @@ impl Regions {
     /// Like [`Regions::from_env`] but with any variable lookup, so callers can
     /// read from a config map instead of the process environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
-        let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
         Regions {
             my_region: get("FLY_REGION")
                 .or_else(|| get("MY_REGION"))
@@ -95,7 +99,11 @@ mod tests {
 
     #[test]
     fn fly_region_wins_over_my_region() {
-        let r = regions(&[("FLY_REGION", "lax"), ("MY_REGION", "fra"), ("PRIMARY_REGION", "syd")]);
+        let r = regions(&[
+            ("FLY_REGION", "lax"),
+            ("MY_REGION", "fra"),
+            ("PRIMARY_REGION", "syd"),
+        ]);
         assert_eq!(r.my_region(), "lax");
         assert!(!r.is_primary());
         let r = regions(&[("MY_REGION", "fra"), ("PRIMARY_REGION", "fra")]);
@@ -105,7 +113,11 @@ mod tests {
 
     #[test]
     fn empty_values_count_as_unset() {
-        let r = regions(&[("FLY_REGION", ""), ("MY_REGION", " syd "), ("PRIMARY_REGION", "")]);
+        let r = regions(&[
+            ("FLY_REGION", ""),
+            ("MY_REGION", " syd "),
+            ("PRIMARY_REGION", ""),
+        ]);
         assert_eq!(r.my_region(), "syd");
         assert_eq!(r.primary_region(), "local");
         assert!(!r.is_primary());

@@ -1,0 +1,18 @@
+//! `flypg bench ...`: benchmarks that print numbers (never timed tests).
+
+mod tracker;
+
+use clap::Subcommand;
+
+/// Which benchmark to run.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Bench {
+    /// Replication-wait notification delay and replica load of the Tracker.
+    Tracker(tracker::TrackerArgs),
+}
+
+pub(crate) async fn run(which: Bench) -> Result<(), Box<dyn std::error::Error>> {
+    match which {
+        Bench::Tracker(args) => tracker::run(args).await,
+    }
+}

@@ -1,0 +1,366 @@
+//! `flypg bench tracker`: how soon a waiter wakes after the replica replayed
+//! its LSN, and what that costs the replica.
+//!
+//! An independent observer thread polls `pg_last_wal_replay_lsn()` on the
+//! replica as fast as it can and notes when each position first appears; a
+//! waiter's notification delay is its wake-up time minus that moment.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use fly_postgres::sqlx::{self, Connection, PgPool, postgres::PgPoolOptions};
+use fly_postgres::{Lsn, Tracker, commit_lsn};
+use fly_postgres_testkit::PgCluster;
+use serde::Serialize;
+
+use crate::percentiles::{Samples, round3};
+
+/// Options of `flypg bench tracker`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct TrackerArgs {
+    /// Number of writes, each followed by a wait on its LSN.
+    #[arg(long, default_value_t = 2000)]
+    writes: usize,
+    /// Concurrent waiters on each write's LSN.
+    #[arg(long, default_value_t = 1)]
+    waiters: usize,
+    /// The tracker's poll interval in microseconds.
+    #[arg(long, default_value_t = fly_postgres::DEFAULT_POLL_INTERVAL.as_micros() as u64)]
+    poll_interval_us: u64,
+    /// One-way delay on the replication link (through the testkit's latency
+    /// proxy), so every wait really waits, as across regions.
+    #[arg(long, default_value_t = 2)]
+    replication_delay_ms: u64,
+    /// Writes measured with the Elixir library's 50 ms polling.
+    #[arg(long, default_value_t = 200)]
+    baseline_writes: usize,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    writes: usize,
+    waiters: usize,
+    poll_interval_us: u64,
+    notify_p50_ms: f64,
+    notify_p99_ms: f64,
+    notify_max_ms: f64,
+    baseline_50ms_poll_p50_ms: f64,
+    baseline_50ms_poll_p99_ms: f64,
+    baseline_writes: usize,
+    replica_queries_per_s_while_waiting: f64,
+    replica_queries_per_write: f64,
+    replica_queries_while_idle: u64,
+    replication_delay_ms: u64,
+    wait_p50_ms: f64,
+    max_wait_ms: f64,
+}
+
+type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+pub(crate) async fn run(args: TrackerArgs) -> BenchResult<()> {
+    if args.writes == 0 || args.waiters == 0 {
+        return Err("--writes and --waiters must be at least 1".into());
+    }
+    let progress = !args.json;
+    if progress {
+        eprintln!("starting a PostgreSQL primary and streaming replica...");
+    }
+    let mut builder = PgCluster::builder();
+    if args.replication_delay_ms > 0 {
+        builder = builder.replication_delay(Duration::from_millis(args.replication_delay_ms));
+    }
+    let cluster = builder.start().await?;
+    let primary = PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with(cluster.primary().connect_options())
+        .await?;
+    sqlx::query("create table bench (id bigserial primary key, v text)")
+        .execute(&primary)
+        .await?;
+    cluster.wait_for_catch_up(Duration::from_secs(10)).await?;
+    let replica = cluster.replica().connect_options();
+    let observer = Observer::start(replica.clone())?;
+
+    if progress {
+        eprintln!(
+            "measuring {} writes x {} waiter(s), poll interval {} us...",
+            args.writes, args.waiters, args.poll_interval_us
+        );
+    }
+    let tracker = Tracker::builder(replica.clone())
+        .poll_interval(Duration::from_micros(args.poll_interval_us))
+        .start()?;
+    let main = measure(&primary, &tracker, &observer, args.writes, args.waiters).await?;
+    let polls_for_writes = tracker.stats().polls;
+    let idle_before = tracker.stats().polls;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let replica_queries_while_idle = tracker.stats().polls - idle_before;
+    if progress {
+        eprintln!(
+            "measuring replica load with {} waiter(s) blocked for 1 s...",
+            args.waiters
+        );
+    }
+    let polls_per_s = sustained_poll_rate(&cluster, &primary, &tracker, args.waiters).await?;
+
+    if progress {
+        eprintln!(
+            "measuring the Elixir strategy (50 ms polling), {} writes...",
+            args.baseline_writes
+        );
+    }
+    let baseline_tracker = Tracker::builder(replica)
+        .poll_interval(Duration::from_millis(50))
+        .start()?;
+    let baseline = measure(
+        &primary,
+        &baseline_tracker,
+        &observer,
+        args.baseline_writes.max(1),
+        1,
+    )
+    .await?;
+    observer.stop();
+
+    let report = Report {
+        writes: args.writes,
+        waiters: args.waiters,
+        poll_interval_us: args.poll_interval_us,
+        notify_p50_ms: round3(main.notify.pct(50.0)),
+        notify_p99_ms: round3(main.notify.pct(99.0)),
+        notify_max_ms: round3(main.notify.max()),
+        baseline_50ms_poll_p50_ms: round3(baseline.notify.pct(50.0)),
+        baseline_50ms_poll_p99_ms: round3(baseline.notify.pct(99.0)),
+        baseline_writes: args.baseline_writes.max(1),
+        replica_queries_per_s_while_waiting: polls_per_s.round(),
+        replica_queries_per_write: round3(polls_for_writes as f64 / args.writes as f64),
+        replica_queries_while_idle,
+        replication_delay_ms: args.replication_delay_ms,
+        wait_p50_ms: round3(main.waits.pct(50.0)),
+        max_wait_ms: round3(main.waits.max()),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print_table(&report, main.notify.len());
+    }
+    Ok(())
+}
+
+struct Measured {
+    notify: Samples,
+    waits: Samples,
+}
+
+/// Polls per second while `waiters` waits stay blocked on a paused replica:
+/// the load one tracker puts on the replica, whatever the number of waiters.
+async fn sustained_poll_rate(
+    cluster: &PgCluster,
+    primary: &PgPool,
+    tracker: &Tracker,
+    waiters: usize,
+) -> BenchResult<f64> {
+    cluster.pause_replay().await?;
+    let mut conn = primary.acquire().await?;
+    sqlx::query("insert into bench (v) values ('blocked')")
+        .execute(&mut *conn)
+        .await?;
+    let lsn = commit_lsn(&mut conn).await?;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..waiters {
+        let tracker = tracker.clone();
+        tasks.spawn(async move { tracker.wait_for(lsn, Duration::from_secs(30)).await });
+    }
+    // Let every waiter register before counting.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let before = tracker.stats().polls;
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rate = (tracker.stats().polls - before) as f64 / started.elapsed().as_secs_f64();
+    cluster.resume_replay().await?;
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    Ok(rate)
+}
+
+async fn measure(
+    primary: &PgPool,
+    tracker: &Tracker,
+    observer: &Observer,
+    writes: usize,
+    waiters: usize,
+) -> BenchResult<Measured> {
+    let mut conn = primary.acquire().await?;
+    let mut wakes: Vec<(Lsn, Instant)> = Vec::with_capacity(writes * waiters);
+    let mut waits = Vec::with_capacity(writes);
+    for _ in 0..writes {
+        sqlx::query("insert into bench (v) values ('x')")
+            .execute(&mut *conn)
+            .await?;
+        let lsn = commit_lsn(&mut conn).await?;
+        let started = Instant::now();
+        if waiters == 1 {
+            tracker.wait_for(lsn, Duration::from_secs(30)).await?;
+            wakes.push((lsn, Instant::now()));
+        } else {
+            let mut tasks = tokio::task::JoinSet::new();
+            for _ in 0..waiters {
+                let tracker = tracker.clone();
+                tasks.spawn(async move {
+                    tracker
+                        .wait_for(lsn, Duration::from_secs(30))
+                        .await
+                        .map(|()| Instant::now())
+                });
+            }
+            while let Some(woke) = tasks.join_next().await {
+                wakes.push((lsn, woke??));
+            }
+        }
+        waits.push(started.elapsed().as_secs_f64() * 1e3);
+    }
+    // Let the observer see the last positions.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let seen = observer.seen();
+    let notify = wakes
+        .iter()
+        .filter_map(|&(lsn, woke)| {
+            let i = seen.partition_point(|&(l, _)| l < lsn);
+            let (_, observed) = seen.get(i)?;
+            // The tracker may see the position before the observer does;
+            // count that as no delay rather than a negative one.
+            Some(woke.saturating_duration_since(*observed).as_secs_f64() * 1e3)
+        })
+        .collect();
+    Ok(Measured {
+        notify: Samples::new(notify),
+        waits: Samples::new(waits),
+    })
+}
+
+fn print_table(r: &Report, samples: usize) {
+    println!(
+        "flypg bench tracker: {} writes x {} waiter(s), {samples} samples",
+        r.writes, r.waiters
+    );
+    println!("{:<48} {:>10}", "metric", "value");
+    let rows: [(&str, String); 12] = [
+        ("notification delay p50 (ms)", r.notify_p50_ms.to_string()),
+        ("notification delay p99 (ms)", r.notify_p99_ms.to_string()),
+        ("notification delay max (ms)", r.notify_max_ms.to_string()),
+        (
+            "Elixir-style 50 ms polling, delay p50 (ms)",
+            r.baseline_50ms_poll_p50_ms.to_string(),
+        ),
+        (
+            "Elixir-style 50 ms polling, delay p99 (ms)",
+            r.baseline_50ms_poll_p99_ms.to_string(),
+        ),
+        (
+            "replica queries per second while waiting",
+            r.replica_queries_per_s_while_waiting.to_string(),
+        ),
+        (
+            "replica queries per write (sequential)",
+            r.replica_queries_per_write.to_string(),
+        ),
+        (
+            "replica queries in 1 s idle",
+            r.replica_queries_while_idle.to_string(),
+        ),
+        (
+            "replication link delay (ms)",
+            r.replication_delay_ms.to_string(),
+        ),
+        (
+            "wait (write committed -> woken) p50 (ms)",
+            r.wait_p50_ms.to_string(),
+        ),
+        ("longest wait (ms)", r.max_wait_ms.to_string()),
+        ("poll interval (us)", r.poll_interval_us.to_string()),
+    ];
+    for (name, value) in rows {
+        println!("{name:<48} {value:>10}");
+    }
+}
+
+/// Polls the replica's replay position back to back on its own thread and
+/// records when each new position was first seen.
+struct Observer {
+    seen: Arc<Mutex<Vec<(Lsn, Instant)>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Observer {
+    fn start(options: sqlx::postgres::PgConnectOptions) -> BenchResult<Self> {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (thread_seen, thread_stop) = (Arc::clone(&seen), Arc::clone(&stop));
+        std::thread::Builder::new()
+            .name("bench-observer".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    let mut conn = match sqlx::PgConnection::connect_with(&options).await {
+                        Ok(c) => c,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e.to_string()));
+                            return;
+                        }
+                    };
+                    let _ = ready_tx.send(Ok(()));
+                    let mut last = Lsn::ZERO;
+                    while !thread_stop.load(Ordering::Relaxed) {
+                        let Ok(Some(text)) = sqlx::query_scalar::<_, Option<String>>(
+                            "select pg_last_wal_replay_lsn()::text",
+                        )
+                        .fetch_one(&mut conn)
+                        .await
+                        else {
+                            continue;
+                        };
+                        let now = Instant::now();
+                        if let Ok(lsn) = text.parse::<Lsn>() {
+                            if lsn > last {
+                                last = lsn;
+                                if let Ok(mut seen) = thread_seen.lock() {
+                                    seen.push((lsn, now));
+                                }
+                            }
+                        }
+                    }
+                });
+            })?;
+        ready_rx.recv()??;
+        Ok(Observer { seen, stop })
+    }
+
+    fn seen(&self) -> Vec<(Lsn, Instant)> {
+        self.seen.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Observer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
