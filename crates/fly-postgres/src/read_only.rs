@@ -8,12 +8,13 @@ use sqlx::postgres::PgConnectOptions;
 /// that bypass the primary the same way a real replica would (SQLSTATE 25006),
 /// which is the Elixir library's `make_connection_read_only!`.
 ///
-/// ```
+/// ```no_run
 /// use fly_postgres::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 ///
+/// # async fn demo() -> Result<(), fly_postgres::sqlx::Error> {
 /// let options = fly_postgres::read_only(PgConnectOptions::new().host("localhost"));
-/// let pool = PgPoolOptions::new().connect_lazy_with(options);
-/// # drop(pool);
+/// let pool = PgPoolOptions::new().connect_with(options).await?;
+/// # Ok(()) }
 /// ```
 pub fn read_only(options: PgConnectOptions) -> PgConnectOptions {
     options.options([("default_transaction_read_only", "on")])

@@ -131,10 +131,13 @@ async fn a_thousand_concurrent_waiters_on_different_lsns_all_wake() {
         lsns.push(write(&f.primary).await);
     }
     let polls_before = tracker.stats().polls;
+    // 1,000 distinct targets spread over the WAL the 20 writes produced.
+    let (first, last) = (lsns[0].as_u64(), lsns[19].as_u64());
+    assert!(last - first > 1000);
     let mut tasks = Vec::new();
-    for i in 0..1000 {
+    for i in 0..1000u64 {
         let tracker = tracker.clone();
-        let lsn = lsns[i % lsns.len()];
+        let lsn = Lsn::new(first + (last - first) * i / 999);
         tasks.push(tokio::spawn(async move {
             tracker.wait_for(lsn, Duration::from_secs(30)).await
         }));
