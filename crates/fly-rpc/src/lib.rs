@@ -1,15 +1,66 @@
 //! Region identity and typed procedure calls between the instances of an app
 //! that runs in several regions: the Rust successor of Fly.io's `fly_rpc`.
 //!
+//! - [`Regions`]: which region this instance is in, which holds the primary;
+//! - [`Procedure`]: a typed call with a stable name, served by a [`Node`];
+//! - [`Node`]: serves procedures over HTTP/2 (h2c) with axum, and calls
+//!   other regions' instances (`call_region`, `call_primary`), with
+//!   failover, HMAC authentication and typed errors ([`Error`]);
+//! - [`Discovery`]: [`FlyDns`] (`<region>.<app>.internal`) or [`StaticPeers`].
+//!
 //! ```
-//! let regions = fly_rpc::Regions::new("lax", "syd");
-//! if !regions.is_primary() {
-//!     println!("writes from {} go to {}", regions.my_region(), regions.primary_region());
+//! use std::sync::Arc;
+//! use serde::{Deserialize, Serialize};
+//! use fly_rpc::{CallContext, Node, Procedure, Regions};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct Add(i64, i64);
+//!
+//! impl Procedure for Add {
+//!     const NAME: &'static str = "add";
+//!     type Output = i64;
+//!     type Error = String;
+//!     type State = ();
+//!     async fn run(self, _: Arc<()>, _: CallContext) -> Result<i64, String> {
+//!         self.0.checked_add(self.1).ok_or_else(|| "overflow".to_owned())
+//!     }
 //! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), fly_rpc::Error> {
+//! let node = Node::builder()
+//!     .regions(Regions::new("syd", "syd"))
+//!     .listen("127.0.0.1:0".parse().unwrap())
+//!     .secret("a shared secret of 16+ bytes")
+//!     .procedure::<Add>(Arc::new(()))
+//!     .start()
+//!     .await?;
+//! // In the primary region a primary call runs here, without a network hop.
+//! assert_eq!(node.call_primary(Add(2, 3)).await?, 5);
+//! node.shutdown().await?;
+//! # Ok(()) }
 //! ```
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+mod auth;
+mod client;
+mod discovery;
+mod error;
+mod info;
+mod node;
+mod peer_choice;
+mod procedure;
 mod regions;
+mod registry;
+mod remote_error;
+mod server;
+mod wire;
 
+pub use discovery::{Discovery, FlyDns, StaticPeers};
+pub use error::Error;
+pub use info::NodeInfo;
+pub use node::{CallOptions, DEFAULT_PORT, Node, NodeBuilder, PeerReport, PrimaryCheck};
+pub use procedure::{CallContext, Procedure};
 pub use regions::{DEFAULT_REGION, Regions};
+pub use remote_error::RemoteError;

@@ -1,0 +1,125 @@
+//! The crate's one error type.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::remote_error::RemoteError;
+
+/// Everything a call or a node can fail with. Match on the variant; new
+/// variants may be added in minor releases.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The call did not finish within its timeout. It may or may not have run
+    /// on the peer.
+    #[error("call to `{procedure}` in region {region} timed out after {after:?}")]
+    Timeout {
+        /// The procedure's name.
+        procedure: &'static str,
+        /// The target region.
+        region: String,
+        /// The timeout that expired.
+        after: Duration,
+    },
+
+    /// Discovery found no instance in the region, or every one failed or
+    /// answered that it cannot serve the call.
+    #[error("no reachable instance in region {region} ({tried} tried)")]
+    NoNodeInRegion {
+        /// The target region.
+        region: String,
+        /// How many instances were tried.
+        tried: usize,
+    },
+
+    /// The peer rejected the call's authentication (missing or wrong MAC,
+    /// stale timestamp, replayed request id). The handler did not run.
+    #[error("peer {peer} rejected the call as unauthorized: {reason}")]
+    Unauthorized {
+        /// The peer that answered.
+        peer: SocketAddr,
+        /// The peer's reason.
+        reason: String,
+    },
+
+    /// The peer does not know this procedure: most often version skew during
+    /// a deploy (the Elixir library's "Where did my function go?").
+    #[error(
+        "peer {peer} (version {peer_version}) has no procedure `{name}`; it serves: {}",
+        peer_procedures.join(", ")
+    )]
+    UnknownProcedure {
+        /// The procedure asked for.
+        name: String,
+        /// The peer that answered (the local node for a local call).
+        peer: String,
+        /// The peer's build version.
+        peer_version: String,
+        /// The procedures the peer does serve.
+        peer_procedures: Vec<String>,
+    },
+
+    /// The peer could not accept the request: its body was too large or could
+    /// not be decoded as the procedure's arguments.
+    #[error("peer {peer} rejected the request ({status}): {message}")]
+    BadRequest {
+        /// The peer that answered.
+        peer: String,
+        /// The HTTP status (400 or 413).
+        status: u16,
+        /// The peer's explanation, such as the decode error.
+        message: String,
+    },
+
+    /// The procedure ran and returned its own error, carried back intact.
+    #[error(transparent)]
+    Remote(RemoteError),
+
+    /// The procedure's handler panicked on the peer; the peer keeps serving.
+    #[error("procedure `{procedure}` panicked on {peer}")]
+    HandlerPanicked {
+        /// The procedure's name.
+        procedure: String,
+        /// The peer it ran on.
+        peer: String,
+    },
+
+    /// The connection failed in a way that is not safe to retry elsewhere
+    /// (the request may have reached the peer), or the peer's answer was
+    /// malformed.
+    #[error("transport error talking to {peer}: {message}")]
+    Transport {
+        /// The peer.
+        peer: String,
+        /// What went wrong.
+        message: String,
+    },
+
+    /// The node's configuration is incomplete or invalid.
+    #[error("invalid fly-rpc configuration: {0}")]
+    Config(String),
+
+    /// Binding or serving the RPC endpoint failed.
+    #[error("fly-rpc endpoint I/O error: {0}")]
+    Io(#[from] std::io::Error),
+
+    /// Encoding the arguments or decoding the output failed locally.
+    #[error("could not encode or decode `{procedure}`: {message}")]
+    Codec {
+        /// The procedure's name.
+        procedure: &'static str,
+        /// The serde error.
+        message: String,
+    },
+}
+
+impl Error {
+    /// The procedure's own error, decoded as `E`, when this is
+    /// [`Error::Remote`] and the payload has that shape.
+    pub fn remote<E: serde::de::DeserializeOwned>(&self) -> Option<E> {
+        match self {
+            Error::Remote(remote) => remote.decode().ok(),
+            _ => None,
+        }
+    }
+}
