@@ -66,7 +66,15 @@ impl Auth {
         let timestamp = unix_millis().to_string();
         let request_id = hex::encode(rand::random::<[u8; 16]>());
         let signature = self.key.as_ref().map(|key| {
-            let mac = mac(key, method, path, &timestamp, &request_id, idempotency_key, body);
+            let mac = mac(
+                key,
+                method,
+                path,
+                &timestamp,
+                &request_id,
+                idempotency_key,
+                body,
+            );
             hex::encode(mac.finalize().into_bytes())
         });
         Signed {
@@ -91,7 +99,10 @@ impl Auth {
         let request_id = header(headers, H_REQUEST_ID)?;
         let signature = header(headers, H_SIGNATURE)?;
         let idempotency_key = match headers.get(H_IDEMPOTENCY_KEY) {
-            Some(v) => Some(v.to_str().map_err(|_| Rejection::Malformed(H_IDEMPOTENCY_KEY))?),
+            Some(v) => Some(
+                v.to_str()
+                    .map_err(|_| Rejection::Malformed(H_IDEMPOTENCY_KEY))?,
+            ),
             None => None,
         };
         let sent: u64 = timestamp
@@ -103,9 +114,17 @@ impl Auth {
         }
         let signature = hex::decode(signature).map_err(|_| Rejection::Malformed(H_SIGNATURE))?;
         // verify_slice compares in constant time.
-        mac(key, method, path, timestamp, request_id, idempotency_key, body)
-            .verify_slice(&signature)
-            .map_err(|_| Rejection::BadSignature)?;
+        mac(
+            key,
+            method,
+            path,
+            timestamp,
+            request_id,
+            idempotency_key,
+            body,
+        )
+        .verify_slice(&signature)
+        .map_err(|_| Rejection::BadSignature)?;
         self.remember(request_id)
     }
 
@@ -164,7 +183,13 @@ fn mac(
         .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
     // Header values cannot contain newlines, so the fields cannot run into
     // each other; the body goes last and needs no terminator.
-    for field in [method, path, timestamp, request_id, idempotency_key.unwrap_or("")] {
+    for field in [
+        method,
+        path,
+        timestamp,
+        request_id,
+        idempotency_key.unwrap_or(""),
+    ] {
         mac.update(field.as_bytes());
         mac.update(b"\n");
     }
@@ -196,7 +221,10 @@ mod tests {
         let mut h = headers_of(&signed);
         h.insert(H_IDEMPOTENCY_KEY, HeaderValue::from_static("k"));
         assert_eq!(auth.verify("POST", "/p", &h, b"{}"), Ok(()));
-        assert_eq!(auth.verify("POST", "/p", &h, b"{}"), Err(Rejection::Replayed));
+        assert_eq!(
+            auth.verify("POST", "/p", &h, b"{}"),
+            Err(Rejection::Replayed)
+        );
     }
 
     #[test]
@@ -204,14 +232,29 @@ mod tests {
         let auth = Auth::new(Some(b"0123456789abcdef".to_vec()), Duration::from_secs(60));
         let signed = auth.sign("POST", "/p", None, b"{}");
         let h = headers_of(&signed);
-        assert_eq!(auth.verify("POST", "/p", &h, b"{ }"), Err(Rejection::BadSignature));
-        assert_eq!(auth.verify("POST", "/q", &h, b"{}"), Err(Rejection::BadSignature));
-        assert_eq!(auth.verify("GET", "/p", &h, b"{}"), Err(Rejection::BadSignature));
+        assert_eq!(
+            auth.verify("POST", "/p", &h, b"{ }"),
+            Err(Rejection::BadSignature)
+        );
+        assert_eq!(
+            auth.verify("POST", "/q", &h, b"{}"),
+            Err(Rejection::BadSignature)
+        );
+        assert_eq!(
+            auth.verify("GET", "/p", &h, b"{}"),
+            Err(Rejection::BadSignature)
+        );
         let mut with_key = h.clone();
         with_key.insert(H_IDEMPOTENCY_KEY, HeaderValue::from_static("x"));
-        assert_eq!(auth.verify("POST", "/p", &with_key, b"{}"), Err(Rejection::BadSignature));
+        assert_eq!(
+            auth.verify("POST", "/p", &with_key, b"{}"),
+            Err(Rejection::BadSignature)
+        );
         let other = Auth::new(Some(b"fedcba9876543210".to_vec()), Duration::from_secs(60));
-        assert_eq!(other.verify("POST", "/p", &h, b"{}"), Err(Rejection::BadSignature));
+        assert_eq!(
+            other.verify("POST", "/p", &h, b"{}"),
+            Err(Rejection::BadSignature)
+        );
     }
 
     #[test]

@@ -67,10 +67,14 @@ impl HttpClient {
             axum::http::header::CONTENT_TYPE,
             axum::http::HeaderValue::from_static("application/json"),
         );
-        let response = self.inner.request(request).await.map_err(|e| TransportFailure {
-            before_sending: e.is_connect(),
-            message: error_chain(&e),
-        })?;
+        let response = self
+            .inner
+            .request(request)
+            .await
+            .map_err(|e| TransportFailure {
+                before_sending: e.is_connect(),
+                message: error_chain(&e),
+            })?;
         let status = response.status();
         let body = Limited::new(response.into_body(), self.max_response)
             .collect()

@@ -393,7 +393,8 @@ impl Node {
                 }
                 Ok((status, body)) => {
                     if status == StatusCode::SERVICE_UNAVAILABLE
-                        && parse_wire_error(&body).is_some_and(|e| e.kind == WireErrorKind::NotPrimary)
+                        && parse_wire_error(&body)
+                            .is_some_and(|e| e.kind == WireErrorKind::NotPrimary)
                     {
                         tracing::info!(%peer, region, "peer is not primary; trying the next instance");
                         inner.choice.failed(peer);
@@ -415,7 +416,10 @@ impl Node {
     /// Asks the instance at `peer` to describe itself.
     pub async fn peer_info(&self, peer: SocketAddr) -> Result<NodeInfo, Error> {
         let mut headers = HeaderMap::new();
-        self.inner.auth.sign("GET", INFO_PATH, None, b"").apply(&mut headers);
+        self.inner
+            .auth
+            .sign("GET", INFO_PATH, None, b"")
+            .apply(&mut headers);
         let (status, body) = self
             .inner
             .client
@@ -440,14 +444,15 @@ impl Node {
         let mut reports = Vec::new();
         for region in self.inner.discovery.regions().await? {
             for addr in self.inner.discovery.instances(&region).await? {
-                let info = tokio::time::timeout(self.inner.config.rpc_timeout, self.peer_info(addr))
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(Error::Transport {
-                            peer: addr.to_string(),
-                            message: "timed out".into(),
-                        })
-                    });
+                let info =
+                    tokio::time::timeout(self.inner.config.rpc_timeout, self.peer_info(addr))
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(Error::Transport {
+                                peer: addr.to_string(),
+                                message: "timed out".into(),
+                            })
+                        });
                 reports.push(PeerReport {
                     region: region.clone(),
                     addr,
@@ -525,7 +530,12 @@ fn decode_response<P: Procedure>(
     Err(wire_error_to_error(peer, status, body, P::NAME))
 }
 
-fn wire_error_to_error(peer: SocketAddr, status: StatusCode, body: &[u8], procedure: &str) -> Error {
+fn wire_error_to_error(
+    peer: SocketAddr,
+    status: StatusCode,
+    body: &[u8],
+    procedure: &str,
+) -> Error {
     let Some(error) = parse_wire_error(body) else {
         let snippet = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
         return Error::Transport {
@@ -714,7 +724,9 @@ impl NodeBuilder {
             }
             (Some(secret), _) => Some(secret),
             (None, true) => {
-                tracing::warn!("fly-rpc node running INSECURE: no authentication; development only");
+                tracing::warn!(
+                    "fly-rpc node running INSECURE: no authentication; development only"
+                );
                 None
             }
             (None, false) => {

@@ -33,8 +33,11 @@ impl PeerChoice {
         instances.rotate_left(start);
         let now = Instant::now();
         let failed = self.lock();
-        let recently_failed =
-            |addr: &SocketAddr| failed.get(addr).is_some_and(|at| now.duration_since(*at) < self.quarantine);
+        let recently_failed = |addr: &SocketAddr| {
+            failed
+                .get(addr)
+                .is_some_and(|at| now.duration_since(*at) < self.quarantine)
+        };
         // A stable sort keeps the round-robin order within each group.
         instances.sort_by_key(recently_failed);
         instances

@@ -72,7 +72,10 @@ async fn dispatch(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 WireError::new(
                     WireErrorKind::PayloadTooLarge,
-                    format!("request body is over the limit of {} bytes", node.config.max_body),
+                    format!(
+                        "request body is over the limit of {} bytes",
+                        node.config.max_body
+                    ),
                 ),
             );
         }
@@ -154,8 +157,13 @@ async fn dispatch(
             ),
         ),
         Err(join) => {
-            tracing::error!(procedure = name, panicked = join.is_panic(), "RPC handler did not finish");
-            let mut error = WireError::new(WireErrorKind::Panic, format!("procedure `{name}` panicked"));
+            tracing::error!(
+                procedure = name,
+                panicked = join.is_panic(),
+                "RPC handler did not finish"
+            );
+            let mut error =
+                WireError::new(WireErrorKind::Panic, format!("procedure `{name}` panicked"));
             error.procedure = Some(name.to_owned());
             reply(StatusCode::INTERNAL_SERVER_ERROR, error)
         }

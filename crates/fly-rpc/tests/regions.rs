@@ -62,7 +62,12 @@ async fn handler_errors_come_back_typed_and_panics_do_not_kill_the_node() {
     )
     .await;
 
-    let err = lax.call_primary(Buy { item: "socks".into() }).await.unwrap_err();
+    let err = lax
+        .call_primary(Buy {
+            item: "socks".into(),
+        })
+        .await
+        .unwrap_err();
     assert_eq!(
         err.remote::<AppError>(),
         Some(AppError::OutOfStock {
@@ -70,24 +75,40 @@ async fn handler_errors_come_back_typed_and_panics_do_not_kill_the_node() {
             left: 0
         })
     );
-    assert!(err.to_string().contains("not enough stock for socks"), "{err}");
+    assert!(
+        err.to_string().contains("not enough stock for socks"),
+        "{err}"
+    );
 
     let err = lax.call_primary(Explode).await.unwrap_err();
-    assert!(matches!(err, Error::HandlerPanicked { ref procedure, .. } if procedure == "explode"), "{err:?}");
+    assert!(
+        matches!(err, Error::HandlerPanicked { ref procedure, .. } if procedure == "explode"),
+        "{err:?}"
+    );
     // The node keeps serving after the panic.
-    assert_eq!(lax.call_primary(Echo("still".into())).await.unwrap().text, "still");
+    assert_eq!(
+        lax.call_primary(Echo("still".into())).await.unwrap().text,
+        "still"
+    );
 
     // The same holds for a local call.
     let err = syd.call_primary(Explode).await.unwrap_err();
     assert!(matches!(err, Error::HandlerPanicked { .. }), "{err:?}");
-    let err = syd.call_primary(Buy { item: "hat".into() }).await.unwrap_err();
+    let err = syd
+        .call_primary(Buy { item: "hat".into() })
+        .await
+        .unwrap_err();
     assert!(err.remote::<AppError>().is_some());
     assert_eq!(syd_c.runs(), 5);
 }
 
 #[tokio::test]
 async fn version_skew_is_a_typed_error_naming_the_peer_version() {
-    let old = start(node("syd", "syd", &Counters::named("old")), StaticPeers::new()).await;
+    let old = start(
+        node("syd", "syd", &Counters::named("old")),
+        StaticPeers::new(),
+    )
+    .await;
     let new = start(
         node("lax", "syd", &Counters::named("new")).procedure::<NewFeature>(Counters::named("new")),
         StaticPeers::new().with("syd", old.local_addr()),
@@ -117,7 +138,10 @@ async fn version_skew_is_a_typed_error_naming_the_peer_version() {
         })
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::BadRequest { status: 400, .. }), "{err:?}");
+    assert!(
+        matches!(err, Error::BadRequest { status: 400, .. }),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -164,11 +188,21 @@ async fn no_node_in_region_fails_fast_not_hangs() {
     .await;
     let started = Instant::now();
     let err = lax.call_primary(Echo("x".into())).await.unwrap_err();
-    assert!(matches!(err, Error::NoNodeInRegion { ref region, tried: 0 } if region == "syd"), "{err:?}");
+    assert!(
+        matches!(err, Error::NoNodeInRegion { ref region, tried: 0 } if region == "syd"),
+        "{err:?}"
+    );
     // A region whose only instance refuses connections.
     let err = lax.call_region("fra", Echo("x".into())).await.unwrap_err();
-    assert!(matches!(err, Error::NoNodeInRegion { tried: 1, .. }), "{err:?}");
-    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    assert!(
+        matches!(err, Error::NoNodeInRegion { tried: 1, .. }),
+        "{err:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -186,9 +220,13 @@ async fn timeouts_are_typed_and_the_handler_still_finishes() {
         "{err:?}"
     );
     // Per-call override.
-    lax.call("syd", Sleep(300), CallOptions::new().timeout(Duration::from_secs(2)))
-        .await
-        .unwrap();
+    lax.call(
+        "syd",
+        Sleep(300),
+        CallOptions::new().timeout(Duration::from_secs(2)),
+    )
+    .await
+    .unwrap();
     assert_eq!(syd_c.runs(), 2);
 }
 
@@ -210,7 +248,10 @@ async fn wrong_secret_is_unauthorized_and_no_secret_refuses_to_start() {
         .start()
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Config(ref m) if m.contains("FLY_RPC_SECRET")), "{err:?}");
+    assert!(
+        matches!(err, Error::Config(ref m) if m.contains("FLY_RPC_SECRET")),
+        "{err:?}"
+    );
     let err = fly_rpc::Node::builder()
         .listen("127.0.0.1:0".parse().unwrap())
         .secret("short")
@@ -252,7 +293,11 @@ async fn concurrent_calls_share_one_connection_and_all_succeed() {
 
 #[tokio::test]
 async fn shutdown_stops_serving() {
-    let syd = start(node("syd", "syd", &Counters::named("syd")), StaticPeers::new()).await;
+    let syd = start(
+        node("syd", "syd", &Counters::named("syd")),
+        StaticPeers::new(),
+    )
+    .await;
     let addr = syd.local_addr();
     syd.shutdown().await.unwrap();
     let lax = start(
@@ -261,5 +306,8 @@ async fn shutdown_stops_serving() {
     )
     .await;
     let err = lax.call_primary(Echo("x".into())).await.unwrap_err();
-    assert!(matches!(err, Error::NoNodeInRegion { tried: 1, .. }), "{err:?}");
+    assert!(
+        matches!(err, Error::NoNodeInRegion { tried: 1, .. }),
+        "{err:?}"
+    );
 }

@@ -74,8 +74,10 @@ impl FlyDns {
         }
         let (addrs, until) = match self.resolver.lookup_ip(self.name(region)).await {
             Ok(lookup) => {
-                let mut addrs: Vec<SocketAddr> =
-                    lookup.iter().map(|ip| SocketAddr::new(ip, self.port)).collect();
+                let mut addrs: Vec<SocketAddr> = lookup
+                    .iter()
+                    .map(|ip| SocketAddr::new(ip, self.port))
+                    .collect();
                 addrs.sort();
                 addrs.dedup();
                 (addrs, lookup.valid_until().max(Instant::now() + MIN_CACHE))
@@ -90,7 +92,8 @@ impl FlyDns {
                 )));
             }
         };
-        self.lock().insert(region.to_owned(), (addrs.clone(), until));
+        self.lock()
+            .insert(region.to_owned(), (addrs.clone(), until));
         Ok(addrs)
     }
 
@@ -125,7 +128,12 @@ impl Discovery for FlyDns {
             let mut regions: Vec<String> = txt
                 .iter()
                 .flat_map(|record| record.txt_data().iter())
-                .flat_map(|data| String::from_utf8_lossy(data).split(',').map(|r| r.trim().to_owned()).collect::<Vec<_>>())
+                .flat_map(|data| {
+                    String::from_utf8_lossy(data)
+                        .split(',')
+                        .map(|r| r.trim().to_owned())
+                        .collect::<Vec<_>>()
+                })
                 .filter(|r| !r.is_empty())
                 .collect();
             regions.sort();

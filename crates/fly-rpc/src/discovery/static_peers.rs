@@ -44,7 +44,9 @@ impl StaticPeers {
         let mut peers = StaticPeers::new();
         for part in text.split(';').map(str::trim).filter(|p| !p.is_empty()) {
             let (region, addrs) = part.split_once('=').ok_or_else(|| {
-                Error::Config(format!("FLY_RPC_PEERS entry {part:?} is not region=addr,addr"))
+                Error::Config(format!(
+                    "FLY_RPC_PEERS entry {part:?} is not region=addr,addr"
+                ))
             })?;
             let region = region.trim();
             if region.is_empty() {
@@ -94,7 +96,10 @@ mod tests {
         assert!(p.get("fra").is_empty());
         assert!(StaticPeers::parse("").unwrap().get("x").is_empty());
         for bad in ["syd", "=127.0.0.1:1", "syd=127.0.0.1", "syd=host:1"] {
-            assert!(matches!(StaticPeers::parse(bad), Err(Error::Config(_))), "{bad}");
+            assert!(
+                matches!(StaticPeers::parse(bad), Err(Error::Config(_))),
+                "{bad}"
+            );
         }
     }
 }
