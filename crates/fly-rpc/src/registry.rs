@@ -26,7 +26,7 @@ pub(crate) enum Outcome {
     Unencodable(String),
 }
 
-type ErasedHandler = Arc<dyn Fn(Bytes, CallContext) -> BoxFuture<'static, Outcome> + Send + Sync>;
+pub(crate) type ErasedHandler = Arc<dyn Fn(Bytes, CallContext) -> BoxFuture<'static, Outcome> + Send + Sync>;
 
 #[derive(Clone)]
 struct Entry {
@@ -91,7 +91,7 @@ impl Registry {
     pub(crate) fn handler(
         &self,
         name: &str,
-    ) -> Option<Arc<dyn Fn(Bytes, CallContext) -> BoxFuture<'static, Outcome> + Send + Sync>> {
+    ) -> Option<ErasedHandler> {
         self.entries.get(name).map(|e| Arc::clone(&e.handler))
     }
 
