@@ -186,9 +186,7 @@ where
     };
     let writer = async move {
         while let Some((due, chunk)) = rx.recv().await {
-            if due > Instant::now() {
-                tokio::time::sleep_until(due).await;
-            }
+            wait_until(due).await;
             if to.write_all(&chunk).await.is_err() {
                 return;
             }
@@ -196,4 +194,21 @@ where
         let _ = to.shutdown().await;
     };
     tokio::join!(reader, writer);
+}
+
+/// Sleeps until `due` to within a few microseconds. tokio's timer fires on
+/// whole-millisecond ticks, which would add up to 1 ms per hop and blur
+/// what the benchmarks measure, so the last millisecond is spent yielding.
+async fn wait_until(due: Instant) {
+    const TICK: Duration = Duration::from_millis(2);
+    let now = Instant::now();
+    if due <= now {
+        return;
+    }
+    if due - now > TICK {
+        tokio::time::sleep_until(due - TICK).await;
+    }
+    while Instant::now() < due {
+        tokio::task::yield_now().await;
+    }
 }

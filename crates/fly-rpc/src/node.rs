@@ -755,6 +755,11 @@ impl NodeBuilder {
         });
         let (stop, mut stopped) = watch::channel(false);
         let app = crate::server::router(Arc::clone(&inner));
+        // Without TCP_NODELAY, Nagle plus delayed ACKs stall small HTTP/2
+        // frames for ~40 ms.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let task = tokio::spawn(async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(async move {

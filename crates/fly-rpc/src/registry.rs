@@ -26,7 +26,8 @@ pub(crate) enum Outcome {
     Unencodable(String),
 }
 
-pub(crate) type ErasedHandler = Arc<dyn Fn(Bytes, CallContext) -> BoxFuture<'static, Outcome> + Send + Sync>;
+pub(crate) type ErasedHandler =
+    Arc<dyn Fn(Bytes, CallContext) -> BoxFuture<'static, Outcome> + Send + Sync>;
 
 #[derive(Clone)]
 struct Entry {
@@ -88,10 +89,7 @@ impl Registry {
     }
 
     /// The erased handler for a wire call.
-    pub(crate) fn handler(
-        &self,
-        name: &str,
-    ) -> Option<ErasedHandler> {
+    pub(crate) fn handler(&self, name: &str) -> Option<ErasedHandler> {
         self.entries.get(name).map(|e| Arc::clone(&e.handler))
     }
 

@@ -1,8 +1,11 @@
-//! `flypg`: the fly-postgres command line (benchmarks; the demo and status
-//! come with later work).
+//! `flypg`: the fly-postgres command line: benchmarks, status, and (later)
+//! the two-region demo.
 
 mod bench;
 mod percentiles;
+mod probe;
+mod rpc_node;
+mod status;
 
 use clap::{Parser, Subcommand};
 
@@ -20,6 +23,19 @@ enum Command {
     Bench {
         #[command(subcommand)]
         which: bench::Bench,
+    },
+    /// This instance's regions and the peers it discovers (same env as the app).
+    Status {
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A bare RPC node configured by env (used by tests).
+    #[command(hide = true)]
+    RpcNode {
+        /// The name the node answers `flypg.noop` with.
+        #[arg(long, default_value = "node")]
+        name: String,
     },
 }
 
@@ -45,6 +61,8 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Bench { which } => bench::run(which).await,
+            Command::Status { json } => status::run(json).await,
+            Command::RpcNode { name } => rpc_node::run(name).await,
         }
     });
     match result {

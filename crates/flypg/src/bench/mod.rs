@@ -1,5 +1,6 @@
 //! `flypg bench ...`: benchmarks that print numbers (never timed tests).
 
+mod rpc;
 mod tracker;
 
 use clap::Subcommand;
@@ -9,10 +10,13 @@ use clap::Subcommand;
 pub(crate) enum Bench {
     /// Replication-wait notification delay and replica load of the Tracker.
     Tracker(tracker::TrackerArgs),
+    /// Round trips and throughput of fly-rpc calls between two nodes.
+    Rpc(rpc::RpcArgs),
 }
 
 pub(crate) async fn run(which: Bench) -> Result<(), Box<dyn std::error::Error>> {
     match which {
         Bench::Tracker(args) => tracker::run(args).await,
+        Bench::Rpc(args) => rpc::run(args).await,
     }
 }
