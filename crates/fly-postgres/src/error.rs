@@ -1,7 +1,13 @@
 //! The crate's one error type.
 
+use std::fmt::Display;
 use std::time::Duration;
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::app_error::AppError;
+use crate::db_error::DbError;
 use crate::lsn::{Lsn, LsnParseError};
 
 /// Everything `fly-postgres` can fail with. Match on the variant; new variants
@@ -9,13 +15,25 @@ use crate::lsn::{Lsn, LsnParseError};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The local database failed (connection, query, decode).
-    #[error("local database error: {0}")]
-    Sql(#[from] sqlx::Error),
+    /// PostgreSQL refused a statement (here or on the primary). Nothing of
+    /// the failed transaction was committed.
+    #[error("database error: {0}")]
+    Database(DbError),
 
-    /// The local replica did not replay `committed_lsn` in time. The write
-    /// that produced `committed_lsn` DID commit on the primary: do not retry
-    /// it; it will become visible locally once replay catches up.
+    /// The mutation returned an error of the app's own type (see
+    /// [`Error::app`]); its transaction was rolled back.
+    #[error("{0}")]
+    App(AppError),
+
+    /// The local database failed in a way that is not PostgreSQL refusing a
+    /// statement (connection, pool timeout, decode).
+    #[error("local database error: {0}")]
+    Sql(sqlx::Error),
+
+    /// The write committed on the primary, but the local replica did not
+    /// replay it in time. Do NOT retry it: it will become visible locally once
+    /// replay catches up. `output` is the mutation's output as JSON (see
+    /// [`Error::committed_output`]).
     #[error(
         "the write committed at {committed_lsn} on the primary, but the local replica \
          had replayed only up to {} after waiting {waited:?}",
@@ -28,7 +46,68 @@ pub enum Error {
         replayed: Option<Lsn>,
         /// How long the caller waited.
         waited: Duration,
+        /// The committed write's output, when the wait followed a write.
+        output: Option<serde_json::Value>,
     },
+
+    /// The RPC to the primary region did not finish in time; it may or may
+    /// not have committed (exactly-once retries with the same id are safe).
+    #[error("the write `{mutation}` got no answer from the primary region within {after:?}")]
+    RpcTimeout {
+        /// The mutation's name.
+        mutation: String,
+        /// The timeout that expired.
+        after: Duration,
+    },
+
+    /// No instance of the primary region could run the write.
+    #[error("no instance in the primary region {region} could take the write ({tried} tried)")]
+    NoPrimaryNode {
+        /// The primary region.
+        region: String,
+        /// Instances tried.
+        tried: usize,
+    },
+
+    /// The primary region's node refused this node's credentials.
+    #[error("the primary region refused the call: {reason}")]
+    Unauthorized {
+        /// Its reason.
+        reason: String,
+    },
+
+    /// The primary region's node does not know this mutation (version skew
+    /// during a deploy).
+    #[error("the primary region's node (version {peer_version}) does not know mutation `{name}`")]
+    UnknownProcedure {
+        /// The mutation's name.
+        name: String,
+        /// The version the peer reports.
+        peer_version: String,
+    },
+
+    /// Any other RPC failure (transport, bad request, a panic on the peer).
+    #[error(transparent)]
+    Rpc(fly_rpc::Error),
+
+    /// The primary-region node failed outside PostgreSQL (for example its
+    /// connection pool timed out).
+    #[error("the primary region failed: {message}")]
+    Primary {
+        /// What it reported.
+        message: String,
+    },
+
+    /// A row or output did not decode into the requested type.
+    #[error("could not decode the result: {message}")]
+    Decode {
+        /// The decode error.
+        message: String,
+    },
+
+    /// A statement's parameters or the repo's configuration are invalid.
+    #[error("invalid configuration or input: {0}")]
+    Config(String),
 
     /// A required environment variable is missing or empty.
     #[error("environment variable {name} is not set{hint}")]
@@ -54,8 +133,60 @@ pub enum Error {
     #[error("could not start the replay tracker thread: {0}")]
     TrackerStart(#[source] std::io::Error),
 
-    /// The replay tracker's background task is gone (the tracker was shut
-    /// down while a wait was pending).
+    /// The replay tracker's background task is gone.
     #[error("the replay tracker has stopped")]
     TrackerStopped,
+}
+
+impl From<sqlx::Error> for Error {
+    /// A database error becomes [`Error::Database`] (matchable by SQLSTATE
+    /// wherever it is handled); anything else stays [`Error::Sql`].
+    fn from(error: sqlx::Error) -> Self {
+        match error.as_database_error() {
+            Some(db) => Error::Database(DbError::from_sqlx(db)),
+            None => Error::Sql(error),
+        }
+    }
+}
+
+impl Error {
+    /// Wraps an error of the app's own type, so a mutation can fail with it
+    /// and the caller in any region gets it back with [`Error::app_error`].
+    pub fn app<E: Serialize + Display>(error: E) -> Self {
+        Error::App(AppError::new(&error))
+    }
+
+    /// The app's own error, when this is [`Error::App`] of that type.
+    pub fn app_error<E: DeserializeOwned>(&self) -> Option<E> {
+        match self {
+            Error::App(app) => app.decode().ok(),
+            _ => None,
+        }
+    }
+
+    /// The database error, when PostgreSQL refused the statement.
+    pub fn as_database_error(&self) -> Option<&DbError> {
+        match self {
+            Error::Database(db) => Some(db),
+            _ => None,
+        }
+    }
+
+    /// Shorthand for a unique violation anywhere in the cluster.
+    pub fn is_unique_violation(&self) -> bool {
+        self.as_database_error()
+            .is_some_and(DbError::is_unique_violation)
+    }
+
+    /// The output of a write that committed but was not replayed locally in
+    /// time ([`Error::ReplicationTimeout`]).
+    pub fn committed_output<T: DeserializeOwned>(&self) -> Option<T> {
+        match self {
+            Error::ReplicationTimeout {
+                output: Some(value),
+                ..
+            } => T::deserialize(value).ok(),
+            _ => None,
+        }
+    }
 }

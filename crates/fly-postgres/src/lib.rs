@@ -36,18 +36,28 @@
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+mod app_error;
 mod commit_lsn;
 mod database_url;
+mod db_error;
 mod error;
 mod lsn;
+mod mutation;
 mod read_only;
+mod repo;
+mod statement;
 mod tracker;
 
 pub use sqlx;
 
+pub use app_error::AppError;
 pub use commit_lsn::commit_lsn;
 pub use database_url::{REPLICA_PORT, database_url_from_env, rewrite_database_url};
+pub use db_error::DbError;
 pub use error::Error;
 pub use lsn::{Lsn, LsnParseError};
+pub use mutation::Mutation;
 pub use read_only::read_only;
+pub use repo::{MIGRATION_SQL, Repo, RepoBuilder, RepoStats, Write, rpc_and_wait};
+pub use statement::{Param, Statement, StatementResult, query};
 pub use tracker::{DEFAULT_POLL_INTERVAL, Tracker, TrackerBuilder, TrackerStats};

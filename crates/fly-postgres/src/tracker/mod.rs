@@ -190,6 +190,7 @@ impl Tracker {
                     committed_lsn: lsn,
                     replayed: self.shared.lock().replayed,
                     waited,
+                    output: None,
                 })
             }
         }

@@ -1,0 +1,128 @@
+//! A database error raised on the primary, kept intact across regions.
+
+use serde::{Deserialize, Serialize};
+use sqlx::error::ErrorKind;
+use sqlx::postgres::PgDatabaseError;
+
+/// What PostgreSQL said when it refused a statement: SQLSTATE, message,
+/// constraint and the rest, so a unique violation raised in `syd` is matched
+/// in `lax` exactly as it would be next to the primary.
+///
+/// ```
+/// # fn check(err: fly_postgres::Error) {
+/// if let Some(db) = err.as_database_error() {
+///     if db.is_unique_violation() {
+///         println!("taken: {}", db.constraint().unwrap_or("?"));
+///     }
+/// }
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DbError {
+    code: String,
+    message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    detail: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    constraint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    table: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    column: Option<String>,
+}
+
+impl DbError {
+    pub(crate) fn from_sqlx(error: &(dyn sqlx::error::DatabaseError + 'static)) -> Self {
+        let pg = error.try_downcast_ref::<PgDatabaseError>();
+        DbError {
+            code: error.code().map(|c| c.into_owned()).unwrap_or_default(),
+            message: error.message().to_owned(),
+            detail: pg.and_then(|p| p.detail()).map(str::to_owned),
+            constraint: error.constraint().map(str::to_owned),
+            table: error.table().map(str::to_owned),
+            column: pg.and_then(|p| p.column()).map(str::to_owned),
+        }
+    }
+
+    /// The SQLSTATE code, such as `23505`.
+    pub fn code(&self) -> &str {
+        &self.code
+    }
+
+    /// PostgreSQL's primary message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// PostgreSQL's detail line, if any.
+    pub fn detail(&self) -> Option<&str> {
+        self.detail.as_deref()
+    }
+
+    /// The violated constraint, for integrity errors.
+    pub fn constraint(&self) -> Option<&str> {
+        self.constraint.as_deref()
+    }
+
+    /// The table involved, if PostgreSQL named one.
+    pub fn table(&self) -> Option<&str> {
+        self.table.as_deref()
+    }
+
+    /// The column involved, if PostgreSQL named one.
+    pub fn column(&self) -> Option<&str> {
+        self.column.as_deref()
+    }
+
+    /// The category, as sqlx's `DatabaseError::kind()` gives it.
+    pub fn kind(&self) -> ErrorKind {
+        match self.code.as_str() {
+            "23505" => ErrorKind::UniqueViolation,
+            "23503" => ErrorKind::ForeignKeyViolation,
+            "23502" => ErrorKind::NotNullViolation,
+            "23514" => ErrorKind::CheckViolation,
+            _ => ErrorKind::Other,
+        }
+    }
+
+    /// `23505`: a unique or primary-key constraint refused a duplicate.
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(self.kind(), ErrorKind::UniqueViolation)
+    }
+
+    /// `23503`: a foreign key refused the change.
+    pub fn is_foreign_key_violation(&self) -> bool {
+        matches!(self.kind(), ErrorKind::ForeignKeyViolation)
+    }
+
+    /// `23502`: a NOT NULL column got a null.
+    pub fn is_not_null_violation(&self) -> bool {
+        matches!(self.kind(), ErrorKind::NotNullViolation)
+    }
+
+    /// `23514`: a CHECK constraint refused the row.
+    pub fn is_check_violation(&self) -> bool {
+        matches!(self.kind(), ErrorKind::CheckViolation)
+    }
+
+    /// `25006`: the statement tried to write on a read-only connection (a
+    /// replica, or a [`crate::read_only`] one).
+    pub fn is_read_only_transaction(&self) -> bool {
+        self.code == "25006"
+    }
+
+    /// `40001`: a serialization failure; the transaction may be retried.
+    pub fn is_serialization_failure(&self) -> bool {
+        self.code == "40001"
+    }
+}
+
+impl std::fmt::Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (SQLSTATE {})", self.message, self.code)?;
+        if let Some(constraint) = &self.constraint {
+            write!(f, " on constraint {constraint}")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,226 @@
+//! Configuring and starting a [`Repo`].
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use fly_rpc::{Node, NodeBuilder};
+use futures_util::FutureExt;
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+
+use super::forward::Forwarded;
+use super::primary_status::PrimaryStatus;
+use super::server_state::{AfterCommit, ServerState};
+use super::{Repo, RepoConfig, RepoInner, sweeper};
+use crate::error::Error;
+use crate::mutation::Mutation;
+use crate::statement::Statement;
+use crate::tracker::Tracker;
+
+type Registration = Box<dyn FnOnce(NodeBuilder, &Arc<ServerState>) -> NodeBuilder + Send>;
+
+/// Settings of a [`Repo`]; every setter states its default.
+pub struct RepoBuilder {
+    database_url: Option<String>,
+    pool: Option<PgPool>,
+    max_connections: u32,
+    node: Option<NodeBuilder>,
+    registrations: Vec<Registration>,
+    config: RepoConfig,
+    name: String,
+    sweep_interval: Duration,
+    after_commit: Option<AfterCommit>,
+}
+
+impl std::fmt::Debug for RepoBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RepoBuilder")
+            .field("name", &self.name)
+            .field("node", &self.node)
+            .field("mutations", &self.registrations.len())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RepoBuilder {
+    pub(super) fn new() -> Self {
+        RepoBuilder {
+            database_url: None,
+            pool: None,
+            max_connections: 10,
+            node: None,
+            registrations: Vec::new(),
+            config: RepoConfig {
+                rpc_timeout: Duration::from_secs(5),
+                replication_timeout: Duration::from_secs(5),
+                retries: 2,
+                retention: Duration::from_secs(24 * 3600),
+            },
+            name: "default".into(),
+            sweep_interval: Duration::from_secs(3600),
+            after_commit: None,
+        }
+    }
+
+    /// The local database's URL (already rewritten for this region, see
+    /// [`crate::database_url_from_env`]). Required unless [`RepoBuilder::pool`].
+    pub fn database_url(mut self, url: impl Into<String>) -> Self {
+        self.database_url = Some(url.into());
+        self
+    }
+
+    /// Use this pool for the local database instead of opening one.
+    pub fn pool(mut self, pool: PgPool) -> Self {
+        self.pool = Some(pool);
+        self
+    }
+
+    /// Size of the pool the repo opens (default 10).
+    pub fn max_connections(mut self, n: u32) -> Self {
+        self.max_connections = n;
+        self
+    }
+
+    /// The RPC node configuration (default: [`Node::from_env`] at start).
+    /// Each repo of an app needs its own node, on its own port.
+    pub fn node(mut self, node: NodeBuilder) -> Self {
+        self.node = Some(node);
+        self
+    }
+
+    /// Registers a mutation, so this instance serves it when it runs in the
+    /// primary region and callers may write it.
+    pub fn mutation<M: Mutation>(mut self) -> Self {
+        self.registrations.push(Box::new(|node, state| {
+            node.procedure::<Forwarded<M>>(Arc::clone(state))
+        }));
+        self
+    }
+
+    /// Deadline of each RPC attempt to the primary region (default 5 s).
+    pub fn rpc_timeout(mut self, timeout: Duration) -> Self {
+        self.config.rpc_timeout = timeout;
+        self
+    }
+
+    /// How long a write waits for the local replica (default 5 s).
+    pub fn replication_timeout(mut self, timeout: Duration) -> Self {
+        self.config.replication_timeout = timeout;
+        self
+    }
+
+    /// Extra attempts of a forwarded write after a timeout or a broken
+    /// connection, with the same request id (default 2).
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.config.retries = retries;
+        self
+    }
+
+    /// How long exactly-once records are kept (default 24 h).
+    pub fn request_retention(mut self, retention: Duration) -> Self {
+        self.config.retention = retention;
+        self
+    }
+
+    /// How often old records are swept in the primary region (default 1 h).
+    pub fn sweep_interval(mut self, interval: Duration) -> Self {
+        self.sweep_interval = interval;
+        self
+    }
+
+    /// The `tracker` label of this repo's metrics (default `default`).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Fault injection for tests: runs after a forwarded write committed and
+    /// before its reply is sent (for example to cut the connection, as a
+    /// crash at the worst moment would).
+    #[doc(hidden)]
+    pub fn after_commit_hook(mut self, hook: Arc<dyn Fn(&str) + Send + Sync>) -> Self {
+        self.after_commit = Some(hook);
+        self
+    }
+
+    /// Opens the pool, starts the tracker and the node. In the primary
+    /// region it also checks that the database is out of recovery (an error
+    /// is logged if not) and starts sweeping old exactly-once records.
+    pub async fn start(self) -> Result<Repo, Error> {
+        let pool = match (self.pool, &self.database_url) {
+            (Some(pool), _) => pool,
+            (None, Some(url)) => {
+                let options: sqlx::postgres::PgConnectOptions =
+                    url.parse().map_err(|e| Error::InvalidDatabaseUrl {
+                        reason: format!("{e}"),
+                    })?;
+                PgPoolOptions::new()
+                    .max_connections(self.max_connections)
+                    .connect_lazy_with(options)
+            }
+            (None, None) => {
+                return Err(Error::Config(
+                    "the repo needs a database: call database_url() or pool()".into(),
+                ));
+            }
+        };
+        let node = match self.node {
+            Some(node) => node,
+            None => Node::from_env().map_err(Error::Rpc)?,
+        };
+        let regions = node.regions_ref().clone();
+        let tracker = Tracker::builder((*pool.connect_options()).clone())
+            .label(self.name.clone())
+            .start()?;
+        let server = Arc::new(ServerState {
+            pool: pool.clone(),
+            served: AtomicU64::new(0),
+            after_commit: self.after_commit,
+        });
+        let status = Arc::new(PrimaryStatus::new(pool.clone()));
+        let check_status = Arc::clone(&status);
+        let mut node = node
+            .procedure::<Forwarded<Statement>>(Arc::clone(&server))
+            .primary_check(Arc::new(move || {
+                let status = Arc::clone(&check_status);
+                async move { status.is_primary().await }.boxed()
+            }));
+        for register in self.registrations {
+            node = register(node, &server);
+        }
+        let node = node.start().await.map_err(Error::Rpc)?;
+
+        let sweeper = if regions.is_primary() {
+            if !status.is_primary().await {
+                tracing::error!(
+                    region = regions.my_region(),
+                    "this instance is in the primary region, but its database is in recovery \
+                     (or unreachable): writes here will fail; check DATABASE_URL and PRIMARY_REGION"
+                );
+            }
+            Some(tokio::spawn(sweeper::run(
+                pool.clone(),
+                self.config.retention,
+                self.sweep_interval,
+            )))
+        } else {
+            None
+        };
+        Ok(Repo {
+            inner: Arc::new(RepoInner {
+                pool,
+                tracker,
+                node,
+                regions,
+                config: self.config,
+                server,
+                local_writes: AtomicU64::new(0),
+                forwarded_writes: AtomicU64::new(0),
+                retries: AtomicU64::new(0),
+                sweeper,
+            }),
+        })
+    }
+}

@@ -1,0 +1,144 @@
+//! A mutation shipped to the primary region as a fly-rpc procedure.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use fly_rpc::{CallContext, Procedure};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use super::server_state::ServerState;
+use super::transaction::run_once;
+use crate::app_error::AppError;
+use crate::db_error::DbError;
+use crate::error::Error;
+use crate::lsn::Lsn;
+use crate::mutation::Mutation;
+
+/// The mutation, serialized once so a retry resends the same bytes.
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "")]
+pub(crate) struct Forwarded<M> {
+    args: Box<RawValue>,
+    #[serde(skip)]
+    _mutation: PhantomData<fn() -> M>,
+}
+
+impl<M> Clone for Forwarded<M> {
+    fn clone(&self) -> Self {
+        Forwarded {
+            args: self.args.clone(),
+            _mutation: PhantomData,
+        }
+    }
+}
+
+impl<M: Mutation> Forwarded<M> {
+    pub(crate) fn new(mutation: &M) -> Result<Self, Error> {
+        let args = serde_json::value::to_raw_value(mutation).map_err(|e| Error::Decode {
+            message: format!("mutation `{}` does not serialize: {e}", M::NAME),
+        })?;
+        Ok(Forwarded {
+            args,
+            _mutation: PhantomData,
+        })
+    }
+}
+
+/// A committed write's output and the LSN to wait for.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Committed<O> {
+    pub(crate) output: O,
+    pub(crate) lsn: Lsn,
+}
+
+/// How a failed forwarded write travels back.
+#[derive(Debug, Serialize, Deserialize, thiserror::Error)]
+pub(crate) enum WireError {
+    #[error("{0}")]
+    Database(DbError),
+    #[error("{0}")]
+    App(AppError),
+    #[error("{0}")]
+    BadArgs(String),
+    #[error("{0}")]
+    Primary(String),
+}
+
+impl From<Error> for WireError {
+    fn from(error: Error) -> Self {
+        match error {
+            Error::Database(db) => WireError::Database(db),
+            Error::App(app) => WireError::App(app),
+            other => WireError::Primary(other.to_string()),
+        }
+    }
+}
+
+impl From<WireError> for Error {
+    fn from(error: WireError) -> Self {
+        match error {
+            WireError::Database(db) => Error::Database(db),
+            WireError::App(app) => Error::App(app),
+            WireError::BadArgs(message) => Error::Rpc(fly_rpc::Error::BadRequest {
+                peer: "primary region".into(),
+                status: 400,
+                message,
+            }),
+            WireError::Primary(message) => Error::Primary { message },
+        }
+    }
+}
+
+impl<M: Mutation> Procedure for Forwarded<M> {
+    const NAME: &'static str = M::NAME;
+    type Output = Committed<M::Output>;
+    type Error = WireError;
+    type State = ServerState;
+
+    async fn run(
+        self,
+        state: Arc<ServerState>,
+        ctx: CallContext,
+    ) -> Result<Committed<M::Output>, WireError> {
+        let mutation: M = serde_json::from_str(self.args.get()).map_err(|e| {
+            WireError::BadArgs(format!("arguments of `{}` do not decode: {e}", M::NAME))
+        })?;
+        state.served.fetch_add(1, Ordering::Relaxed);
+        let span = tracing::info_span!(
+            "fly_postgres.serve_write",
+            mutation = M::NAME,
+            caller_region = %ctx.caller_region,
+            request_id = ctx.idempotency_key.as_deref().unwrap_or(""),
+        );
+        let _entered = span.enter();
+        let (output, lsn) = run_once(&state.pool, mutation, ctx.idempotency_key.as_deref()).await?;
+        if let Some(hook) = &state.after_commit {
+            hook(M::NAME);
+        }
+        Ok(Committed { output, lsn })
+    }
+}
+
+/// Maps a fly-rpc failure of a forwarded write to the crate's error.
+pub(crate) fn from_rpc(error: fly_rpc::Error, mutation: &str) -> Error {
+    match error {
+        fly_rpc::Error::Remote(remote) => match remote.decode::<WireError>() {
+            Ok(wire) => wire.into(),
+            Err(_) => Error::Primary {
+                message: remote.message().to_owned(),
+            },
+        },
+        fly_rpc::Error::Timeout { after, .. } => Error::RpcTimeout {
+            mutation: mutation.to_owned(),
+            after,
+        },
+        fly_rpc::Error::NoNodeInRegion { region, tried } => Error::NoPrimaryNode { region, tried },
+        fly_rpc::Error::Unauthorized { reason, .. } => Error::Unauthorized { reason },
+        fly_rpc::Error::UnknownProcedure {
+            name, peer_version, ..
+        } => Error::UnknownProcedure { name, peer_version },
+        other => Error::Rpc(other),
+    }
+}

@@ -1,0 +1,249 @@
+//! The `Repo`: local reads, writes forwarded to the primary region, and the
+//! wait that makes the caller read its own writes.
+
+mod builder;
+mod forward;
+mod primary_status;
+mod server_state;
+mod sweeper;
+mod transaction;
+mod write;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use fly_rpc::{Node, Regions};
+use serde::de::DeserializeOwned;
+use sqlx::PgPool;
+
+pub use builder::RepoBuilder;
+pub use write::Write;
+
+use crate::error::Error;
+use crate::lsn::Lsn;
+use crate::mutation::Mutation;
+use crate::statement::{Statement, StatementResult};
+use crate::tracker::Tracker;
+use server_state::ServerState;
+
+/// The SQL of the library's own table (exactly-once records), for apps that
+/// run migrations with their own tool.
+pub const MIGRATION_SQL: &str = include_str!("../../migrations/0001_fly_postgres_requests.sql");
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RepoConfig {
+    pub(crate) rpc_timeout: Duration,
+    pub(crate) replication_timeout: Duration,
+    pub(crate) retries: u32,
+    pub(crate) retention: Duration,
+}
+
+pub(crate) struct RepoInner {
+    pool: PgPool,
+    tracker: Tracker,
+    node: Node,
+    regions: Regions,
+    config: RepoConfig,
+    server: Arc<ServerState>,
+    local_writes: AtomicU64,
+    forwarded_writes: AtomicU64,
+    retries: AtomicU64,
+    sweeper: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for RepoInner {
+    fn drop(&mut self) {
+        if let Some(task) = &self.sweeper {
+            task.abort();
+        }
+    }
+}
+
+/// Counters of one repo, for tests and `flypg status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RepoStats {
+    /// Writes this instance ran itself (in the primary region).
+    pub local_writes: u64,
+    /// Writes this instance forwarded to the primary region.
+    pub forwarded_writes: u64,
+    /// Extra attempts of forwarded writes (after a timeout or a failure).
+    pub retries: u64,
+    /// Forwarded writes this instance served for others.
+    pub served_writes: u64,
+}
+
+/// One app database across regions: reads on the local database, writes
+/// next to the primary, read-your-writes after each write.
+///
+/// Build it with [`Repo::builder`]; clone it freely (clones share the pool,
+/// the tracker and the node).
+///
+/// ```no_run
+/// use fly_postgres::{Error, Mutation, Repo, sqlx};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Debug, Serialize, Deserialize, sqlx::FromRow)]
+/// struct Todo { id: i64, title: String }
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct CreateTodo { title: String }
+///
+/// impl Mutation for CreateTodo {
+///     const NAME: &'static str = "create_todo";
+///     type Output = Todo;
+///     async fn run(self, tx: &mut sqlx::PgConnection) -> Result<Todo, Error> {
+///         Ok(sqlx::query_as("insert into todos (title) values ($1) returning id, title")
+///             .bind(self.title)
+///             .fetch_one(&mut *tx)
+///             .await?)
+///     }
+/// }
+///
+/// # async fn demo() -> Result<(), Error> {
+/// let repo = Repo::builder()
+///     .database_url(fly_postgres::database_url_from_env()?)
+///     .node(fly_rpc::Node::from_env().map_err(Error::Rpc)?)
+///     .mutation::<CreateTodo>()
+///     .start()
+///     .await?;
+///
+/// // Reads: plain sqlx on the local database.
+/// let todos: Vec<Todo> = sqlx::query_as("select id, title from todos")
+///     .fetch_all(repo.local())
+///     .await?;
+/// // Writes: run in the primary region; return once the local replica has them.
+/// let todo = repo.write(CreateTodo { title: "buy milk".into() }).await?;
+/// // Ad-hoc single statements, with RETURNING rows decoded into any type.
+/// let n = repo
+///     .execute(fly_postgres::query("update todos set title = upper(title) where id = $1").bind(todo.id))
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Repo {
+    inner: Arc<RepoInner>,
+}
+
+impl std::fmt::Debug for Repo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repo")
+            .field("regions", &self.inner.regions)
+            .field("node", &self.inner.node)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Repo {
+    /// A builder; see [`RepoBuilder`] for every setting and its default.
+    pub fn builder() -> RepoBuilder {
+        RepoBuilder::new()
+    }
+
+    /// The local database's pool (the primary in the primary region, the
+    /// nearest replica elsewhere). Every sqlx read API works on it; so do
+    /// migrations and job queues in the primary region.
+    pub fn local(&self) -> &PgPool {
+        &self.inner.pool
+    }
+
+    /// The replay tracker of the local database.
+    pub fn tracker(&self) -> &Tracker {
+        &self.inner.tracker
+    }
+
+    /// The RPC node writes are forwarded through.
+    pub fn node(&self) -> &Node {
+        &self.inner.node
+    }
+
+    /// This instance's regions.
+    pub fn regions(&self) -> &Regions {
+        &self.inner.regions
+    }
+
+    /// Runs `mutation` next to the primary: here in the primary region,
+    /// by one RPC elsewhere, then waits until the local replica has replayed
+    /// it. Options: [`Write::no_wait`], [`Write::rpc_timeout`],
+    /// [`Write::replication_timeout`].
+    pub fn write<M: Mutation>(&self, mutation: M) -> Write<'_, M, M::Output> {
+        Write::new(self, mutation, Ok)
+    }
+
+    /// Runs one ad-hoc statement like a write; resolves to the number of
+    /// rows it changed.
+    pub fn execute(&self, statement: Statement) -> Write<'_, Statement, u64> {
+        Write::new(self, statement, |r: StatementResult| Ok(r.rows_affected()))
+    }
+
+    /// Runs one ad-hoc statement like a write; resolves to its first
+    /// returned row as `T` (an error if it returned none).
+    pub fn fetch_one<T: DeserializeOwned>(&self, statement: Statement) -> Write<'_, Statement, T> {
+        Write::new(self, statement, |r: StatementResult| {
+            r.decode_optional()?.ok_or_else(|| Error::Decode {
+                message: "the statement returned no row".into(),
+            })
+        })
+    }
+
+    /// Runs one ad-hoc statement like a write; resolves to its first
+    /// returned row as `T`, if any.
+    pub fn fetch_optional<T: DeserializeOwned>(
+        &self,
+        statement: Statement,
+    ) -> Write<'_, Statement, Option<T>> {
+        Write::new(self, statement, |r: StatementResult| r.decode_optional())
+    }
+
+    /// Runs one ad-hoc statement like a write; resolves to every returned
+    /// row as `T`.
+    pub fn fetch_all<T: DeserializeOwned>(
+        &self,
+        statement: Statement,
+    ) -> Write<'_, Statement, Vec<T>> {
+        Write::new(self, statement, |r: StatementResult| r.decode_all())
+    }
+
+    /// Waits until the local database has replayed `lsn` (for example one a
+    /// client carried from an earlier request), at most the repo's
+    /// replication timeout.
+    pub async fn wait_for(&self, lsn: Lsn) -> Result<(), Error> {
+        self.inner
+            .tracker
+            .wait_for(lsn, self.inner.config.replication_timeout)
+            .await
+    }
+
+    /// Creates the library's table (exactly-once records) if missing. Run it
+    /// in the primary region, where the local database is the primary.
+    pub async fn migrate(&self) -> Result<(), Error> {
+        sqlx::raw_sql(MIGRATION_SQL)
+            .execute(&self.inner.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes exactly-once records older than the retention now (the repo
+    /// also does it periodically in the primary region).
+    pub async fn sweep(&self) -> Result<u64, Error> {
+        sweeper::sweep(&self.inner.pool, self.inner.config.retention).await
+    }
+
+    /// The repo's counters.
+    pub fn stats(&self) -> RepoStats {
+        RepoStats {
+            local_writes: self.inner.local_writes.load(Ordering::Relaxed),
+            forwarded_writes: self.inner.forwarded_writes.load(Ordering::Relaxed),
+            retries: self.inner.retries.load(Ordering::Relaxed),
+            served_writes: self.inner.server.served.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Runs `mutation` next to the primary and waits for local replay: the
+/// Elixir library's `Fly.Postgres.rpc_and_wait`, for readers coming from it.
+/// Same as `repo.write(mutation).await`.
+pub async fn rpc_and_wait<M: Mutation>(repo: &Repo, mutation: M) -> Result<M::Output, Error> {
+    repo.write(mutation).await
+}
