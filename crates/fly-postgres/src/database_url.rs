@@ -95,7 +95,7 @@ pub fn rewrite_database_url(url: &str, regions: &Regions) -> Result<String, Erro
     Ok(parsed.into())
 }
 
-fn parse(url: &str) -> Result<Url, Error> {
+pub(crate) fn parse(url: &str) -> Result<Url, Error> {
     // The url crate's errors never echo the input, so no password leaks.
     let parsed = Url::parse(url).map_err(|e| invalid(e.to_string()))?;
     if !matches!(parsed.scheme(), "postgres" | "postgresql") {

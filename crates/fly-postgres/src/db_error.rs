@@ -18,7 +18,12 @@ use sqlx::postgres::PgDatabaseError;
 /// # }
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DbError {
+#[serde(transparent)]
+pub struct DbError(Box<Fields>);
+
+/// Boxed so that `Error` stays small on the happy path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Fields {
     code: String,
     message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -34,49 +39,49 @@ pub struct DbError {
 impl DbError {
     pub(crate) fn from_sqlx(error: &(dyn sqlx::error::DatabaseError + 'static)) -> Self {
         let pg = error.try_downcast_ref::<PgDatabaseError>();
-        DbError {
+        DbError(Box::new(Fields {
             code: error.code().map(|c| c.into_owned()).unwrap_or_default(),
             message: error.message().to_owned(),
             detail: pg.and_then(|p| p.detail()).map(str::to_owned),
             constraint: error.constraint().map(str::to_owned),
             table: error.table().map(str::to_owned),
             column: pg.and_then(|p| p.column()).map(str::to_owned),
-        }
+        }))
     }
 
     /// The SQLSTATE code, such as `23505`.
     pub fn code(&self) -> &str {
-        &self.code
+        &self.0.code
     }
 
     /// PostgreSQL's primary message.
     pub fn message(&self) -> &str {
-        &self.message
+        &self.0.message
     }
 
     /// PostgreSQL's detail line, if any.
     pub fn detail(&self) -> Option<&str> {
-        self.detail.as_deref()
+        self.0.detail.as_deref()
     }
 
     /// The violated constraint, for integrity errors.
     pub fn constraint(&self) -> Option<&str> {
-        self.constraint.as_deref()
+        self.0.constraint.as_deref()
     }
 
     /// The table involved, if PostgreSQL named one.
     pub fn table(&self) -> Option<&str> {
-        self.table.as_deref()
+        self.0.table.as_deref()
     }
 
     /// The column involved, if PostgreSQL named one.
     pub fn column(&self) -> Option<&str> {
-        self.column.as_deref()
+        self.0.column.as_deref()
     }
 
     /// The category, as sqlx's `DatabaseError::kind()` gives it.
     pub fn kind(&self) -> ErrorKind {
-        match self.code.as_str() {
+        match self.0.code.as_str() {
             "23505" => ErrorKind::UniqueViolation,
             "23503" => ErrorKind::ForeignKeyViolation,
             "23502" => ErrorKind::NotNullViolation,
@@ -108,19 +113,19 @@ impl DbError {
     /// `25006`: the statement tried to write on a read-only connection (a
     /// replica, or a [`crate::read_only`] one).
     pub fn is_read_only_transaction(&self) -> bool {
-        self.code == "25006"
+        self.0.code == "25006"
     }
 
     /// `40001`: a serialization failure; the transaction may be retried.
     pub fn is_serialization_failure(&self) -> bool {
-        self.code == "40001"
+        self.0.code == "40001"
     }
 }
 
 impl std::fmt::Display for DbError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} (SQLSTATE {})", self.message, self.code)?;
-        if let Some(constraint) = &self.constraint {
+        write!(f, "{} (SQLSTATE {})", self.0.message, self.0.code)?;
+        if let Some(constraint) = &self.0.constraint {
             write!(f, " on constraint {constraint}")?;
         }
         Ok(())

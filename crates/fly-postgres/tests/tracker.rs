@@ -86,7 +86,9 @@ async fn paused_replay_times_out_typed_and_resume_releases_all() {
             committed_lsn,
             replayed,
             waited,
+            output,
         } => {
+            assert_eq!(output, None, "a bare wait has no write output");
             assert_eq!(committed_lsn, lsn);
             assert!(replayed.is_some_and(|r| r < lsn), "replayed {replayed:?}");
             assert!(waited >= Duration::from_millis(300));

@@ -77,7 +77,8 @@ impl RepoBuilder {
         self
     }
 
-    /// Size of the pool the repo opens (default 10).
+    /// Size of the pool the repo opens (default 10; it waits at most 5 s
+    /// for a connection).
     pub fn max_connections(mut self, n: u32) -> Self {
         self.max_connections = n;
         self
@@ -152,12 +153,16 @@ impl RepoBuilder {
         let pool = match (self.pool, &self.database_url) {
             (Some(pool), _) => pool,
             (None, Some(url)) => {
+                crate::database_url::parse(url)?;
                 let options: sqlx::postgres::PgConnectOptions =
                     url.parse().map_err(|e| Error::InvalidDatabaseUrl {
                         reason: format!("{e}"),
                     })?;
+                // sqlx waits 30 s for a connection by default; a read on a
+                // dead replica should fail within the write timeouts instead.
                 PgPoolOptions::new()
                     .max_connections(self.max_connections)
+                    .acquire_timeout(Duration::from_secs(5))
                     .connect_lazy_with(options)
             }
             (None, None) => {

@@ -124,6 +124,7 @@ pub fn node(region: &str, peers: StaticPeers) -> NodeBuilder {
 pub async fn pool(url_options: sqlx::postgres::PgConnectOptions) -> PgPool {
     PgPoolOptions::new()
         .max_connections(20)
+        .acquire_timeout(Duration::from_secs(2))
         .connect_with(url_options)
         .await
         .unwrap()
