@@ -1,5 +1,7 @@
 //! `flypg bench ...`: benchmarks that print numbers (never timed tests).
 
+mod mutations;
+mod repo;
 mod rpc;
 mod tracker;
 
@@ -12,11 +14,14 @@ pub(crate) enum Bench {
     Tracker(tracker::TrackerArgs),
     /// Round trips and throughput of fly-rpc calls between two nodes.
     Rpc(rpc::RpcArgs),
+    /// Forwarded writes across a simulated ocean vs the naive approach.
+    Repo(repo::RepoArgs),
 }
 
 pub(crate) async fn run(which: Bench) -> Result<(), Box<dyn std::error::Error>> {
     match which {
         Bench::Tracker(args) => tracker::run(args).await,
         Bench::Rpc(args) => rpc::run(args).await,
+        Bench::Repo(args) => repo::run(args).await,
     }
 }

@@ -1,0 +1,358 @@
+//! `flypg bench repo`: forwarded writes from `lax` against a primary in
+//! `syd`, with a latency proxy between the regions and on the replication
+//! link, compared with sending the statements straight to the far primary.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fly_postgres::Repo;
+use fly_postgres::sqlx::{self, Acquire, PgPool, postgres::PgPoolOptions};
+use fly_postgres_testkit::{Delay, LatencyProxy, PgCluster};
+use fly_rpc::{Node, Regions, StaticPeers};
+use serde::Serialize;
+
+use super::mutations::{InsertItem, SCHEMA, TRANSFER_SQL, Transfer};
+use crate::percentiles::{Samples, round3};
+
+/// Options of `flypg bench repo`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct RepoArgs {
+    /// Round-trip time between the regions.
+    #[arg(long, default_value_t = 60)]
+    rtt_ms: u64,
+    /// One-way delay of the replication link (WAL flows from syd to lax);
+    /// default: the RTT, as a replica applies a little behind the network.
+    #[arg(long)]
+    replication_delay_ms: Option<u64>,
+    /// Sequential writes per latency measurement.
+    #[arg(long, default_value_t = 40)]
+    writes: usize,
+    /// Concurrent callers for the throughput runs.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Length of each throughput run in seconds.
+    #[arg(long, default_value_t = 3)]
+    seconds: u64,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    rtt_ms: u64,
+    replication_delay_ms: u64,
+    write1_p50_ms: f64,
+    write1_p99_ms: f64,
+    write3_p50_ms: f64,
+    write3_p99_ms: f64,
+    direct3_p50_ms: f64,
+    direct3_p99_ms: f64,
+    local_read_p50_ms: f64,
+    local_read_p99_ms: f64,
+    stale_reads: usize,
+    stale_reads_no_wait: usize,
+    fwd_writes_per_s_64: f64,
+    direct_writes_per_s_64: f64,
+    concurrency: usize,
+}
+
+type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+const SECRET: &str = "flypg bench repo secret, loopback only";
+
+pub(crate) async fn run(args: RepoArgs) -> BenchResult<()> {
+    if args.writes == 0 || args.concurrency == 0 {
+        return Err("--writes and --concurrency must be at least 1".into());
+    }
+    let say = |text: &str| {
+        if !args.json {
+            eprintln!("{text}");
+        }
+    };
+    let rtt = Duration::from_millis(args.rtt_ms);
+    let lag = Duration::from_millis(args.replication_delay_ms.unwrap_or(args.rtt_ms));
+    say(&format!(
+        "starting primary (syd) and replica (lax), replication link delayed {lag:?} one way..."
+    ));
+    let cluster = PgCluster::builder().replication_delay(lag).start().await?;
+    let pool_size = args.concurrency as u32 + 4;
+    let primary_pool = pool(cluster.primary().connect_options(), pool_size).await?;
+    sqlx::raw_sql(SCHEMA).execute(&primary_pool).await?;
+    let syd = Repo::builder()
+        .pool(primary_pool)
+        .node(node("syd", StaticPeers::new()))
+        .mutation::<InsertItem>()
+        .mutation::<Transfer>()
+        .start()
+        .await?;
+    syd.migrate().await?;
+    let rpc_link = LatencyProxy::start(syd.node().local_addr(), Delay::rtt(rtt)).await?;
+    let lax = Repo::builder()
+        .pool(pool(cluster.replica().connect_options(), pool_size).await?)
+        .node(node(
+            "lax",
+            StaticPeers::new().with("syd", rpc_link.local_addr()),
+        ))
+        .mutation::<InsertItem>()
+        .mutation::<Transfer>()
+        .start()
+        .await?;
+    // The naive alternative: lax talks to the far primary directly.
+    let far_primary = LatencyProxy::start(
+        SocketAddr::from(([127, 0, 0, 1], cluster.primary().port())),
+        Delay::rtt(rtt),
+    )
+    .await?;
+    // No ping before each checkout: the naive path pays only its statements.
+    let direct = PgPoolOptions::new()
+        .max_connections(pool_size)
+        .test_before_acquire(false)
+        .connect_with(
+            cluster
+                .primary()
+                .connect_options()
+                .port(far_primary.local_addr().port()),
+        )
+        .await?;
+    cluster.wait_for_catch_up(Duration::from_secs(30)).await?;
+    // Open connections before measuring.
+    lax.write(InsertItem {
+        payload: "warm".into(),
+    })
+    .await?;
+    sqlx::query("select 1").execute(&direct).await?;
+
+    say(&format!(
+        "{} one-statement writes from lax, each read back at once...",
+        args.writes
+    ));
+    let mut write1 = Vec::new();
+    let mut stale_reads = 0;
+    for i in 0..args.writes {
+        let started = Instant::now();
+        let id = lax
+            .write(InsertItem {
+                payload: format!("w{i}"),
+            })
+            .await?;
+        write1.push(ms(started));
+        if !visible(lax.local(), id).await? {
+            stale_reads += 1;
+        }
+    }
+    let mut stale_reads_no_wait = 0;
+    for i in 0..args.writes.min(20) {
+        let id = lax
+            .write(InsertItem {
+                payload: format!("n{i}"),
+            })
+            .no_wait()
+            .await?;
+        if !visible(lax.local(), id).await? {
+            stale_reads_no_wait += 1;
+        }
+    }
+
+    say(&format!(
+        "{} three-statement mutations from lax...",
+        args.writes
+    ));
+    let mut write3 = Vec::new();
+    for _ in 0..args.writes {
+        let started = Instant::now();
+        lax.write(Transfer { amount: 1 }).await?;
+        write3.push(ms(started));
+    }
+
+    say(&format!(
+        "{} times the same three statements sent directly to the far primary...",
+        args.writes
+    ));
+    let mut direct3 = Vec::new();
+    for _ in 0..args.writes {
+        let started = Instant::now();
+        let mut conn = direct.acquire().await?;
+        let mut tx = conn.begin().await?;
+        for sql in TRANSFER_SQL {
+            sqlx::query(sql).bind(1_i64).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        direct3.push(ms(started));
+    }
+
+    say("local reads in lax...");
+    let mut reads = Vec::new();
+    for _ in 0..(args.writes * 5) {
+        let started = Instant::now();
+        let _: Option<String> = sqlx::query_scalar("select payload from items where id = 1")
+            .fetch_optional(lax.local())
+            .await?;
+        reads.push(ms(started));
+    }
+
+    let length = Duration::from_secs(args.seconds);
+    say(&format!(
+        "{} concurrent callers, forwarded writes, {} s...",
+        args.concurrency, args.seconds
+    ));
+    let fwd = throughput(args.concurrency, length, {
+        let lax = lax.clone();
+        move || {
+            let lax = lax.clone();
+            async move {
+                lax.write(InsertItem {
+                    payload: "t".into(),
+                })
+                .await?;
+                Ok(())
+            }
+        }
+    })
+    .await?;
+    say(&format!(
+        "{} concurrent callers, direct writes to the far primary, {} s...",
+        args.concurrency, args.seconds
+    ));
+    let direct_rate = throughput(args.concurrency, length, {
+        let direct = direct.clone();
+        move || {
+            let direct = direct.clone();
+            async move {
+                sqlx::query("insert into items (payload) values ('d')")
+                    .execute(&direct)
+                    .await?;
+                Ok(())
+            }
+        }
+    })
+    .await?;
+
+    let (write1, write3, direct3, reads) = (
+        Samples::new(write1),
+        Samples::new(write3),
+        Samples::new(direct3),
+        Samples::new(reads),
+    );
+    let report = Report {
+        rtt_ms: args.rtt_ms,
+        replication_delay_ms: lag.as_millis() as u64,
+        write1_p50_ms: round3(write1.pct(50.0)),
+        write1_p99_ms: round3(write1.pct(99.0)),
+        write3_p50_ms: round3(write3.pct(50.0)),
+        write3_p99_ms: round3(write3.pct(99.0)),
+        direct3_p50_ms: round3(direct3.pct(50.0)),
+        direct3_p99_ms: round3(direct3.pct(99.0)),
+        local_read_p50_ms: round3(reads.pct(50.0)),
+        local_read_p99_ms: round3(reads.pct(99.0)),
+        stale_reads,
+        stale_reads_no_wait,
+        fwd_writes_per_s_64: fwd.round(),
+        direct_writes_per_s_64: direct_rate.round(),
+        concurrency: args.concurrency,
+    };
+    lax.node().shutdown().await?;
+    syd.node().shutdown().await?;
+    direct.close().await;
+    lax.local().close().await;
+    syd.local().close().await;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print_table(&report);
+    }
+    Ok(())
+}
+
+fn print_table(r: &Report) {
+    println!(
+        "flypg bench repo: RTT {} ms between lax and syd, replication link {} ms one way",
+        r.rtt_ms, r.replication_delay_ms
+    );
+    println!("{:<56} {:>10} {:>10}", "measure", "p50 ms", "p99 ms");
+    for (name, p50, p99) in [
+        (
+            "(a) write, 1 statement, from lax (incl. replica wait)",
+            r.write1_p50_ms,
+            r.write1_p99_ms,
+        ),
+        (
+            "(b) write, 3-statement mutation, from lax",
+            r.write3_p50_ms,
+            r.write3_p99_ms,
+        ),
+        (
+            "(c) same 3 statements sent directly to the primary",
+            r.direct3_p50_ms,
+            r.direct3_p99_ms,
+        ),
+        (
+            "(d) local read in lax",
+            r.local_read_p50_ms,
+            r.local_read_p99_ms,
+        ),
+    ] {
+        println!("{name:<56} {p50:>10} {p99:>10}");
+    }
+    println!(
+        "stale reads right after a write: {} with the wait, {} with no_wait",
+        r.stale_reads, r.stale_reads_no_wait
+    );
+    println!(
+        "throughput with {} callers: forwarded writes {} /s, direct writes to the far primary {} /s",
+        r.concurrency, r.fwd_writes_per_s_64, r.direct_writes_per_s_64
+    );
+}
+
+fn ms(started: Instant) -> f64 {
+    started.elapsed().as_secs_f64() * 1e3
+}
+
+async fn visible(pool: &PgPool, id: i64) -> BenchResult<bool> {
+    let n: i64 = sqlx::query_scalar("select count(*) from items where id = $1")
+        .bind(id)
+        .fetch_one(pool)
+        .await?;
+    Ok(n == 1)
+}
+
+async fn pool(options: sqlx::postgres::PgConnectOptions, size: u32) -> BenchResult<PgPool> {
+    Ok(PgPoolOptions::new()
+        .max_connections(size)
+        .connect_with(options)
+        .await?)
+}
+
+fn node(region: &str, peers: StaticPeers) -> fly_rpc::NodeBuilder {
+    Node::builder()
+        .regions(Regions::new(region, "syd"))
+        .listen(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .secret(SECRET)
+        .discovery(peers)
+}
+
+async fn throughput<F, Fut>(callers: usize, length: Duration, call: F) -> BenchResult<f64>
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), Box<dyn std::error::Error + Send + Sync>>> + Send,
+{
+    let deadline = Instant::now() + length;
+    let started = Instant::now();
+    let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..callers {
+        let (call, done) = (call.clone(), Arc::clone(&done));
+        tasks.spawn(async move {
+            while Instant::now() < deadline {
+                call().await?;
+                done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+        });
+    }
+    while let Some(result) = tasks.join_next().await {
+        result?.map_err(|e| -> Box<dyn std::error::Error> { e.to_string().into() })?;
+    }
+    Ok(done.load(std::sync::atomic::Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
+}
