@@ -1,0 +1,106 @@
+//! A todo list over fly-postgres, the template to copy: reads on the local
+//! database, writes through typed mutations that run in the primary region,
+//! configured only by environment variables, exactly as on Fly.io.
+//!
+//! | variable | meaning |
+//! | --- | --- |
+//! | `DATABASE_URL` | the app database (rewritten for the region on Fly, see `fly_postgres::database_url_from_env`) |
+//! | `FLY_REGION` / `MY_REGION`, `PRIMARY_REGION` | this instance's region and the primary's |
+//! | `FLY_APP_NAME` | on Fly: discovers peers by DNS, switches on the URL rewrite |
+//! | `FLY_RPC_SECRET` | the shared secret of the app's instances |
+//! | `FLY_RPC_PEERS` | off Fly: `region=ip:port,...;region=...` |
+//! | `FLY_RPC_PORT` / `FLY_RPC_LISTEN` | where the RPC endpoint listens (default `[::]:7878`) |
+//! | `PORT` / `HTTP_LISTEN` | where the HTTP API listens (default `[::]:8080`) |
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! fly_postgres_todo::run_from_env().await?;
+//! # Ok(()) }
+//! ```
+
+mod api_error;
+mod mutations;
+mod routes;
+mod schema;
+
+use std::net::SocketAddr;
+
+use fly_postgres::Repo;
+
+pub use api_error::ApiError;
+pub use mutations::{CreateBatch, CreateTodo, DeleteTodo, Todo, UpdateTodo};
+pub use routes::router;
+pub use schema::{SCHEMA, migrate};
+
+/// Boxed errors of the app's startup.
+pub type StartError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Registers the app's mutations on a repo builder.
+pub fn mutations(builder: fly_postgres::RepoBuilder) -> fly_postgres::RepoBuilder {
+    builder
+        .mutation::<CreateTodo>()
+        .mutation::<CreateBatch>()
+        .mutation::<UpdateTodo>()
+        .mutation::<DeleteTodo>()
+}
+
+/// Starts the repo from env, migrates in the primary region, and serves the
+/// API until Ctrl-C or SIGTERM. Prints one line,
+/// `todo listening http=ADDR rpc=ADDR region=R`, once it accepts requests.
+pub async fn run_from_env() -> Result<(), StartError> {
+    let node = fly_rpc::Node::from_env()?.version(env!("CARGO_PKG_VERSION"));
+    let repo = mutations(Repo::builder())
+        .database_url(fly_postgres::database_url_from_env()?)
+        .node(node)
+        .start()
+        .await?;
+    migrate(&repo).await?;
+    let listener = tokio::net::TcpListener::bind(http_listen_addr()?).await?;
+    println!(
+        "todo listening http={} rpc={} region={}",
+        listener.local_addr()?,
+        repo.node().local_addr(),
+        repo.regions().my_region()
+    );
+    axum::serve(listener, router(repo.clone()))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    repo.node().shutdown().await?;
+    Ok(())
+}
+
+fn http_listen_addr() -> Result<SocketAddr, StartError> {
+    if let Ok(addr) = std::env::var("HTTP_LISTEN") {
+        return addr
+            .parse()
+            .map_err(|_| format!("HTTP_LISTEN {addr:?} is not an ip:port address").into());
+    }
+    let port = match std::env::var("PORT") {
+        Ok(p) => p
+            .parse::<u16>()
+            .map_err(|_| format!("PORT {p:?} is not a port number"))?,
+        Err(_) => 8080,
+    };
+    Ok(SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port)))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,216 @@
+//! The HTTP API: reads on the local database, writes through mutations.
+
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use fly_postgres::{Mutation, Repo, sqlx};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::api_error::ApiError;
+use crate::mutations::{CreateBatch, CreateTodo, DeleteTodo, Todo, UpdateTodo};
+
+const MAX_TITLE: usize = 500;
+
+/// The app's routes over `repo`.
+pub fn router(repo: Repo) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/todos", get(list).post(create))
+        .route("/todos/batch", axum::routing::post(create_batch))
+        .route("/todos/{id}", get(show).patch(update).delete(remove))
+        .with_state(repo)
+}
+
+async fn index(State(repo): State<Repo>) -> Json<serde_json::Value> {
+    let regions = repo.regions();
+    Json(json!({
+        "region": regions.my_region(),
+        "primary_region": regions.primary_region(),
+        "is_primary": regions.is_primary(),
+    }))
+}
+
+async fn list(State(repo): State<Repo>) -> Result<Json<Vec<Todo>>, ApiError> {
+    let todos = sqlx::query_as("select id, title, done from todos order by id")
+        .fetch_all(repo.local())
+        .await
+        .map_err(fly_postgres::Error::from)?;
+    Ok(Json(todos))
+}
+
+async fn show(
+    State(repo): State<Repo>,
+    id: Result<Path<i64>, PathRejection>,
+) -> Result<Json<Todo>, ApiError> {
+    let id = todo_id(id)?;
+    let todo: Option<Todo> = sqlx::query_as("select id, title, done from todos where id = $1")
+        .bind(id)
+        .fetch_optional(repo.local())
+        .await
+        .map_err(fly_postgres::Error::from)?;
+    todo.map(Json).ok_or(ApiError::not_found(id))
+}
+
+/// `?wait=false` skips the replication wait (to show what it is for).
+#[derive(Debug, Deserialize)]
+struct WriteParams {
+    wait: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+struct NewTodo {
+    title: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct NewBatch {
+    titles: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Patch {
+    title: Option<String>,
+    done: Option<bool>,
+}
+
+async fn create(
+    State(repo): State<Repo>,
+    params: Query<WriteParams>,
+    body: Result<Json<NewTodo>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let NewTodo { title } = json_body(body)?;
+    let title = valid_title(title)?;
+    write(
+        &repo,
+        CreateTodo { title },
+        params.wait,
+        StatusCode::CREATED,
+    )
+    .await
+}
+
+async fn create_batch(
+    State(repo): State<Repo>,
+    params: Query<WriteParams>,
+    body: Result<Json<NewBatch>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let NewBatch { titles } = json_body(body)?;
+    if titles.is_empty() || titles.len() > 100 {
+        return Err(ApiError::bad_request("titles must hold 1 to 100 titles"));
+    }
+    let titles = titles
+        .into_iter()
+        .map(valid_title)
+        .collect::<Result<_, _>>()?;
+    write(
+        &repo,
+        CreateBatch { titles },
+        params.wait,
+        StatusCode::CREATED,
+    )
+    .await
+}
+
+async fn update(
+    State(repo): State<Repo>,
+    id: Result<Path<i64>, PathRejection>,
+    params: Query<WriteParams>,
+    body: Result<Json<Patch>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let id = todo_id(id)?;
+    let Patch { title, done } = json_body(body)?;
+    let title = title.map(valid_title).transpose()?;
+    if title.is_none() && done.is_none() {
+        return Err(ApiError::bad_request("give a title or done"));
+    }
+    let changed = repo_write(&repo, UpdateTodo { id, title, done }, params.wait).await?;
+    match changed {
+        (Some(todo), replicated) => Ok(reply(StatusCode::OK, Json(todo), replicated)),
+        (None, _) => Err(ApiError::not_found(id)),
+    }
+}
+
+async fn remove(
+    State(repo): State<Repo>,
+    id: Result<Path<i64>, PathRejection>,
+    params: Query<WriteParams>,
+) -> Result<Response, ApiError> {
+    let id = todo_id(id)?;
+    match repo_write(&repo, DeleteTodo { id }, params.wait).await? {
+        (true, replicated) => Ok(reply(StatusCode::NO_CONTENT, (), replicated)),
+        (false, _) => Err(ApiError::not_found(id)),
+    }
+}
+
+async fn write<M>(
+    repo: &Repo,
+    mutation: M,
+    wait: Option<bool>,
+    status: StatusCode,
+) -> Result<Response, ApiError>
+where
+    M: Mutation,
+    M::Output: serde::Serialize,
+{
+    let (output, replicated) = repo_write(repo, mutation, wait).await?;
+    Ok(reply(status, Json(output), replicated))
+}
+
+/// Runs a write. A write that committed but is not yet replayed locally is
+/// still a success (it must not be retried): `false` marks it.
+async fn repo_write<M: Mutation>(
+    repo: &Repo,
+    mutation: M,
+    wait: Option<bool>,
+) -> Result<(M::Output, bool), ApiError> {
+    let call = repo.write(mutation);
+    let call = if wait == Some(false) {
+        call.no_wait()
+    } else {
+        call
+    };
+    match call.await {
+        Ok(output) => Ok((output, wait != Some(false))),
+        Err(error) => match error.committed_output::<M::Output>() {
+            Some(output) => Ok((output, false)),
+            None => Err(error.into()),
+        },
+    }
+}
+
+fn reply(status: StatusCode, body: impl IntoResponse, replicated: bool) -> Response {
+    let mut response = (status, body).into_response();
+    // Tells the client whether its next read here is sure to see the write.
+    response.headers_mut().insert(
+        "fly-replicated",
+        HeaderValue::from_static(if replicated { "true" } else { "false" }),
+    );
+    response
+}
+
+fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    body.map(|Json(v)| v)
+        .map_err(|e| ApiError::bad_request(e.body_text()))
+}
+
+fn todo_id(id: Result<Path<i64>, PathRejection>) -> Result<i64, ApiError> {
+    id.map(|Path(id)| id)
+        .map_err(|e| ApiError::bad_request(format!("todo ids are integers: {}", e.body_text())))
+}
+
+fn valid_title(title: String) -> Result<String, ApiError> {
+    let title = title.trim().to_owned();
+    if title.is_empty() {
+        return Err(ApiError::bad_request("title must not be empty"));
+    }
+    if title.chars().count() > MAX_TITLE {
+        return Err(ApiError::bad_request(format!(
+            "title is over {MAX_TITLE} characters"
+        )));
+    }
+    Ok(title)
+}

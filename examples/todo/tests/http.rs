@@ -1,0 +1,233 @@
+//! The todo API's answers, over a real primary and replica, in both regions.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use fly_postgres::Repo;
+use fly_postgres::sqlx::postgres::PgPoolOptions;
+use fly_postgres_testkit::PgCluster;
+use fly_postgres_todo::{migrate, mutations, router};
+use fly_rpc::{Node, Regions, StaticPeers};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const SECRET: &str = "todo test secret 0123456789abcdef";
+
+fn node(region: &str, peers: StaticPeers) -> fly_rpc::NodeBuilder {
+    Node::builder()
+        .regions(Regions::new(region, "syd"))
+        .listen(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .secret(SECRET)
+        .discovery(peers)
+}
+
+struct App {
+    syd: Repo,
+    lax: Repo,
+    cluster: PgCluster,
+}
+
+async fn app() -> App {
+    let cluster = PgCluster::start().await.unwrap();
+    let pool = |o| async move { PgPoolOptions::new().connect_with(o).await.unwrap() };
+    let syd = mutations(Repo::builder())
+        .pool(pool(cluster.primary().connect_options()).await)
+        .node(node("syd", StaticPeers::new()))
+        .start()
+        .await
+        .unwrap();
+    migrate(&syd).await.unwrap();
+    let lax = mutations(Repo::builder())
+        .pool(pool(cluster.replica().connect_options()).await)
+        .node(node(
+            "lax",
+            StaticPeers::new().with("syd", syd.node().local_addr()),
+        ))
+        .start()
+        .await
+        .unwrap();
+    migrate(&lax).await.unwrap(); // a no-op outside the primary region
+    cluster
+        .wait_for_catch_up(Duration::from_secs(10))
+        .await
+        .unwrap();
+    App { syd, lax, cluster }
+}
+
+async fn call(repo: &Repo, method: &str, uri: &str, body: Option<&str>) -> (StatusCode, Value) {
+    let request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", "application/json")
+        .body(body.map_or_else(Body::empty, |b| Body::from(b.to_owned())))
+        .unwrap();
+    let response = router(repo.clone()).oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn crud_from_the_replica_region_reads_its_own_writes() {
+    let app = app().await;
+    let (status, body) = call(&app.lax, "GET", "/", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body,
+        json!({"region": "lax", "primary_region": "syd", "is_primary": false})
+    );
+
+    let (status, todo) = call(&app.lax, "POST", "/todos", Some(r#"{"title":"milk"}"#)).await;
+    assert_eq!(status, StatusCode::CREATED, "{todo}");
+    let id = todo["id"].as_i64().unwrap();
+    let (status, list) = call(&app.lax, "GET", "/todos", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list, json!([{"id": id, "title": "milk", "done": false}]));
+
+    let (status, todo) = call(
+        &app.lax,
+        "PATCH",
+        &format!("/todos/{id}"),
+        Some(r#"{"done":true}"#),
+    )
+    .await;
+    assert_eq!(
+        (status, todo["done"].as_bool()),
+        (StatusCode::OK, Some(true))
+    );
+    let (status, todo) = call(&app.lax, "GET", &format!("/todos/{id}"), None).await;
+    assert_eq!(
+        (status, todo["done"].as_bool()),
+        (StatusCode::OK, Some(true))
+    );
+
+    let (status, batch) = call(
+        &app.lax,
+        "POST",
+        "/todos/batch",
+        Some(r#"{"titles":["a","b","c"]}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(batch.as_array().unwrap().len(), 3);
+
+    let (status, _) = call(&app.lax, "DELETE", &format!("/todos/{id}"), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = call(&app.lax, "GET", &format!("/todos/{id}"), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(app.syd.stats().served_writes, 4);
+}
+
+#[tokio::test]
+async fn bad_requests_get_json_errors_with_proper_statuses() {
+    let app = app().await;
+    for (method, uri, body, expected) in [
+        ("POST", "/todos", Some("{not json"), StatusCode::BAD_REQUEST),
+        (
+            "POST",
+            "/todos",
+            Some(r#"{"name":"x"}"#),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "POST",
+            "/todos",
+            Some(r#"{"title":"   "}"#),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "POST",
+            "/todos/batch",
+            Some(r#"{"titles":[]}"#),
+            StatusCode::BAD_REQUEST,
+        ),
+        ("GET", "/todos/abc", None, StatusCode::BAD_REQUEST),
+        ("GET", "/todos/999", None, StatusCode::NOT_FOUND),
+        (
+            "PATCH",
+            "/todos/999",
+            Some(r#"{"done":true}"#),
+            StatusCode::NOT_FOUND,
+        ),
+        ("PATCH", "/todos/1", Some("{}"), StatusCode::BAD_REQUEST),
+        ("DELETE", "/todos/999", None, StatusCode::NOT_FOUND),
+    ] {
+        let (status, body) = call(&app.lax, method, uri, body).await;
+        assert_eq!(status, expected, "{method} {uri}: {body}");
+        assert!(
+            body["error"].is_string() && body["message"].is_string(),
+            "{method} {uri}: {body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_unique_violation_in_syd_is_a_409_in_lax() {
+    let app = app().await;
+    call(&app.lax, "POST", "/todos", Some(r#"{"title":"once"}"#)).await;
+    let (status, body) = call(&app.lax, "POST", "/todos", Some(r#"{"title":"once"}"#)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"], "conflict");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("todos_title_key"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_primary_region_is_a_clear_503() {
+    let app = app().await;
+    let stranded = mutations(Repo::builder())
+        .pool(
+            PgPoolOptions::new()
+                .connect_with(app.cluster.replica().connect_options())
+                .await
+                .unwrap(),
+        )
+        .node(node(
+            "lax",
+            StaticPeers::new().with("syd", "127.0.0.1:1".parse().unwrap()),
+        ))
+        .retries(0)
+        .start()
+        .await
+        .unwrap();
+    let (status, body) = call(&stranded, "POST", "/todos", Some(r#"{"title":"x"}"#)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"], "primary_unreachable");
+    // Reads still work locally.
+    let (status, _) = call(&stranded, "GET", "/todos", None).await;
+    assert_eq!(status, StatusCode::OK);
+    drop(app.lax);
+}
+
+#[tokio::test]
+async fn a_write_not_yet_replayed_is_accepted_and_marked() {
+    let app = app().await;
+    app.cluster.pause_replay().await.unwrap();
+    let request = Request::builder()
+        .method("POST")
+        .uri("/todos?wait=false")
+        .header("content-type", "application/json")
+        .body(Body::from(r#"{"title":"quick"}"#))
+        .unwrap();
+    let response = router(app.lax.clone()).oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(response.headers()["fly-replicated"], "false");
+    let (_, list) = call(&app.lax, "GET", "/todos", None).await;
+    assert_eq!(
+        list,
+        json!([]),
+        "paused replica: the no-wait write is not visible yet"
+    );
+    app.cluster.resume_replay().await.unwrap();
+}
