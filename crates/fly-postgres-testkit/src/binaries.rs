@@ -13,15 +13,21 @@ pub struct PgBinaries {
 
 impl PgBinaries {
     /// Finds the binaries: `PG_BIN`, then `pg_config --bindir`, then the
-    /// newest `/usr/lib/postgresql/*/bin`.
+    /// newest `/usr/lib/postgresql/*/bin`. A `PG_BIN` that is set must be
+    /// right: it is an error, not a hint, when it holds no server.
     pub fn locate() -> Result<Self> {
         let mut searched = Vec::new();
-        if let Some(dir) = std::env::var_os("PG_BIN") {
+        if let Some(dir) = std::env::var_os("PG_BIN").filter(|d| !d.is_empty()) {
             let dir = PathBuf::from(dir);
-            searched.push(format!("PG_BIN={}", dir.display()));
             if has_server(&dir) {
                 return Ok(PgBinaries { dir });
             }
+            return Err(TestkitError::NoPostgres {
+                searched: format!(
+                    "PG_BIN={} (set, but it has no `postgres` and `initdb`)",
+                    dir.display()
+                ),
+            });
         }
         searched.push("pg_config --bindir".to_owned());
         if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {

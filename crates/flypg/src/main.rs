@@ -1,7 +1,8 @@
-//! `flypg`: the fly-postgres command line: benchmarks, status, and (later)
-//! the two-region demo.
+//! `flypg`: the fly-postgres command line: the two-region demo, benchmarks
+//! and status.
 
 mod bench;
+mod demo;
 mod percentiles;
 mod probe;
 mod rpc_node;
@@ -19,6 +20,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Two regions on one machine: a primary in syd, a replica in lax, the
+    /// todo app in each, and a scripted walk through them.
+    Demo(demo::DemoArgs),
     /// Benchmarks that print the numbers behind the README's claims.
     Bench {
         #[command(subcommand)]
@@ -30,6 +34,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The example todo app, configured by env (the demo starts it).
+    #[command(hide = true)]
+    TodoApp,
     /// A bare RPC node configured by env (used by tests).
     #[command(hide = true)]
     RpcNode {
@@ -60,6 +67,10 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Demo(args) => demo::run(args).await,
+            Command::TodoApp => fly_postgres_todo::run_from_env()
+                .await
+                .map_err(|e| -> Box<dyn std::error::Error> { e.to_string().into() }),
             Command::Bench { which } => bench::run(which).await,
             Command::Status { json } => status::run(json).await,
             Command::RpcNode { name } => rpc_node::run(name).await,

@@ -1,0 +1,70 @@
+//! A small JSON-over-HTTP/1.1 client for the demo's requests.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+
+/// One answer: status, whether the write is already replayed locally, body,
+/// and how long the round trip took.
+#[derive(Debug)]
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) body: Value,
+    pub(crate) elapsed: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Http {
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+pub(crate) type HttpResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+impl Http {
+    pub(crate) fn new() -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        Http {
+            client: Client::builder(TokioExecutor::new()).build(connector),
+        }
+    }
+
+    pub(crate) async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<Value>,
+    ) -> HttpResult<Answer> {
+        let payload = body.map(|b| b.to_string()).unwrap_or_default();
+        let request = Request::builder()
+            .method(method)
+            .uri(url)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(payload)))?;
+        let started = Instant::now();
+        let response = self.client.request(request).await?;
+        let status = response.status();
+        let bytes = response.into_body().collect().await?.to_bytes();
+        let elapsed = started.elapsed();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Ok(Answer {
+            status,
+            body,
+            elapsed,
+        })
+    }
+
+    pub(crate) async fn get(&self, url: &str) -> HttpResult<Answer> {
+        self.send(Method::GET, url, None).await
+    }
+
+    pub(crate) async fn post(&self, url: &str, body: Value) -> HttpResult<Answer> {
+        self.send(Method::POST, url, Some(body)).await
+    }
+}

@@ -1,0 +1,226 @@
+//! The scripted walk through the two regions, and its summary.
+
+use std::time::{Duration, Instant};
+
+use fly_postgres::sqlx::{self, Connection};
+use hyper::StatusCode;
+use serde::Serialize;
+use serde_json::json;
+
+use super::DemoResult;
+use super::app_process::AppProcess;
+use super::http::Http;
+use crate::percentiles::{Samples, round3};
+
+/// What the scenario measured; `consistent()` decides the exit code.
+#[derive(Debug, Serialize)]
+pub(crate) struct Summary {
+    writes: usize,
+    local_read_p50_ms: f64,
+    forwarded_write_p50_ms: f64,
+    mutation3_p50_ms: f64,
+    direct3_p50_ms: f64,
+    stale_reads_with_wait: usize,
+    stale_reads_without_wait: usize,
+    unique_violation_status: u16,
+    unique_violation_message: String,
+}
+
+impl Summary {
+    pub(crate) fn consistent(&self) -> bool {
+        self.stale_reads_with_wait == 0 && self.unique_violation_status == 409
+    }
+
+    pub(crate) fn print(&self, rtt_ms: u64, json: bool) {
+        if json {
+            println!("{}", serde_json::to_string(self).unwrap_or_default());
+            return;
+        }
+        println!();
+        println!(
+            "Summary (lax -> syd round trip {rtt_ms} ms, {} writes per step)",
+            self.writes
+        );
+        println!("  {:<58} {:>12}", "", "p50");
+        println!(
+            "  {:<58} {:>9.3} ms",
+            "local read in lax (HTTP GET, replica)", self.local_read_p50_ms
+        );
+        println!(
+            "  {:<58} {:>9.3} ms",
+            "write from lax (forwarded, waits for lax replica)", self.forwarded_write_p50_ms
+        );
+        println!(
+            "  {:<58} {:>9.3} ms",
+            "3-statement operation as one mutation", self.mutation3_p50_ms
+        );
+        println!(
+            "  {:<58} {:>9.3} ms",
+            "same 3 statements sent directly to the far primary", self.direct3_p50_ms
+        );
+        println!(
+            "  stale reads right after a write: {} of {} with the wait, {} of {} without",
+            self.stale_reads_with_wait, self.writes, self.stale_reads_without_wait, self.writes
+        );
+        println!(
+            "  unique violation raised in syd, seen in lax as HTTP {}",
+            self.unique_violation_status
+        );
+        println!(
+            "  consistency checks: {}",
+            if self.consistent() { "HELD" } else { "FAILED" }
+        );
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+pub(crate) async fn run(lax: &AppProcess, direct_url: &str, writes: usize) -> DemoResult<Summary> {
+    let http = Http::new();
+    let run_id = format!("{:x}", std::process::id());
+    println!();
+    let who = http.get(&lax.url("/")).await?;
+    println!("1. GET / on lax: {}", who.body);
+
+    println!("2. create a todo in lax, then read it back in lax at once ({writes} times)");
+    let mut write_ms = Vec::new();
+    let mut stale_with_wait = 0;
+    for i in 0..writes {
+        let created = http
+            .post(
+                &lax.url("/todos"),
+                json!({"title": format!("demo {run_id} #{i}")}),
+            )
+            .await?;
+        if created.status != StatusCode::CREATED {
+            return Err(format!(
+                "creating a todo answered {}: {}",
+                created.status, created.body
+            )
+            .into());
+        }
+        write_ms.push(ms(created.elapsed));
+        let id = created.body["id"].as_i64().unwrap_or_default();
+        let read = http.get(&lax.url(&format!("/todos/{id}"))).await?;
+        let visible = read.status == StatusCode::OK;
+        if !visible {
+            stale_with_wait += 1;
+        }
+        if i < 3 {
+            println!(
+                "   POST /todos {:>8.1} ms -> id {id}; GET /todos/{id} {:>6.2} ms -> {}",
+                ms(created.elapsed),
+                ms(read.elapsed),
+                if visible {
+                    "visible"
+                } else {
+                    "NOT VISIBLE (stale)"
+                }
+            );
+        }
+    }
+    println!("   stale reads: {stale_with_wait} of {writes}");
+
+    println!("3. the same with ?wait=false (no replication wait)");
+    let mut stale_without_wait = 0;
+    for i in 0..writes {
+        let created = http
+            .post(
+                &lax.url("/todos?wait=false"),
+                json!({"title": format!("nowait {run_id} #{i}")}),
+            )
+            .await?;
+        let id = created.body["id"].as_i64().unwrap_or_default();
+        let read = http.get(&lax.url(&format!("/todos/{id}"))).await?;
+        let visible = read.status == StatusCode::OK;
+        if !visible {
+            stale_without_wait += 1;
+        }
+        if i < 3 {
+            println!(
+                "   POST /todos?wait=false {:>8.1} ms -> id {id}; GET at once -> {}",
+                ms(created.elapsed),
+                if visible {
+                    "visible"
+                } else {
+                    "not visible yet (stale)"
+                }
+            );
+        }
+    }
+    println!("   stale reads: {stale_without_wait} of {writes}");
+
+    println!("4. a unique violation raised on the primary in syd, reported in lax");
+    let title = format!("unique {run_id}");
+    http.post(&lax.url("/todos"), json!({"title": title}))
+        .await?;
+    let duplicate = http
+        .post(&lax.url("/todos"), json!({"title": title}))
+        .await?;
+    let message = duplicate.body["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    println!(
+        "   second POST with the same title -> HTTP {}: {message}",
+        duplicate.status
+    );
+
+    println!(
+        "5. a 3-statement operation: one mutation from lax vs statements sent to the far primary"
+    );
+    let mut mutation3 = Vec::new();
+    for i in 0..writes {
+        let titles: Vec<String> = (0..3).map(|k| format!("batch {run_id} {i}.{k}")).collect();
+        let answer = http
+            .post(&lax.url("/todos/batch"), json!({"titles": titles}))
+            .await?;
+        if answer.status != StatusCode::CREATED {
+            return Err(format!("the batch answered {}: {}", answer.status, answer.body).into());
+        }
+        mutation3.push(ms(answer.elapsed));
+    }
+    let mut conn = sqlx::PgConnection::connect(direct_url).await?;
+    let mut direct3 = Vec::new();
+    for i in 0..writes {
+        let started = Instant::now();
+        let mut tx = conn.begin().await?;
+        for k in 0..3 {
+            sqlx::query("insert into todos (title) values ($1)")
+                .bind(format!("direct {run_id} {i}.{k}"))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        direct3.push(ms(started.elapsed()));
+    }
+    conn.close().await?;
+    let (mutation3, direct3) = (Samples::new(mutation3), Samples::new(direct3));
+    println!(
+        "   one mutation: p50 {:.1} ms; BEGIN + 3 statements + COMMIT over the ocean: p50 {:.1} ms",
+        mutation3.pct(50.0),
+        direct3.pct(50.0)
+    );
+
+    println!("6. reads in lax stay local");
+    let mut reads = Vec::new();
+    for _ in 0..(writes * 3).max(10) {
+        reads.push(ms(http.get(&lax.url("/todos")).await?.elapsed));
+    }
+    let reads = Samples::new(reads);
+    println!("   GET /todos p50 {:.2} ms", reads.pct(50.0));
+
+    Ok(Summary {
+        writes,
+        local_read_p50_ms: round3(reads.pct(50.0)),
+        forwarded_write_p50_ms: round3(Samples::new(write_ms).pct(50.0)),
+        mutation3_p50_ms: round3(mutation3.pct(50.0)),
+        direct3_p50_ms: round3(direct3.pct(50.0)),
+        stale_reads_with_wait: stale_with_wait,
+        stale_reads_without_wait: stale_without_wait,
+        unique_violation_status: duplicate.status.as_u16(),
+        unique_violation_message: message,
+    })
+}

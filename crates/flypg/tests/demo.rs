@@ -1,0 +1,72 @@
+//! The demo, end to end: real PostgreSQL, real app processes, over HTTP.
+
+use std::process::Command;
+
+#[test]
+fn the_demo_scenario_holds_its_consistency_checks_and_cleans_up() {
+    let out = Command::new(env!("CARGO_BIN_EXE_flypg"))
+        .args(["demo", "--rtt-ms", "20", "--writes", "5", "--json"])
+        .env_remove("FLY_APP_NAME")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "demo failed:\n{stdout}\n{stderr}");
+    let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["stale_reads_with_wait"], 0, "{summary}");
+    assert_eq!(summary["unique_violation_status"], 409, "{summary}");
+    assert!(
+        summary["unique_violation_message"]
+            .as_str()
+            .unwrap()
+            .contains("todos_title_key"),
+        "{summary}"
+    );
+    // With 20 ms on the replication link, reads right after a no-wait write
+    // are stale: the wait is what makes them consistent.
+    assert!(
+        summary["stale_reads_without_wait"].as_u64().unwrap() > 0,
+        "{summary}"
+    );
+    assert!(
+        summary["mutation3_p50_ms"].as_f64().unwrap() < summary["direct3_p50_ms"].as_f64().unwrap(),
+        "{summary}"
+    );
+    assert!(
+        stdout.contains("5. a 3-statement operation"),
+        "the steps are printed as they go"
+    );
+
+    // Nothing left running: no app process of this binary, no postgres.
+    let exe = env!("CARGO_BIN_EXE_flypg");
+    let leftovers: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            let state = stat.rsplit_once(')')?.1.trim_start().chars().next()?;
+            (state != 'Z' && cmdline.contains(exe) && cmdline.contains("todo-app"))
+                .then_some(cmdline)
+        })
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "app processes left behind: {leftovers:?}"
+    );
+}
+
+#[test]
+fn the_demo_explains_a_missing_postgres_in_one_line() {
+    let out = Command::new(env!("CARGO_BIN_EXE_flypg"))
+        .arg("demo")
+        .env("PG_BIN", "/nonexistent")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("apt-get install postgresql"), "{stderr}");
+    assert!(stderr.contains("PG_BIN=/nonexistent"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
