@@ -13,7 +13,7 @@
 //! | `PORT` / `HTTP_LISTEN` | where the HTTP API listens (default `[::]:8080`) |
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! # async fn demo() -> Result<(), fly_postgres_todo::StartError> {
 //! fly_postgres_todo::run_from_env().await?;
 //! # Ok(()) }
 //! ```
@@ -104,3 +104,8 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
 }
+
+/// The README's Rust examples, compiled as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
