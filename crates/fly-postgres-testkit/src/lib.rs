@@ -35,6 +35,7 @@ mod cluster;
 mod error;
 mod os_user;
 mod ports;
+mod precise_timer;
 mod processes;
 mod proxy;
 mod server;

@@ -51,6 +51,9 @@ impl Delay {
     }
 }
 
+/// A chunk due this soon is written at once.
+const COALESCE: Duration = Duration::from_micros(200);
+
 #[derive(Debug)]
 struct Shared {
     delay: Mutex<Delay>,
@@ -186,7 +189,11 @@ where
     };
     let writer = async move {
         while let Some((due, chunk)) = rx.recv().await {
-            wait_until(due).await;
+            // Chunks read a moment apart (an HTTP/2 HEADERS then DATA) would
+            // otherwise each pay the timer's wake-up latency in turn.
+            if due > Instant::now() + COALESCE {
+                crate::precise_timer::sleep_until(due.into_std()).await;
+            }
             if to.write_all(&chunk).await.is_err() {
                 return;
             }
@@ -194,21 +201,4 @@ where
         let _ = to.shutdown().await;
     };
     tokio::join!(reader, writer);
-}
-
-/// Sleeps until `due` to within a few microseconds. tokio's timer fires on
-/// whole-millisecond ticks, which would add up to 1 ms per hop and blur
-/// what the benchmarks measure, so the last millisecond is spent yielding.
-async fn wait_until(due: Instant) {
-    const TICK: Duration = Duration::from_millis(2);
-    let now = Instant::now();
-    if due <= now {
-        return;
-    }
-    if due - now > TICK {
-        tokio::time::sleep_until(due - TICK).await;
-    }
-    while Instant::now() < due {
-        tokio::task::yield_now().await;
-    }
 }
