@@ -38,9 +38,11 @@
 
 mod app_error;
 mod commit_lsn;
+mod consistency;
 mod database_url;
 mod db_error;
 mod error;
+mod fly_replay;
 mod lsn;
 mod mutation;
 mod read_only;
@@ -52,9 +54,13 @@ pub use sqlx;
 
 pub use app_error::AppError;
 pub use commit_lsn::commit_lsn;
+pub use consistency::{ConsistencyLayer, ConsistencyService, LSN_COOKIE, LSN_HEADER};
 pub use database_url::{REPLICA_PORT, database_url_from_env, rewrite_database_url};
 pub use db_error::DbError;
 pub use error::Error;
+pub use fly_replay::{
+    FLY_REPLAY_HEADER, FlyReplayLayer, FlyReplayService, ReplayInPrimary, replay_response,
+};
 pub use lsn::{Lsn, LsnParseError};
 pub use mutation::Mutation;
 pub use read_only::read_only;

@@ -15,14 +15,17 @@ use crate::mutations::{CreateBatch, CreateTodo, DeleteTodo, Todo, UpdateTodo};
 
 const MAX_TITLE: usize = 500;
 
-/// The app's routes over `repo`.
+/// The app's routes over `repo`. The consistency layer hands each writer an
+/// LSN cookie, so its next request reads its write on any instance.
 pub fn router(repo: Repo) -> Router {
+    let consistency = fly_postgres::ConsistencyLayer::new(repo.clone());
     Router::new()
         .route("/", get(index))
         .route("/todos", get(list).post(create))
         .route("/todos/batch", axum::routing::post(create_batch))
         .route("/todos/{id}", get(show).patch(update).delete(remove))
         .with_state(repo)
+        .layer(consistency)
 }
 
 async fn index(State(repo): State<Repo>) -> Json<serde_json::Value> {

@@ -223,6 +223,10 @@ async fn a_write_not_yet_replayed_is_accepted_and_marked() {
     let response = router(app.lax.clone()).oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
     assert_eq!(response.headers()["fly-replicated"], "false");
+    assert!(
+        response.headers().contains_key("fly-lsn"),
+        "the LSN cookie lets the next read wait"
+    );
     let (_, list) = call(&app.lax, "GET", "/todos", None).await;
     assert_eq!(
         list,

@@ -94,7 +94,10 @@ async fn run<M: Mutation, T>(write: Write<'_, M, T>) -> Result<M::Output, Error>
         inner.local_writes.fetch_add(1, Ordering::Relaxed);
         let result = run_once(&inner.pool, mutation, None).await;
         record(M::NAME, "local", started, result.is_ok());
-        return result.map(|(output, _)| output);
+        return result.map(|(output, lsn)| {
+            crate::consistency::record_write(lsn);
+            output
+        });
     }
 
     inner.forwarded_writes.fetch_add(1, Ordering::Relaxed);
@@ -115,6 +118,7 @@ async fn run<M: Mutation, T>(write: Write<'_, M, T>) -> Result<M::Output, Error>
     let result = async {
         let (output, lsn) = forward::<M>(repo, call, rpc_timeout, &request_id).await?;
         tracing::Span::current().record("lsn", tracing::field::display(lsn));
+        crate::consistency::record_write(lsn);
         if wait {
             let timeout = replication_timeout.unwrap_or(inner.config.replication_timeout);
             if let Err(e) = inner.tracker.wait_for(lsn, timeout).await {

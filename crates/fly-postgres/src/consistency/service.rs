@@ -1,0 +1,100 @@
+//! The service that waits for a request's LSN and reports the LSN it wrote.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use tower_service::Service;
+
+use super::{LSN_COOKIE, LSN_HEADER, recording, requested_lsn};
+use crate::repo::Repo;
+
+/// See [`super::ConsistencyLayer`].
+#[derive(Debug, Clone)]
+pub struct ConsistencyService<S> {
+    inner: S,
+    repo: Repo,
+    cookie_max_age: Duration,
+}
+
+impl<S> ConsistencyService<S> {
+    pub(super) fn new(inner: S, repo: Repo, cookie_max_age: Duration) -> Self {
+        ConsistencyService {
+            inner,
+            repo,
+            cookie_max_age,
+        }
+    }
+}
+
+fn plain<B: From<String>>(status: StatusCode, text: String) -> Response<B> {
+    let mut response = Response::new(B::from(text));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ConsistencyService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send,
+    ReqBody: Send + 'static,
+    ResBody: From<String> + Send,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        // The clone that was polled ready serves this call (tower's rule).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let repo = self.repo.clone();
+        let max_age = self.cookie_max_age.as_secs();
+        let wanted = requested_lsn(request.headers());
+        Box::pin(async move {
+            match wanted {
+                Err(bad) => return Ok(plain(StatusCode::BAD_REQUEST, bad.0)),
+                Ok(Some(lsn)) => {
+                    if let Err(e) = repo.wait_for(lsn).await {
+                        let mut response = plain(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            format!(
+                                "this region's replica has not caught up with your last write yet: {e}"
+                            ),
+                        );
+                        response
+                            .headers_mut()
+                            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                        return Ok(response);
+                    }
+                }
+                Ok(None) => {}
+            }
+            let (response, written) = recording(inner.call(request)).await;
+            let mut response = response?;
+            if let Some(lsn) = written {
+                let headers = response.headers_mut();
+                if let Ok(value) = HeaderValue::from_str(&lsn.to_string()) {
+                    headers.insert(LSN_HEADER, value);
+                }
+                let cookie = format!(
+                    "{LSN_COOKIE}={lsn}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax"
+                );
+                if let Ok(value) = HeaderValue::from_str(&cookie) {
+                    headers.append(header::SET_COOKIE, value);
+                }
+            }
+            Ok(response)
+        })
+    }
+}
