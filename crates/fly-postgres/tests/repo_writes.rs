@@ -233,3 +233,36 @@ async fn sixty_four_concurrent_callers_lose_and_double_nothing() {
         .unwrap();
     assert_eq!(records, 64 * 50);
 }
+
+#[tokio::test]
+async fn asynchronous_commit_on_the_primary_does_not_break_read_your_writes() {
+    // With synchronous_commit = off a commit returns before its WAL is
+    // flushed; the write path asks for a local flush so the LSN it returns
+    // covers the commit.
+    let cluster = fly_postgres_testkit::PgCluster::builder()
+        .setting("synchronous_commit", "off")
+        .start()
+        .await
+        .unwrap();
+    let app = two_regions_in(cluster, |b| b, |b| b).await;
+    let setting: String = sqlx::query_scalar("show synchronous_commit")
+        .fetch_one(app.syd.local())
+        .await
+        .unwrap();
+    assert_eq!(setting, "off");
+    for i in 0..300 {
+        let todo = app
+            .lax
+            .write(CreateTodo {
+                title: format!("async {i}"),
+            })
+            .await
+            .unwrap();
+        let seen: i64 = sqlx::query_scalar("select count(*) from todos where id = $1")
+            .bind(todo.id)
+            .fetch_one(app.lax.local())
+            .await
+            .unwrap();
+        assert_eq!(seen, 1, "stale read after write {i}");
+    }
+}

@@ -183,6 +183,7 @@ impl RepoBuilder {
             pool: pool.clone(),
             served: AtomicU64::new(0),
             after_commit: self.after_commit,
+            async_commit: tokio::sync::OnceCell::new(),
         });
         let status = Arc::new(PrimaryStatus::new(pool.clone()));
         let check_status = Arc::clone(&status);

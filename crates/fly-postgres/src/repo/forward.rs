@@ -113,7 +113,7 @@ impl<M: Mutation> Procedure for Forwarded<M> {
             request_id = ctx.idempotency_key.as_deref().unwrap_or(""),
         );
         let _entered = span.enter();
-        let (output, lsn) = run_once(&state.pool, mutation, ctx.idempotency_key.as_deref()).await?;
+        let (output, lsn) = run_once(&state, mutation, ctx.idempotency_key.as_deref()).await?;
         if let Some(hook) = &state.after_commit {
             hook(M::NAME);
         }

@@ -12,4 +12,23 @@ pub(crate) struct ServerState {
     pub(crate) pool: PgPool,
     pub(crate) served: AtomicU64,
     pub(crate) after_commit: Option<AfterCommit>,
+    /// Whether this database runs with `synchronous_commit = off`, learned
+    /// on the first write.
+    pub(crate) async_commit: tokio::sync::OnceCell<bool>,
+}
+
+impl ServerState {
+    /// With `synchronous_commit = off` a commit returns before its WAL is
+    /// flushed, so the flush LSN read right after it may not cover it and
+    /// a reader could wake too early. Writes then ask for a local flush.
+    pub(crate) async fn needs_local_flush(&self) -> bool {
+        let check = self.async_commit.get_or_try_init(|| async {
+            sqlx::query_scalar::<_, String>("select current_setting('synchronous_commit')")
+                .fetch_one(&self.pool)
+                .await
+                .map(|setting| setting == "off")
+        });
+        // If the check itself fails, be safe: the write will likely fail too.
+        check.await.map_or(true, |off| *off)
+    }
 }

@@ -1,7 +1,9 @@
 //! Running a mutation in one transaction next to the primary, exactly once
 //! per request id.
 
-use sqlx::{Acquire, PgPool};
+use sqlx::Acquire;
+
+use super::server_state::ServerState;
 
 use crate::commit_lsn::commit_lsn;
 use crate::error::Error;
@@ -17,12 +19,18 @@ use crate::mutation::Mutation;
 /// finds it committed and returns the recorded output. The LSN it returns is
 /// the current flush position, which covers the first attempt's commit.
 pub(crate) async fn run_once<M: Mutation>(
-    pool: &PgPool,
+    state: &ServerState,
     mutation: M,
     request_id: Option<&str>,
 ) -> Result<(M::Output, Lsn), Error> {
-    let mut conn = pool.acquire().await?;
+    let force_flush = state.needs_local_flush().await;
+    let mut conn = state.pool.acquire().await?;
     let mut tx = conn.begin().await?;
+    if force_flush {
+        sqlx::query("set local synchronous_commit to local")
+            .execute(&mut *tx)
+            .await?;
+    }
     if let Some(id) = request_id {
         let claimed = sqlx::query(
             "insert into fly_postgres_requests (id, mutation) values ($1, $2) on conflict (id) do nothing",

@@ -92,7 +92,7 @@ async fn run<M: Mutation, T>(write: Write<'_, M, T>) -> Result<M::Output, Error>
     let started = Instant::now();
     if inner.regions.is_primary() {
         inner.local_writes.fetch_add(1, Ordering::Relaxed);
-        let result = run_once(&inner.pool, mutation, None).await;
+        let result = run_once(&inner.server, mutation, None).await;
         record(M::NAME, "local", started, result.is_ok());
         return result.map(|(output, lsn)| {
             crate::consistency::record_write(lsn);

@@ -146,7 +146,14 @@ pub async fn two_regions_with(
     syd_extra: impl FnOnce(RepoBuilder) -> RepoBuilder,
     lax_extra: impl FnOnce(RepoBuilder) -> RepoBuilder,
 ) -> TwoRegions {
-    let cluster = PgCluster::start().await.unwrap();
+    two_regions_in(PgCluster::start().await.unwrap(), syd_extra, lax_extra).await
+}
+
+pub async fn two_regions_in(
+    cluster: PgCluster,
+    syd_extra: impl FnOnce(RepoBuilder) -> RepoBuilder,
+    lax_extra: impl FnOnce(RepoBuilder) -> RepoBuilder,
+) -> TwoRegions {
     let syd = syd_extra(registered(Repo::builder()))
         .pool(pool(cluster.primary().connect_options()).await)
         .node(node("syd", StaticPeers::new()))
