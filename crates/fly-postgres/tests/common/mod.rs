@@ -184,3 +184,12 @@ pub async fn count_todos(pool: &PgPool) -> i64 {
         .await
         .unwrap()
 }
+
+/// The todo with this id as `pool` sees it right now.
+pub async fn find_todo(pool: &PgPool, id: i64) -> Option<Todo> {
+    sqlx::query_as("select id, title from todos where id = $1")
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+        .unwrap()
+}
