@@ -12,9 +12,12 @@ use crate::lsn::Lsn;
 /// (which the Elixir library used): when the insert position sits on an
 /// 8 KiB WAL page boundary, the insert LSN points past the next page's
 /// header, a position the replica's replay only reaches when some later WAL
-/// arrives, so a waiter could stall for seconds. The flush position is never
-/// past a complete record, and with `synchronous_commit` other than `off` it
-/// is at or after the end of the commit record.
+/// arrives, so a waiter could stall for seconds. The flush position is at or
+/// after the end of the commit record when `synchronous_commit` is not `off`
+/// (the repo asks for a local flush when it is). It can still sit inside
+/// another transaction's record that spans a page and is being flushed: then
+/// the waiter waits until that record is complete, about `wal_writer_delay`
+/// at worst, not seconds.
 ///
 /// ```no_run
 /// # async fn demo(conn: &mut sqlx::PgConnection) -> Result<(), fly_postgres::Error> {

@@ -179,7 +179,9 @@ impl Error {
     }
 
     /// The output of a write that committed but was not replayed locally in
-    /// time ([`Error::ReplicationTimeout`]).
+    /// time ([`Error::ReplicationTimeout`]). For a mutation it is its
+    /// `Output`; for an ad-hoc statement ([`crate::Repo::execute`] and the
+    /// `fetch_*` calls) it is the [`crate::StatementResult`].
     pub fn committed_output<T: DeserializeOwned>(&self) -> Option<T> {
         match self {
             Error::ReplicationTimeout {

@@ -108,7 +108,7 @@ async fn a_timed_out_attempt_is_retried_with_the_same_id() {
             "lax",
             StaticPeers::new().with("syd", slow.local_addr()),
         ))
-        .rpc_timeout(Duration::from_millis(300))
+        .rpc_timeout(Duration::from_secs(2))
         .start()
         .await
         .unwrap();
@@ -120,7 +120,7 @@ async fn a_timed_out_attempt_is_retried_with_the_same_id() {
     .unwrap();
     slow.set_delay(Delay {
         to_upstream: Duration::ZERO,
-        to_client: Duration::from_millis(400),
+        to_client: Duration::from_millis(900),
     });
     let write = tokio::spawn({
         let lax = lax.clone();
@@ -131,7 +131,8 @@ async fn a_timed_out_attempt_is_retried_with_the_same_id() {
             .await
         }
     });
-    tokio::time::sleep(Duration::from_millis(350)).await;
+    // The first attempt gets a third of the 2 s budget and times out.
+    tokio::time::sleep(Duration::from_millis(700)).await;
     slow.set_delay(Delay::NONE);
     let todo = write.await.unwrap().unwrap();
     assert!(lax.stats().retries >= 1, "no retry happened");

@@ -1,7 +1,7 @@
 //! Request authentication: HMAC-SHA256 over the request, keyed by the
 //! cluster's shared secret, with a timestamp window and replay protection.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -9,7 +9,9 @@ use axum::http::{HeaderMap, HeaderValue};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::wire::{H_IDEMPOTENCY_KEY, H_REQUEST_ID, H_SIGNATURE, H_TIMESTAMP};
+use crate::wire::{
+    H_CALLER_REGION, H_IDEMPOTENCY_KEY, H_REQUEST_ID, H_REQUIRE_PRIMARY, H_SIGNATURE, H_TIMESTAMP,
+};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -36,7 +38,26 @@ pub(crate) enum Rejection {
 pub(crate) struct Auth {
     key: Option<Vec<u8>>,
     window: Duration,
-    seen: Mutex<HashMap<String, Instant>>,
+    seen: Mutex<SeenIds>,
+}
+
+/// Request ids accepted recently, in two generations: an id is remembered
+/// for at least two windows (a replay must carry a timestamp within one
+/// window of now), and forgetting a whole generation at once keeps the cost
+/// per request constant however busy the node is.
+#[derive(Debug)]
+struct SeenIds {
+    current: HashSet<u128>,
+    previous: HashSet<u128>,
+    rotated: Instant,
+}
+
+/// The signed fields besides method, path and body.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Extra<'a> {
+    pub(crate) idempotency_key: Option<&'a str>,
+    pub(crate) caller_region: Option<&'a str>,
+    pub(crate) require_primary: bool,
 }
 
 /// The headers a signed request carries.
@@ -52,29 +73,19 @@ impl Auth {
         Auth {
             key,
             window,
-            seen: Mutex::new(HashMap::new()),
+            seen: Mutex::new(SeenIds {
+                current: HashSet::new(),
+                previous: HashSet::new(),
+                rotated: Instant::now(),
+            }),
         }
     }
 
-    pub(crate) fn sign(
-        &self,
-        method: &str,
-        path: &str,
-        idempotency_key: Option<&str>,
-        body: &[u8],
-    ) -> Signed {
+    pub(crate) fn sign(&self, method: &str, path: &str, extra: Extra<'_>, body: &[u8]) -> Signed {
         let timestamp = unix_millis().to_string();
         let request_id = hex::encode(rand::random::<[u8; 16]>());
         let signature = self.key.as_ref().map(|key| {
-            let mac = mac(
-                key,
-                method,
-                path,
-                &timestamp,
-                &request_id,
-                idempotency_key,
-                body,
-            );
+            let mac = mac(key, method, path, &timestamp, &request_id, extra, body);
             hex::encode(mac.finalize().into_bytes())
         });
         Signed {
@@ -98,13 +109,17 @@ impl Auth {
         let timestamp = header(headers, H_TIMESTAMP)?;
         let request_id = header(headers, H_REQUEST_ID)?;
         let signature = header(headers, H_SIGNATURE)?;
-        let idempotency_key = match headers.get(H_IDEMPOTENCY_KEY) {
-            Some(v) => Some(
-                v.to_str()
-                    .map_err(|_| Rejection::Malformed(H_IDEMPOTENCY_KEY))?,
-            ),
-            None => None,
+        let optional = |name: &'static str| match headers.get(name) {
+            Some(v) => v.to_str().map(Some).map_err(|_| Rejection::Malformed(name)),
+            None => Ok(None),
         };
+        let extra = Extra {
+            idempotency_key: optional(H_IDEMPOTENCY_KEY)?,
+            caller_region: optional(H_CALLER_REGION)?,
+            require_primary: headers.contains_key(H_REQUIRE_PRIMARY),
+        };
+        let id =
+            u128::from_str_radix(request_id, 16).map_err(|_| Rejection::Malformed(H_REQUEST_ID))?;
         let sent: u64 = timestamp
             .parse()
             .map_err(|_| Rejection::Malformed(H_TIMESTAMP))?;
@@ -114,32 +129,21 @@ impl Auth {
         }
         let signature = hex::decode(signature).map_err(|_| Rejection::Malformed(H_SIGNATURE))?;
         // verify_slice compares in constant time.
-        mac(
-            key,
-            method,
-            path,
-            timestamp,
-            request_id,
-            idempotency_key,
-            body,
-        )
-        .verify_slice(&signature)
-        .map_err(|_| Rejection::BadSignature)?;
-        self.remember(request_id)
+        mac(key, method, path, timestamp, request_id, extra, body)
+            .verify_slice(&signature)
+            .map_err(|_| Rejection::BadSignature)?;
+        self.remember(id)
     }
 
-    /// Accepts each request id once within the window. Only ids of requests
-    /// with a valid signature get here, so the map cannot be flooded by
-    /// strangers.
-    fn remember(&self, request_id: &str) -> Result<(), Rejection> {
-        let now = Instant::now();
+    /// Accepts each request id once. Only ids of requests with a valid
+    /// signature get here, so strangers cannot fill the sets.
+    fn remember(&self, id: u128) -> Result<(), Rejection> {
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        if seen.len() > 10_000 {
-            // Twice the window: a timestamp can be up to `window` in the future.
-            let keep = self.window * 2;
-            seen.retain(|_, at| now.duration_since(*at) <= keep);
+        if seen.rotated.elapsed() > self.window.saturating_mul(2) {
+            seen.previous = std::mem::take(&mut seen.current);
+            seen.rotated = Instant::now();
         }
-        if seen.insert(request_id.to_owned(), now).is_some() {
+        if seen.previous.contains(&id) || !seen.current.insert(id) {
             return Err(Rejection::Replayed);
         }
         Ok(())
@@ -175,7 +179,7 @@ fn mac(
     path: &str,
     timestamp: &str,
     request_id: &str,
-    idempotency_key: Option<&str>,
+    extra: Extra<'_>,
     body: &[u8],
 ) -> HmacSha256 {
     // HMAC accepts keys of any length, so this cannot fail.
@@ -183,12 +187,15 @@ fn mac(
         .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
     // Header values cannot contain newlines, so the fields cannot run into
     // each other; the body goes last and needs no terminator.
+    let require_primary = if extra.require_primary { "1" } else { "" };
     for field in [
         method,
         path,
         timestamp,
         request_id,
-        idempotency_key.unwrap_or(""),
+        extra.idempotency_key.unwrap_or(""),
+        extra.caller_region.unwrap_or(""),
+        require_primary,
     ] {
         mac.update(field.as_bytes());
         mac.update(b"\n");
@@ -217,7 +224,11 @@ mod tests {
     #[test]
     fn signed_requests_verify_once() {
         let auth = Auth::new(Some(b"0123456789abcdef".to_vec()), Duration::from_secs(60));
-        let signed = auth.sign("POST", "/p", Some("k"), b"{}");
+        let extra = Extra {
+            idempotency_key: Some("k"),
+            ..Extra::default()
+        };
+        let signed = auth.sign("POST", "/p", extra, b"{}");
         let mut h = headers_of(&signed);
         h.insert(H_IDEMPOTENCY_KEY, HeaderValue::from_static("k"));
         assert_eq!(auth.verify("POST", "/p", &h, b"{}"), Ok(()));
@@ -228,9 +239,31 @@ mod tests {
     }
 
     #[test]
+    fn replay_memory_rotates_but_never_forgets_within_two_windows() {
+        let auth = Auth::new(
+            Some(b"0123456789abcdef".to_vec()),
+            Duration::from_millis(20),
+        );
+        let signed = auth.sign("POST", "/p", Extra::default(), b"");
+        let h = headers_of(&signed);
+        assert_eq!(auth.verify("POST", "/p", &h, b""), Ok(()));
+        // One rotation later the id sits in the previous generation.
+        std::thread::sleep(Duration::from_millis(45));
+        let fresh = headers_of(&auth.sign("POST", "/p", Extra::default(), b""));
+        assert_eq!(auth.verify("POST", "/p", &fresh, b""), Ok(()));
+        let mut seen = auth.seen.lock().unwrap();
+        assert!(
+            seen.previous
+                .contains(&u128::from_str_radix(&signed.request_id, 16).unwrap())
+        );
+        assert_eq!(seen.current.len(), 1);
+        seen.rotated = Instant::now();
+    }
+
+    #[test]
     fn any_change_breaks_the_signature() {
         let auth = Auth::new(Some(b"0123456789abcdef".to_vec()), Duration::from_secs(60));
-        let signed = auth.sign("POST", "/p", None, b"{}");
+        let signed = auth.sign("POST", "/p", Extra::default(), b"{}");
         let h = headers_of(&signed);
         assert_eq!(
             auth.verify("POST", "/p", &h, b"{ }"),
@@ -250,6 +283,18 @@ mod tests {
             auth.verify("POST", "/p", &with_key, b"{}"),
             Err(Rejection::BadSignature)
         );
+        let mut made_primary = h.clone();
+        made_primary.insert(H_REQUIRE_PRIMARY, HeaderValue::from_static("1"));
+        assert_eq!(
+            auth.verify("POST", "/p", &made_primary, b"{}"),
+            Err(Rejection::BadSignature)
+        );
+        let mut other_region = h.clone();
+        other_region.insert(H_CALLER_REGION, HeaderValue::from_static("fra"));
+        assert_eq!(
+            auth.verify("POST", "/p", &other_region, b"{}"),
+            Err(Rejection::BadSignature)
+        );
         let other = Auth::new(Some(b"fedcba9876543210".to_vec()), Duration::from_secs(60));
         assert_eq!(
             other.verify("POST", "/p", &h, b"{}"),
@@ -260,7 +305,7 @@ mod tests {
     #[test]
     fn stale_and_missing_are_rejected() {
         let auth = Auth::new(Some(b"0123456789abcdef".to_vec()), Duration::from_secs(60));
-        let mut signed = auth.sign("POST", "/p", None, b"");
+        let mut signed = auth.sign("POST", "/p", Extra::default(), b"");
         signed.timestamp = (unix_millis() - 61_000).to_string();
         assert_eq!(
             auth.verify("POST", "/p", &headers_of(&signed), b""),

@@ -95,6 +95,16 @@ pub enum Error {
         message: String,
     },
 
+    /// Discovery could not list the region's instances (a DNS failure with no
+    /// earlier answer to fall back on). Worth retrying.
+    #[error("could not discover the instances of region {region}: {message}")]
+    Discovery {
+        /// The region looked up.
+        region: String,
+        /// What failed.
+        message: String,
+    },
+
     /// The node's configuration is incomplete or invalid.
     #[error("invalid fly-rpc configuration: {0}")]
     Config(String),

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use crate::auth::{Auth, MIN_SECRET_LEN};
+use crate::auth::{Auth, Extra, MIN_SECRET_LEN};
 use crate::client::HttpClient;
 use crate::discovery::{Discovery, FlyDns, StaticPeers};
 use crate::error::Error;
@@ -106,7 +106,8 @@ impl CallOptions {
     }
 
     /// Only an instance whose [`PrimaryCheck`] passes may serve the call;
-    /// others answer "not primary" and the next instance is tried.
+    /// others answer "not primary" and the next instance is tried. (A call
+    /// to the node's own region runs locally, without the check.)
     pub fn require_primary(mut self) -> Self {
         self.require_primary = true;
         self
@@ -236,7 +237,8 @@ impl Node {
     }
 
     /// Runs `procedure` on an instance of the primary region that can serve
-    /// primary-only calls (see [`NodeBuilder::primary_check`]).
+    /// primary-only calls (see [`NodeBuilder::primary_check`]). In the
+    /// primary region itself it runs here, without the check.
     pub async fn call_primary<P: Procedure>(&self, procedure: P) -> Result<P::Output, Error> {
         let primary = self.inner.regions.primary_region().to_owned();
         self.call(&primary, procedure, CallOptions::new().require_primary())
@@ -262,20 +264,22 @@ impl Node {
             duration_ms = tracing::field::Empty,
         );
         let started = Instant::now();
+        let deadline = started + timeout;
         let work = async {
             if local {
                 self.call_local(procedure, options).await
             } else {
-                self.call_remote::<P>(region, procedure, &options).await
+                self.call_remote::<P>(region, procedure, &options, deadline)
+                    .await
             }
         };
         let result = match tokio::time::timeout(timeout, work.instrument(span.clone())).await {
-            Ok(result) => result,
-            Err(_) => Err(Error::Timeout {
+            Ok(Err(Error::Timeout { .. })) | Err(_) => Err(Error::Timeout {
                 procedure: P::NAME,
                 region: region.to_owned(),
                 after: timeout,
             }),
+            Ok(result) => result,
         };
         let elapsed = started.elapsed();
         let outcome = match &result {
@@ -339,6 +343,7 @@ impl Node {
         region: &str,
         procedure: P,
         options: &CallOptions,
+        deadline: Instant,
     ) -> Result<P::Output, Error> {
         let body = Bytes::from(serde_json::to_vec(&procedure).map_err(|e| Error::Codec {
             procedure: P::NAME,
@@ -353,10 +358,15 @@ impl Node {
             tried += 1;
             tracing::Span::current().record("peer", tracing::field::display(peer));
             let idempotency_key = options.idempotency_key.as_deref();
+            let extra = Extra {
+                idempotency_key,
+                caller_region: Some(inner.regions.my_region()),
+                require_primary: options.require_primary,
+            };
             let mut headers = HeaderMap::new();
             inner
                 .auth
-                .sign("POST", &path, idempotency_key, &body)
+                .sign("POST", &path, extra, &body)
                 .apply(&mut headers);
             if let Ok(v) = HeaderValue::from_str(inner.regions.my_region()) {
                 headers.insert(H_CALLER_REGION, v);
@@ -367,11 +377,25 @@ impl Node {
             if options.require_primary {
                 headers.insert(H_REQUIRE_PRIMARY, HeaderValue::from_static("1"));
             }
-            match inner
-                .client
-                .send(peer, Method::POST, &path, headers, body.clone())
-                .await
-            {
+            let sent = tokio::time::timeout_at(
+                deadline.into(),
+                inner
+                    .client
+                    .send(peer, Method::POST, &path, headers, body.clone()),
+            )
+            .await;
+            let Ok(sent) = sent else {
+                // A peer that accepts and never answers goes to the back of
+                // the line, so a retry tries another one first.
+                inner.choice.failed(peer);
+                inner.discovery.report_failure(region, peer);
+                return Err(Error::Timeout {
+                    procedure: P::NAME,
+                    region: region.to_owned(),
+                    after: deadline.saturating_duration_since(Instant::now()),
+                });
+            };
+            match sent {
                 Err(failure) if failure.before_sending || retry_safe => {
                     tracing::warn!(%peer, region, error = %failure.message, "RPC peer failed; trying the next instance");
                     inner.choice.failed(peer);
@@ -418,7 +442,7 @@ impl Node {
         let mut headers = HeaderMap::new();
         self.inner
             .auth
-            .sign("GET", INFO_PATH, None, b"")
+            .sign("GET", INFO_PATH, Extra::default(), b"")
             .apply(&mut headers);
         let (status, body) = self
             .inner
@@ -506,6 +530,7 @@ fn error_kind(error: &Error) -> &'static str {
         Error::Remote(_) => "remote",
         Error::HandlerPanicked { .. } => "panic",
         Error::Transport { .. } => "transport",
+        Error::Discovery { .. } => "discovery",
         Error::Config(_) => "config",
         Error::Io(_) => "io",
         Error::Codec { .. } => "codec",

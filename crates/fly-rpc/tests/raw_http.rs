@@ -23,7 +23,8 @@ fn now_ms() -> u64 {
 
 fn mac(secret: &str, method: &str, path: &str, ts: &str, id: &str, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    for field in [method, path, ts, id, ""] {
+    // idempotency key, caller region, require-primary: all absent here.
+    for field in [method, path, ts, id, "", "", ""] {
         mac.update(field.as_bytes());
         mac.update(b"\n");
     }
@@ -140,7 +141,7 @@ async fn missing_wrong_stale_and_replayed_macs_are_401_and_never_run() {
     assert_eq!(send(addr, &tampered).await.0, 401);
 
     let stale_ts = now_ms() - 120_000;
-    let id = "stale-request";
+    let id = "5ca1ab1e5ca1ab1e5ca1ab1e5ca1ab1e";
     let stale = Req {
         path: PATH,
         body: br#""x""#.to_vec(),

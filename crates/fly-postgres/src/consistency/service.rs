@@ -29,6 +29,17 @@ impl<S> ConsistencyService<S> {
     }
 }
 
+/// More WAL than any real write can be ahead of a replica that was seen
+/// recently: a client asking for that would only tie the request up until
+/// the timeout.
+const IMPLAUSIBLE_AHEAD: u64 = 64 << 30;
+
+fn implausible(repo: &Repo, lsn: crate::lsn::Lsn) -> bool {
+    repo.tracker()
+        .last_replayed()
+        .is_some_and(|seen| lsn.as_u64().saturating_sub(seen.as_u64()) > IMPLAUSIBLE_AHEAD)
+}
+
 fn plain<B: From<String>>(status: StatusCode, text: String) -> Response<B> {
     let mut response = Response::new(B::from(text));
     *response.status_mut() = status;
@@ -64,6 +75,12 @@ where
         Box::pin(async move {
             match wanted {
                 Err(bad) => return Ok(plain(StatusCode::BAD_REQUEST, bad.0)),
+                Ok(Some(lsn)) if implausible(&repo, lsn) => {
+                    return Ok(plain(
+                        StatusCode::BAD_REQUEST,
+                        format!("LSN {lsn} is far ahead of anything this database has seen"),
+                    ));
+                }
                 Ok(Some(lsn)) => {
                     if let Err(e) = repo.wait_for(lsn).await {
                         let mut response = plain(

@@ -100,7 +100,9 @@ impl RepoBuilder {
         self
     }
 
-    /// Deadline of each RPC attempt to the primary region (default 5 s).
+    /// Deadline of a write's RPC phase, every retry included (default 5 s);
+    /// each attempt gets a share of what is left, so a hung instance leaves
+    /// time to try another.
     pub fn rpc_timeout(mut self, timeout: Duration) -> Self {
         self.config.rpc_timeout = timeout;
         self
@@ -119,15 +121,18 @@ impl RepoBuilder {
         self
     }
 
-    /// How long exactly-once records are kept (default 24 h).
+    /// How long exactly-once records are kept (default 24 h). It must
+    /// outlast every retry of a write: at least a minute and twice the
+    /// RPC timeout, or `start` refuses.
     pub fn request_retention(mut self, retention: Duration) -> Self {
         self.config.retention = retention;
         self
     }
 
-    /// How often old records are swept in the primary region (default 1 h).
+    /// How often old records are swept in the primary region (default 1 h,
+    /// at least 1 s).
     pub fn sweep_interval(mut self, interval: Duration) -> Self {
-        self.sweep_interval = interval;
+        self.sweep_interval = interval.max(Duration::from_secs(1));
         self
     }
 
@@ -150,6 +155,14 @@ impl RepoBuilder {
     /// region it also checks that the database is out of recovery (an error
     /// is logged if not) and starts sweeping old exactly-once records.
     pub async fn start(self) -> Result<Repo, Error> {
+        let retry_span = self.config.rpc_timeout.saturating_mul(2);
+        if self.config.retention < retry_span.max(Duration::from_secs(60)) {
+            return Err(Error::Config(format!(
+                "request_retention {:?} is shorter than a write's retries can take; use at least {:?}",
+                self.config.retention,
+                retry_span.max(Duration::from_secs(60))
+            )));
+        }
         let pool = match (self.pool, &self.database_url) {
             (Some(pool), _) => pool,
             (None, Some(url)) => {

@@ -9,12 +9,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::server_state::ServerState;
-use super::transaction::run_once;
+use super::transaction::{Failure, Outcome, run_once};
 use crate::app_error::AppError;
 use crate::db_error::DbError;
 use crate::error::Error;
 use crate::lsn::Lsn;
 use crate::mutation::Mutation;
+use tracing::Instrument;
 
 /// The mutation, serialized once so a retry resends the same bytes.
 #[derive(Serialize, Deserialize)]
@@ -64,6 +65,10 @@ pub(crate) enum WireError {
     BadArgs(String),
     #[error("{0}")]
     Primary(String),
+    /// Retry with the same request id: the write may have committed (or
+    /// did, but its LSN is unknown); the retry answers from the record.
+    #[error("{0}")]
+    Retry(String),
 }
 
 impl From<Error> for WireError {
@@ -86,7 +91,7 @@ impl From<WireError> for Error {
                 status: 400,
                 message,
             }),
-            WireError::Primary(message) => Error::Primary { message },
+            WireError::Primary(message) | WireError::Retry(message) => Error::Primary { message },
         }
     }
 }
@@ -112,12 +117,41 @@ impl<M: Mutation> Procedure for Forwarded<M> {
             caller_region = %ctx.caller_region,
             request_id = ctx.idempotency_key.as_deref().unwrap_or(""),
         );
-        let _entered = span.enter();
-        let (output, lsn) = run_once(&state, mutation, ctx.idempotency_key.as_deref()).await?;
-        if let Some(hook) = &state.after_commit {
-            hook(M::NAME);
+        let outcome = run_once(&state, mutation, ctx.idempotency_key.as_deref())
+            .instrument(span)
+            .await;
+        match outcome {
+            Ok(Outcome::Committed(output, lsn)) => {
+                if let Some(hook) = &state.after_commit {
+                    hook(M::NAME);
+                }
+                Ok(Committed { output, lsn })
+            }
+            Ok(Outcome::CommittedLsnUnknown(_)) => Err(WireError::Retry(
+                "the write committed but its LSN could not be read; retry with the same request id"
+                    .into(),
+            )),
+            Err(Failure::Unknown(e)) => Err(WireError::Retry(format!(
+                "the connection failed during COMMIT ({e}); retry with the same request id"
+            ))),
+            Err(Failure::NotCommitted(e)) => Err(e.into()),
         }
-        Ok(Committed { output, lsn })
+    }
+}
+
+/// Whether a failed attempt may be repeated with the same request id: the
+/// primary region records the id with the write, so a repeat of a write that
+/// did commit answers from the record instead of running it again.
+pub(crate) fn retryable(error: &fly_rpc::Error) -> bool {
+    match error {
+        fly_rpc::Error::Timeout { .. }
+        | fly_rpc::Error::Transport { .. }
+        | fly_rpc::Error::NoNodeInRegion { .. }
+        | fly_rpc::Error::Discovery { .. } => true,
+        fly_rpc::Error::Remote(remote) => {
+            matches!(remote.decode::<WireError>(), Ok(WireError::Retry(_)))
+        }
+        _ => false,
     }
 }
 

@@ -10,27 +10,56 @@ use crate::error::Error;
 use crate::lsn::Lsn;
 use crate::mutation::Mutation;
 
-/// Runs `mutation` in its own transaction and returns its output with the LSN
-/// a reader must wait for.
+/// How a write ended, when it did not simply fail.
+#[derive(Debug)]
+pub(crate) enum Outcome<O> {
+    /// Committed; readers wait for this LSN.
+    Committed(O, Lsn),
+    /// Committed, but the LSN could not be read afterwards (the connection
+    /// broke right after COMMIT). A retry with the same request id answers
+    /// with the recorded output and a fresh LSN.
+    CommittedLsnUnknown(O),
+}
+
+/// Why a write did not commit, or may not have.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// It did not commit (rolled back, or refused).
+    NotCommitted(Error),
+    /// The connection failed during COMMIT: it may or may not have
+    /// committed. Only a retry with the same request id can tell, safely.
+    Unknown(Error),
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        Failure::NotCommitted(error)
+    }
+}
+
+impl From<sqlx::Error> for Failure {
+    fn from(error: sqlx::Error) -> Self {
+        Failure::NotCommitted(error.into())
+    }
+}
+
+/// Runs `mutation` in its own transaction.
 ///
 /// With a `request_id`, the id is claimed first, in the same transaction: a
 /// second attempt with the same id (a retry after a timeout or a dropped
 /// connection, on any node) blocks on the claim while the first runs, then
 /// finds it committed and returns the recorded output. The LSN it returns is
 /// the current flush position, which covers the first attempt's commit.
+///
+/// Once COMMIT succeeded nothing here reports a failure: the write is done.
 pub(crate) async fn run_once<M: Mutation>(
     state: &ServerState,
     mutation: M,
     request_id: Option<&str>,
-) -> Result<(M::Output, Lsn), Error> {
+) -> Result<Outcome<M::Output>, Failure> {
     let force_flush = state.needs_local_flush().await;
     let mut conn = state.pool.acquire().await?;
     let mut tx = conn.begin().await?;
-    if force_flush {
-        sqlx::query("set local synchronous_commit to local")
-            .execute(&mut *tx)
-            .await?;
-    }
     if let Some(id) = request_id {
         let claimed = sqlx::query(
             "insert into fly_postgres_requests (id, mutation) values ($1, $2) on conflict (id) do nothing",
@@ -43,25 +72,7 @@ pub(crate) async fn run_once<M: Mutation>(
         .rows_affected();
         if claimed == 0 {
             tx.rollback().await?;
-            let recorded: Option<String> =
-                sqlx::query_scalar("select output from fly_postgres_requests where id = $1")
-                    .bind(id)
-                    .fetch_one(&mut *conn)
-                    .await?;
-            let output = recorded.ok_or_else(|| Error::Primary {
-                message: format!("request {id} is recorded without an output"),
-            })?;
-            let output = serde_json::from_str(&output).map_err(|e| Error::Decode {
-                message: format!("recorded output of request {id} does not decode: {e}"),
-            })?;
-            metrics::counter!("fly_postgres_deduplicated_writes_total", "mutation" => M::NAME)
-                .increment(1);
-            tracing::info!(
-                request_id = id,
-                mutation = M::NAME,
-                "answered a retried write from its record"
-            );
-            return Ok((output, commit_lsn(&mut conn).await?));
+            return recorded::<M>(&mut conn, id).await;
         }
     }
     let output = mutation.run(&mut tx).await?;
@@ -75,9 +86,69 @@ pub(crate) async fn run_once<M: Mutation>(
             .execute(&mut *tx)
             .await?;
     }
-    tx.commit().await?;
-    let lsn = commit_lsn(&mut conn).await?;
-    Ok((output, lsn))
+    if force_flush {
+        // Last, so a mutation's own SET cannot undo it: with
+        // synchronous_commit = off the flush LSN read after COMMIT might not
+        // cover the commit yet.
+        sqlx::query("set local synchronous_commit to local")
+            .execute(&mut *tx)
+            .await?;
+    }
+    if let Err(e) = tx.commit().await {
+        return Err(match e.as_database_error() {
+            // The server answered: it refused the commit (e.g. a deferred
+            // constraint), so nothing was committed.
+            Some(_) => Failure::NotCommitted(e.into()),
+            None => Failure::Unknown(e.into()),
+        });
+    }
+    match commit_lsn(&mut conn).await {
+        Ok(lsn) => Ok(Outcome::Committed(output, lsn)),
+        Err(first) => {
+            drop(conn);
+            // Any later flush position covers the commit: ask on another
+            // connection.
+            let retry = async {
+                let mut other = state.pool.acquire().await?;
+                commit_lsn(&mut other).await
+            };
+            match retry.await {
+                Ok(lsn) => Ok(Outcome::Committed(output, lsn)),
+                Err(second) => {
+                    tracing::warn!(mutation = M::NAME, %first, %second, "write committed but its LSN could not be read");
+                    Ok(Outcome::CommittedLsnUnknown(output))
+                }
+            }
+        }
+    }
+}
+
+/// The answer to a retry of a request that already committed.
+async fn recorded<M: Mutation>(
+    conn: &mut sqlx::PgConnection,
+    id: &str,
+) -> Result<Outcome<M::Output>, Failure> {
+    let recorded: Option<String> =
+        sqlx::query_scalar("select output from fly_postgres_requests where id = $1")
+            .bind(id)
+            .fetch_one(&mut *conn)
+            .await?;
+    let output = recorded.ok_or_else(|| Error::Primary {
+        message: format!("request {id} is recorded without an output"),
+    })?;
+    let output = serde_json::from_str(&output).map_err(|e| Error::Decode {
+        message: format!("recorded output of request {id} does not decode: {e}"),
+    })?;
+    metrics::counter!("fly_postgres_deduplicated_writes_total", "mutation" => M::NAME).increment(1);
+    tracing::info!(
+        request_id = id,
+        mutation = M::NAME,
+        "answered a retried write from its record"
+    );
+    match commit_lsn(conn).await {
+        Ok(lsn) => Ok(Outcome::Committed(output, lsn)),
+        Err(_) => Ok(Outcome::CommittedLsnUnknown(output)),
+    }
 }
 
 fn missing_table_hint(error: Error) -> Error {

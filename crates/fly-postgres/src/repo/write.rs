@@ -9,8 +9,8 @@ use fly_rpc::CallOptions;
 use tracing::Instrument;
 
 use super::Repo;
-use super::forward::{Committed, Forwarded, from_rpc};
-use super::transaction::run_once;
+use super::forward::{Committed, Forwarded, from_rpc, retryable};
+use super::transaction::{Failure, Outcome, run_once};
 use crate::error::Error;
 use crate::lsn::Lsn;
 use crate::mutation::Mutation;
@@ -51,8 +51,8 @@ impl<'r, M: Mutation, T> Write<'r, M, T> {
         self
     }
 
-    /// Deadline of each RPC attempt to the primary region (default: the
-    /// repo's, 5 s unless set).
+    /// Deadline of the RPC phase, every retry included (default: the repo's,
+    /// 5 s unless set); each attempt gets a share of what is left.
     pub fn rpc_timeout(mut self, timeout: Duration) -> Self {
         self.rpc_timeout = Some(timeout);
         self
@@ -92,12 +92,19 @@ async fn run<M: Mutation, T>(write: Write<'_, M, T>) -> Result<M::Output, Error>
     let started = Instant::now();
     if inner.regions.is_primary() {
         inner.local_writes.fetch_add(1, Ordering::Relaxed);
-        let result = run_once(&inner.server, mutation, None).await;
+        let result = match run_once(&inner.server, mutation, None).await {
+            Ok(Outcome::Committed(output, lsn)) => {
+                crate::consistency::record_write(lsn);
+                Ok(output)
+            }
+            // Committed; only the consistency cookie misses its LSN.
+            Ok(Outcome::CommittedLsnUnknown(output)) => Ok(output),
+            // Locally there is no request id to settle an unknown COMMIT
+            // with: the caller gets the connection error.
+            Err(Failure::NotCommitted(e) | Failure::Unknown(e)) => Err(e),
+        };
         record(M::NAME, "local", started, result.is_ok());
-        return result.map(|(output, lsn)| {
-            crate::consistency::record_write(lsn);
-            output
-        });
+        return result;
     }
 
     inner.forwarded_writes.fetch_add(1, Ordering::Relaxed);
@@ -150,45 +157,60 @@ async fn run<M: Mutation, T>(write: Write<'_, M, T>) -> Result<M::Output, Error>
 /// The RPC, retried with the same request id after a timeout or a broken
 /// connection: the primary region records the id with the write, so a retry
 /// of a write that did commit returns its recorded output instead of running
-/// it twice.
+/// it twice. `budget` bounds all attempts together; each gets a share of
+/// what is left, so a hung instance leaves time to try another.
 async fn forward<M: Mutation>(
     repo: &Repo,
     call: Forwarded<M>,
-    timeout: Duration,
+    budget: Duration,
     request_id: &str,
 ) -> Result<(M::Output, Lsn), Error> {
     let inner = &repo.inner;
     let primary = inner.regions.primary_region();
+    let deadline = Instant::now() + budget;
+    let attempts = inner.config.retries.saturating_add(1);
     let mut attempt = 0u32;
     loop {
         attempt += 1;
         tracing::Span::current().record("attempts", attempt);
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(Error::RpcTimeout {
+                mutation: M::NAME.to_owned(),
+                after: budget,
+            });
+        }
+        let share = remaining / (attempts - attempt + 1).max(1);
+        let timeout = share.max(MIN_ATTEMPT).min(remaining);
         let options = CallOptions::new()
             .timeout(timeout)
             .idempotency_key(request_id)
             .require_primary();
         match inner.node.call(primary, call.clone(), options).await {
             Ok(Committed { output, lsn }) => return Ok((output, lsn)),
-            Err(e) if retryable(&e) && attempt <= inner.config.retries => {
+            Err(e) if retryable(&e) && attempt < attempts => {
                 inner.retries.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("fly_postgres_write_retries_total", "mutation" => M::NAME)
                     .increment(1);
                 tracing::warn!(error = %e, attempt, "forwarded write failed; retrying with the same request id");
-                tokio::time::sleep(Duration::from_millis(25) * 2u32.pow(attempt.min(6))).await;
+                let backoff = Duration::from_millis(25) * 2u32.pow(attempt.min(6));
+                let left = deadline.saturating_duration_since(Instant::now());
+                tokio::time::sleep(backoff.min(left / 4)).await;
+            }
+            Err(fly_rpc::Error::Timeout { .. }) => {
+                return Err(Error::RpcTimeout {
+                    mutation: M::NAME.to_owned(),
+                    after: budget,
+                });
             }
             Err(e) => return Err(from_rpc(e, M::NAME)),
         }
     }
 }
 
-fn retryable(error: &fly_rpc::Error) -> bool {
-    matches!(
-        error,
-        fly_rpc::Error::Timeout { .. }
-            | fly_rpc::Error::Transport { .. }
-            | fly_rpc::Error::NoNodeInRegion { .. }
-    )
-}
+/// An attempt gets at least this long (unless the budget is smaller): a
+/// write across an ocean needs a few round trips of slack.
+const MIN_ATTEMPT: Duration = Duration::from_millis(250);
 
 fn record(mutation: &'static str, path: &'static str, started: Instant, ok: bool) {
     metrics::histogram!(

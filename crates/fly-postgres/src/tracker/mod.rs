@@ -70,8 +70,12 @@ impl Shared {
         }
     }
 
-    fn forget_role(&self) {
-        self.lock().primary_until = None;
+    /// After a connection change: the role and the replay position belong
+    /// to the old server.
+    fn forget_position(&self) {
+        let mut state = self.lock();
+        state.primary_until = None;
+        state.replayed = None;
     }
 }
 
@@ -235,10 +239,11 @@ pub struct TrackerBuilder {
 }
 
 impl TrackerBuilder {
-    /// The pause between two polls while anyone waits (default 1 ms). A
-    /// waiter wakes on average half of this after its LSN was replayed.
+    /// The pause between two polls while anyone waits (default 1 ms, at
+    /// most 10 s). A waiter wakes on average half of this after its LSN was
+    /// replayed.
     pub fn poll_interval(mut self, interval: Duration) -> Self {
-        self.config.poll_interval = interval;
+        self.config.poll_interval = interval.min(Duration::from_secs(10));
         self
     }
 

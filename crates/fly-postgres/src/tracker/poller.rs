@@ -70,8 +70,10 @@ async fn run(shared: &Shared, options: &PgConnectOptions, config: &Config) {
                 .await
             {
                 Ok(Ok(c)) => {
+                    // A new connection may reach another server (DNS moved,
+                    // replica rebuilt): forget what the old one said.
+                    shared.forget_position();
                     conn = Some(c);
-                    backoff = MIN_BACKOFF;
                 }
                 Ok(Err(e)) => {
                     tracing::warn!(tracker = %config.label, error = %e, "replay tracker cannot reach the local database");
@@ -92,24 +94,31 @@ async fn run(shared: &Shared, options: &PgConnectOptions, config: &Config) {
         metrics::counter!("fly_postgres_tracker_polls_total", "tracker" => config.label.clone())
             .increment(1);
         match polled {
-            Ok(Ok((in_recovery, replayed))) => shared.publish(in_recovery, replayed),
+            Ok(Ok((in_recovery, replayed))) => {
+                backoff = MIN_BACKOFF;
+                shared.publish(in_recovery, replayed);
+            }
             Ok(Err(e)) => {
                 tracing::warn!(tracker = %config.label, error = %e, "replay tracker poll failed; reconnecting");
                 conn = None;
-                shared.forget_role();
+                shared.forget_position();
+                sleep_or_wake(shared, backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
                 continue;
             }
             Err(_) => {
                 tracing::warn!(tracker = %config.label, "replay tracker poll timed out; reconnecting");
                 conn = None;
-                shared.forget_role();
+                shared.forget_position();
+                sleep_or_wake(shared, backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
                 continue;
             }
         }
 
         // Pace from the start of the poll, so the period includes the query.
         if !shared.lock().waiters.is_empty() {
-            let next = started + config.poll_interval;
+            let next = started.checked_add(config.poll_interval).unwrap_or(started);
             let now = Instant::now();
             if next > now {
                 // A blocking sleep is precise to tens of microseconds; this

@@ -67,7 +67,8 @@ impl FlyDns {
     }
 
     async fn resolve(&self, region: &str) -> Result<Vec<SocketAddr>, Error> {
-        if let Some((addrs, until)) = self.lock().get(region) {
+        let cached = self.lock().get(region).cloned();
+        if let Some((addrs, until)) = &cached {
             if *until > Instant::now() {
                 return Ok(addrs.clone());
             }
@@ -86,10 +87,16 @@ impl FlyDns {
                 (Vec::new(), Instant::now() + MIN_CACHE)
             }
             Err(e) => {
-                return Err(Error::Config(format!(
-                    "DNS lookup of {} failed: {e}",
-                    self.name(region)
-                )));
+                // A DNS hiccup must not stop every call: the last answer is
+                // better than none.
+                if let Some((addrs, _)) = cached.filter(|(addrs, _)| !addrs.is_empty()) {
+                    tracing::warn!(region, error = %e, "DNS lookup failed; using the last answer");
+                    return Ok(addrs);
+                }
+                return Err(Error::Discovery {
+                    region: region.to_owned(),
+                    message: format!("DNS lookup of {} failed: {e}", self.name(region)),
+                });
             }
         };
         self.lock()
@@ -144,6 +151,10 @@ impl Discovery for FlyDns {
     }
 
     fn report_failure(&self, region: &str, _addr: SocketAddr) {
-        self.lock().remove(region);
+        // Expire the answer (but keep it as a fallback) so the next call
+        // looks the region up again.
+        if let Some((_, until)) = self.lock().get_mut(region) {
+            *until = Instant::now();
+        }
     }
 }
