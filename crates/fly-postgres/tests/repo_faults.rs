@@ -270,3 +270,51 @@ async fn without_any_primary_region_node_the_error_is_typed_and_fast() {
     assert!(started.elapsed() < Duration::from_secs(3));
     assert_eq!(nowhere.stats().retries, 1);
 }
+
+#[tokio::test]
+async fn a_primary_region_node_that_never_answers_is_left_for_another() {
+    let app = two_regions().await;
+    // Accepts connections and then says nothing, like a wedged instance.
+    let black_hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hole_addr = black_hole.local_addr().unwrap();
+    let _holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = black_hole.accept().await {
+            held.push(socket);
+        }
+    });
+    let lax = registered(Repo::builder())
+        .pool(pool(app.cluster.replica().connect_options()).await)
+        .node(node(
+            "lax",
+            StaticPeers::new()
+                .with("syd", hole_addr)
+                .with("syd", app.syd.node().local_addr()),
+        ))
+        .rpc_timeout(Duration::from_millis(1500))
+        .start()
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut wrote = 0;
+    for i in 0..4 {
+        lax.write(CreateTodo {
+            title: format!("around the hole {i}"),
+        })
+        .await
+        .unwrap();
+        wrote += 1;
+    }
+    assert_eq!(wrote, 4);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(lax.stats().retries >= 1, "the hung node was never tried");
+    assert!(
+        lax.stats().retries <= 2,
+        "the hung node was not quarantined"
+    );
+    assert_eq!(count_todos(app.syd.local()).await, 4);
+}

@@ -88,7 +88,7 @@ fn ip(last: u8) -> IpAddr {
 #[tokio::test]
 async fn resolves_regions_and_follows_instances_coming_and_going() {
     let zone: Zone = Arc::default();
-    let (dns, _server) = dns_server(Arc::clone(&zone), "myapp").await;
+    let (dns, server) = dns_server(Arc::clone(&zone), "myapp").await;
 
     // Two syd instances on two loopback addresses, same port (as on Fly,
     // where every instance listens on the same port).
@@ -156,6 +156,21 @@ async fn resolves_regions_and_follows_instances_coming_and_going() {
         let reply = lax.call_primary(Echo(i.to_string())).await.unwrap();
         assert_eq!(reply.served_by, "syd-b");
     }
+
+    // The DNS server goes away: after a failure expires the cached answer,
+    // the last answer still serves instead of failing every call.
+    server.abort();
+    let _ = server.await;
+    discovery.report_failure("syd", SocketAddr::new(ip(2), port));
+    assert_eq!(
+        discovery.instances("syd").await.unwrap(),
+        vec![SocketAddr::new(ip(2), port)],
+        "the last good answer is kept when DNS fails"
+    );
+    // A region never resolved has nothing to fall back on: a typed,
+    // retryable discovery error.
+    let err = discovery.instances("ams").await.unwrap_err();
+    assert!(matches!(err, fly_rpc::Error::Discovery { .. }), "{err:?}");
     drop(second);
     let _ = second_c;
 }
