@@ -54,20 +54,26 @@ impl Shared {
             .unwrap_or_else(|poison| poison.into_inner())
     }
 
-    fn publish(&self, in_recovery: bool, replayed: Option<Lsn>) {
+    /// Records a poll's answer and wakes the waits it covers. Returns how
+    /// far (in WAL bytes) the furthest remaining wait is ahead of replay:
+    /// the replication lag as the waiters feel it.
+    fn publish(&self, in_recovery: bool, replayed: Option<Lsn>) -> u64 {
         let mut state = self.lock();
         if !in_recovery {
             state.primary_until = Some(Instant::now() + ROLE_TTL);
             state.waiters.release_all();
-            return;
+            return 0;
         }
         state.primary_until = None;
-        if let Some(lsn) = replayed {
-            if state.replayed.is_none_or(|seen| seen < lsn) {
-                state.replayed = Some(lsn);
-            }
-            state.waiters.release_up_to(lsn);
+        let Some(lsn) = replayed else { return 0 };
+        if state.replayed.is_none_or(|seen| seen < lsn) {
+            state.replayed = Some(lsn);
         }
+        state.waiters.release_up_to(lsn);
+        state
+            .waiters
+            .max_target()
+            .map_or(0, |target| target.as_u64().saturating_sub(lsn.as_u64()))
     }
 
     /// After a connection change: the role and the replay position belong

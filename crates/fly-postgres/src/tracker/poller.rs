@@ -96,7 +96,9 @@ async fn run(shared: &Shared, options: &PgConnectOptions, config: &Config) {
         match polled {
             Ok(Ok((in_recovery, replayed))) => {
                 backoff = MIN_BACKOFF;
-                shared.publish(in_recovery, replayed);
+                let lag = shared.publish(in_recovery, replayed);
+                metrics::gauge!("fly_postgres_replication_lag_bytes", "tracker" => config.label.clone())
+                    .set(lag as f64);
             }
             Ok(Err(e)) => {
                 tracing::warn!(tracker = %config.label, error = %e, "replay tracker poll failed; reconnecting");

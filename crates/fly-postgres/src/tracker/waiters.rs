@@ -54,6 +54,11 @@ impl Waiters {
         self.pending.clear();
     }
 
+    /// The highest position anyone waits for.
+    pub(super) fn max_target(&self) -> Option<Lsn> {
+        self.pending.last_key_value().map(|((lsn, _), _)| *lsn)
+    }
+
     pub(super) fn len(&self) -> usize {
         self.pending.len()
     }
