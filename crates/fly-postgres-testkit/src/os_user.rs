@@ -36,6 +36,12 @@ impl RunAs {
         Ok(())
     }
 
+    /// The server user's uid, for keys of cached files.
+    pub(crate) fn uid_text(&self) -> String {
+        self.ids
+            .map_or_else(|| Uid::effective().to_string(), |(uid, _)| uid.to_string())
+    }
+
     pub(crate) fn apply(&self, cmd: &mut std::process::Command) {
         use std::os::unix::process::CommandExt;
         if let Some((uid, gid)) = self.ids {

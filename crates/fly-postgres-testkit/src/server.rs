@@ -277,7 +277,10 @@ impl Drop for PgServer {
             match child.try_wait() {
                 Ok(Some(_)) | Err(_) => return,
                 Ok(None) if Instant::now() >= deadline => {
-                    let _ = child.kill();
+                    // The postmaster leads its own process group: take its
+                    // backends down with it.
+                    let _ =
+                        nix::sys::signal::killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
                     let _ = child.wait();
                     return;
                 }

@@ -12,7 +12,7 @@ use crate::os_user::RunAs;
 
 pub(crate) fn template_dir(bins: &PgBinaries, run_as: RunAs) -> Result<PathBuf> {
     let version = bins.version()?;
-    let key: String = format!("{version} {}", bins.dir().display())
+    let key: String = format!("{version} {} {}", bins.dir().display(), run_as.uid_text())
         .bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() {
@@ -28,6 +28,12 @@ pub(crate) fn template_dir(bins: &PgBinaries, run_as: RunAs) -> Result<PathBuf> 
     ));
     std::fs::create_dir_all(&root)
         .map_err(|e| TestkitError::io(format!("creating {}", root.display()), e))?;
+    // The server user must be able to traverse it, whatever the umask.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| TestkitError::io(format!("chmod {}", root.display()), e))?;
+    }
     let template = root.join(key);
     if template.join("PG_VERSION").is_file() {
         return Ok(template);
@@ -56,7 +62,7 @@ fn initdb(bins: &PgBinaries, run_as: RunAs, data: &Path, cwd: &Path) -> Result<(
     cmd.arg("-D")
         .arg(data)
         .args(["--no-sync", "-A", "trust", "-U", "postgres", "-E", "UTF8"])
-        .args(["--locale=C", "--no-instructions"])
+        .arg("--locale=C")
         .current_dir(cwd);
     run_as.apply(&mut cmd);
     let out = cmd

@@ -85,6 +85,11 @@ async fn an_lsn_cookie_makes_the_next_request_in_another_region_see_the_write() 
     assert_eq!(headers["retry-after"], "1");
     // Once replay resumes, the same request sees the write.
     app_regions.cluster.resume_replay().await.unwrap();
+    app_regions
+        .cluster
+        .wait_for_catch_up(Duration::from_secs(30))
+        .await
+        .unwrap();
     let (status, _, body) = send(&lax, with_cookie()).await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "written in syd"));
     // A read-only request sets no LSN.

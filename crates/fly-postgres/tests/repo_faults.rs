@@ -217,7 +217,7 @@ async fn with_the_local_replica_down_a_write_commits_and_says_so_without_hanging
         .await
         .unwrap_err();
     assert!(
-        started.elapsed() < Duration::from_secs(5),
+        started.elapsed() < Duration::from_secs(15),
         "hung for {:?}",
         started.elapsed()
     );
@@ -267,7 +267,7 @@ async fn without_any_primary_region_node_the_error_is_typed_and_fast() {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::NoPrimaryNode { .. }), "{err:?}");
-    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(started.elapsed() < Duration::from_secs(8));
     assert_eq!(nowhere.stats().retries, 1);
 }
 
@@ -307,7 +307,7 @@ async fn a_primary_region_node_that_never_answers_is_left_for_another() {
     }
     assert_eq!(wrote, 4);
     assert!(
-        started.elapsed() < Duration::from_secs(5),
+        started.elapsed() < Duration::from_secs(15),
         "took {:?}",
         started.elapsed()
     );

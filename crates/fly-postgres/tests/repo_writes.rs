@@ -73,7 +73,7 @@ async fn paused_replay_gives_a_replication_timeout_that_carries_the_output() {
         .replication_timeout(Duration::from_millis(300))
         .await
         .unwrap_err();
-    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(started.elapsed() < Duration::from_secs(8));
     let Error::ReplicationTimeout { committed_lsn, .. } = &err else {
         panic!("expected ReplicationTimeout, got {err:?}");
     };

@@ -199,7 +199,7 @@ async fn no_node_in_region_fails_fast_not_hangs() {
         "{err:?}"
     );
     assert!(
-        started.elapsed() < Duration::from_secs(2),
+        started.elapsed() < Duration::from_secs(8),
         "took {:?}",
         started.elapsed()
     );

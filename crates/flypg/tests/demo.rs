@@ -5,7 +5,7 @@ use std::process::Command;
 #[test]
 fn the_demo_scenario_holds_its_consistency_checks_and_cleans_up() {
     let out = Command::new(env!("CARGO_BIN_EXE_flypg"))
-        .args(["demo", "--rtt-ms", "20", "--writes", "5", "--json"])
+        .args(["demo", "--rtt-ms", "100", "--writes", "8", "--json"])
         .env_remove("FLY_APP_NAME")
         .output()
         .unwrap();
@@ -22,7 +22,7 @@ fn the_demo_scenario_holds_its_consistency_checks_and_cleans_up() {
             .contains("todos_title_key"),
         "{summary}"
     );
-    // With 20 ms on the replication link, reads right after a no-wait write
+    // With 100 ms on the replication link, reads right after a no-wait write
     // are stale: the wait is what makes them consistent.
     assert!(
         summary["stale_reads_without_wait"].as_u64().unwrap() > 0,

@@ -36,7 +36,14 @@ impl AppProcess {
             command.env(name, value);
         }
         let mut child = command.spawn()?;
-        let stdout = child.stdout.take().ok_or("the app has no stdout")?;
+        let stdout = child.stdout.take();
+        // Owned by the guard from here on: any early return stops the child.
+        let mut guard = AppProcess {
+            child,
+            http: SocketAddr::from(([127, 0, 0, 1], 0)),
+            rpc: SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+        let stdout = stdout.ok_or("the app has no stdout")?;
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line)?;
         let mut http = None;
@@ -50,12 +57,12 @@ impl AppProcess {
             }
         }
         match (http, rpc) {
-            (Some(http), Some(rpc)) => Ok(AppProcess { child, http, rpc }),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                Err(format!("the todo app did not start (it said {:?})", line.trim()).into())
+            (Some(http), Some(rpc)) => {
+                guard.http = http;
+                guard.rpc = rpc;
+                Ok(guard)
             }
+            _ => Err(format!("the todo app did not start (it said {:?})", line.trim()).into()),
         }
     }
 
