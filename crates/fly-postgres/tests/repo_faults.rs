@@ -318,3 +318,47 @@ async fn a_primary_region_node_that_never_answers_is_left_for_another() {
     );
     assert_eq!(count_todos(app.syd.local()).await, 4);
 }
+
+/// Speaks the forwarded-write wire format with arguments of the wrong shape,
+/// as an older or newer build of the app might.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SkewedCreate {
+    args: serde_json::Value,
+}
+
+impl fly_rpc::Procedure for SkewedCreate {
+    const NAME: &'static str = "create_todo";
+    type Output = serde_json::Value;
+    type Error = String;
+    type State = ();
+    async fn run(self, _: Arc<()>, _: fly_rpc::CallContext) -> Result<serde_json::Value, String> {
+        Err("only ever called".into())
+    }
+}
+
+#[tokio::test]
+async fn a_write_with_arguments_of_the_wrong_shape_is_a_400_before_any_transaction() {
+    let app = two_regions().await;
+    let err = app
+        .lax
+        .node()
+        .call_region(
+            "syd",
+            SkewedCreate {
+                args: serde_json::json!({"name": 7}),
+            },
+        )
+        .await
+        .unwrap_err();
+    match &err {
+        fly_rpc::Error::BadRequest {
+            status, message, ..
+        } => {
+            assert_eq!(*status, 400);
+            assert!(message.contains("create_todo"), "{message}");
+        }
+        other => panic!("expected BadRequest, got {other:?}"),
+    }
+    assert_eq!(app.syd.stats().served_writes, 0);
+    assert_eq!(count_todos(app.syd.local()).await, 0);
+}

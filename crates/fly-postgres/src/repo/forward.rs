@@ -18,12 +18,32 @@ use crate::mutation::Mutation;
 use tracing::Instrument;
 
 /// The mutation, serialized once so a retry resends the same bytes.
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize)]
 #[serde(bound = "")]
 pub(crate) struct Forwarded<M> {
     args: Box<RawValue>,
     #[serde(skip)]
     _mutation: PhantomData<fn() -> M>,
+}
+
+/// Checks on arrival that the arguments decode as `M`, so that a request
+/// with bad arguments is refused by the RPC layer itself (HTTP 400 with the
+/// decode error) before any transaction begins.
+impl<'de, M: Mutation> Deserialize<'de> for Forwarded<M> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Wire {
+            args: Box<RawValue>,
+        }
+        let wire = Wire::deserialize(deserializer)?;
+        serde_json::from_str::<M>(wire.args.get()).map_err(|e| {
+            serde::de::Error::custom(format!("arguments of `{}` do not decode: {e}", M::NAME))
+        })?;
+        Ok(Forwarded {
+            args: wire.args,
+            _mutation: PhantomData,
+        })
+    }
 }
 
 impl<M> Clone for Forwarded<M> {
