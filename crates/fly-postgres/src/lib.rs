@@ -4,33 +4,78 @@
 //! the write, so it reads its own writes. The Rust successor of Fly.io's
 //! `fly_postgres`.
 //!
-//! Modules, one concept each:
-//! - [`Lsn`]: a WAL position that parses, prints and orders like `pg_lsn`;
-//! - [`Tracker`]: waits until the local replica has replayed an LSN, with one
-//!   poller per database however many wait;
-//! - [`commit_lsn`]: the LSN to wait for after a commit on the primary;
+//! The parts, one concept each:
+//! - [`Repo`]: the local pool ([`Repo::local`]), typed writes
+//!   ([`Repo::write`] with a [`Mutation`]), ad-hoc statements
+//!   ([`Repo::execute`], [`Repo::fetch_one`] with [`query`]), exactly-once
+//!   forwarding, [`Repo::migrate`];
+//! - [`Error`]: one matchable enum ([`DbError`] keeps the primary's SQLSTATE
+//!   and constraint; [`Error::app`] carries the app's own errors);
+//! - [`Tracker`]: waits until the local replica has replayed an [`Lsn`], one
+//!   poller per database however many wait; [`commit_lsn`] gives the LSN;
+//! - [`ConsistencyLayer`] (read-your-writes across requests, by LSN cookie)
+//!   and [`FlyReplayLayer`] (`fly-replay` to the primary region);
 //! - [`database_url_from_env`] / [`rewrite_database_url`]: `DATABASE_URL`
-//!   pointed at the nearest database;
-//! - [`read_only`]: connections that behave like a replica's, for dev.
+//!   pointed at the nearest database; [`read_only`]: replica-like dev pools.
 //!
 //! `sqlx` is re-exported so an app uses the same `PgPool` type as this crate.
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use fly_postgres::{Tracker, commit_lsn, sqlx};
+//! use fly_postgres::{Error, Mutation, Repo, query, sqlx};
+//! use serde::{Deserialize, Serialize};
 //!
-//! # async fn demo() -> Result<(), fly_postgres::Error> {
-//! let primary = sqlx::PgPool::connect("postgres://postgres@syd-db/app").await?;
-//! let replica = sqlx::PgPool::connect("postgres://postgres@lax-db/app").await?;
-//! let tracker = Tracker::new(&replica)?;
+//! #[derive(Debug, Serialize, Deserialize)]
+//! struct Todo { id: i64, title: String }
 //!
-//! let mut conn = primary.acquire().await?;
-//! sqlx::query("insert into todos (title) values ('buy milk')").execute(&mut *conn).await?;
-//! let lsn = commit_lsn(&mut conn).await?;
+//! #[derive(Serialize, Deserialize)]
+//! struct CreateTodo { title: String }
 //!
-//! tracker.wait_for(lsn, Duration::from_secs(5)).await?;
-//! // The replica now has the row.
-//! let n: i64 = sqlx::query_scalar("select count(*) from todos").fetch_one(&replica).await?;
+//! impl Mutation for CreateTodo {
+//!     const NAME: &'static str = "create_todo";
+//!     type Output = i64;
+//!     async fn run(self, tx: &mut sqlx::PgConnection) -> Result<i64, Error> {
+//!         Ok(sqlx::query_scalar("insert into todos (title) values ($1) returning id")
+//!             .bind(self.title)
+//!             .fetch_one(&mut *tx)
+//!             .await?)
+//!     }
+//! }
+//!
+//! # async fn demo() -> Result<(), Error> {
+//! let repo = Repo::builder()
+//!     .database_url(fly_postgres::database_url_from_env()?)
+//!     .node(fly_rpc::Node::from_env().map_err(Error::Rpc)?)
+//!     .mutation::<CreateTodo>()
+//!     .start()
+//!     .await?;
+//! if repo.regions().is_primary() {
+//!     repo.migrate().await?;
+//! }
+//!
+//! // Reads: the local database, plain sqlx.
+//! let n: i64 = sqlx::query_scalar("select count(*) from todos").fetch_one(repo.local()).await?;
+//!
+//! // Writes: next to the primary; returns once the local replica has them.
+//! let id = repo.write(CreateTodo { title: "milk".into() }).await?;
+//! let _ = repo.write(CreateTodo { title: "eggs".into() }).no_wait().await?;
+//! let _ = repo
+//!     .write(CreateTodo { title: "tea".into() })
+//!     .rpc_timeout(Duration::from_secs(2))
+//!     .replication_timeout(Duration::from_secs(1))
+//!     .await;
+//!
+//! // Ad-hoc statements, RETURNING rows decoded into any Deserialize type.
+//! let todo: Todo = repo
+//!     .fetch_one(query("update todos set title = $1 where id = $2 returning id, title").bind("oat milk").bind(id))
+//!     .await?;
+//!
+//! // Errors raised on the primary are matchable here.
+//! match repo.write(CreateTodo { title: "milk".into() }).await {
+//!     Err(e) if e.is_unique_violation() => println!("already there"),
+//!     Err(Error::ReplicationTimeout { committed_lsn, .. }) => println!("committed at {committed_lsn}, not yet here"),
+//!     other => { other?; }
+//! }
 //! # Ok(()) }
 //! ```
 
