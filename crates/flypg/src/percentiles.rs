@@ -30,6 +30,11 @@ impl Samples {
     }
 }
 
+/// A duration in (fractional) milliseconds, the unit of every sample.
+pub(crate) fn millis(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
 /// Rounds to microsecond precision for printing.
 pub(crate) fn round3(ms: f64) -> f64 {
     (ms * 1000.0).round() / 1000.0

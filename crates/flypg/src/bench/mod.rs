@@ -3,6 +3,7 @@
 mod mutations;
 mod repo;
 mod rpc;
+mod throughput;
 mod tracker;
 
 use clap::Subcommand;

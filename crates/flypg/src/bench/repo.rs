@@ -3,7 +3,6 @@
 //! link, compared with sending the statements straight to the far primary.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fly_postgres::Repo;
@@ -13,7 +12,8 @@ use fly_rpc::{Node, Regions, StaticPeers};
 use serde::Serialize;
 
 use super::mutations::{InsertItem, SCHEMA, TRANSFER_SQL, Transfer};
-use crate::percentiles::{Samples, round3};
+use super::throughput::throughput;
+use crate::percentiles::{Samples, millis, round3};
 
 /// Options of `flypg bench repo`.
 #[derive(Debug, clap::Args)]
@@ -137,7 +137,7 @@ pub(crate) async fn run(args: RepoArgs) -> BenchResult<()> {
                 payload: format!("w{i}"),
             })
             .await?;
-        write1.push(ms(started));
+        write1.push(millis(started.elapsed()));
         if !visible(lax.local(), id).await? {
             stale_reads += 1;
         }
@@ -163,7 +163,7 @@ pub(crate) async fn run(args: RepoArgs) -> BenchResult<()> {
     for _ in 0..args.writes {
         let started = Instant::now();
         lax.write(Transfer { amount: 1 }).await?;
-        write3.push(ms(started));
+        write3.push(millis(started.elapsed()));
     }
 
     say(&format!(
@@ -179,7 +179,7 @@ pub(crate) async fn run(args: RepoArgs) -> BenchResult<()> {
             sqlx::query(sql).bind(1_i64).execute(&mut *tx).await?;
         }
         tx.commit().await?;
-        direct3.push(ms(started));
+        direct3.push(millis(started.elapsed()));
     }
 
     say("local reads in lax...");
@@ -189,7 +189,7 @@ pub(crate) async fn run(args: RepoArgs) -> BenchResult<()> {
         let _: Option<String> = sqlx::query_scalar("select payload from items where id = 1")
             .fetch_optional(lax.local())
             .await?;
-        reads.push(ms(started));
+        reads.push(millis(started.elapsed()));
     }
 
     let length = Duration::from_secs(args.seconds);
@@ -305,10 +305,6 @@ fn print_table(r: &Report) {
     );
 }
 
-fn ms(started: Instant) -> f64 {
-    started.elapsed().as_secs_f64() * 1e3
-}
-
 async fn visible(pool: &PgPool, id: i64) -> BenchResult<bool> {
     let n: i64 = sqlx::query_scalar("select count(*) from items where id = $1")
         .bind(id)
@@ -330,29 +326,4 @@ fn node(region: &str, peers: StaticPeers) -> fly_rpc::NodeBuilder {
         .listen(SocketAddr::from(([127, 0, 0, 1], 0)))
         .secret(SECRET)
         .discovery(peers)
-}
-
-async fn throughput<F, Fut>(callers: usize, length: Duration, call: F) -> BenchResult<f64>
-where
-    F: Fn() -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = Result<(), Box<dyn std::error::Error + Send + Sync>>> + Send,
-{
-    let deadline = Instant::now() + length;
-    let started = Instant::now();
-    let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..callers {
-        let (call, done) = (call.clone(), Arc::clone(&done));
-        tasks.spawn(async move {
-            while Instant::now() < deadline {
-                call().await?;
-                done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-            Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
-        });
-    }
-    while let Some(result) = tasks.join_next().await {
-        result?.map_err(|e| -> Box<dyn std::error::Error> { e.to_string().into() })?;
-    }
-    Ok(done.load(std::sync::atomic::Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
 }

@@ -9,7 +9,8 @@ use fly_postgres_testkit::{Delay, LatencyProxy};
 use fly_rpc::{Node, Regions, StaticPeers};
 use serde::Serialize;
 
-use crate::percentiles::{Samples, round3};
+use super::throughput::throughput;
+use crate::percentiles::{Samples, millis, round3};
 use crate::probe::Noop;
 
 /// Options of `flypg bench rpc`.
@@ -88,7 +89,17 @@ pub(crate) async fn run(args: RpcArgs) -> BenchResult<()> {
             args.concurrency, args.seconds
         );
     }
-    let throughput = throughput(&lax, args.concurrency, Duration::from_secs(args.seconds)).await?;
+    let throughput = throughput(args.concurrency, Duration::from_secs(args.seconds), {
+        let lax = lax.clone();
+        move || {
+            let lax = lax.clone();
+            async move {
+                lax.call_primary(Noop).await?;
+                Ok(())
+            }
+        }
+    })
+    .await?;
 
     if !args.json {
         eprintln!(
@@ -170,31 +181,9 @@ async fn time_calls(node: &Node, calls: usize) -> BenchResult<Samples> {
     for _ in 0..calls {
         let started = Instant::now();
         node.call_primary(Noop).await?;
-        samples.push(started.elapsed().as_secs_f64() * 1e3);
+        samples.push(millis(started.elapsed()));
     }
     Ok(Samples::new(samples))
-}
-
-async fn throughput(node: &Node, callers: usize, length: Duration) -> BenchResult<f64> {
-    let deadline = Instant::now() + length;
-    let started = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..callers {
-        let node = node.clone();
-        tasks.spawn(async move {
-            let mut n = 0u64;
-            while Instant::now() < deadline {
-                node.call_primary(Noop).await?;
-                n += 1;
-            }
-            Ok::<u64, fly_rpc::Error>(n)
-        });
-    }
-    let mut total = 0;
-    while let Some(done) = tasks.join_next().await {
-        total += done??;
-    }
-    Ok(total as f64 / started.elapsed().as_secs_f64())
 }
 
 /// A 1-byte TCP ping-pong through a proxy with the same delay: what the
@@ -223,7 +212,7 @@ async fn tcp_ping_through_proxy(rtt: Duration, pings: usize) -> BenchResult<Samp
         let started = Instant::now();
         stream.write_all(&byte).await?;
         stream.read_exact(&mut byte).await?;
-        samples.push(started.elapsed().as_secs_f64() * 1e3);
+        samples.push(millis(started.elapsed()));
     }
     drop(stream);
     server.abort();

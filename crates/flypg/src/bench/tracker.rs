@@ -14,7 +14,7 @@ use fly_postgres::{Lsn, Tracker, commit_lsn};
 use fly_postgres_testkit::PgCluster;
 use serde::Serialize;
 
-use crate::percentiles::{Samples, round3};
+use crate::percentiles::{Samples, millis, round3};
 
 /// Options of `flypg bench tracker`.
 #[derive(Debug, clap::Args)]
@@ -222,7 +222,7 @@ async fn measure(
                 wakes.push((lsn, woke??));
             }
         }
-        waits.push(started.elapsed().as_secs_f64() * 1e3);
+        waits.push(millis(started.elapsed()));
     }
     // Let the observer see the last positions.
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -234,7 +234,7 @@ async fn measure(
             let (_, observed) = seen.get(i)?;
             // The tracker may see the position before the observer does;
             // count that as no delay rather than a negative one.
-            Some(woke.saturating_duration_since(*observed).as_secs_f64() * 1e3)
+            Some(millis(woke.saturating_duration_since(*observed)))
         })
         .collect();
     Ok(Measured {

@@ -78,7 +78,7 @@ async fn demo(args: &DemoArgs) -> DemoResult<()> {
     let cluster = PgCluster::builder().replication_delay(rtt).start().await?;
     step.done();
 
-    let secret = format!("demo-{:032x}", rand_u128());
+    let secret = format!("demo-{:032x}", rand::random::<u128>());
     let common = |region: &str| -> Vec<(&'static str, String)> {
         vec![
             ("FLY_REGION", region.to_owned()),
@@ -145,12 +145,4 @@ async fn demo(args: &DemoArgs) -> DemoResult<()> {
     } else {
         Err("the consistency checks did not hold (see the summary)".into())
     }
-}
-
-fn rand_u128() -> u128 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    nanos ^ (u128::from(std::process::id()) << 64)
 }

@@ -1,6 +1,6 @@
 //! The scripted walk through the two regions, and its summary.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use fly_postgres::sqlx::{self, Connection};
 use hyper::StatusCode;
@@ -10,7 +10,7 @@ use serde_json::json;
 use super::DemoResult;
 use super::app_process::AppProcess;
 use super::http::Http;
-use crate::percentiles::{Samples, round3};
+use crate::percentiles::{Samples, millis, round3};
 
 /// What the scenario measured; `consistent()` decides the exit code.
 #[derive(Debug, Serialize)]
@@ -73,10 +73,6 @@ impl Summary {
     }
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
 pub(crate) async fn run(lax: &AppProcess, direct_url: &str, writes: usize) -> DemoResult<Summary> {
     let http = Http::new();
     let run_id = format!("{:x}", std::process::id());
@@ -101,7 +97,7 @@ pub(crate) async fn run(lax: &AppProcess, direct_url: &str, writes: usize) -> De
             )
             .into());
         }
-        write_ms.push(ms(created.elapsed));
+        write_ms.push(millis(created.elapsed));
         let id = created.body["id"].as_i64().unwrap_or_default();
         let read = http.get(&lax.url(&format!("/todos/{id}"))).await?;
         let visible = read.status == StatusCode::OK;
@@ -111,8 +107,8 @@ pub(crate) async fn run(lax: &AppProcess, direct_url: &str, writes: usize) -> De
         if i < 3 {
             println!(
                 "   POST /todos {:>8.1} ms -> id {id}; GET /todos/{id} {:>6.2} ms -> {}",
-                ms(created.elapsed),
-                ms(read.elapsed),
+                millis(created.elapsed),
+                millis(read.elapsed),
                 if visible {
                     "visible"
                 } else {
@@ -141,7 +137,7 @@ pub(crate) async fn run(lax: &AppProcess, direct_url: &str, writes: usize) -> De
         if i < 3 {
             println!(
                 "   POST /todos?wait=false {:>8.1} ms -> id {id}; GET at once -> {}",
-                ms(created.elapsed),
+                millis(created.elapsed),
                 if visible {
                     "visible"
                 } else {
@@ -180,7 +176,7 @@ pub(crate) async fn run(lax: &AppProcess, direct_url: &str, writes: usize) -> De
         if answer.status != StatusCode::CREATED {
             return Err(format!("the batch answered {}: {}", answer.status, answer.body).into());
         }
-        mutation3.push(ms(answer.elapsed));
+        mutation3.push(millis(answer.elapsed));
     }
     let mut conn = sqlx::PgConnection::connect(direct_url).await?;
     let mut direct3 = Vec::new();
@@ -194,7 +190,7 @@ pub(crate) async fn run(lax: &AppProcess, direct_url: &str, writes: usize) -> De
                 .await?;
         }
         tx.commit().await?;
-        direct3.push(ms(started.elapsed()));
+        direct3.push(millis(started.elapsed()));
     }
     conn.close().await?;
     let (mutation3, direct3) = (Samples::new(mutation3), Samples::new(direct3));
@@ -207,7 +203,7 @@ pub(crate) async fn run(lax: &AppProcess, direct_url: &str, writes: usize) -> De
     println!("6. reads in lax stay local");
     let mut reads = Vec::new();
     for _ in 0..(writes * 3).max(10) {
-        reads.push(ms(http.get(&lax.url("/todos")).await?.elapsed));
+        reads.push(millis(http.get(&lax.url("/todos")).await?.elapsed));
     }
     let reads = Samples::new(reads);
     println!("   GET /todos p50 {:.2} ms", reads.pct(50.0));
