@@ -89,6 +89,7 @@ mod db_error;
 mod error;
 mod fly_replay;
 mod lsn;
+mod middleware_support;
 mod mutation;
 mod read_only;
 mod repo;

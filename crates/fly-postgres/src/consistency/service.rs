@@ -9,6 +9,7 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use tower_service::Service;
 
 use super::{LSN_COOKIE, LSN_HEADER, recording, requested_lsn};
+use crate::middleware_support::{take_ready, text_response};
 use crate::repo::Repo;
 
 /// See [`super::ConsistencyLayer`].
@@ -40,16 +41,6 @@ fn implausible(repo: &Repo, lsn: crate::lsn::Lsn) -> bool {
         .is_some_and(|seen| lsn.as_u64().saturating_sub(seen.as_u64()) > IMPLAUSIBLE_AHEAD)
 }
 
-fn plain<B: From<String>>(status: StatusCode, text: String) -> Response<B> {
-    let mut response = Response::new(B::from(text));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
-}
-
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ConsistencyService<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
@@ -66,24 +57,22 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        // The clone that was polled ready serves this call (tower's rule).
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mut inner = take_ready(&mut self.inner);
         let repo = self.repo.clone();
         let max_age = self.cookie_max_age.as_secs();
         let wanted = requested_lsn(request.headers());
         Box::pin(async move {
             match wanted {
-                Err(bad) => return Ok(plain(StatusCode::BAD_REQUEST, bad.0)),
+                Err(bad) => return Ok(text_response(StatusCode::BAD_REQUEST, bad.0)),
                 Ok(Some(lsn)) if implausible(&repo, lsn) => {
-                    return Ok(plain(
+                    return Ok(text_response(
                         StatusCode::BAD_REQUEST,
                         format!("LSN {lsn} is far ahead of anything this database has seen"),
                     ));
                 }
                 Ok(Some(lsn)) => {
                     if let Err(e) = repo.wait_for(lsn).await {
-                        let mut response = plain(
+                        let mut response = text_response(
                             StatusCode::SERVICE_UNAVAILABLE,
                             format!(
                                 "this region's replica has not caught up with your last write yet: {e}"

@@ -71,10 +71,10 @@ impl<S> tower_layer::Layer<S> for FlyReplayLayer {
 
 /// A response that asks Fly's proxy to replay the request in `region`.
 pub fn replay_response<B: From<String>>(region: &str) -> Response<B> {
-    let mut response = Response::new(B::from(format!(
-        "this request needs the primary region; replaying in {region}"
-    )));
-    *response.status_mut() = StatusCode::CONFLICT;
+    let mut response = crate::middleware_support::text_response(
+        StatusCode::CONFLICT,
+        format!("this request needs the primary region; replaying in {region}"),
+    );
     if let Ok(value) = HeaderValue::from_str(&format!("region={region}")) {
         response.headers_mut().insert(FLY_REPLAY_HEADER, value);
     }

@@ -8,6 +8,7 @@ use http::{Request, Response};
 use tower_service::Service;
 
 use super::{ReplayInPrimary, replay_response};
+use crate::middleware_support::take_ready;
 
 /// See [`super::FlyReplayLayer`].
 #[derive(Debug, Clone)]
@@ -43,8 +44,7 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mut inner = take_ready(&mut self.inner);
         let primary = self.regions.primary_region().to_owned();
         if self.regions.is_primary() {
             return Box::pin(inner.call(request));
