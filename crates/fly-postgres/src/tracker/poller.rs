@@ -93,29 +93,24 @@ async fn run(shared: &Shared, options: &PgConnectOptions, config: &Config) {
         shared.polls.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("fly_postgres_tracker_polls_total", "tracker" => config.label.clone())
             .increment(1);
-        match polled {
+        let failure = match polled {
             Ok(Ok((in_recovery, replayed))) => {
                 backoff = MIN_BACKOFF;
                 let lag = shared.publish(in_recovery, replayed);
                 metrics::gauge!("fly_postgres_replication_lag_bytes", "tracker" => config.label.clone())
                     .set(lag as f64);
+                None
             }
-            Ok(Err(e)) => {
-                tracing::warn!(tracker = %config.label, error = %e, "replay tracker poll failed; reconnecting");
-                conn = None;
-                shared.forget_position();
-                sleep_or_wake(shared, backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-                continue;
-            }
-            Err(_) => {
-                tracing::warn!(tracker = %config.label, "replay tracker poll timed out; reconnecting");
-                conn = None;
-                shared.forget_position();
-                sleep_or_wake(shared, backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-                continue;
-            }
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some("timed out".to_owned()),
+        };
+        if let Some(error) = failure {
+            tracing::warn!(tracker = %config.label, %error, "replay tracker poll failed; reconnecting");
+            conn = None;
+            shared.forget_position();
+            sleep_or_wake(shared, backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+            continue;
         }
 
         // Pace from the start of the poll, so the period includes the query.
