@@ -53,6 +53,13 @@ pub(crate) struct NodeInner {
 }
 
 impl NodeInner {
+    /// A peer failed or hung: try it last for a while, and let discovery
+    /// look the region up again.
+    fn peer_failed(&self, region: &str, peer: SocketAddr) {
+        self.choice.failed(peer);
+        self.discovery.report_failure(region, peer);
+    }
+
     pub(crate) fn info(&self) -> NodeInfo {
         NodeInfo {
             region: self.regions.my_region().to_owned(),
@@ -269,17 +276,17 @@ impl Node {
             if local {
                 self.call_local(procedure, options).await
             } else {
-                self.call_remote::<P>(region, procedure, &options, deadline)
+                self.call_remote::<P>(region, procedure, &options, timeout, deadline)
                     .await
             }
         };
         let result = match tokio::time::timeout(timeout, work.instrument(span.clone())).await {
-            Ok(Err(Error::Timeout { .. })) | Err(_) => Err(Error::Timeout {
+            Ok(result) => result,
+            Err(_) => Err(Error::Timeout {
                 procedure: P::NAME,
                 region: region.to_owned(),
                 after: timeout,
             }),
-            Ok(result) => result,
         };
         let elapsed = started.elapsed();
         let outcome = match &result {
@@ -343,6 +350,7 @@ impl Node {
         region: &str,
         procedure: P,
         options: &CallOptions,
+        timeout: Duration,
         deadline: Instant,
     ) -> Result<P::Output, Error> {
         let body = Bytes::from(serde_json::to_vec(&procedure).map_err(|e| Error::Codec {
@@ -387,25 +395,22 @@ impl Node {
             let Ok(sent) = sent else {
                 // A peer that accepts and never answers goes to the back of
                 // the line, so a retry tries another one first.
-                inner.choice.failed(peer);
-                inner.discovery.report_failure(region, peer);
+                inner.peer_failed(region, peer);
                 return Err(Error::Timeout {
                     procedure: P::NAME,
                     region: region.to_owned(),
-                    after: deadline.saturating_duration_since(Instant::now()),
+                    after: timeout,
                 });
             };
             match sent {
                 Err(failure) if failure.before_sending || retry_safe => {
                     tracing::warn!(%peer, region, error = %failure.message, "RPC peer failed; trying the next instance");
-                    inner.choice.failed(peer);
-                    inner.discovery.report_failure(region, peer);
+                    inner.peer_failed(region, peer);
                     metrics::counter!("fly_rpc_failovers_total", "region" => region.to_owned())
                         .increment(1);
                 }
                 Err(failure) => {
-                    inner.choice.failed(peer);
-                    inner.discovery.report_failure(region, peer);
+                    inner.peer_failed(region, peer);
                     return Err(Error::Transport {
                         peer: peer.to_string(),
                         message: format!(
