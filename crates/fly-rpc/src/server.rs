@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use crate::auth::Rejection;
 use crate::node::NodeInner;
 use crate::procedure::CallContext;
-use crate::registry::Outcome;
+use crate::registry::{ErasedHandler, Outcome};
 use crate::wire::{
     CALL_PATH, H_CALLER_REGION, H_IDEMPOTENCY_KEY, H_REQUIRE_PRIMARY, INFO_PATH, WireError,
     WireErrorKind,
@@ -45,15 +45,16 @@ async fn call(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let response = dispatch(&node, &name, &headers, body).await;
-    let status = response.status();
+    let handler = node.registry.handler(&name);
     // Only registered names become labels: strangers cannot blow up the
     // metric's cardinality.
-    let label = if node.registry.handler(&name).is_some() {
-        name
+    let label = if handler.is_some() {
+        name.clone()
     } else {
         "_unknown".to_owned()
     };
+    let response = dispatch(&node, &name, handler, &headers, body).await;
+    let status = response.status();
     metrics::counter!("fly_rpc_server_requests_total", "procedure" => label, "status" => status.as_u16().to_string())
         .increment(1);
     response
@@ -62,6 +63,7 @@ async fn call(
 async fn dispatch(
     node: &NodeInner,
     name: &str,
+    handler: Option<ErasedHandler>,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -91,7 +93,7 @@ async fn dispatch(
         tracing::warn!(procedure = name, %rejection, "rejected an unauthenticated RPC");
         return unauthorized(rejection);
     }
-    let Some(handler) = node.registry.handler(name) else {
+    let Some(handler) = handler else {
         let mut error = WireError::new(
             WireErrorKind::UnknownProcedure,
             format!(
