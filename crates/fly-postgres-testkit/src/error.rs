@@ -62,6 +62,13 @@ pub enum TestkitError {
         /// How long it was awaited.
         after: Duration,
     },
+    /// An app process exited or printed something else instead of its
+    /// "listening" line.
+    #[error("the app process did not start (it said {said:?})")]
+    AppStart {
+        /// Its first line on stdout.
+        said: String,
+    },
     /// A SQL statement against a test server failed.
     #[error("SQL against test server failed: {0}")]
     Sql(#[from] sqlx::Error),

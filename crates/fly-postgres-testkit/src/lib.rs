@@ -7,6 +7,8 @@
 //!   their files.
 //! - [`LatencyProxy`]: a TCP forwarder with a one-way delay per direction, to
 //!   give a test on one machine the round trips of two regions.
+//! - [`AppProcess`]: an app instance as its own process, to kill -9, SIGTERM
+//!   and restart on the same addresses.
 //!
 //! Never used by the libraries' normal code: only tests, benches and the demo.
 //!
@@ -30,6 +32,7 @@
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+mod app_process;
 mod binaries;
 mod cluster;
 mod error;
@@ -41,6 +44,7 @@ mod proxy;
 mod server;
 mod template;
 
+pub use app_process::AppProcess;
 pub use binaries::PgBinaries;
 pub use cluster::{PgCluster, PgClusterBuilder};
 pub use error::{Result, TestkitError};

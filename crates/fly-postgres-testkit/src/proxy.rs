@@ -58,6 +58,7 @@ const COALESCE: Duration = Duration::from_micros(200);
 struct Shared {
     delay: Mutex<Delay>,
     connections: Mutex<JoinSet<()>>,
+    blocked: std::sync::atomic::AtomicBool,
 }
 
 /// A latency-injecting TCP proxy on 127.0.0.1. Dropping it closes the listener
@@ -82,6 +83,7 @@ impl LatencyProxy {
         let shared = Arc::new(Shared {
             delay: Mutex::new(delay),
             connections: Mutex::new(JoinSet::new()),
+            blocked: std::sync::atomic::AtomicBool::new(false),
         });
         let (stop_tx, mut stop_rx) = watch::channel(());
         let accept_shared = Arc::clone(&shared);
@@ -91,6 +93,11 @@ impl LatencyProxy {
                     _ = stop_rx.changed() => break,
                     accepted = listener.accept() => {
                         let Ok((client, _)) = accepted else { continue };
+                        if accept_shared.blocked.load(std::sync::atomic::Ordering::SeqCst) {
+                            // A cut link: the connection dies at once.
+                            drop(client);
+                            continue;
+                        }
                         let conn_shared = Arc::clone(&accept_shared);
                         let mut set = lock(&accept_shared.connections);
                         // Reap finished connection tasks so the set stays small.
@@ -134,6 +141,22 @@ impl LatencyProxy {
     /// partition would; new connections are still accepted.
     pub fn sever(&self) {
         lock(&self.shared.connections).abort_all();
+    }
+
+    /// Cuts the link until [`LatencyProxy::restore`]: open connections are
+    /// severed and new ones are closed as soon as they are accepted.
+    pub fn cut(&self) {
+        self.shared
+            .blocked
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.sever();
+    }
+
+    /// Ends a [`LatencyProxy::cut`].
+    pub fn restore(&self) {
+        self.shared
+            .blocked
+            .store(false, std::sync::atomic::Ordering::SeqCst);
     }
 }
 

@@ -2,12 +2,18 @@
 -- Run on the primary, once (Repo::migrate() does it; it is idempotent).
 -- A forwarded write inserts its request id here in the SAME transaction as
 -- the write itself; a retry with the same id finds the row and gets the
--- recorded output instead of running the write again.
+-- recorded output instead of running the write again. Rows are swept after
+-- the repo's request retention (24 h by default).
 create table if not exists fly_postgres_requests (
     id          text primary key,
     mutation    text not null,
     output      text,
-    created_at  timestamptz not null default now()
+    created_at  timestamptz not null default now(),
+    -- sha256 of the mutation name and its canonical JSON arguments: a
+    -- reused id with other content is refused instead of answered.
+    args_digest text
 );
+-- Tables created before args_digest existed.
+alter table fly_postgres_requests add column if not exists args_digest text;
 create index if not exists fly_postgres_requests_created_at
     on fly_postgres_requests (created_at);

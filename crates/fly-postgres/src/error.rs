@@ -12,6 +12,12 @@ use crate::lsn::{Lsn, LsnParseError};
 
 /// Everything `fly-postgres` can fail with. Match on the variant; new variants
 /// may be added in minor releases.
+///
+/// A failed write is in one of three classes, and the type says which:
+/// **committed** anyway ([`Error::is_committed`]: the output is in
+/// [`Error::committed_output`]), **maybe committed**
+/// ([`Error::is_maybe_committed`]: settle it by retrying with
+/// [`Error::request_id`]), or **not committed** (every other variant).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -50,23 +56,86 @@ pub enum Error {
         output: Option<serde_json::Value>,
     },
 
-    /// The RPC to the primary region did not finish in time; it may or may
-    /// not have committed (exactly-once retries with the same id are safe).
-    #[error("the write `{mutation}` got no answer from the primary region within {after:?}")]
+    /// The write was sent to the primary region and no answer came back
+    /// within its RPC deadline: it **may have committed**. Settle it by
+    /// writing again with the same request id ([`crate::Write::request_id`]):
+    /// the primary answers from its exactly-once record if the first attempt
+    /// committed, and runs the write otherwise. Records are kept for the
+    /// repo's `request_retention` (24 h by default).
+    #[error(
+        "the write `{mutation}` got no answer from the primary region within {after:?}; \
+         it may have committed: retry with request id {request_id} to settle it"
+    )]
     RpcTimeout {
         /// The mutation's name.
         mutation: String,
         /// The timeout that expired.
         after: Duration,
+        /// The write's request id: retry with it to settle the outcome.
+        request_id: String,
     },
 
-    /// No instance of the primary region could run the write.
-    #[error("no instance in the primary region {region} could take the write ({tried} tried)")]
+    /// The write's outcome is unknown: a request reached (or may have
+    /// reached) the primary region and no definite answer came back before
+    /// the RPC deadline (for example the primary-region instance crashed
+    /// after receiving it). Settle it by writing again with the same request
+    /// id ([`crate::Write::request_id`]), which returns the recorded output
+    /// if it did commit. Records are kept for the repo's `request_retention`
+    /// (24 h by default). `request_id` is `None` only for a write run in the
+    /// primary region without a request id, whose COMMIT lost its connection.
+    #[error(
+        "the write `{mutation}` may have committed ({reason}); {}",
+        request_id.as_deref().map_or_else(
+            || "no request id was recorded: check the data".to_owned(),
+            |id| format!("retry with request id {id} to settle it"))
+    )]
+    MaybeCommitted {
+        /// The mutation's name.
+        mutation: String,
+        /// The write's request id, to retry with.
+        request_id: Option<String>,
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure seen.
+        reason: String,
+    },
+
+    /// Nothing was written: no instance of the primary region could be
+    /// reached before the RPC deadline, and no request left this instance
+    /// (every connection was refused, or none was discovered). Safe to retry.
+    #[error(
+        "no instance in the primary region {region} could take the write \
+         ({tried} attempts; nothing was written); last: {last_error}"
+    )]
     NoPrimaryNode {
         /// The primary region.
         region: String,
-        /// Instances tried.
+        /// Attempts made.
         tried: usize,
+        /// The last attempt's failure.
+        last_error: String,
+    },
+
+    /// The request id was already used by a different write (another
+    /// mutation, or other arguments) within the retention period. Nothing
+    /// was written by this call.
+    #[error(
+        "request id {request_id} was already used by a different write \
+         (`{recorded_mutation}` with other arguments or another mutation); \
+         ids are remembered for the request retention (24 h by default)"
+    )]
+    RequestIdReused {
+        /// The id.
+        request_id: String,
+        /// The mutation recorded under it.
+        recorded_mutation: String,
+    },
+
+    /// A caller-chosen request id is not acceptable.
+    #[error("invalid request id: {reason}")]
+    InvalidRequestId {
+        /// What is wrong with it.
+        reason: String,
     },
 
     /// The primary region's node refused this node's credentials.
@@ -150,6 +219,35 @@ impl From<sqlx::Error> for Error {
 }
 
 impl Error {
+    /// Whether the write may or may not have committed
+    /// ([`Error::MaybeCommitted`], [`Error::RpcTimeout`]): do not report it
+    /// as failed; settle it with [`Error::request_id`].
+    pub fn is_maybe_committed(&self) -> bool {
+        matches!(
+            self,
+            Error::MaybeCommitted { .. } | Error::RpcTimeout { .. }
+        )
+    }
+
+    /// Whether the write certainly committed although the call failed
+    /// ([`Error::ReplicationTimeout`]): its output is in
+    /// [`Error::committed_output`]. Do not retry it.
+    pub fn is_committed(&self) -> bool {
+        matches!(self, Error::ReplicationTimeout { .. })
+    }
+
+    /// The request id to retry with when the outcome is unknown (or the id
+    /// that was refused as reused).
+    pub fn request_id(&self) -> Option<&str> {
+        match self {
+            Error::RpcTimeout { request_id, .. } | Error::RequestIdReused { request_id, .. } => {
+                Some(request_id)
+            }
+            Error::MaybeCommitted { request_id, .. } => request_id.as_deref(),
+            _ => None,
+        }
+    }
+
     /// Wraps an error of the app's own type, so a mutation can fail with it
     /// and the caller in any region gets it back with [`Error::app_error`].
     pub fn app<E: Serialize + Display>(error: E) -> Self {

@@ -93,6 +93,7 @@ mod middleware_support;
 mod mutation;
 mod read_only;
 mod repo;
+mod request_key;
 mod statement;
 mod tracker;
 
@@ -111,5 +112,6 @@ pub use lsn::{Lsn, LsnParseError};
 pub use mutation::Mutation;
 pub use read_only::read_only;
 pub use repo::{MIGRATION_SQL, Repo, RepoBuilder, RepoStats, Write, rpc_and_wait};
+pub use request_key::MAX_REQUEST_ID_LEN;
 pub use statement::{Param, Statement, StatementResult, query};
 pub use tracker::{DEFAULT_POLL_INTERVAL, Tracker, TrackerBuilder, TrackerStats};

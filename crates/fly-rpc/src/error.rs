@@ -10,9 +10,10 @@ use crate::remote_error::RemoteError;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The call did not finish within its timeout. It may or may not have run
-    /// on the peer.
-    #[error("call to `{procedure}` in region {region} timed out after {after:?}")]
+    /// The call did not finish within its timeout. When `sent`, it may or may
+    /// not have run on the peer; otherwise no request had left this node.
+    #[error("call to `{procedure}` in region {region} timed out after {after:?}{}",
+        if *sent { " (it may have run)" } else { " (nothing was sent)" })]
     Timeout {
         /// The procedure's name.
         procedure: &'static str,
@@ -20,16 +21,22 @@ pub enum Error {
         region: String,
         /// The timeout that expired.
         after: Duration,
+        /// Whether a request may have reached a peer before it expired.
+        sent: bool,
     },
 
     /// Discovery found no instance in the region, or every one failed or
-    /// answered that it cannot serve the call.
-    #[error("no reachable instance in region {region} ({tried} tried)")]
+    /// answered that it cannot serve the call. When `sent` is above zero, a
+    /// connection broke after a request went out: the call may have run.
+    #[error("no reachable instance in region {region} ({tried} tried{})",
+        if *sent > 0 { format!(", {sent} may have received the call") } else { String::new() })]
     NoNodeInRegion {
         /// The target region.
         region: String,
         /// How many instances were tried.
         tried: usize,
+        /// How many of them may have received the request before failing.
+        sent: usize,
     },
 
     /// The peer rejected the call's authentication (missing or wrong MAC,
@@ -113,7 +120,7 @@ pub enum Error {
     #[error("fly-rpc endpoint I/O error: {0}")]
     Io(#[from] std::io::Error),
 
-    /// Encoding the arguments or decoding the output failed locally.
+    /// Encoding the arguments failed locally: nothing was sent.
     #[error("could not encode or decode `{procedure}`: {message}")]
     Codec {
         /// The procedure's name.
@@ -124,6 +131,37 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether the call may have run without a definite answer coming back:
+    /// a timeout or a broken connection after the request left this node.
+    /// `false` means it certainly did not run, or it ran and answered
+    /// (successfully or with its own error).
+    pub fn may_have_run(&self) -> bool {
+        match self {
+            Error::Timeout { sent, .. } => *sent,
+            Error::NoNodeInRegion { sent, .. } => *sent > 0,
+            Error::Transport { .. } | Error::HandlerPanicked { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// A short, stable name of the variant, for metric labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Timeout { .. } => "timeout",
+            Error::NoNodeInRegion { .. } => "no_node",
+            Error::Unauthorized { .. } => "unauthorized",
+            Error::UnknownProcedure { .. } => "unknown_procedure",
+            Error::BadRequest { .. } => "bad_request",
+            Error::Remote(_) => "remote",
+            Error::HandlerPanicked { .. } => "panic",
+            Error::Transport { .. } => "transport",
+            Error::Discovery { .. } => "discovery",
+            Error::Config(_) => "config",
+            Error::Io(_) => "io",
+            Error::Codec { .. } => "codec",
+        }
+    }
+
     /// The procedure's own error, decoded as `E`, when this is
     /// [`Error::Remote`] and the payload has that shape.
     pub fn remote<E: serde::de::DeserializeOwned>(&self) -> Option<E> {

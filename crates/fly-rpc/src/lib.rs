@@ -43,7 +43,10 @@
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+mod answer;
 mod auth;
+mod builder;
+mod call;
 mod client;
 mod discovery;
 mod error;
@@ -55,12 +58,16 @@ mod regions;
 mod registry;
 mod remote_error;
 mod server;
+mod state;
 mod wire;
 
+pub use builder::{DEFAULT_PORT, NodeBuilder};
+pub use call::CallOptions;
 pub use discovery::{Discovery, FlyDns, StaticPeers};
 pub use error::Error;
 pub use info::NodeInfo;
-pub use node::{CallOptions, DEFAULT_PORT, Node, NodeBuilder, PeerReport, PrimaryCheck};
+pub use node::{DEFAULT_GRACE, Node, PeerReport};
 pub use procedure::{CallContext, Procedure};
 pub use regions::{DEFAULT_REGION, Regions};
 pub use remote_error::RemoteError;
+pub use state::PrimaryCheck;

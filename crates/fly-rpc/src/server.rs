@@ -11,9 +11,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use crate::auth::Rejection;
-use crate::node::NodeInner;
 use crate::procedure::CallContext;
 use crate::registry::{ErasedHandler, Outcome};
+use crate::state::NodeInner;
 use crate::wire::{
     CALL_PATH, H_CALLER_REGION, H_IDEMPOTENCY_KEY, H_REQUIRE_PRIMARY, INFO_PATH, WireError,
     WireErrorKind,

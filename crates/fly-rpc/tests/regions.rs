@@ -189,15 +189,23 @@ async fn no_node_in_region_fails_fast_not_hangs() {
     let started = Instant::now();
     let err = lax.call_primary(Echo("x".into())).await.unwrap_err();
     assert!(
-        matches!(err, Error::NoNodeInRegion { ref region, tried: 0 } if region == "syd"),
+        matches!(err, Error::NoNodeInRegion { ref region, tried: 0, sent: 0 } if region == "syd"),
         "{err:?}"
     );
     // A region whose only instance refuses connections.
     let err = lax.call_region("fra", Echo("x".into())).await.unwrap_err();
     assert!(
-        matches!(err, Error::NoNodeInRegion { tried: 1, .. }),
+        matches!(
+            err,
+            Error::NoNodeInRegion {
+                tried: 1,
+                sent: 0,
+                ..
+            }
+        ),
         "{err:?}"
     );
+    assert!(!err.may_have_run(), "a refused connection sent nothing");
     assert!(
         started.elapsed() < Duration::from_secs(8),
         "took {:?}",
@@ -216,8 +224,12 @@ async fn timeouts_are_typed_and_the_handler_still_finishes() {
     .await;
     let err = lax.call_primary(Sleep(500)).await.unwrap_err();
     assert!(
-        matches!(err, Error::Timeout { after, .. } if after == Duration::from_millis(200)),
+        matches!(err, Error::Timeout { after, sent: true, .. } if after == Duration::from_millis(200)),
         "{err:?}"
+    );
+    assert!(
+        err.may_have_run(),
+        "the handler was running when the call timed out"
     );
     // Per-call override.
     lax.call(
@@ -307,7 +319,14 @@ async fn shutdown_stops_serving() {
     .await;
     let err = lax.call_primary(Echo("x".into())).await.unwrap_err();
     assert!(
-        matches!(err, Error::NoNodeInRegion { tried: 1, .. }),
+        matches!(
+            err,
+            Error::NoNodeInRegion {
+                tried: 1,
+                sent: 0,
+                ..
+            }
+        ),
         "{err:?}"
     );
 }

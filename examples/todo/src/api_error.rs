@@ -5,12 +5,17 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-/// An HTTP error answer: `{"error": code, "message": text}`.
+/// An HTTP error answer: `{"error": code, "message": text}`, and for a
+/// failed write `"committed"`: `false` (nothing was written: safe to retry)
+/// or `"unknown"` with the `request_id` to retry with (as the
+/// `Idempotency-Key` header) to settle it.
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    committed: Option<serde_json::Value>,
+    request_id: Option<String>,
 }
 
 impl ApiError {
@@ -20,6 +25,8 @@ impl ApiError {
             status: StatusCode::BAD_REQUEST,
             code: "bad_request",
             message: message.into(),
+            committed: None,
+            request_id: None,
         }
     }
 
@@ -29,6 +36,8 @@ impl ApiError {
             status: StatusCode::NOT_FOUND,
             code: "not_found",
             message: format!("no todo with id {id}"),
+            committed: None,
+            request_id: None,
         }
     }
 
@@ -41,14 +50,35 @@ impl ApiError {
 impl From<fly_postgres::Error> for ApiError {
     fn from(error: fly_postgres::Error) -> Self {
         use fly_postgres::Error as E;
+        let request_id = error.request_id().map(str::to_owned);
+        if error.is_maybe_committed() {
+            tracing::warn!(%error, "write outcome unknown");
+            let message = match &request_id {
+                Some(id) => format!(
+                    "the write may have committed; repeat the request with the header \
+                     `Idempotency-Key: {id}` to settle it ({error})"
+                ),
+                None => format!("the write may have committed: {error}"),
+            };
+            return ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "maybe_committed",
+                message,
+                committed: Some(json!("unknown")),
+                request_id,
+            };
+        }
         let (status, code) = match &error {
             E::Database(db) if db.is_unique_violation() => (StatusCode::CONFLICT, "conflict"),
             E::Database(db) if db.is_foreign_key_violation() => (StatusCode::CONFLICT, "conflict"),
             E::Database(db) if db.is_check_violation() || db.is_not_null_violation() => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "invalid")
             }
+            E::RequestIdReused { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused")
+            }
+            E::InvalidRequestId { .. } => (StatusCode::BAD_REQUEST, "bad_request"),
             E::NoPrimaryNode { .. }
-            | E::RpcTimeout { .. }
             | E::Unauthorized { .. }
             | E::UnknownProcedure { .. }
             | E::Rpc(_)
@@ -57,28 +87,36 @@ impl From<fly_postgres::Error> for ApiError {
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         let message = match code {
-            "primary_unreachable" => {
-                format!("the primary region cannot take writes right now: {error}")
-            }
+            "primary_unreachable" => format!(
+                "the primary region cannot take writes right now; nothing was written: {error}"
+            ),
             _ => error.to_string(),
         };
         if status.is_server_error() {
             tracing::warn!(%error, "request failed");
         }
+        // Every failed write here is certainly not committed.
+        let committed =
+            (code != "database_unavailable" && code != "internal").then_some(json!(false));
         ApiError {
             status,
             code,
             message,
+            committed,
+            request_id,
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(json!({"error": self.code, "message": self.message})),
-        )
-            .into_response()
+        let mut body = json!({"error": self.code, "message": self.message});
+        if let Some(committed) = self.committed {
+            body["committed"] = committed;
+        }
+        if let Some(id) = self.request_id {
+            body["request_id"] = json!(id);
+        }
+        (self.status, Json(body)).into_response()
     }
 }

@@ -19,6 +19,8 @@
 //! ```
 
 mod api_error;
+mod idempotency;
+mod ledger;
 mod mutations;
 mod routes;
 mod schema;
@@ -28,6 +30,8 @@ use std::net::SocketAddr;
 use fly_postgres::Repo;
 
 pub use api_error::ApiError;
+pub use idempotency::{IDEMPOTENCY_KEY, IdempotencyKey};
+pub use ledger::{AppendLedger, LedgerEntry};
 pub use mutations::{CreateBatch, CreateTodo, DeleteTodo, Todo, UpdateTodo};
 pub use routes::router;
 pub use schema::{SCHEMA, migrate};
@@ -42,11 +46,16 @@ pub fn mutations(builder: fly_postgres::RepoBuilder) -> fly_postgres::RepoBuilde
         .mutation::<CreateBatch>()
         .mutation::<UpdateTodo>()
         .mutation::<DeleteTodo>()
+        .mutation::<AppendLedger>()
 }
 
 /// Starts the repo from env, migrates in the primary region, and serves the
 /// API until Ctrl-C or SIGTERM. Prints one line,
 /// `todo listening http=ADDR rpc=ADDR region=R`, once it accepts requests.
+///
+/// On SIGTERM (every deploy sends one) both listeners stop accepting at
+/// once: callers in other regions fail over to a sibling instance, while the
+/// requests and forwarded writes in flight finish and get their replies.
 pub async fn run_from_env() -> Result<(), StartError> {
     let node = fly_rpc::Node::from_env()?.version(env!("CARGO_PKG_VERSION"));
     let repo = mutations(Repo::builder())
@@ -62,10 +71,25 @@ pub async fn run_from_env() -> Result<(), StartError> {
         repo.node().local_addr(),
         repo.regions().my_region()
     );
-    axum::serve(listener, router(repo.clone()))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
-    repo.node().shutdown().await?;
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let http = async {
+        axum::serve(listener, router(repo.clone()))
+            .with_graceful_shutdown(stopped(stopping.clone()))
+            .await
+            .map_err(StartError::from)
+    };
+    let rpc = async {
+        stopped(stopping.clone()).await;
+        repo.node().shutdown().await.map_err(StartError::from)
+    };
+    tokio::try_join!(http, rpc)?;
     Ok(())
 }
 

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::api_error::ApiError;
+use crate::idempotency::IdempotencyKey;
 use crate::mutations::{CreateBatch, CreateTodo, DeleteTodo, Todo, UpdateTodo};
 
 const MAX_TITLE: usize = 500;
@@ -24,6 +25,8 @@ pub fn router(repo: Repo) -> Router {
         .route("/todos", get(list).post(create))
         .route("/todos/batch", axum::routing::post(create_batch))
         .route("/todos/{id}", get(show).patch(update).delete(remove))
+        .route("/ledger", axum::routing::post(crate::ledger::append))
+        .route("/ledger/{token}", get(crate::ledger::count))
         .with_state(repo)
         .layer(consistency)
 }
@@ -83,6 +86,7 @@ struct Patch {
 async fn create(
     State(repo): State<Repo>,
     params: Query<WriteParams>,
+    key: IdempotencyKey,
     body: Result<Json<NewTodo>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let NewTodo { title } = json_body(body)?;
@@ -91,6 +95,7 @@ async fn create(
         &repo,
         CreateTodo { title },
         params.wait,
+        key,
         StatusCode::CREATED,
     )
     .await
@@ -99,6 +104,7 @@ async fn create(
 async fn create_batch(
     State(repo): State<Repo>,
     params: Query<WriteParams>,
+    key: IdempotencyKey,
     body: Result<Json<NewBatch>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let NewBatch { titles } = json_body(body)?;
@@ -113,6 +119,7 @@ async fn create_batch(
         &repo,
         CreateBatch { titles },
         params.wait,
+        key,
         StatusCode::CREATED,
     )
     .await
@@ -122,6 +129,7 @@ async fn update(
     State(repo): State<Repo>,
     id: Result<Path<i64>, PathRejection>,
     params: Query<WriteParams>,
+    key: IdempotencyKey,
     body: Result<Json<Patch>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let id = todo_id(id)?;
@@ -130,7 +138,7 @@ async fn update(
     if title.is_none() && done.is_none() {
         return Err(ApiError::bad_request("give a title or done"));
     }
-    let changed = repo_write(&repo, UpdateTodo { id, title, done }, params.wait).await?;
+    let changed = repo_write(&repo, UpdateTodo { id, title, done }, params.wait, key).await?;
     match changed {
         (Some(todo), replicated) => Ok(reply(StatusCode::OK, Json(todo), replicated)),
         (None, _) => Err(ApiError::not_found(id)),
@@ -141,9 +149,10 @@ async fn remove(
     State(repo): State<Repo>,
     id: Result<Path<i64>, PathRejection>,
     params: Query<WriteParams>,
+    key: IdempotencyKey,
 ) -> Result<Response, ApiError> {
     let id = todo_id(id)?;
-    match repo_write(&repo, DeleteTodo { id }, params.wait).await? {
+    match repo_write(&repo, DeleteTodo { id }, params.wait, key).await? {
         (true, replicated) => Ok(reply(StatusCode::NO_CONTENT, (), replicated)),
         (false, _) => Err(ApiError::not_found(id)),
     }
@@ -153,24 +162,32 @@ async fn write<M>(
     repo: &Repo,
     mutation: M,
     wait: Option<bool>,
+    key: IdempotencyKey,
     status: StatusCode,
 ) -> Result<Response, ApiError>
 where
     M: Mutation,
     M::Output: serde::Serialize,
 {
-    let (output, replicated) = repo_write(repo, mutation, wait).await?;
+    let (output, replicated) = repo_write(repo, mutation, wait, key).await?;
     Ok(reply(status, Json(output), replicated))
 }
 
 /// Runs a write. A write that committed but is not yet replayed locally is
-/// still a success (it must not be retried): `false` marks it.
-async fn repo_write<M: Mutation>(
+/// still a success (it must not be retried): `false` marks it. With an
+/// `Idempotency-Key`, the key is the write's request id: a repeat returns
+/// the first write's output.
+pub(crate) async fn repo_write<M: Mutation>(
     repo: &Repo,
     mutation: M,
     wait: Option<bool>,
+    IdempotencyKey(key): IdempotencyKey,
 ) -> Result<(M::Output, bool), ApiError> {
     let call = repo.write(mutation);
+    let call = match key {
+        Some(key) => call.request_id(key),
+        None => call,
+    };
     let call = if wait == Some(false) {
         call.no_wait()
     } else {
@@ -185,7 +202,7 @@ async fn repo_write<M: Mutation>(
     }
 }
 
-fn reply(status: StatusCode, body: impl IntoResponse, replicated: bool) -> Response {
+pub(crate) fn reply(status: StatusCode, body: impl IntoResponse, replicated: bool) -> Response {
     let mut response = (status, body).into_response();
     // Tells the client whether its next read here is sure to see the write.
     response.headers_mut().insert(
@@ -195,7 +212,7 @@ fn reply(status: StatusCode, body: impl IntoResponse, replicated: bool) -> Respo
     response
 }
 
-fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+pub(crate) fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     body.map(|Json(v)| v)
         .map_err(|e| ApiError::bad_request(e.body_text()))
 }

@@ -10,6 +10,14 @@ create table if not exists todos (
     done boolean not null default false,
     created_at timestamptz not null default now()
 );
+-- Append-only, no unique key: `flypg chaos` counts rows per token to find
+-- lost and duplicated writes.
+create table if not exists ledger (
+    id bigserial primary key,
+    token text not null,
+    created_at timestamptz not null default now()
+);
+create index if not exists ledger_token on ledger (token);
 ";
 
 /// Runs the library's and the app's migrations on the primary. Replica

@@ -197,7 +197,7 @@ async fn an_unreachable_primary_region_is_a_clear_503() {
             "lax",
             StaticPeers::new().with("syd", "127.0.0.1:1".parse().unwrap()),
         ))
-        .retries(0)
+        .rpc_timeout(std::time::Duration::from_millis(300))
         .start()
         .await
         .unwrap();

@@ -55,7 +55,6 @@ impl RepoBuilder {
             config: RepoConfig {
                 rpc_timeout: Duration::from_secs(5),
                 replication_timeout: Duration::from_secs(5),
-                retries: 2,
                 retention: Duration::from_secs(24 * 3600),
             },
             name: "default".into(),
@@ -100,9 +99,11 @@ impl RepoBuilder {
         self
     }
 
-    /// Deadline of a write's RPC phase, every retry included (default 5 s);
-    /// each attempt gets a share of what is left, so a hung instance leaves
-    /// time to try another.
+    /// Deadline of a write's RPC phase, every retry included (default 5 s).
+    /// A forwarded write is retried with the same request id until then,
+    /// after any failure that can be transient (backoff 25 ms doubling to
+    /// 500 ms); each attempt gets half of what is left, so a hung instance
+    /// leaves time to try another.
     pub fn rpc_timeout(mut self, timeout: Duration) -> Self {
         self.config.rpc_timeout = timeout;
         self
@@ -111,13 +112,6 @@ impl RepoBuilder {
     /// How long a write waits for the local replica (default 5 s).
     pub fn replication_timeout(mut self, timeout: Duration) -> Self {
         self.config.replication_timeout = timeout;
-        self
-    }
-
-    /// Extra attempts of a forwarded write after a timeout or a broken
-    /// connection, with the same request id (default 2).
-    pub fn retries(mut self, retries: u32) -> Self {
-        self.config.retries = retries;
         self
     }
 

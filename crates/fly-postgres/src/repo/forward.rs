@@ -15,6 +15,7 @@ use crate::db_error::DbError;
 use crate::error::Error;
 use crate::lsn::Lsn;
 use crate::mutation::Mutation;
+use crate::request_key::RequestKey;
 use tracing::Instrument;
 
 /// The mutation, serialized once so a retry resends the same bytes.
@@ -85,10 +86,20 @@ pub(crate) enum WireError {
     BadArgs(String),
     #[error("{0}")]
     Primary(String),
+    /// The write could not start next to the primary (no connection, a
+    /// read-only database): nothing ran; worth retrying.
+    #[error("{0}")]
+    Unavailable(String),
     /// Retry with the same request id: the write may have committed (or
     /// did, but its LSN is unknown); the retry answers from the record.
     #[error("{0}")]
     Retry(String),
+    /// The request id belongs to another write.
+    #[error("request id {request_id} is recorded for another write")]
+    Reused {
+        request_id: String,
+        recorded_mutation: String,
+    },
 }
 
 impl From<Error> for WireError {
@@ -96,6 +107,13 @@ impl From<Error> for WireError {
         match error {
             Error::Database(db) => WireError::Database(db),
             Error::App(app) => WireError::App(app),
+            Error::RequestIdReused {
+                request_id,
+                recorded_mutation,
+            } => WireError::Reused {
+                request_id,
+                recorded_mutation,
+            },
             other => WireError::Primary(other.to_string()),
         }
     }
@@ -111,7 +129,16 @@ impl From<WireError> for Error {
                 status: 400,
                 message,
             }),
-            WireError::Primary(message) | WireError::Retry(message) => Error::Primary { message },
+            WireError::Primary(message)
+            | WireError::Retry(message)
+            | WireError::Unavailable(message) => Error::Primary { message },
+            WireError::Reused {
+                request_id,
+                recorded_mutation,
+            } => Error::RequestIdReused {
+                request_id,
+                recorded_mutation,
+            },
         }
     }
 }
@@ -127,9 +154,18 @@ impl<M: Mutation> Procedure for Forwarded<M> {
         state: Arc<ServerState>,
         ctx: CallContext,
     ) -> Result<Committed<M::Output>, WireError> {
-        let mutation: M = serde_json::from_str(self.args.get()).map_err(|e| {
+        let bad_args = |e: serde_json::Error| {
             WireError::BadArgs(format!("arguments of `{}` do not decode: {e}", M::NAME))
-        })?;
+        };
+        let mutation: M = serde_json::from_str(self.args.get()).map_err(bad_args)?;
+        let key = match ctx.idempotency_key.clone() {
+            Some(id) => {
+                let args: serde_json::Value =
+                    serde_json::from_str(self.args.get()).map_err(bad_args)?;
+                Some(RequestKey::new(id, M::NAME, &args))
+            }
+            None => None,
+        };
         state.served.fetch_add(1, Ordering::Relaxed);
         let span = tracing::info_span!(
             "fly_postgres.serve_write",
@@ -137,7 +173,7 @@ impl<M: Mutation> Procedure for Forwarded<M> {
             caller_region = %ctx.caller_region,
             request_id = ctx.idempotency_key.as_deref().unwrap_or(""),
         );
-        let outcome = run_once(&state, mutation, ctx.idempotency_key.as_deref())
+        let outcome = run_once(&state, mutation, key.as_ref())
             .instrument(span)
             .await;
         match outcome {
@@ -155,28 +191,50 @@ impl<M: Mutation> Procedure for Forwarded<M> {
                 "the connection failed during COMMIT ({e}); retry with the same request id"
             ))),
             Err(Failure::NotCommitted(e)) => Err(e.into()),
+            Err(Failure::NotStarted(e)) => Err(WireError::Unavailable(format!(
+                "the write could not start next to the primary: {e}"
+            ))),
         }
     }
 }
 
-/// Whether a failed attempt may be repeated with the same request id: the
-/// primary region records the id with the write, so a repeat of a write that
-/// did commit answers from the record instead of running it again.
-pub(crate) fn retryable(error: &fly_rpc::Error) -> bool {
-    match error {
+/// How one attempt of a forwarded write failed.
+#[derive(Debug)]
+pub(crate) enum AttemptFailure {
+    /// Worth another attempt with the same request id before the deadline.
+    /// `sent`: the request may have reached the primary region (so the
+    /// write may have committed).
+    Transient { sent: bool, error: fly_rpc::Error },
+    /// The primary region answered for this request id: the write did not
+    /// commit (or, for `maybe`, the answer settles nothing, such as a panic).
+    Final { maybe: bool, error: fly_rpc::Error },
+}
+
+/// Sorts a fly-rpc failure of one attempt.
+pub(crate) fn classify(error: fly_rpc::Error) -> AttemptFailure {
+    let sent = error.may_have_run();
+    match &error {
         fly_rpc::Error::Timeout { .. }
         | fly_rpc::Error::Transport { .. }
         | fly_rpc::Error::NoNodeInRegion { .. }
-        | fly_rpc::Error::Discovery { .. } => true,
-        fly_rpc::Error::Remote(remote) => {
-            matches!(remote.decode::<WireError>(), Ok(WireError::Retry(_)))
-        }
-        _ => false,
+        | fly_rpc::Error::Discovery { .. } => AttemptFailure::Transient { sent, error },
+        fly_rpc::Error::Remote(remote) => match remote.decode::<WireError>() {
+            // The primary region could not start the write (pool, failover):
+            // nothing ran for this attempt.
+            Ok(WireError::Unavailable(_)) => AttemptFailure::Transient { sent: false, error },
+            // It may have committed; the record will tell.
+            Ok(WireError::Retry(_)) => AttemptFailure::Transient { sent: true, error },
+            _ => AttemptFailure::Final {
+                maybe: false,
+                error,
+            },
+        },
+        _ => AttemptFailure::Final { maybe: sent, error },
     }
 }
 
-/// Maps a fly-rpc failure of a forwarded write to the crate's error.
-pub(crate) fn from_rpc(error: fly_rpc::Error, mutation: &str) -> Error {
+/// Maps a definite fly-rpc failure of a forwarded write to the crate's error.
+pub(crate) fn from_rpc(error: fly_rpc::Error) -> Error {
     match error {
         fly_rpc::Error::Remote(remote) => match remote.decode::<WireError>() {
             Ok(wire) => wire.into(),
@@ -184,11 +242,6 @@ pub(crate) fn from_rpc(error: fly_rpc::Error, mutation: &str) -> Error {
                 message: remote.message().to_owned(),
             },
         },
-        fly_rpc::Error::Timeout { after, .. } => Error::RpcTimeout {
-            mutation: mutation.to_owned(),
-            after,
-        },
-        fly_rpc::Error::NoNodeInRegion { region, tried } => Error::NoPrimaryNode { region, tried },
         fly_rpc::Error::Unauthorized { reason, .. } => Error::Unauthorized { reason },
         fly_rpc::Error::UnknownProcedure {
             name, peer_version, ..

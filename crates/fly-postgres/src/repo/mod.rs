@@ -35,7 +35,6 @@ pub const MIGRATION_SQL: &str = include_str!("../../migrations/0001_fly_postgres
 pub(crate) struct RepoConfig {
     pub(crate) rpc_timeout: Duration,
     pub(crate) replication_timeout: Duration,
-    pub(crate) retries: u32,
     pub(crate) retention: Duration,
 }
 

@@ -9,6 +9,7 @@ use crate::commit_lsn::commit_lsn;
 use crate::error::Error;
 use crate::lsn::Lsn;
 use crate::mutation::Mutation;
+use crate::request_key::RequestKey;
 
 /// How a write ended, when it did not simply fail.
 #[derive(Debug)]
@@ -29,6 +30,10 @@ pub(crate) enum Failure {
     /// The connection failed during COMMIT: it may or may not have
     /// committed. Only a retry with the same request id can tell, safely.
     Unknown(Error),
+    /// The write could not start (no connection, a read-only database after
+    /// a failover): nothing ran, and the request id was not claimed, so this
+    /// says nothing about an earlier attempt. Worth retrying.
+    NotStarted(Error),
 }
 
 impl From<Error> for Failure {
@@ -45,38 +50,49 @@ impl From<sqlx::Error> for Failure {
 
 /// Runs `mutation` in its own transaction.
 ///
-/// With a `request_id`, the id is claimed first, in the same transaction: a
+/// With a request `key`, its id is claimed first, in the same transaction: a
 /// second attempt with the same id (a retry after a timeout or a dropped
 /// connection, on any node) blocks on the claim while the first runs, then
 /// finds it committed and returns the recorded output. The LSN it returns is
-/// the current flush position, which covers the first attempt's commit.
+/// the current flush position, which covers the first attempt's commit. A
+/// recorded id whose mutation or arguments differ is refused
+/// ([`Error::RequestIdReused`]), never answered with another write's output.
+///
+/// A failure before the claim is made (no connection, a read-only database
+/// after a failover) is [`Failure::NotStarted`].
 ///
 /// Once COMMIT succeeded nothing here reports a failure: the write is done.
 pub(crate) async fn run_once<M: Mutation>(
     state: &ServerState,
     mutation: M,
-    request_id: Option<&str>,
+    key: Option<&RequestKey>,
 ) -> Result<Outcome<M::Output>, Failure> {
     let force_flush = state.needs_local_flush().await;
-    let mut conn = state.pool.acquire().await?;
-    let mut tx = conn.begin().await?;
-    if let Some(id) = request_id {
+    let before_claim = |e: sqlx::Error| match missing_table_hint(e.into()) {
+        config @ Error::Config(_) => Failure::NotCommitted(config),
+        other => Failure::NotStarted(other),
+    };
+    let mut conn = state.pool.acquire().await.map_err(before_claim)?;
+    let mut tx = conn.begin().await.map_err(before_claim)?;
+    if let Some(key) = key {
         let claimed = sqlx::query(
-            "insert into fly_postgres_requests (id, mutation) values ($1, $2) on conflict (id) do nothing",
+            "insert into fly_postgres_requests (id, mutation, args_digest) values ($1, $2, $3) \
+             on conflict (id) do nothing",
         )
-        .bind(id)
+        .bind(&key.id)
         .bind(M::NAME)
+        .bind(&key.digest)
         .execute(&mut *tx)
         .await
-        .map_err(|e| missing_table_hint(e.into()))?
+        .map_err(before_claim)?
         .rows_affected();
         if claimed == 0 {
-            tx.rollback().await?;
-            return recorded::<M>(&mut conn, id).await;
+            tx.rollback().await.map_err(before_claim)?;
+            return recorded::<M>(&mut conn, key).await;
         }
     }
     let output = mutation.run(&mut tx).await?;
-    if let Some(id) = request_id {
+    if let Some(RequestKey { id, .. }) = key {
         let encoded = serde_json::to_string(&output).map_err(|e| Error::Decode {
             message: format!("output of `{}` does not serialize: {e}", M::NAME),
         })?;
@@ -126,13 +142,23 @@ pub(crate) async fn run_once<M: Mutation>(
 /// The answer to a retry of a request that already committed.
 async fn recorded<M: Mutation>(
     conn: &mut sqlx::PgConnection,
-    id: &str,
+    key: &RequestKey,
 ) -> Result<Outcome<M::Output>, Failure> {
-    let recorded: Option<String> =
-        sqlx::query_scalar("select output from fly_postgres_requests where id = $1")
-            .bind(id)
-            .fetch_one(&mut *conn)
-            .await?;
+    let id = key.id.as_str();
+    let (mutation, digest, recorded): (String, Option<String>, Option<String>) = sqlx::query_as(
+        "select mutation, args_digest, output from fly_postgres_requests where id = $1",
+    )
+    .bind(id)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|e| Failure::NotStarted(e.into()))?;
+    // Records written before digests existed only have the name to compare.
+    if mutation != M::NAME || digest.is_some_and(|d| d != key.digest) {
+        return Err(Failure::NotCommitted(Error::RequestIdReused {
+            request_id: id.to_owned(),
+            recorded_mutation: mutation,
+        }));
+    }
     let output = recorded.ok_or_else(|| Error::Primary {
         message: format!("request {id} is recorded without an output"),
     })?;

@@ -9,11 +9,12 @@ use fly_rpc::CallOptions;
 use tracing::Instrument;
 
 use super::Repo;
-use super::forward::{Committed, Forwarded, from_rpc, retryable};
+use super::forward::{AttemptFailure, Committed, Forwarded, classify, from_rpc};
 use super::transaction::{Failure, Outcome, run_once};
 use crate::error::Error;
 use crate::lsn::Lsn;
 use crate::mutation::Mutation;
+use crate::request_key::{self, RequestKey};
 
 /// A pending write; `.await` it. Built by [`Repo::write`],
 /// [`Repo::execute`] and friends.
@@ -25,6 +26,7 @@ pub struct Write<'r, M: Mutation, T> {
     wait: bool,
     rpc_timeout: Option<Duration>,
     replication_timeout: Option<Duration>,
+    request_id: Option<String>,
 }
 
 impl<'r, M: Mutation, T> Write<'r, M, T> {
@@ -40,7 +42,22 @@ impl<'r, M: Mutation, T> Write<'r, M, T> {
             wait: true,
             rpc_timeout: None,
             replication_timeout: None,
+            request_id: None,
         }
+    }
+
+    /// The write's request id (default: a fresh random one). Pass a
+    /// client's `Idempotency-Key` to make the write exactly-once end to end:
+    /// a write with an id the primary has recorded (for the repo's
+    /// `request_retention`, 24 h by default) returns the recorded output
+    /// instead of running again, and one whose mutation or arguments differ
+    /// fails with [`Error::RequestIdReused`]. 1 to 128 characters out of
+    /// `A-Z a-z 0-9 - _ . :`; anything else fails with
+    /// [`Error::InvalidRequestId`]. Also how an [`Error::MaybeCommitted`]
+    /// is settled: write again with its [`Error::request_id`].
+    pub fn request_id(mut self, id: impl Into<String>) -> Self {
+        self.request_id = Some(id.into());
+        self
     }
 
     /// Returns as soon as the primary committed, without waiting for the
@@ -86,24 +103,36 @@ async fn run<M: Mutation, T>(write: Write<'_, M, T>) -> Result<M::Output, Error>
         wait,
         rpc_timeout,
         replication_timeout,
+        request_id,
         ..
     } = write;
     let inner = &repo.inner;
     let started = Instant::now();
+    if let Some(id) = &request_id {
+        request_key::validate(id)?;
+    }
     if inner.regions.is_primary() {
         inner.local_writes.fetch_add(1, Ordering::Relaxed);
-        let result = match run_once(&inner.server, mutation, None).await {
+        let key = match request_id {
+            Some(id) => Some(RequestKey::of(id, M::NAME, &mutation)?),
+            None => None,
+        };
+        let result = match run_once(&inner.server, mutation, key.as_ref()).await {
             Ok(Outcome::Committed(output, lsn)) => {
                 crate::consistency::record_write(lsn);
                 Ok(output)
             }
             // Committed; only the consistency cookie misses its LSN.
             Ok(Outcome::CommittedLsnUnknown(output)) => Ok(output),
-            // Locally there is no request id to settle an unknown COMMIT
-            // with: the caller gets the connection error.
-            Err(Failure::NotCommitted(e) | Failure::Unknown(e)) => Err(e),
+            Err(Failure::NotCommitted(e) | Failure::NotStarted(e)) => Err(e),
+            Err(Failure::Unknown(e)) => Err(Error::MaybeCommitted {
+                mutation: M::NAME.to_owned(),
+                request_id: key.map(|k| k.id),
+                attempts: 1,
+                reason: format!("the connection failed during COMMIT: {e}"),
+            }),
         };
-        record(M::NAME, "local", started, result.is_ok());
+        record(M::NAME, "local", started, &result);
         return result;
     }
 
@@ -112,7 +141,7 @@ async fn run<M: Mutation, T>(write: Write<'_, M, T>) -> Result<M::Output, Error>
     let call = Forwarded::new(&mutation)?;
     drop(mutation);
     let rpc_timeout = rpc_timeout.unwrap_or(inner.config.rpc_timeout);
-    let request_id = hex::encode(rand::random::<[u8; 16]>());
+    let request_id = request_id.unwrap_or_else(request_key::generate);
     let span = tracing::info_span!(
         "fly_postgres.write",
         mutation = M::NAME,
@@ -149,16 +178,22 @@ async fn run<M: Mutation, T>(write: Write<'_, M, T>) -> Result<M::Output, Error>
     }
     .instrument(span.clone())
     .await;
-    span.record("outcome", if result.is_ok() { "ok" } else { "error" });
-    record(M::NAME, "forwarded", started, result.is_ok());
+    span.record("outcome", outcome_label(&result));
+    record(M::NAME, "forwarded", started, &result);
     result
 }
 
-/// The RPC, retried with the same request id after a timeout or a broken
-/// connection: the primary region records the id with the write, so a retry
-/// of a write that did commit returns its recorded output instead of running
-/// it twice. `budget` bounds all attempts together; each gets a share of
-/// what is left, so a hung instance leaves time to try another.
+/// The RPC, retried with the same request id until `budget` is spent, after
+/// every failure that can be transient (refused or broken connections, a
+/// timeout, an instance that is not primary, none discovered), with capped
+/// exponential backoff and fresh discovery between attempts. The primary
+/// region records the id with the write, so a retry of a write that did
+/// commit returns its recorded output instead of running it twice: an
+/// instance that restarts during a deploy costs latency, not an error.
+///
+/// When the budget runs out the outcome is told truthfully: nothing was sent
+/// ([`Error::NoPrimaryNode`]), or a request may have reached the primary
+/// region ([`Error::RpcTimeout`] / [`Error::MaybeCommitted`] with the id).
 async fn forward<M: Mutation>(
     repo: &Repo,
     call: Forwarded<M>,
@@ -168,54 +203,125 @@ async fn forward<M: Mutation>(
     let inner = &repo.inner;
     let primary = inner.regions.primary_region();
     let deadline = Instant::now() + budget;
-    let attempts = inner.config.retries.saturating_add(1);
     let mut attempt = 0u32;
+    let mut sent_any = false;
+    let mut backoff = FIRST_BACKOFF;
+    let mut last: Option<fly_rpc::Error> = None;
     loop {
-        attempt += 1;
-        tracing::Span::current().record("attempts", attempt);
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
-            return Err(Error::RpcTimeout {
-                mutation: M::NAME.to_owned(),
-                after: budget,
-            });
+            return Err(give_up(
+                M::NAME,
+                primary,
+                request_id,
+                budget,
+                attempt,
+                sent_any,
+                last,
+            ));
         }
-        let share = remaining / (attempts - attempt + 1).max(1);
-        let timeout = share.max(MIN_ATTEMPT).min(remaining);
+        attempt += 1;
+        tracing::Span::current().record("attempts", attempt);
+        // A share of what is left, so a hung instance leaves time to try
+        // another one.
+        let timeout = (remaining / 2).max(MIN_ATTEMPT).min(remaining);
         let options = CallOptions::new()
             .timeout(timeout)
             .idempotency_key(request_id)
             .require_primary();
-        match inner.node.call(primary, call.clone(), options).await {
+        let error = match inner.node.call(primary, call.clone(), options).await {
             Ok(Committed { output, lsn }) => return Ok((output, lsn)),
-            Err(e) if retryable(&e) && attempt < attempts => {
+            Err(e) => e,
+        };
+        match classify(error) {
+            AttemptFailure::Transient { sent, error } => {
+                sent_any |= sent;
                 inner.retries.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("fly_postgres_write_retries_total", "mutation" => M::NAME)
                     .increment(1);
-                tracing::warn!(error = %e, attempt, "forwarded write failed; retrying with the same request id");
-                let backoff = Duration::from_millis(25) * 2u32.pow(attempt.min(6));
+                tracing::warn!(error = %error, attempt, sent, "forwarded write attempt failed; retrying with the same request id");
+                last = Some(error);
                 let left = deadline.saturating_duration_since(Instant::now());
-                tokio::time::sleep(backoff.min(left / 4)).await;
+                tokio::time::sleep(backoff.min(left)).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
-            Err(fly_rpc::Error::Timeout { .. }) => {
-                return Err(Error::RpcTimeout {
+            AttemptFailure::Final { maybe, error } if maybe || sent_any && !settles(&error) => {
+                return Err(Error::MaybeCommitted {
                     mutation: M::NAME.to_owned(),
-                    after: budget,
+                    request_id: Some(request_id.to_owned()),
+                    attempts: attempt,
+                    reason: error.to_string(),
                 });
             }
-            Err(e) => return Err(from_rpc(e, M::NAME)),
+            AttemptFailure::Final { error, .. } => return Err(from_rpc(error)),
         }
+    }
+}
+
+/// Whether a definite answer also settles earlier attempts that may have
+/// reached the primary region: only an answer from the write's own
+/// transaction does (it claimed the request id, so no earlier attempt
+/// committed). A refusal before the handler ran (auth, unknown procedure,
+/// bad request) says nothing about them.
+fn settles(error: &fly_rpc::Error) -> bool {
+    matches!(error, fly_rpc::Error::Remote(_))
+}
+
+fn give_up(
+    mutation: &str,
+    primary: &str,
+    request_id: &str,
+    budget: Duration,
+    attempts: u32,
+    sent_any: bool,
+    last: Option<fly_rpc::Error>,
+) -> Error {
+    match last {
+        _ if !sent_any => Error::NoPrimaryNode {
+            region: primary.to_owned(),
+            tried: attempts as usize,
+            last_error: last.map_or_else(|| "no attempt".to_owned(), |e| e.to_string()),
+        },
+        Some(fly_rpc::Error::Timeout { sent: true, .. }) => Error::RpcTimeout {
+            mutation: mutation.to_owned(),
+            after: budget,
+            request_id: request_id.to_owned(),
+        },
+        last => Error::MaybeCommitted {
+            mutation: mutation.to_owned(),
+            request_id: Some(request_id.to_owned()),
+            attempts,
+            reason: last.map_or_else(|| "no answer".to_owned(), |e| e.to_string()),
+        },
     }
 }
 
 /// An attempt gets at least this long (unless the budget is smaller): a
 /// write across an ocean needs a few round trips of slack.
 const MIN_ATTEMPT: Duration = Duration::from_millis(250);
+/// Backoff between attempts: 25 ms, doubling, capped at 500 ms, so an
+/// instance back after a 1 s restart is found within ~0.5 s.
+const FIRST_BACKOFF: Duration = Duration::from_millis(25);
+const MAX_BACKOFF: Duration = Duration::from_millis(500);
 
-fn record(mutation: &'static str, path: &'static str, started: Instant, ok: bool) {
+fn outcome_label<T>(result: &Result<T, Error>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(e) if e.is_committed() => "committed",
+        Err(e) if e.is_maybe_committed() => "maybe_committed",
+        Err(_) => "error",
+    }
+}
+
+fn record<T>(
+    mutation: &'static str,
+    path: &'static str,
+    started: Instant,
+    result: &Result<T, Error>,
+) {
     metrics::histogram!(
         "fly_postgres_write_seconds",
-        "mutation" => mutation, "path" => path, "outcome" => if ok { "ok" } else { "error" }
+        "mutation" => mutation, "path" => path, "outcome" => outcome_label(result)
     )
     .record(started.elapsed().as_secs_f64());
 }

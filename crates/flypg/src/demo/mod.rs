@@ -5,7 +5,7 @@
 //! process per region configured by env as on Fly.io; then a scripted
 //! scenario against `lax` that prints what it does and how long it takes.
 
-mod app_process;
+pub(crate) mod app_process;
 mod http;
 mod scenario;
 
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use fly_postgres_testkit::{Delay, LatencyProxy, PgBinaries, PgCluster};
 
-use app_process::AppProcess;
+use app_process::spawn_todo_app;
 
 /// Options of `flypg demo`.
 #[derive(Debug, clap::Args)]
@@ -93,16 +93,16 @@ async fn demo(args: &DemoArgs) -> DemoResult<()> {
     let step = Progress::start("starting the todo app in syd (migrates the schema)");
     let mut env = common("syd");
     env.push(("DATABASE_URL", cluster.primary().url()));
-    let syd = tokio::task::spawn_blocking(move || AppProcess::spawn(&env)).await??;
+    let syd = spawn_todo_app(env).await?;
     step.done();
 
     let step = Progress::start("starting the todo app in lax (reads its replica, writes via syd)");
-    let rpc_link = LatencyProxy::start(syd.rpc, Delay::rtt(rtt)).await?;
+    let rpc_link = LatencyProxy::start(syd.rpc(), Delay::rtt(rtt)).await?;
     cluster.wait_for_catch_up(Duration::from_secs(30)).await?;
     let mut env = common("lax");
     env.push(("DATABASE_URL", cluster.replica().url()));
     env.push(("FLY_RPC_PEERS", format!("syd={}", rpc_link.local_addr())));
-    let lax = tokio::task::spawn_blocking(move || AppProcess::spawn(&env)).await??;
+    let lax = spawn_todo_app(env).await?;
     step.done();
 
     let far_primary = LatencyProxy::start(

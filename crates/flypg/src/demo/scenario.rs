@@ -8,9 +8,9 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::DemoResult;
-use super::app_process::AppProcess;
 use super::http::Http;
 use crate::percentiles::{Samples, millis, round3};
+use fly_postgres_testkit::AppProcess;
 
 /// What the scenario measured; `consistent()` decides the exit code.
 #[derive(Debug, Serialize)]

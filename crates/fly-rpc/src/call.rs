@@ -1,0 +1,259 @@
+//! The client side of a call: local dispatch, or the request to a peer with
+//! failover across the region's instances.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderMap, HeaderValue, Method};
+use bytes::Bytes;
+use tracing::Instrument;
+
+use crate::answer::{decode_response, is_not_primary};
+use crate::auth::Extra;
+use crate::error::Error;
+use crate::procedure::{CallContext, Procedure};
+use crate::remote_error::RemoteError;
+use crate::state::NodeInner;
+use crate::wire::{CALL_PATH, H_CALLER_REGION, H_IDEMPOTENCY_KEY, H_REQUIRE_PRIMARY};
+
+/// Per-call options; the defaults come from the node.
+#[derive(Debug, Clone, Default)]
+pub struct CallOptions {
+    timeout: Option<Duration>,
+    idempotency_key: Option<String>,
+    require_primary: bool,
+}
+
+impl CallOptions {
+    /// Options with the node's defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The whole call's deadline, every failover included (default: the
+    /// node's `rpc_timeout`, 5 s unless set).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// A key that stays the same across retries of one logical call. The
+    /// handler sees it in [`CallContext::idempotency_key`]; a call that
+    /// carries one is retried on another instance after a broken connection.
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+
+    /// Only an instance whose [`crate::PrimaryCheck`] passes may serve the
+    /// call; others answer "not primary" and the next instance is tried. (A
+    /// call to the node's own region runs locally, without the check.)
+    pub fn require_primary(mut self) -> Self {
+        self.require_primary = true;
+        self
+    }
+}
+
+/// Runs `procedure` in `region`, here or on a peer, within the call's
+/// deadline; records the call's span and metrics.
+pub(crate) async fn call<P: Procedure>(
+    inner: &NodeInner,
+    region: &str,
+    procedure: P,
+    options: CallOptions,
+) -> Result<P::Output, Error> {
+    let timeout = options.timeout.unwrap_or(inner.config.rpc_timeout);
+    let local = region == inner.regions.my_region();
+    let span = tracing::info_span!(
+        "fly_rpc.call",
+        procedure = P::NAME,
+        region,
+        local,
+        peer = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+        duration_ms = tracing::field::Empty,
+    );
+    let started = Instant::now();
+    let deadline = started + timeout;
+    // Requests that may have reached a peer (or the local handler): a
+    // timeout is only "may have run" when at least one did.
+    let sent = AtomicUsize::new(0);
+    let work = async {
+        if local {
+            sent.fetch_add(1, Ordering::Relaxed);
+            call_local(inner, procedure, options).await
+        } else {
+            call_remote::<P>(inner, region, procedure, &options, timeout, deadline, &sent).await
+        }
+    };
+    let result = match tokio::time::timeout(timeout, work.instrument(span.clone())).await {
+        Ok(result) => result,
+        Err(_) => Err(Error::Timeout {
+            procedure: P::NAME,
+            region: region.to_owned(),
+            after: timeout,
+            sent: sent.load(Ordering::Relaxed) > 0,
+        }),
+    };
+    let elapsed = started.elapsed();
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(e) => e.kind(),
+    };
+    span.record("outcome", outcome);
+    span.record("duration_ms", elapsed.as_secs_f64() * 1e3);
+    metrics::histogram!(
+        "fly_rpc_call_duration_seconds",
+        "procedure" => P::NAME, "region" => region.to_owned(), "outcome" => outcome
+    )
+    .record(elapsed.as_secs_f64());
+    if let Err(e) = &result {
+        metrics::counter!(
+            "fly_rpc_call_failures_total",
+            "procedure" => P::NAME, "region" => region.to_owned(), "kind" => e.kind()
+        )
+        .increment(1);
+    }
+    result
+}
+
+async fn call_local<P: Procedure>(
+    inner: &NodeInner,
+    procedure: P,
+    options: CallOptions,
+) -> Result<P::Output, Error> {
+    let Some(state) = inner.registry.state::<P>() else {
+        let info = inner.info();
+        return Err(Error::UnknownProcedure {
+            name: P::NAME.to_owned(),
+            peer: "this node".to_owned(),
+            peer_version: info.version,
+            peer_procedures: info.procedures,
+        });
+    };
+    let ctx = CallContext {
+        caller_region: inner.regions.my_region().to_owned(),
+        idempotency_key: options.idempotency_key,
+        local: true,
+    };
+    // Spawned for the same isolation as a remote call: a panic becomes
+    // an error and a timed-out caller does not cancel the handler.
+    match tokio::spawn(procedure.run(state, ctx)).await {
+        Ok(Ok(output)) => Ok(output),
+        Ok(Err(error)) => Err(Error::Remote(RemoteError::new(
+            P::NAME.to_owned(),
+            error.to_string(),
+            serde_json::to_value(&error).unwrap_or(serde_json::Value::Null),
+        ))),
+        Err(_) => Err(Error::HandlerPanicked {
+            procedure: P::NAME.to_owned(),
+            peer: "this node".to_owned(),
+        }),
+    }
+}
+
+async fn call_remote<P: Procedure>(
+    inner: &NodeInner,
+    region: &str,
+    procedure: P,
+    options: &CallOptions,
+    timeout: Duration,
+    deadline: Instant,
+    sent: &AtomicUsize,
+) -> Result<P::Output, Error> {
+    let body = Bytes::from(serde_json::to_vec(&procedure).map_err(|e| Error::Codec {
+        procedure: P::NAME,
+        message: e.to_string(),
+    })?);
+    let instances = inner.discovery.instances(region).await?;
+    let path = format!("{CALL_PATH}{}", P::NAME);
+    let retry_safe = P::RETRY_SAFE || options.idempotency_key.is_some();
+    let mut tried = 0;
+    for peer in inner.choice.order(instances) {
+        tried += 1;
+        tracing::Span::current().record("peer", tracing::field::display(peer));
+        let headers = request_headers(inner, &path, options, &body);
+        sent.fetch_add(1, Ordering::Relaxed);
+        let answer = tokio::time::timeout_at(
+            deadline.into(),
+            inner
+                .client
+                .send(peer, Method::POST, &path, headers, body.clone()),
+        )
+        .await;
+        let Ok(answer) = answer else {
+            // A peer that accepts and never answers goes to the back of
+            // the line, so a retry tries another one first.
+            inner.peer_failed(region, peer);
+            return Err(Error::Timeout {
+                procedure: P::NAME,
+                region: region.to_owned(),
+                after: timeout,
+                sent: true,
+            });
+        };
+        match answer {
+            Err(failure) if failure.before_sending || retry_safe => {
+                if failure.before_sending {
+                    sent.fetch_sub(1, Ordering::Relaxed);
+                }
+                tracing::warn!(%peer, region, error = %failure.message, "RPC peer failed; trying the next instance");
+                inner.peer_failed(region, peer);
+                metrics::counter!("fly_rpc_failovers_total", "region" => region.to_owned())
+                    .increment(1);
+            }
+            Err(failure) => {
+                inner.peer_failed(region, peer);
+                return Err(Error::Transport {
+                    peer: peer.to_string(),
+                    message: format!(
+                        "{} (the call may have run; `{}` is not marked retry-safe)",
+                        failure.message,
+                        P::NAME
+                    ),
+                });
+            }
+            Ok((status, body)) if is_not_primary(status, &body) => {
+                // It answered without running the call.
+                sent.fetch_sub(1, Ordering::Relaxed);
+                tracing::info!(%peer, region, "peer is not primary; trying the next instance");
+                inner.choice.failed(peer);
+                metrics::counter!("fly_rpc_failovers_total", "region" => region.to_owned())
+                    .increment(1);
+            }
+            Ok((status, body)) => {
+                inner.choice.succeeded(peer);
+                return decode_response::<P>(peer, status, &body);
+            }
+        }
+    }
+    Err(Error::NoNodeInRegion {
+        region: region.to_owned(),
+        tried,
+        sent: sent.load(Ordering::Relaxed),
+    })
+}
+
+fn request_headers(inner: &NodeInner, path: &str, options: &CallOptions, body: &[u8]) -> HeaderMap {
+    let idempotency_key = options.idempotency_key.as_deref();
+    let extra = Extra {
+        idempotency_key,
+        caller_region: Some(inner.regions.my_region()),
+        require_primary: options.require_primary,
+    };
+    let mut headers = HeaderMap::new();
+    inner
+        .auth
+        .sign("POST", path, extra, body)
+        .apply(&mut headers);
+    if let Ok(v) = HeaderValue::from_str(inner.regions.my_region()) {
+        headers.insert(H_CALLER_REGION, v);
+    }
+    if let Some(key) = idempotency_key.and_then(|k| HeaderValue::from_str(k).ok()) {
+        headers.insert(H_IDEMPOTENCY_KEY, key);
+    }
+    if options.require_primary {
+        headers.insert(H_REQUIRE_PRIMARY, HeaderValue::from_static("1"));
+    }
+    headers
+}
