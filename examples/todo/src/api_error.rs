@@ -120,3 +120,58 @@ impl IntoResponse for ApiError {
         (self.status, Json(body)).into_response()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    async fn answer(error: fly_postgres::Error) -> (StatusCode, serde_json::Value) {
+        let response = ApiError::from(error).into_response();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn unknown_outcomes_are_told_apart_from_nothing_written() {
+        let (status, body) = answer(fly_postgres::Error::MaybeCommitted {
+            mutation: "todo.create".into(),
+            request_id: Some("abc123".into()),
+            attempts: 9,
+            reason: "connection reset".into(),
+        })
+        .await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["error"], "maybe_committed");
+        assert_eq!(body["committed"], "unknown");
+        assert_eq!(body["request_id"], "abc123");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("Idempotency-Key: abc123")
+        );
+
+        let (status, body) = answer(fly_postgres::Error::RpcTimeout {
+            mutation: "todo.create".into(),
+            after: std::time::Duration::from_secs(5),
+            request_id: "def456".into(),
+        })
+        .await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["committed"], "unknown");
+        assert_eq!(body["request_id"], "def456");
+
+        let (status, body) = answer(fly_postgres::Error::NoPrimaryNode {
+            region: "syd".into(),
+            tried: 4,
+            last_error: "connection refused".into(),
+        })
+        .await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["error"], "primary_unreachable");
+        assert_eq!(body["committed"], false);
+        assert!(body.get("request_id").is_none());
+    }
+}

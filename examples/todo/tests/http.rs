@@ -73,6 +73,62 @@ async fn call(repo: &Repo, method: &str, uri: &str, body: Option<&str>) -> (Stat
     )
 }
 
+async fn call_with_key(repo: &Repo, uri: &str, key: &str, body: &str) -> (StatusCode, Value) {
+    let request = Request::builder()
+        .method("POST")
+        .uri(uri)
+        .header("content-type", "application/json")
+        .header("idempotency-key", key)
+        .body(Body::from(body.to_owned()))
+        .unwrap();
+    let response = router(repo.clone()).oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn an_idempotency_key_makes_a_repeated_write_return_the_first_result() {
+    let app = app().await;
+    for repo in [&app.lax, &app.syd] {
+        let region = repo.regions().my_region().to_owned();
+        let key = format!("key-{region}");
+        let body = format!(r#"{{"title":"once from {region}"}}"#);
+        let (status, first) = call_with_key(repo, "/todos", &key, &body).await;
+        assert_eq!(status, StatusCode::CREATED, "{first}");
+        // The client did not hear back and sends it again: same answer, one row.
+        let (status, again) = call_with_key(repo, "/todos", &key, &body).await;
+        assert_eq!(status, StatusCode::CREATED, "{again}");
+        assert_eq!(again, first);
+        // The same key for another write is refused, nothing written.
+        let (status, other) =
+            call_with_key(repo, "/todos", &key, r#"{"title":"something else"}"#).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{other}");
+        assert_eq!(other["error"], "idempotency_key_reused");
+        let (status, other) =
+            call_with_key(repo, "/ledger", &key, r#"{"token":"another mutation"}"#).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{other}");
+    }
+    let (_, list) = call(&app.lax, "GET", "/todos", None).await;
+    let titles: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(titles, ["once from lax", "once from syd"]);
+    // A key the library cannot use is a 400 before anything is sent.
+    let (status, body) = call_with_key(&app.lax, "/todos", "has spaces", r#"{"title":"x"}"#).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("request id"),
+        "{body}"
+    );
+}
+
 #[tokio::test]
 async fn crud_from_the_replica_region_reads_its_own_writes() {
     let app = app().await;
@@ -204,6 +260,7 @@ async fn an_unreachable_primary_region_is_a_clear_503() {
     let (status, body) = call(&stranded, "POST", "/todos", Some(r#"{"title":"x"}"#)).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["error"], "primary_unreachable");
+    assert_eq!(body["committed"], false, "nothing was sent: {body}");
     // Reads still work locally.
     let (status, _) = call(&stranded, "GET", "/todos", None).await;
     assert_eq!(status, StatusCode::OK);
