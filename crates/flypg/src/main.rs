@@ -2,6 +2,7 @@
 //! and status.
 
 mod bench;
+mod chaos;
 mod demo;
 mod percentiles;
 mod probe;
@@ -23,6 +24,9 @@ enum Command {
     /// Two regions on one machine: a primary in syd, a replica in lax, the
     /// todo app in each, and a scripted walk through them.
     Demo(demo::DemoArgs),
+    /// Fault drills (crash, rolling restart, replica down, load) against real
+    /// processes, checked against a ledger of what each client was told.
+    Chaos(chaos::ChaosArgs),
     /// Benchmarks that print the numbers behind the README's claims.
     Bench {
         #[command(subcommand)]
@@ -68,6 +72,7 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Demo(args) => demo::run(args).await,
+            Command::Chaos(args) => chaos::run(args).await,
             Command::TodoApp => fly_postgres_todo::run_from_env()
                 .await
                 .map_err(|e| -> Box<dyn std::error::Error> { e.to_string().into() }),

@@ -15,6 +15,9 @@ use serde_json::Value;
 #[derive(Debug)]
 pub(crate) struct Answer {
     pub(crate) status: StatusCode,
+    /// The `fly-replicated` header: `false` when the app said the write is
+    /// committed but not yet replayed locally.
+    pub(crate) replicated: bool,
     pub(crate) body: Value,
     pub(crate) elapsed: Duration,
 }
@@ -50,11 +53,16 @@ impl Http {
         let started = Instant::now();
         let response = self.client.request(request).await?;
         let status = response.status();
+        let replicated = response
+            .headers()
+            .get("fly-replicated")
+            .is_none_or(|v| v.as_bytes() != b"false");
         let bytes = response.into_body().collect().await?.to_bytes();
         let elapsed = started.elapsed();
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         Ok(Answer {
             status,
+            replicated,
             body,
             elapsed,
         })

@@ -6,7 +6,7 @@
 //! scenario against `lax` that prints what it does and how long it takes.
 
 pub(crate) mod app_process;
-mod http;
+pub(crate) mod http;
 mod scenario;
 
 use std::net::SocketAddr;

@@ -1,0 +1,117 @@
+//! The drill's clients: each writes a ledger row with a token of its own
+//! through the lax instance, then at once reads it back there, and keeps
+//! what it was told.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use hyper::StatusCode;
+use serde_json::json;
+
+use crate::demo::http::Http;
+use crate::percentiles::millis;
+
+/// What a client was told about one write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Told {
+    /// Committed; `replicated: false` when the app said lax has not replayed
+    /// it yet (its replica is behind or down).
+    Ok { replicated: bool },
+    /// The outcome is unknown (`"committed": "unknown"`, or no answer).
+    Maybe(String),
+    /// A definite failure, by the app's error code.
+    Failed(String),
+}
+
+/// What the read right after the write saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Read {
+    Seen,
+    Stale,
+    Failed(String),
+}
+
+/// One write and its read-back.
+#[derive(Debug, Clone)]
+pub(crate) struct Op {
+    pub(crate) token: String,
+    pub(crate) told: Told,
+    pub(crate) write_ms: f64,
+    pub(crate) read: Option<Read>,
+    pub(crate) read_ms: f64,
+}
+
+/// Longer than any configured timeout of the app: an answer that takes this
+/// long is a stall, reported as such.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Writes and reads until `stop`; returns every operation.
+pub(crate) async fn run(
+    http: Http,
+    base: String,
+    prefix: String,
+    stop: Arc<AtomicBool>,
+) -> Vec<Op> {
+    let mut ops = Vec::new();
+    let mut n = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let token = format!("{prefix}-{n}");
+        n += 1;
+        let started = Instant::now();
+        let answer = tokio::time::timeout(
+            CLIENT_TIMEOUT,
+            http.post(&format!("{base}/ledger"), json!({ "token": token })),
+        )
+        .await;
+        let write_ms = millis(started.elapsed());
+        let told = match answer {
+            Err(_) => Told::Maybe("client_timeout".into()),
+            Ok(Err(e)) => Told::Maybe(format!("http: {e}")),
+            Ok(Ok(a)) if a.status == StatusCode::CREATED => Told::Ok {
+                replicated: a.replicated,
+            },
+            Ok(Ok(a)) if a.body["committed"] == "unknown" => {
+                Told::Maybe(error_code(&a.body, a.status))
+            }
+            Ok(Ok(a)) => Told::Failed(error_code(&a.body, a.status)),
+        };
+        let (read, read_ms) = if matches!(told, Told::Ok { .. }) {
+            let started = Instant::now();
+            let answer =
+                tokio::time::timeout(CLIENT_TIMEOUT, http.get(&format!("{base}/ledger/{token}")))
+                    .await;
+            let read = match answer {
+                Err(_) => Read::Failed("client_timeout".into()),
+                Ok(Err(_)) => Read::Failed("http".into()),
+                Ok(Ok(a)) if a.status == StatusCode::OK => {
+                    if a.body["rows"].as_i64().unwrap_or(0) > 0 {
+                        Read::Seen
+                    } else {
+                        Read::Stale
+                    }
+                }
+                Ok(Ok(a)) => Read::Failed(error_code(&a.body, a.status)),
+            };
+            (Some(read), millis(started.elapsed()))
+        } else {
+            // A failed or unknown write: back off a little, as a client would.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            (None, 0.0)
+        };
+        ops.push(Op {
+            token,
+            told,
+            write_ms,
+            read,
+            read_ms,
+        });
+    }
+    ops
+}
+
+fn error_code(body: &serde_json::Value, status: StatusCode) -> String {
+    body["error"]
+        .as_str()
+        .map_or_else(|| format!("http_{}", status.as_u16()), str::to_owned)
+}

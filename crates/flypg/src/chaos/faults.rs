@@ -1,0 +1,259 @@
+//! What each scenario does to the system while the clients run.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use fly_postgres_testkit::{Delay, PgBinaries};
+use serde_json::json;
+
+use super::world::World;
+use super::{ChaosResult, Scenario};
+use crate::demo::http::Http;
+use crate::percentiles::millis;
+
+/// What the faults did, for the report.
+#[derive(Debug, Default)]
+pub(crate) struct Notes {
+    pub(crate) faults: Vec<String>,
+    pub(crate) extra: BTreeMap<String, serde_json::Value>,
+}
+
+impl Notes {
+    fn fault(&mut self, started: Instant, what: impl Into<String>) {
+        self.faults.push(format!(
+            "at {:.1} s: {}",
+            started.elapsed().as_secs_f64(),
+            what.into()
+        ));
+    }
+}
+
+/// Runs the scenario's faults; returns when the last one is over.
+pub(crate) async fn inject(
+    scenario: Scenario,
+    world: &mut World,
+    seconds: Duration,
+    replica_down: Duration,
+    started: Instant,
+    notes: &mut Notes,
+) -> ChaosResult<()> {
+    let gap = (seconds / 10).clamp(Duration::from_millis(300), Duration::from_secs(2));
+    match scenario {
+        Scenario::Load => load(world, seconds, started, notes).await,
+        Scenario::Crash => crash(world, gap, started, notes).await,
+        Scenario::Rolling => rolling(world, gap, started, notes).await,
+        Scenario::ReplicaDown => replica_down_for(world, gap, replica_down, started, notes).await,
+    }
+}
+
+/// pgbench's TPC-B-like load on the primary for the whole scenario.
+async fn load(
+    world: &mut World,
+    seconds: Duration,
+    started: Instant,
+    notes: &mut Notes,
+) -> ChaosResult<()> {
+    let pgbench = PgBinaries::locate()?.program("pgbench");
+    if !pgbench.exists() {
+        notes.fault(
+            started,
+            "no pgbench next to the PostgreSQL binaries: clients only",
+        );
+        return Ok(());
+    }
+    let url = world.cluster.primary().url();
+    let init = tokio::process::Command::new(&pgbench)
+        .args(["-i", "-q", "-s", "1", &url])
+        .kill_on_drop(true)
+        .output()
+        .await?;
+    if !init.status.success() {
+        return Err(format!(
+            "pgbench -i failed: {}",
+            String::from_utf8_lossy(&init.stderr).trim()
+        )
+        .into());
+    }
+    let secs = seconds
+        .saturating_sub(started.elapsed())
+        .as_secs()
+        .max(1)
+        .to_string();
+    notes.fault(
+        started,
+        format!("pgbench -c 4 -j 2 on the primary for {secs} s"),
+    );
+    let run = tokio::process::Command::new(&pgbench)
+        .args(["-n", "-c", "4", "-j", "2", "-T", &secs, &url])
+        .kill_on_drop(true)
+        .output()
+        .await?;
+    let out = String::from_utf8_lossy(&run.stdout);
+    let tps = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("tps = "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse::<f64>().ok());
+    match tps {
+        Some(tps) => {
+            notes.extra.insert("pgbench_tps".into(), json!(tps.round()));
+        }
+        None => notes.fault(
+            started,
+            format!(
+                "pgbench did not report tps: {}",
+                String::from_utf8_lossy(&run.stderr).trim()
+            ),
+        ),
+    }
+    Ok(())
+}
+
+async fn crash(
+    world: &mut World,
+    gap: Duration,
+    started: Instant,
+    notes: &mut Notes,
+) -> ChaosResult<()> {
+    let rtt = world.rtt;
+    tokio::time::sleep(gap).await;
+    notes.fault(
+        started,
+        "kill -9 the syd instance mid-stream, restart after 1 s",
+    );
+    tokio::task::block_in_place(|| world.syd[0].kill9());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::task::block_in_place(|| world.syd[0].restart())?;
+
+    tokio::time::sleep(gap).await;
+    // Hold syd's replies until a write has committed, then crash it: the
+    // caller is left with a committed write and no answer.
+    let before = world.ledger_rows().await?;
+    world.links[0].set_delay(Delay {
+        to_upstream: rtt / 2,
+        to_client: Duration::from_secs(3600),
+    });
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while world.ledger_rows().await? <= before && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    notes.fault(
+        started,
+        "kill -9 the syd instance right after a commit, before its reply; restart after 1 s",
+    );
+    tokio::task::block_in_place(|| world.syd[0].kill9());
+    world.links[0].sever();
+    world.links[0].set_delay(Delay::rtt(rtt));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::task::block_in_place(|| world.syd[0].restart())?;
+
+    tokio::time::sleep(gap).await;
+    notes.fault(started, "cut the lax -> syd link for 2 s");
+    world.links[0].cut();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    world.links[0].restore();
+
+    tokio::time::sleep(gap).await;
+    notes.fault(started, "pause replay on the lax replica for 3 s");
+    world.cluster.pause_replay().await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    world.cluster.resume_replay().await?;
+    tokio::time::sleep(gap).await;
+    Ok(())
+}
+
+async fn rolling(
+    world: &mut World,
+    gap: Duration,
+    started: Instant,
+    notes: &mut Notes,
+) -> ChaosResult<()> {
+    for i in 0..world.syd.len() {
+        tokio::time::sleep(gap).await;
+        let stopping = Instant::now();
+        let status =
+            tokio::task::block_in_place(|| world.syd[i].terminate(Duration::from_secs(15)));
+        notes.fault(
+            started,
+            format!(
+                "SIGTERM syd instance {} ({} in {:.0} ms), restart",
+                i + 1,
+                match status {
+                    Some(s) if s.success() => "exited cleanly".to_owned(),
+                    Some(s) => format!("exited with {s}"),
+                    None => "killed after 15 s".to_owned(),
+                },
+                millis(stopping.elapsed())
+            ),
+        );
+        notes
+            .extra
+            .entry("clean_exits".into())
+            .and_modify(|n| {
+                *n = json!(n.as_u64().unwrap_or(0) + u64::from(status.is_some_and(|s| s.success())))
+            })
+            .or_insert_with(|| json!(u64::from(status.is_some_and(|s| s.success()))));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::task::block_in_place(|| world.syd[i].restart())?;
+    }
+    tokio::time::sleep(gap).await;
+    Ok(())
+}
+
+async fn replica_down_for(
+    world: &mut World,
+    gap: Duration,
+    down: Duration,
+    started: Instant,
+    notes: &mut Notes,
+) -> ChaosResult<()> {
+    tokio::time::sleep(gap).await;
+    notes.fault(
+        started,
+        format!("stop the lax replica for {:.0} s", down.as_secs_f64()),
+    );
+    world.cluster.replica().stop().await?;
+    tokio::time::sleep(down).await;
+    world.cluster.replica().start().await?;
+    let back = Instant::now();
+    // Recovered: a write through lax is replayed there and read back, with
+    // the same app process that saw the replica go.
+    let http = Http::new();
+    let base = world.lax.url("");
+    let mut probe = 0;
+    let recovered = loop {
+        if back.elapsed() > Duration::from_secs(30) {
+            break None;
+        }
+        probe += 1;
+        let token = format!("recovery-probe-{probe}");
+        let write = http
+            .post(&format!("{base}/ledger"), json!({ "token": token }))
+            .await;
+        if let Ok(answer) = write {
+            if answer.status.as_u16() == 201 && answer.replicated {
+                let read = http.get(&format!("{base}/ledger/{token}")).await;
+                if read.is_ok_and(|r| r.body["rows"].as_i64().unwrap_or(0) > 0) {
+                    break Some(back.elapsed());
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    match recovered {
+        Some(after) => {
+            notes
+                .extra
+                .insert("recovery_ms".into(), json!(millis(after).round()));
+        }
+        None => {
+            notes.extra.insert("recovery_ms".into(), json!(null));
+            notes.fault(
+                started,
+                "lax did not recover within 30 s of the replica's return",
+            );
+        }
+    }
+    tokio::time::sleep(gap).await;
+    Ok(())
+}

@@ -1,0 +1,213 @@
+//! `flypg chaos`: fault drills against real processes on one machine, each
+//! checked against a ledger of what every client was told.
+//!
+//! Each scenario starts its own world (PostgreSQL primary + streaming
+//! replica, the todo app in syd and lax as processes, latency proxies),
+//! runs clients that write a ledger row through lax and read it back at
+//! once, injects its faults, then compares what each client was told with
+//! the rows on the primary.
+
+mod clients;
+mod faults;
+mod ledger;
+mod report;
+mod world;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::demo::http::Http;
+use report::ScenarioReport;
+use world::World;
+
+pub(crate) type ChaosResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// A fault drill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Scenario {
+    /// Concurrent clients while pgbench loads the primary.
+    Load,
+    /// kill -9 of the syd instance (mid-stream, and right after a commit),
+    /// a 2 s link cut, a 3 s replay pause.
+    Crash,
+    /// Two syd instances restarted one after the other with SIGTERM.
+    Rolling,
+    /// The lax replica stopped for a while.
+    ReplicaDown,
+}
+
+impl Scenario {
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::Load => "load",
+            Scenario::Crash => "crash",
+            Scenario::Rolling => "rolling",
+            Scenario::ReplicaDown => "replica-down",
+        }
+    }
+
+    fn syd_instances(self) -> usize {
+        if self == Scenario::Rolling { 2 } else { 1 }
+    }
+
+    /// What this scenario promises beyond the ledger's core promises.
+    fn extra_promises_held(self, report: &ScenarioReport) -> bool {
+        match self {
+            // A deploy must cost latency, never an error.
+            Scenario::Rolling => {
+                report.error_count() == 0 && report.extra.get("clean_exits") == Some(&json!(2))
+            }
+            Scenario::ReplicaDown => report
+                .extra
+                .get("recovery_ms")
+                .is_some_and(|v| !v.is_null()),
+            Scenario::Load | Scenario::Crash => true,
+        }
+    }
+}
+
+/// Options of `flypg chaos`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ChaosArgs {
+    /// How long each scenario's clients run (at least as long as its faults
+    /// take).
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    /// Concurrent clients writing through lax (twice as many in `load`).
+    #[arg(long, default_value_t = 8)]
+    clients: usize,
+    /// Round trip between the regions; the replication link gets half of it
+    /// one way.
+    #[arg(long, default_value_t = 20)]
+    rtt_ms: u64,
+    /// How long `replica-down` keeps the lax replica stopped.
+    #[arg(long, default_value_t = 10)]
+    replica_down_seconds: u64,
+    /// Which scenarios to run (default: all).
+    #[arg(long, value_delimiter = ',', value_enum)]
+    scenarios: Vec<Scenario>,
+    /// Print one JSON object on stdout instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) async fn run(args: ChaosArgs) -> Result<(), Box<dyn std::error::Error>> {
+    fly_postgres_testkit::PgBinaries::locate()?;
+    let scenarios = if args.scenarios.is_empty() {
+        vec![
+            Scenario::Load,
+            Scenario::Crash,
+            Scenario::Rolling,
+            Scenario::ReplicaDown,
+        ]
+    } else {
+        args.scenarios.clone()
+    };
+    let mut reports = Vec::new();
+    for scenario in scenarios {
+        eprint!("  chaos: {} ... ", scenario.name());
+        let started = Instant::now();
+        let report = tokio::select! {
+            report = run_scenario(scenario, &args) => report.map_err(|e| -> Box<dyn std::error::Error> {
+                format!("scenario {} could not run: {e}", scenario.name()).into()
+            })?,
+            _ = tokio::signal::ctrl_c() => return Err("interrupted".into()),
+        };
+        eprintln!(
+            "{} writes, promises {} ({:.1} s)",
+            report.writes,
+            if report.promises_held {
+                "held"
+            } else {
+                "BROKEN"
+            },
+            started.elapsed().as_secs_f64()
+        );
+        reports.push(report);
+    }
+    let held = reports.iter().all(|r| r.promises_held);
+    if args.json {
+        let scenarios: serde_json::Map<String, serde_json::Value> = reports
+            .iter()
+            .map(|r| {
+                (
+                    r.scenario.clone(),
+                    serde_json::to_value(r).unwrap_or_default(),
+                )
+            })
+            .collect();
+        let out = json!({
+            "seconds": args.seconds,
+            "clients": args.clients,
+            "rtt_ms": args.rtt_ms,
+            "scenarios": scenarios,
+            "promises_held": held,
+        });
+        println!("{out}");
+    } else {
+        report::print_table(&reports);
+        println!(
+            "promises: {}",
+            if held { "HELD" } else { "BROKEN (see above)" }
+        );
+    }
+    if held {
+        Ok(())
+    } else {
+        Err("a promise broke (see the report)".into())
+    }
+}
+
+async fn run_scenario(scenario: Scenario, args: &ChaosArgs) -> ChaosResult<ScenarioReport> {
+    let rtt = Duration::from_millis(args.rtt_ms);
+    let seconds = Duration::from_secs(args.seconds.max(1));
+    let mut world = World::start(rtt, scenario.syd_instances()).await?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let http = Http::new();
+    let count = if scenario == Scenario::Load {
+        args.clients * 2
+    } else {
+        args.clients
+    }
+    .max(1);
+    let mut clients = tokio::task::JoinSet::new();
+    for c in 0..count {
+        clients.spawn(clients::run(
+            http.clone(),
+            world.lax.url(""),
+            format!("{}-{c}", scenario.name()),
+            Arc::clone(&stop),
+        ));
+    }
+    let started = Instant::now();
+    let mut notes = faults::Notes::default();
+    let injected = faults::inject(
+        scenario,
+        &mut world,
+        seconds,
+        Duration::from_secs(args.replica_down_seconds),
+        started,
+        &mut notes,
+    )
+    .await;
+    if let Err(e) = injected {
+        stop.store(true, Ordering::Relaxed);
+        return Err(e);
+    }
+    tokio::time::sleep(seconds.saturating_sub(started.elapsed())).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut ops = Vec::new();
+    while let Some(done) = clients.join_next().await {
+        ops.extend(done?);
+    }
+    let rows = ledger::rows_by_token(&world.cluster).await?;
+    let mut report = ledger::reconcile(scenario.name(), &ops, &rows);
+    report.faults = notes.faults;
+    report.extra = notes.extra;
+    report.promises_held = report.core_promises_held() && scenario.extra_promises_held(&report);
+    drop(world);
+    Ok(report)
+}

@@ -1,0 +1,81 @@
+//! The system under drill: a real primary (syd) and streaming replica
+//! (lax), one or more todo app processes in syd, one in lax, and latency
+//! proxies on the RPC links and the replication link.
+
+use std::time::Duration;
+
+use fly_postgres_testkit::{AppProcess, Delay, LatencyProxy, PgCluster};
+
+use super::ChaosResult;
+use crate::demo::app_process::spawn_todo_app;
+
+pub(crate) struct World {
+    pub(crate) cluster: PgCluster,
+    /// The primary-region instances.
+    pub(crate) syd: Vec<AppProcess>,
+    /// lax -> syd[i] RPC links, one per instance.
+    pub(crate) links: Vec<LatencyProxy>,
+    pub(crate) lax: AppProcess,
+    pub(crate) rtt: Duration,
+}
+
+impl World {
+    pub(crate) async fn start(rtt: Duration, syd_instances: usize) -> ChaosResult<World> {
+        // WAL crosses the same ocean as the RPC, one way.
+        let cluster = PgCluster::builder()
+            .replication_delay(rtt / 2)
+            .start()
+            .await?;
+        let secret = format!("chaos-{:032x}", rand::random::<u128>());
+        let common = |region: &str| -> Vec<(&'static str, String)> {
+            vec![
+                ("FLY_REGION", region.to_owned()),
+                ("PRIMARY_REGION", "syd".to_owned()),
+                ("FLY_RPC_SECRET", secret.clone()),
+                ("FLY_RPC_LISTEN", "127.0.0.1:0".to_owned()),
+                ("HTTP_LISTEN", "127.0.0.1:0".to_owned()),
+                ("FLY_POSTGRES_REWRITE_URL", "false".to_owned()),
+                // Retries during faults are expected; the report counts them.
+                (
+                    "RUST_LOG",
+                    std::env::var("RUST_LOG").unwrap_or_else(|_| "error".into()),
+                ),
+            ]
+        };
+        let mut syd = Vec::new();
+        let mut links = Vec::new();
+        for _ in 0..syd_instances.max(1) {
+            let mut env = common("syd");
+            env.push(("DATABASE_URL", cluster.primary().url()));
+            let instance = spawn_todo_app(env).await?;
+            links.push(LatencyProxy::start(instance.rpc(), Delay::rtt(rtt)).await?);
+            syd.push(instance);
+        }
+        cluster.wait_for_catch_up(Duration::from_secs(30)).await?;
+        let peers = links
+            .iter()
+            .map(|l| l.local_addr().to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut env = common("lax");
+        env.push(("DATABASE_URL", cluster.replica().url()));
+        env.push(("FLY_RPC_PEERS", format!("syd={peers}")));
+        let lax = spawn_todo_app(env).await?;
+        Ok(World {
+            cluster,
+            syd,
+            links,
+            lax,
+            rtt,
+        })
+    }
+
+    /// Rows in the ledger on the primary.
+    pub(crate) async fn ledger_rows(&self) -> ChaosResult<i64> {
+        use fly_postgres::sqlx;
+        let mut conn = self.cluster.primary().connect().await?;
+        Ok(sqlx::query_scalar("select count(*) from ledger")
+            .fetch_one(&mut conn)
+            .await?)
+    }
+}

@@ -1,0 +1,77 @@
+//! A short run of every `flypg chaos` scenario: real processes, real
+//! faults, and the ledger's verdict in the JSON the README quotes.
+
+use std::process::Command;
+
+#[test]
+fn a_short_chaos_run_keeps_every_promise() {
+    let out = Command::new(env!("CARGO_BIN_EXE_flypg"))
+        .args([
+            "chaos",
+            "--seconds",
+            "2",
+            "--clients",
+            "4",
+            "--replica-down-seconds",
+            "2",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "chaos failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["promises_held"], true, "{report}");
+    for name in ["load", "crash", "rolling", "replica-down"] {
+        let s = &report["scenarios"][name];
+        for key in [
+            "writes",
+            "ok",
+            "lost",
+            "duplicated",
+            "failed_but_committed",
+            "maybe_committed",
+            "stale_reads",
+            "p50_ms",
+            "p99_ms",
+            "max_stall_ms",
+        ] {
+            assert!(s[key].is_number(), "{name}: missing {key} in {s}");
+        }
+        assert!(s["errors"].is_object(), "{name}: {s}");
+        assert!(s["writes"].as_u64().unwrap() > 0, "{name}: no writes");
+        for broken in ["lost", "duplicated", "failed_but_committed", "stale_reads"] {
+            assert_eq!(s[broken], 0, "{name}: {broken} in {s}");
+        }
+    }
+    assert_eq!(
+        report["scenarios"]["rolling"]["errors"],
+        serde_json::json!({})
+    );
+    assert_eq!(
+        report["scenarios"]["crash"]["faults"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+    assert!(report["scenarios"]["replica-down"]["recovery_ms"].is_number());
+}
+
+#[test]
+fn chaos_refuses_an_unknown_scenario_clearly() {
+    let out = Command::new(env!("CARGO_BIN_EXE_flypg"))
+        .args(["chaos", "--scenarios", "meteor"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("meteor") && stderr.contains("crash"),
+        "{stderr}"
+    );
+}
