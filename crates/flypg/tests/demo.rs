@@ -4,8 +4,12 @@ use std::process::Command;
 
 #[test]
 fn the_demo_scenario_holds_its_consistency_checks_and_cleans_up() {
+    // Inherited by the demo's app processes: tells them apart from those of
+    // other tests running at the same time.
+    let tag = format!("demo-test-{}", std::process::id());
     let out = Command::new(env!("CARGO_BIN_EXE_flypg"))
         .args(["demo", "--rtt-ms", "100", "--writes", "8", "--json"])
+        .env("FLYPG_TEST_TAG", &tag)
         .env_remove("FLY_APP_NAME")
         .output()
         .unwrap();
@@ -37,8 +41,9 @@ fn the_demo_scenario_holds_its_consistency_checks_and_cleans_up() {
         "the steps are printed as they go"
     );
 
-    // Nothing left running: no app process of this binary, no postgres.
+    // Nothing left running: no app process of this demo, no postgres.
     let exe = env!("CARGO_BIN_EXE_flypg");
+    let marker = format!("FLYPG_TEST_TAG={tag}");
     let leftovers: Vec<String> = std::fs::read_dir("/proc")
         .unwrap()
         .flatten()
@@ -47,7 +52,11 @@ fn the_demo_scenario_holds_its_consistency_checks_and_cleans_up() {
             let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
             let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
             let state = stat.rsplit_once(')')?.1.trim_start().chars().next()?;
-            (state != 'Z' && cmdline.contains(exe) && cmdline.contains("todo-app"))
+            let environ = std::fs::read(e.path().join("environ")).ok()?;
+            let ours = String::from_utf8_lossy(&environ)
+                .split('\0')
+                .any(|var| var == marker);
+            (state != 'Z' && ours && cmdline.contains(exe) && cmdline.contains("todo-app"))
                 .then_some(cmdline)
         })
         .collect();
