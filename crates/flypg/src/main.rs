@@ -7,6 +7,7 @@ mod demo;
 mod percentiles;
 mod probe;
 mod rpc_node;
+mod signal;
 mod status;
 
 use clap::{Parser, Subcommand};

@@ -12,7 +12,7 @@ pub(crate) async fn run(name: String) -> Result<(), Box<dyn std::error::Error>> 
         .start()
         .await?;
     println!("listening on {}", node.local_addr());
-    tokio::signal::ctrl_c().await?;
+    crate::signal::stop_requested().await;
     node.shutdown().await?;
     Ok(())
 }

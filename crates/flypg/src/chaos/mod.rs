@@ -114,7 +114,7 @@ pub(crate) async fn run(args: ChaosArgs) -> Result<(), Box<dyn std::error::Error
             report = run_scenario(scenario, &args) => report.map_err(|e| -> Box<dyn std::error::Error> {
                 format!("scenario {} could not run: {e}", scenario.name()).into()
             })?,
-            _ = tokio::signal::ctrl_c() => return Err("interrupted".into()),
+            _ = crate::signal::stop_requested() => return Err("interrupted: the apps and PostgreSQL are stopped".into()),
         };
         eprintln!(
             "{} writes, promises {} ({:.1} s)",

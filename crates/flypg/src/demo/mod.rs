@@ -42,7 +42,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>
     PgBinaries::locate()?;
     tokio::select! {
         result = demo(&args) => result.map_err(|e| -> Box<dyn std::error::Error> { e.to_string().into() }),
-        _ = tokio::signal::ctrl_c() => {
+        _ = crate::signal::stop_requested() => {
             eprintln!("\ninterrupted: stopping the apps and PostgreSQL");
             Err("interrupted".into())
         }
@@ -133,8 +133,8 @@ async fn demo(args: &DemoArgs) -> DemoResult<()> {
             lax.url("/todos?wait=false")
         );
         println!("  curl -s {}       # the primary region", syd.url("/todos"));
-        println!("Ctrl-C stops everything.");
-        let _ = tokio::signal::ctrl_c().await;
+        println!("Ctrl-C (or SIGTERM) stops everything.");
+        crate::signal::stop_requested().await;
         eprintln!("stopping the apps and PostgreSQL");
     }
     drop(lax);
