@@ -56,6 +56,7 @@ const COALESCE: Duration = Duration::from_micros(200);
 
 #[derive(Debug)]
 struct Shared {
+    upstream: Mutex<Option<SocketAddr>>,
     delay: Mutex<Delay>,
     connections: Mutex<JoinSet<()>>,
     blocked: std::sync::atomic::AtomicBool,
@@ -66,7 +67,6 @@ struct Shared {
 #[derive(Debug)]
 pub struct LatencyProxy {
     local: SocketAddr,
-    upstream: SocketAddr,
     shared: Arc<Shared>,
     _stop: watch::Sender<()>,
 }
@@ -74,6 +74,15 @@ pub struct LatencyProxy {
 impl LatencyProxy {
     /// Listens on a free port of 127.0.0.1 and forwards to `upstream`.
     pub async fn start(upstream: SocketAddr, delay: Delay) -> Result<Self> {
+        let proxy = LatencyProxy::bind(delay).await?;
+        proxy.connect_to(upstream);
+        Ok(proxy)
+    }
+
+    /// Listens on a free port of 127.0.0.1 without an upstream yet
+    /// (connections are closed until [`LatencyProxy::connect_to`]): for a
+    /// server that must know the address it is reached at before it starts.
+    pub async fn bind(delay: Delay) -> Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(|e| TestkitError::io("binding latency proxy", e))?;
@@ -81,6 +90,7 @@ impl LatencyProxy {
             .local_addr()
             .map_err(|e| TestkitError::io("reading latency proxy address", e))?;
         let shared = Arc::new(Shared {
+            upstream: Mutex::new(None),
             delay: Mutex::new(delay),
             connections: Mutex::new(JoinSet::new()),
             blocked: std::sync::atomic::AtomicBool::new(false),
@@ -102,7 +112,7 @@ impl LatencyProxy {
                         let mut set = lock(&accept_shared.connections);
                         // Reap finished connection tasks so the set stays small.
                         while set.try_join_next().is_some() {}
-                        set.spawn(forward(client, upstream, conn_shared));
+                        set.spawn(forward(client, conn_shared));
                     }
                 }
             }
@@ -111,7 +121,6 @@ impl LatencyProxy {
         });
         Ok(LatencyProxy {
             local,
-            upstream,
             shared,
             _stop: stop_tx,
         })
@@ -122,9 +131,14 @@ impl LatencyProxy {
         self.local
     }
 
-    /// The address the proxy forwards to.
-    pub fn upstream(&self) -> SocketAddr {
-        self.upstream
+    /// The address the proxy forwards to, once set.
+    pub fn upstream(&self) -> Option<SocketAddr> {
+        *lock(&self.shared.upstream)
+    }
+
+    /// Forwards new connections to `upstream` from now on.
+    pub fn connect_to(&self, upstream: SocketAddr) {
+        *lock(&self.shared.upstream) = Some(upstream);
     }
 
     /// The delays now in force.
@@ -170,7 +184,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poison| poison.into_inner())
 }
 
-async fn forward(client: TcpStream, upstream: SocketAddr, shared: Arc<Shared>) {
+async fn forward(client: TcpStream, shared: Arc<Shared>) {
+    let Some(upstream) = *lock(&shared.upstream) else {
+        return;
+    };
     let Ok(server) = TcpStream::connect(upstream).await else {
         return;
     };

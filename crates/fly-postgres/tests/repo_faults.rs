@@ -24,9 +24,12 @@ async fn a_reply_lost_after_commit_is_retried_once_and_not_run_twice() {
     let cut_once = Arc::new(AtomicBool::new(true));
     let hook_proxy = Arc::clone(&proxy);
     let hook_cut = Arc::clone(&cut_once);
+    // The proxy is bound first: the node must know the address callers
+    // sign their requests for.
+    let cut = LatencyProxy::bind(Delay::NONE).await.unwrap();
     let doomed = registered(Repo::builder())
         .pool(pool(app.cluster.primary().connect_options()).await)
-        .node(node("syd", StaticPeers::new()))
+        .node(node("syd", StaticPeers::new()).advertise(cut.local_addr()))
         .after_commit_hook(Arc::new(move |_| {
             if hook_cut.swap(false, Ordering::SeqCst) {
                 if let Some(p) = hook_proxy.get() {
@@ -37,9 +40,7 @@ async fn a_reply_lost_after_commit_is_retried_once_and_not_run_twice() {
         .start()
         .await
         .unwrap();
-    let cut = LatencyProxy::start(doomed.node().local_addr(), Delay::NONE)
-        .await
-        .unwrap();
+    cut.connect_to(doomed.node().local_addr());
     let cut_addr = cut.local_addr();
     assert!(proxy.set(cut).is_ok());
 
@@ -99,9 +100,15 @@ async fn a_timed_out_attempt_is_retried_with_the_same_id() {
     // The first attempt's reply is delayed past the RPC timeout by a slow
     // link; the retry (same request id) is answered from the record.
     let app = two_regions().await;
-    let slow = LatencyProxy::start(app.syd.node().local_addr(), Delay::NONE)
+    // A second primary-region node behind a link whose speed the test sets.
+    let slow = LatencyProxy::bind(Delay::NONE).await.unwrap();
+    let syd = registered(Repo::builder())
+        .pool(pool(app.cluster.primary().connect_options()).await)
+        .node(node("syd", StaticPeers::new()).advertise(slow.local_addr()))
+        .start()
         .await
         .unwrap();
+    slow.connect_to(syd.node().local_addr());
     let lax = registered(Repo::builder())
         .pool(pool(app.cluster.replica().connect_options()).await)
         .node(node(

@@ -74,6 +74,10 @@ pub(crate) fn wire_error_to_error(
             procedure: procedure.to_owned(),
             peer: peer_text,
         },
+        WireErrorKind::Busy => Error::Busy {
+            peer: peer_text,
+            message: error.message,
+        },
         WireErrorKind::NotPrimary | WireErrorKind::Internal => Error::Transport {
             peer: peer_text,
             message: error.message,

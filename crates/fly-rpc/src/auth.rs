@@ -2,6 +2,7 @@
 //! cluster's shared secret, with a timestamp window and replay protection.
 
 use std::collections::HashSet;
+use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -18,8 +19,14 @@ type HmacSha256 = Hmac<Sha256>;
 /// Secrets shorter than this are refused: a guessable secret is no secret.
 pub(crate) const MIN_SECRET_LEN: usize = 16;
 
-/// Why a request was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// How far before this node's start a request may have been signed: the
+/// clocks of two instances differ by a little. A request signed earlier
+/// than this was captured before a restart, and is refused.
+pub(crate) const START_SKEW: Duration = Duration::from_secs(2);
+
+/// Why a request was refused. Callers only ever see a generic "unauthorized";
+/// the reason goes to a metric label and the (rate-limited) log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum Rejection {
     #[error("missing header {0}")]
     Missing(&'static str),
@@ -27,10 +34,29 @@ pub(crate) enum Rejection {
     Malformed(&'static str),
     #[error("timestamp outside the allowed window of {0:?}")]
     Stale(Duration),
+    #[error("signed before this node started")]
+    BeforeStart,
+    #[error("sent to another node's address")]
+    WrongTarget,
     #[error("signature does not match")]
     BadSignature,
     #[error("request id already used")]
     Replayed,
+}
+
+impl Rejection {
+    /// A short stable name, for the `reason` label.
+    pub(crate) fn reason(&self) -> &'static str {
+        match self {
+            Rejection::Missing(_) => "missing_header",
+            Rejection::Malformed(_) => "malformed_header",
+            Rejection::Stale(_) => "stale",
+            Rejection::BeforeStart => "signed_before_start",
+            Rejection::WrongTarget => "wrong_target",
+            Rejection::BadSignature => "bad_signature",
+            Rejection::Replayed => "replayed",
+        }
+    }
 }
 
 /// Signs outgoing and verifies incoming requests.
@@ -38,6 +64,7 @@ pub(crate) enum Rejection {
 pub(crate) struct Auth {
     key: Option<Vec<u8>>,
     window: Duration,
+    started_ms: u64,
     seen: Mutex<SeenIds>,
 }
 
@@ -67,12 +94,40 @@ pub(crate) struct Signed {
     pub(crate) signature: Option<String>,
 }
 
+/// A request whose headers passed every check that needs no body; the MAC
+/// over the body is checked by [`Pending::finish`].
+#[derive(Debug)]
+pub(crate) struct Pending {
+    check: Option<PendingMac>,
+}
+
+#[derive(Debug)]
+struct PendingMac {
+    id: u128,
+    signature: Vec<u8>,
+    fields: [String; 8],
+}
+
+/// Where a request arrived: the target the caller signed must be one of
+/// these.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Arrival<'a> {
+    /// The `host:port` the request names (HTTP/2 `:authority` or `Host`).
+    pub(crate) target: Option<&'a str>,
+    /// The accepted socket's local address.
+    pub(crate) local: Option<SocketAddr>,
+    /// Addresses this node is configured to be reached at (a proxy, a
+    /// load balancer, a NAT).
+    pub(crate) advertised: &'a [SocketAddr],
+}
+
 impl Auth {
     /// `key: None` is the explicit insecure mode: nothing is signed or checked.
     pub(crate) fn new(key: Option<Vec<u8>>, window: Duration) -> Self {
         Auth {
             key,
             window,
+            started_ms: unix_millis(),
             seen: Mutex::new(SeenIds {
                 current: HashSet::new(),
                 previous: HashSet::new(),
@@ -81,12 +136,20 @@ impl Auth {
         }
     }
 
-    pub(crate) fn sign(&self, method: &str, path: &str, extra: Extra<'_>, body: &[u8]) -> Signed {
+    /// Signs a request to `target` (the `host:port` it is sent to).
+    pub(crate) fn sign(
+        &self,
+        method: &str,
+        path: &str,
+        target: &str,
+        extra: Extra<'_>,
+        body: &[u8],
+    ) -> Signed {
         let timestamp = unix_millis().to_string();
         let request_id = hex::encode(rand::random::<[u8; 16]>());
         let signature = self.key.as_ref().map(|key| {
-            let mac = mac(key, method, path, &timestamp, &request_id, extra, body);
-            hex::encode(mac.finalize().into_bytes())
+            let fields = fields(method, path, target, &timestamp, &request_id, extra);
+            hex::encode(mac(key, &fields, body).finalize().into_bytes())
         });
         Signed {
             timestamp,
@@ -95,17 +158,20 @@ impl Auth {
         }
     }
 
-    /// Checks a request; the caller runs no handler unless this is `Ok`.
-    pub(crate) fn verify(
+    /// Every check that needs no body: headers present and well-formed,
+    /// timestamp inside the window and after this node started, request id
+    /// not seen, target one of this node's addresses. Cheap, so a stranger
+    /// costs no body read.
+    pub(crate) fn precheck(
         &self,
         method: &str,
         path: &str,
         headers: &HeaderMap,
-        body: &[u8],
-    ) -> Result<(), Rejection> {
-        let Some(key) = &self.key else {
-            return Ok(());
-        };
+        arrival: Arrival<'_>,
+    ) -> Result<Pending, Rejection> {
+        if self.key.is_none() {
+            return Ok(Pending { check: None });
+        }
         let timestamp = header(headers, H_TIMESTAMP)?;
         let request_id = header(headers, H_REQUEST_ID)?;
         let signature = header(headers, H_SIGNATURE)?;
@@ -118,21 +184,57 @@ impl Auth {
             caller_region: optional(H_CALLER_REGION)?,
             require_primary: headers.contains_key(H_REQUIRE_PRIMARY),
         };
+        if request_id.len() != 32 {
+            return Err(Rejection::Malformed(H_REQUEST_ID));
+        }
         let id =
             u128::from_str_radix(request_id, 16).map_err(|_| Rejection::Malformed(H_REQUEST_ID))?;
         let sent: u64 = timestamp
             .parse()
             .map_err(|_| Rejection::Malformed(H_TIMESTAMP))?;
+        let signature = hex::decode(signature).map_err(|_| Rejection::Malformed(H_SIGNATURE))?;
+        if signature.len() != 32 {
+            return Err(Rejection::Malformed(H_SIGNATURE));
+        }
         let skew = unix_millis().abs_diff(sent);
         if u128::from(skew) > self.window.as_millis() {
             return Err(Rejection::Stale(self.window));
         }
-        let signature = hex::decode(signature).map_err(|_| Rejection::Malformed(H_SIGNATURE))?;
+        if u128::from(sent) + START_SKEW.as_millis() < u128::from(self.started_ms) {
+            return Err(Rejection::BeforeStart);
+        }
+        let target = arrival.target.ok_or(Rejection::WrongTarget)?;
+        if !is_own(target, arrival) {
+            return Err(Rejection::WrongTarget);
+        }
+        if self.was_seen(id) {
+            return Err(Rejection::Replayed);
+        }
+        Ok(Pending {
+            check: Some(PendingMac {
+                id,
+                signature,
+                fields: fields(method, path, target, timestamp, request_id, extra),
+            }),
+        })
+    }
+
+    /// Checks the MAC over the body and accepts the request id once. The
+    /// handler runs only after this is `Ok`.
+    pub(crate) fn finish(&self, pending: Pending, body: &[u8]) -> Result<(), Rejection> {
+        let (Some(key), Some(check)) = (&self.key, pending.check) else {
+            return Ok(());
+        };
         // verify_slice compares in constant time.
-        mac(key, method, path, timestamp, request_id, extra, body)
-            .verify_slice(&signature)
+        mac(key, &check.fields, body)
+            .verify_slice(&check.signature)
             .map_err(|_| Rejection::BadSignature)?;
-        self.remember(id)
+        self.remember(check.id)
+    }
+
+    fn was_seen(&self, id: u128) -> bool {
+        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.previous.contains(&id) || seen.current.contains(&id)
     }
 
     /// Accepts each request id once. Only ids of requests with a valid
@@ -148,6 +250,19 @@ impl Auth {
         }
         Ok(())
     }
+}
+
+/// Whether `target` names this node: the socket the request came in on, or
+/// an advertised address. IPv4-mapped IPv6 (a dual-stack listener) counts
+/// as IPv4.
+fn is_own(target: &str, arrival: Arrival<'_>) -> bool {
+    let Ok(target) = target.parse::<SocketAddr>() else {
+        return false;
+    };
+    let canonical = |a: SocketAddr| SocketAddr::new(a.ip().to_canonical(), a.port());
+    let target = canonical(target);
+    arrival.local.map(canonical) == Some(target)
+        || arrival.advertised.iter().any(|a| canonical(*a) == target)
 }
 
 impl Signed {
@@ -173,30 +288,36 @@ fn header<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<&'a str, Rej
         .map_err(|_| Rejection::Malformed(name))
 }
 
-fn mac(
-    key: &[u8],
+/// What the MAC covers besides the body, in order.
+fn fields(
     method: &str,
     path: &str,
+    target: &str,
     timestamp: &str,
     request_id: &str,
     extra: Extra<'_>,
-    body: &[u8],
-) -> HmacSha256 {
-    // HMAC accepts keys of any length, so this cannot fail.
-    let mut mac = <HmacSha256 as Mac>::new_from_slice(key)
-        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-    // Header values cannot contain newlines, so the fields cannot run into
-    // each other; the body goes last and needs no terminator.
+) -> [String; 8] {
     let require_primary = if extra.require_primary { "1" } else { "" };
-    for field in [
+    [
         method,
         path,
+        target,
         timestamp,
         request_id,
         extra.idempotency_key.unwrap_or(""),
         extra.caller_region.unwrap_or(""),
         require_primary,
-    ] {
+    ]
+    .map(str::to_owned)
+}
+
+fn mac(key: &[u8], fields: &[String; 8], body: &[u8]) -> HmacSha256 {
+    // HMAC accepts keys of any length, so this cannot fail.
+    let mut mac = <HmacSha256 as Mac>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    // Header values cannot contain newlines, so the fields cannot run into
+    // each other; the body goes last and needs no terminator.
+    for field in fields {
         mac.update(field.as_bytes());
         mac.update(b"\n");
     }
@@ -215,42 +336,76 @@ fn unix_millis() -> u64 {
 mod tests {
     use super::*;
 
+    const TARGET: &str = "127.0.0.1:7000";
+
+    fn here() -> Arrival<'static> {
+        Arrival {
+            target: Some(TARGET),
+            local: Some(TARGET.parse().unwrap()),
+            advertised: &[],
+        }
+    }
+
     fn headers_of(signed: &Signed) -> HeaderMap {
         let mut h = HeaderMap::new();
         signed.apply(&mut h);
         h
     }
 
+    fn verify(
+        auth: &Auth,
+        method: &str,
+        path: &str,
+        h: &HeaderMap,
+        body: &[u8],
+    ) -> Result<(), Rejection> {
+        verify_at(auth, method, path, h, body, here())
+    }
+
+    fn verify_at(
+        auth: &Auth,
+        method: &str,
+        path: &str,
+        h: &HeaderMap,
+        body: &[u8],
+        arrival: Arrival<'_>,
+    ) -> Result<(), Rejection> {
+        let pending = auth.precheck(method, path, h, arrival)?;
+        auth.finish(pending, body)
+    }
+
+    fn new_auth(window: Duration) -> Auth {
+        Auth::new(Some(b"0123456789abcdef".to_vec()), window)
+    }
+
     #[test]
     fn signed_requests_verify_once() {
-        let auth = Auth::new(Some(b"0123456789abcdef".to_vec()), Duration::from_secs(60));
+        let auth = new_auth(Duration::from_secs(60));
         let extra = Extra {
             idempotency_key: Some("k"),
             ..Extra::default()
         };
-        let signed = auth.sign("POST", "/p", extra, b"{}");
+        let signed = auth.sign("POST", "/p", TARGET, extra, b"{}");
         let mut h = headers_of(&signed);
         h.insert(H_IDEMPOTENCY_KEY, HeaderValue::from_static("k"));
-        assert_eq!(auth.verify("POST", "/p", &h, b"{}"), Ok(()));
+        assert_eq!(verify(&auth, "POST", "/p", &h, b"{}"), Ok(()));
+        // A replay is refused before its body would be read.
         assert_eq!(
-            auth.verify("POST", "/p", &h, b"{}"),
-            Err(Rejection::Replayed)
+            auth.precheck("POST", "/p", &h, here()).unwrap_err(),
+            Rejection::Replayed
         );
     }
 
     #[test]
     fn replay_memory_rotates_but_never_forgets_within_two_windows() {
-        let auth = Auth::new(
-            Some(b"0123456789abcdef".to_vec()),
-            Duration::from_millis(20),
-        );
-        let signed = auth.sign("POST", "/p", Extra::default(), b"");
+        let auth = new_auth(Duration::from_millis(20));
+        let signed = auth.sign("POST", "/p", TARGET, Extra::default(), b"");
         let h = headers_of(&signed);
-        assert_eq!(auth.verify("POST", "/p", &h, b""), Ok(()));
+        assert_eq!(verify(&auth, "POST", "/p", &h, b""), Ok(()));
         // One rotation later the id sits in the previous generation.
         std::thread::sleep(Duration::from_millis(45));
-        let fresh = headers_of(&auth.sign("POST", "/p", Extra::default(), b""));
-        assert_eq!(auth.verify("POST", "/p", &fresh, b""), Ok(()));
+        let fresh = headers_of(&auth.sign("POST", "/p", TARGET, Extra::default(), b""));
+        assert_eq!(verify(&auth, "POST", "/p", &fresh, b""), Ok(()));
         let mut seen = auth.seen.lock().unwrap();
         assert!(
             seen.previous
@@ -262,57 +417,110 @@ mod tests {
 
     #[test]
     fn any_change_breaks_the_signature() {
-        let auth = Auth::new(Some(b"0123456789abcdef".to_vec()), Duration::from_secs(60));
-        let signed = auth.sign("POST", "/p", Extra::default(), b"{}");
-        let h = headers_of(&signed);
+        let auth = new_auth(Duration::from_secs(60));
+        let signed = || auth.sign("POST", "/p", TARGET, Extra::default(), b"{}");
+        let h = || headers_of(&signed());
         assert_eq!(
-            auth.verify("POST", "/p", &h, b"{ }"),
+            verify(&auth, "POST", "/p", &h(), b"{ }"),
             Err(Rejection::BadSignature)
         );
         assert_eq!(
-            auth.verify("POST", "/q", &h, b"{}"),
+            verify(&auth, "POST", "/q", &h(), b"{}"),
             Err(Rejection::BadSignature)
         );
         assert_eq!(
-            auth.verify("GET", "/p", &h, b"{}"),
+            verify(&auth, "GET", "/p", &h(), b"{}"),
             Err(Rejection::BadSignature)
         );
-        let mut with_key = h.clone();
+        let mut with_key = h();
         with_key.insert(H_IDEMPOTENCY_KEY, HeaderValue::from_static("x"));
         assert_eq!(
-            auth.verify("POST", "/p", &with_key, b"{}"),
+            verify(&auth, "POST", "/p", &with_key, b"{}"),
             Err(Rejection::BadSignature)
         );
-        let mut made_primary = h.clone();
+        let mut made_primary = h();
         made_primary.insert(H_REQUIRE_PRIMARY, HeaderValue::from_static("1"));
         assert_eq!(
-            auth.verify("POST", "/p", &made_primary, b"{}"),
+            verify(&auth, "POST", "/p", &made_primary, b"{}"),
             Err(Rejection::BadSignature)
         );
-        let mut other_region = h.clone();
+        let mut other_region = h();
         other_region.insert(H_CALLER_REGION, HeaderValue::from_static("fra"));
         assert_eq!(
-            auth.verify("POST", "/p", &other_region, b"{}"),
+            verify(&auth, "POST", "/p", &other_region, b"{}"),
             Err(Rejection::BadSignature)
         );
         let other = Auth::new(Some(b"fedcba9876543210".to_vec()), Duration::from_secs(60));
         assert_eq!(
-            other.verify("POST", "/p", &h, b"{}"),
+            verify(&other, "POST", "/p", &h(), b"{}"),
             Err(Rejection::BadSignature)
         );
     }
 
     #[test]
-    fn stale_and_missing_are_rejected() {
-        let auth = Auth::new(Some(b"0123456789abcdef".to_vec()), Duration::from_secs(60));
-        let mut signed = auth.sign("POST", "/p", Extra::default(), b"");
+    fn a_request_for_a_sibling_is_refused_even_if_it_reaches_us() {
+        let auth = new_auth(Duration::from_secs(60));
+        let h = headers_of(&auth.sign("POST", "/p", TARGET, Extra::default(), b""));
+        // Replayed to a sibling at another address, naming its real target.
+        let sibling = Arrival {
+            target: Some(TARGET),
+            local: Some("127.0.0.1:7001".parse().unwrap()),
+            advertised: &[],
+        };
+        assert_eq!(
+            verify_at(&auth, "POST", "/p", &h, b"", sibling),
+            Err(Rejection::WrongTarget)
+        );
+        // ... or with the target rewritten to the sibling's: the MAC breaks.
+        let rewritten = Arrival {
+            target: Some("127.0.0.1:7001"),
+            local: Some("127.0.0.1:7001".parse().unwrap()),
+            advertised: &[],
+        };
+        assert_eq!(
+            verify_at(&auth, "POST", "/p", &h, b"", rewritten),
+            Err(Rejection::BadSignature)
+        );
+        // An advertised address (a proxy in front of the node) is its own,
+        // and a dual-stack socket's mapped address is its IPv4 one.
+        let proxied = [TARGET.parse().unwrap()];
+        let via_proxy = Arrival {
+            target: Some(TARGET),
+            local: Some("[::ffff:10.0.0.1]:7000".parse().unwrap()),
+            advertised: &proxied,
+        };
+        let h = headers_of(&auth.sign("POST", "/p", TARGET, Extra::default(), b""));
+        assert_eq!(verify_at(&auth, "POST", "/p", &h, b"", via_proxy), Ok(()));
+        let mapped = Arrival {
+            target: Some(TARGET),
+            local: Some("[::ffff:127.0.0.1]:7000".parse().unwrap()),
+            advertised: &[],
+        };
+        let h = headers_of(&auth.sign("POST", "/p", TARGET, Extra::default(), b""));
+        assert_eq!(verify_at(&auth, "POST", "/p", &h, b"", mapped), Ok(()));
+    }
+
+    #[test]
+    fn stale_early_and_missing_are_rejected() {
+        let auth = new_auth(Duration::from_secs(60));
+        let mut signed = auth.sign("POST", "/p", TARGET, Extra::default(), b"");
         signed.timestamp = (unix_millis() - 61_000).to_string();
         assert_eq!(
-            auth.verify("POST", "/p", &headers_of(&signed), b""),
+            verify(&auth, "POST", "/p", &headers_of(&signed), b""),
             Err(Rejection::Stale(Duration::from_secs(60)))
         );
+        // Inside the window, but signed before this node started.
+        let restarted = Auth {
+            started_ms: unix_millis() + 10_000,
+            ..new_auth(Duration::from_secs(60))
+        };
+        let signed = restarted.sign("POST", "/p", TARGET, Extra::default(), b"");
         assert_eq!(
-            auth.verify("POST", "/p", &HeaderMap::new(), b""),
+            verify(&restarted, "POST", "/p", &headers_of(&signed), b""),
+            Err(Rejection::BeforeStart)
+        );
+        assert_eq!(
+            verify(&auth, "POST", "/p", &HeaderMap::new(), b""),
             Err(Rejection::Missing(H_TIMESTAMP))
         );
     }

@@ -7,19 +7,26 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::auth::{Auth, MIN_SECRET_LEN};
+use crate::body_budget::BodyBudget;
 use crate::client::HttpClient;
 use crate::discovery::{Discovery, FlyDns, StaticPeers};
 use crate::error::Error;
+use crate::limits::Limits;
 use crate::node::{Node, Server};
 use crate::peer_choice::PeerChoice;
 use crate::procedure::Procedure;
 use crate::regions::Regions;
 use crate::registry::Registry;
+use crate::rejections::Rejections;
 use crate::state::{NodeConfig, NodeInner, PrimaryCheck};
+use crate::tls::TlsConfig;
 
 /// The RPC port when neither code nor `FLY_RPC_PORT` sets one. Expose it on
 /// the private network only (on Fly.io, do not list it in `[[services]]`).
 pub const DEFAULT_PORT: u16 = 7878;
+
+/// How far a request's timestamp may be from the node's clock, by default.
+pub const DEFAULT_AUTH_WINDOW: Duration = Duration::from_secs(15);
 
 /// Configuration of a [`Node`]; from [`Node::builder`] or [`Node::from_env`].
 pub struct NodeBuilder {
@@ -36,6 +43,9 @@ pub struct NodeBuilder {
     version: String,
     registry: Registry,
     primary_check: Option<PrimaryCheck>,
+    limits: Limits,
+    advertised: Vec<SocketAddr>,
+    tls: Option<TlsConfig>,
 }
 
 impl std::fmt::Debug for NodeBuilder {
@@ -47,6 +57,9 @@ impl std::fmt::Debug for NodeBuilder {
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
             .field("insecure", &self.insecure)
             .field("procedures", &self.registry)
+            .field("limits", &self.limits)
+            .field("advertised", &self.advertised)
+            .field("tls", &self.tls.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -64,6 +77,11 @@ impl NodeBuilder {
     /// | `FLY_RPC_SECRET` | the cluster's shared secret (at least 16 bytes) |
     /// | `FLY_RPC_INSECURE` | `true`: run without a secret (development only) |
     /// | `FLY_RPC_VERSION`, else `FLY_IMAGE_REF` | the build version this node reports |
+    /// | `FLY_RPC_ADVERTISE` | other `ip:port`s callers reach this node at (a proxy, a NAT), comma-separated |
+    /// | `FLY_RPC_MAX_CONNECTIONS` | cap on open connections (default: half the fd limit) |
+    /// | `FLY_RPC_TLS_CERT`, `FLY_RPC_TLS_KEY` | PEM files: serve and call over TLS ([`TlsConfig`]) |
+    /// | `FLY_RPC_TLS_CA` | PEM file: mutual TLS, peers must have a certificate from this CA |
+    /// | `FLY_RPC_TLS_SERVER_NAME` | verify peers' certificates for this name instead of their IP |
     pub(crate) fn from_env() -> Result<NodeBuilder, Error> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         let port = match var("FLY_RPC_PORT") {
@@ -102,6 +120,54 @@ impl NodeBuilder {
         if let Some(version) = var("FLY_RPC_VERSION").or_else(|| var("FLY_IMAGE_REF")) {
             builder = builder.version(version);
         }
+        if let Some(list) = var("FLY_RPC_ADVERTISE") {
+            for addr in list.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+                let addr = addr.parse::<SocketAddr>().map_err(|_| {
+                    Error::Config(format!(
+                        "FLY_RPC_ADVERTISE: {addr:?} is not an ip:port address"
+                    ))
+                })?;
+                builder = builder.advertise(addr);
+            }
+        }
+        if let Some(n) = var("FLY_RPC_MAX_CONNECTIONS") {
+            let n = n
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| {
+                    Error::Config(format!(
+                        "FLY_RPC_MAX_CONNECTIONS {n:?} is not a positive number"
+                    ))
+                })?;
+            builder = builder.max_connections(n);
+        }
+        match (var("FLY_RPC_TLS_CERT"), var("FLY_RPC_TLS_KEY")) {
+            (Some(cert), Some(key)) => {
+                let ca = var("FLY_RPC_TLS_CA");
+                let mut tls = TlsConfig::from_files(
+                    std::path::Path::new(&cert),
+                    std::path::Path::new(&key),
+                    ca.as_deref().map(std::path::Path::new),
+                )?;
+                if let Some(name) = var("FLY_RPC_TLS_SERVER_NAME") {
+                    tls = tls.server_name(&name)?;
+                }
+                builder = builder.tls(tls);
+            }
+            (None, None) if var("FLY_RPC_TLS_CA").is_some() => {
+                return Err(Error::Config(
+                    "FLY_RPC_TLS_CA needs FLY_RPC_TLS_CERT and FLY_RPC_TLS_KEY".into(),
+                ));
+            }
+            (None, None) => {}
+            _ => {
+                return Err(Error::Config(
+                    "set both FLY_RPC_TLS_CERT and FLY_RPC_TLS_KEY, or neither".into(),
+                ));
+            }
+        }
         Ok(builder)
     }
 
@@ -115,11 +181,14 @@ impl NodeBuilder {
             rpc_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(1),
             max_body: 8 * 1024 * 1024,
-            auth_window: Duration::from_secs(60),
+            auth_window: DEFAULT_AUTH_WINDOW,
             quarantine: Duration::from_secs(5),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             registry: Registry::default(),
             primary_check: None,
+            limits: Limits::default(),
+            advertised: Vec::new(),
+            tls: None,
         }
     }
 
@@ -174,7 +243,10 @@ impl NodeBuilder {
     }
 
     /// How far a request's timestamp may be from this node's clock
-    /// (default 60 s).
+    /// (default 15 s: a call's 5 s budget plus 10 s of clock skew between
+    /// instances, which NTP keeps to milliseconds). A captured request can
+    /// be replayed within it only to this node (the signature names it),
+    /// only until the request id is seen, and never across a restart.
     pub fn auth_window(mut self, window: Duration) -> Self {
         self.auth_window = window;
         self
@@ -204,6 +276,66 @@ impl NodeBuilder {
     /// recovery.
     pub fn primary_check(mut self, check: PrimaryCheck) -> Self {
         self.primary_check = Some(check);
+        self
+    }
+
+    /// Another address callers reach this node at (a TCP proxy, a NAT, a
+    /// load balancer). Signed requests name the address they were sent to;
+    /// this node accepts its own socket's address and these, and refuses a
+    /// request meant for another node (default: none).
+    pub fn advertise(mut self, addr: SocketAddr) -> Self {
+        self.advertised.push(addr);
+        self
+    }
+
+    /// Serve and call over TLS (default: cleartext h2c, for a private
+    /// network). See [`TlsConfig`].
+    pub fn tls(mut self, tls: TlsConfig) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Open connections at most (default: half the process's file
+    /// descriptor limit at start, between 64 and 16,384). Past it the
+    /// longest-idle connection is closed to make room; a new one is refused
+    /// only if every open one is busy.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.limits.max_connections = n.max(1);
+        self
+    }
+
+    /// How long a client may take to send a request's headers (HTTP/1.1)
+    /// or finish the TLS handshake (default 5 s).
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.header_read_timeout = timeout;
+        self
+    }
+
+    /// A connection with no request in flight for this long is closed
+    /// (default 120 s; callers' pooled connections idle out at 90 s).
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.idle_timeout = timeout;
+        self
+    }
+
+    /// How long a request body may take to arrive once its headers passed
+    /// the auth checks (default 10 s); slower is HTTP 408.
+    pub fn body_read_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.body_read_timeout = timeout;
+        self
+    }
+
+    /// Request body bytes being read or handled at once, across all
+    /// connections (default 64 MiB); a request that does not fit is HTTP 503
+    /// at once, before its body is read.
+    pub fn body_budget_bytes(mut self, bytes: usize) -> Self {
+        self.limits.body_budget = bytes;
+        self
+    }
+
+    /// Concurrent HTTP/2 streams per connection (default 128).
+    pub fn max_concurrent_streams(mut self, n: u32) -> Self {
+        self.limits.max_concurrent_streams = n.max(1);
         self
     }
 
@@ -237,35 +369,43 @@ impl NodeBuilder {
         };
         let listener = tokio::net::TcpListener::bind(self.listen).await?;
         let local_addr = listener.local_addr()?;
+        let limits = self.limits;
         let inner = Arc::new(NodeInner {
             regions: self.regions,
             registry: self.registry,
             auth: Auth::new(key, self.auth_window),
             config: NodeConfig {
                 rpc_timeout: self.rpc_timeout,
-                max_body: self.max_body,
                 version: self.version,
+                advertised: self.advertised,
             },
             primary_check: self.primary_check,
-            client: HttpClient::new(self.connect_timeout, self.max_body),
+            client: HttpClient::new(self.connect_timeout, self.max_body, self.tls.as_ref()),
             discovery: self.discovery,
             choice: PeerChoice::new(self.quarantine),
+            body_budget: BodyBudget::new(
+                limits.body_budget,
+                self.max_body,
+                limits.body_read_timeout,
+            ),
+            rejections: Rejections::default(),
         });
-        let (stop, mut stopped) = watch::channel(false);
+        let (stop, stopped) = watch::channel(false);
         let app = crate::server::router(Arc::clone(&inner));
-        // Without TCP_NODELAY, Nagle plus delayed ACKs stall small HTTP/2
-        // frames for ~40 ms.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.wait_for(|stop| *stop).await;
-                })
-                .await
-        });
-        tracing::info!(%local_addr, regions = %inner.regions, "fly-rpc node listening");
+        let acceptor = self
+            .tls
+            .as_ref()
+            .map(|tls| tokio_rustls::TlsAcceptor::from(Arc::clone(&tls.server)));
+        let task = tokio::spawn(crate::serve::serve(
+            listener, app, limits, acceptor, stopped,
+        ));
+        tracing::info!(
+            %local_addr,
+            regions = %inner.regions,
+            tls = self.tls.is_some(),
+            max_connections = limits.max_connections,
+            "fly-rpc node listening"
+        );
         Ok(Node::new(
             inner,
             Server {

@@ -172,7 +172,7 @@ async fn call_remote<P: Procedure>(
     for peer in inner.choice.order(instances) {
         tried += 1;
         tracing::Span::current().record("peer", tracing::field::display(peer));
-        let headers = request_headers(inner, &path, options, &body);
+        let headers = request_headers(inner, &path, peer, options, &body);
         sent.fetch_add(1, Ordering::Relaxed);
         let answer = tokio::time::timeout_at(
             deadline.into(),
@@ -234,7 +234,13 @@ async fn call_remote<P: Procedure>(
     })
 }
 
-fn request_headers(inner: &NodeInner, path: &str, options: &CallOptions, body: &[u8]) -> HeaderMap {
+fn request_headers(
+    inner: &NodeInner,
+    path: &str,
+    peer: std::net::SocketAddr,
+    options: &CallOptions,
+    body: &[u8],
+) -> HeaderMap {
     let idempotency_key = options.idempotency_key.as_deref();
     let extra = Extra {
         idempotency_key,
@@ -244,7 +250,7 @@ fn request_headers(inner: &NodeInner, path: &str, options: &CallOptions, body: &
     let mut headers = HeaderMap::new();
     inner
         .auth
-        .sign("POST", path, extra, body)
+        .sign("POST", path, &peer.to_string(), extra, body)
         .apply(&mut headers);
     if let Ok(v) = HeaderValue::from_str(inner.regions.my_region()) {
         headers.insert(H_CALLER_REGION, v);

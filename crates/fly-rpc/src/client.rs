@@ -1,14 +1,19 @@
-//! The HTTP/2 client: one multiplexed cleartext connection per peer.
+//! The HTTP/2 client: one multiplexed connection per peer, cleartext (h2c)
+//! or TLS.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::{DefaultServerNameResolver, FixedServerNameResolver, HttpsConnector};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::tls::TlsConfig;
 
 /// A failed exchange, split by whether the request may have reached the peer.
 #[derive(Debug)]
@@ -20,15 +25,32 @@ pub(crate) struct TransportFailure {
 
 #[derive(Debug, Clone)]
 pub(crate) struct HttpClient {
-    inner: Client<HttpConnector, Full<Bytes>>,
+    inner: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     max_response: usize,
+    scheme: &'static str,
 }
 
 impl HttpClient {
-    pub(crate) fn new(connect_timeout: Duration, max_response: usize) -> Self {
+    pub(crate) fn new(
+        connect_timeout: Duration,
+        max_response: usize,
+        tls: Option<&TlsConfig>,
+    ) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(connect_timeout));
+        // https URIs only with TLS configured; then TLS is required.
+        connector.enforce_http(false);
+        let (client_config, scheme) = match tls {
+            Some(tls) => (Arc::clone(&tls.client), "https"),
+            None => (plaintext_only(), "http"),
+        };
+        let resolver: Arc<dyn hyper_rustls::ResolveServerName + Send + Sync> =
+            match tls.and_then(|t| t.server_name.clone()) {
+                Some(name) => Arc::new(FixedServerNameResolver::new(name)),
+                None => Arc::new(DefaultServerNameResolver::default()),
+            };
+        let connector = HttpsConnector::new(connector, client_config, tls.is_some(), resolver);
         let inner = Client::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
@@ -42,6 +64,7 @@ impl HttpClient {
         HttpClient {
             inner,
             max_response,
+            scheme,
         }
     }
 
@@ -53,7 +76,7 @@ impl HttpClient {
         headers: HeaderMap,
         body: Bytes,
     ) -> Result<(StatusCode, Bytes), TransportFailure> {
-        let uri = format!("http://{peer}{path}");
+        let uri = format!("{}://{peer}{path}", self.scheme);
         let mut request = Request::builder()
             .method(method)
             .uri(uri)
@@ -97,4 +120,21 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = e.source();
     }
     text
+}
+
+/// The TLS settings of a connector that only ever sees `http` URIs.
+fn plaintext_only() -> Arc<rustls::ClientConfig> {
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map(|b| {
+        b.with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth()
+    });
+    match config {
+        Ok(config) => Arc::new(config),
+        // ring supports the default versions; unreachable in practice.
+        Err(_) => unreachable!("ring supports TLS 1.2 and 1.3"),
+    }
 }

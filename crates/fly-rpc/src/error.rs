@@ -102,6 +102,17 @@ pub enum Error {
         message: String,
     },
 
+    /// The peer could not take the request right now (too many request
+    /// bodies in flight, or the body arrived too slowly). It did not run;
+    /// worth retrying.
+    #[error("peer {peer} is busy: {message}")]
+    Busy {
+        /// The peer that answered.
+        peer: String,
+        /// Its explanation.
+        message: String,
+    },
+
     /// Discovery could not list the region's instances (a DNS failure with no
     /// earlier answer to fall back on). Worth retrying.
     #[error("could not discover the instances of region {region}: {message}")]
@@ -155,6 +166,7 @@ impl Error {
             Error::Remote(_) => "remote",
             Error::HandlerPanicked { .. } => "panic",
             Error::Transport { .. } => "transport",
+            Error::Busy { .. } => "busy",
             Error::Discovery { .. } => "discovery",
             Error::Config(_) => "config",
             Error::Io(_) => "io",

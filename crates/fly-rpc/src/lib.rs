@@ -45,23 +45,28 @@
 
 mod answer;
 mod auth;
+mod body_budget;
 mod builder;
 mod call;
 mod client;
 mod discovery;
 mod error;
 mod info;
+mod limits;
 mod node;
 mod peer_choice;
 mod procedure;
 mod regions;
 mod registry;
+mod rejections;
 mod remote_error;
+mod serve;
 mod server;
 mod state;
+mod tls;
 mod wire;
 
-pub use builder::{DEFAULT_PORT, NodeBuilder};
+pub use builder::{DEFAULT_AUTH_WINDOW, DEFAULT_PORT, NodeBuilder};
 pub use call::CallOptions;
 pub use discovery::{Discovery, FlyDns, StaticPeers};
 pub use error::Error;
@@ -71,3 +76,4 @@ pub use procedure::{CallContext, Procedure};
 pub use regions::{DEFAULT_REGION, Regions};
 pub use remote_error::RemoteError;
 pub use state::PrimaryCheck;
+pub use tls::TlsConfig;

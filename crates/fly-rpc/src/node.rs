@@ -151,7 +151,7 @@ impl Node {
         let mut headers = HeaderMap::new();
         self.inner
             .auth
-            .sign("GET", INFO_PATH, Extra::default(), b"")
+            .sign("GET", INFO_PATH, &peer.to_string(), Extra::default(), b"")
             .apply(&mut headers);
         let (status, body) = self
             .inner

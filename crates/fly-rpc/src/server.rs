@@ -1,18 +1,20 @@
-//! The RPC endpoint: axum routes that authenticate, dispatch and isolate.
+//! The RPC endpoint: axum routes that check a request's headers before
+//! reading its body, then authenticate, dispatch and isolate.
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header::HOST};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
-use crate::auth::Rejection;
+use crate::auth::{Arrival, Pending, Rejection};
+use crate::body_budget::{BodyRefusal, BudgetedBody};
 use crate::procedure::CallContext;
 use crate::registry::{ErasedHandler, Outcome};
+use crate::serve::ConnInfo;
 use crate::state::NodeInner;
 use crate::wire::{
     CALL_PATH, H_CALLER_REGION, H_IDEMPOTENCY_KEY, H_REQUIRE_PRIMARY, INFO_PATH, WireError,
@@ -20,11 +22,11 @@ use crate::wire::{
 };
 
 pub(crate) fn router(node: Arc<NodeInner>) -> Router {
-    let limit = node.config.max_body;
     Router::new()
         .route(&format!("{CALL_PATH}{{name}}"), post(call))
         .route(INFO_PATH, get(info))
-        .layer(DefaultBodyLimit::max(limit))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(node)
 }
 
@@ -32,18 +34,104 @@ fn reply(status: StatusCode, error: WireError) -> Response {
     (status, axum::Json(error)).into_response()
 }
 
-fn unauthorized(rejection: Rejection) -> Response {
+async fn not_found() -> Response {
+    reply(
+        StatusCode::NOT_FOUND,
+        WireError::new(WireErrorKind::BadRequest, "no such fly-rpc endpoint"),
+    )
+}
+
+async fn method_not_allowed() -> Response {
+    reply(
+        StatusCode::METHOD_NOT_ALLOWED,
+        WireError::new(
+            WireErrorKind::BadRequest,
+            "method not allowed on this fly-rpc endpoint",
+        ),
+    )
+}
+
+/// One answer for every unauthenticated request, whatever was wrong: a
+/// stranger learns nothing (not even this node's clock). The reason goes
+/// to the metric and the rate-limited log.
+fn unauthorized(node: &NodeInner, rejection: Rejection, path: &str) -> Response {
+    node.rejections
+        .record(rejection.reason(), &format_args!("{rejection} ({path})"));
     reply(
         StatusCode::UNAUTHORIZED,
-        WireError::new(WireErrorKind::Unauthorized, rejection.to_string()),
+        WireError::new(WireErrorKind::Unauthorized, "unauthorized"),
     )
+}
+
+fn refused(node: &NodeInner, refusal: &BodyRefusal) -> Response {
+    let (status, kind, reason) = match refusal {
+        BodyRefusal::TooLarge(_) => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            WireErrorKind::PayloadTooLarge,
+            "body_too_large",
+        ),
+        BodyRefusal::Busy => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            WireErrorKind::Busy,
+            "body_budget_exhausted",
+        ),
+        BodyRefusal::Timeout(_) => (
+            StatusCode::REQUEST_TIMEOUT,
+            WireErrorKind::Busy,
+            "body_timeout",
+        ),
+        BodyRefusal::Broken(_) => (
+            StatusCode::BAD_REQUEST,
+            WireErrorKind::BadRequest,
+            "body_broken",
+        ),
+    };
+    node.rejections.record(reason, refusal);
+    reply(status, WireError::new(kind, refusal.to_string()))
+}
+
+/// The `host:port` the caller addressed: the HTTP/2 `:authority`, or the
+/// HTTP/1.1 `Host` header.
+fn target(parts: &Parts) -> Option<&str> {
+    parts
+        .uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| parts.headers.get(HOST).and_then(|h| h.to_str().ok()))
+}
+
+/// Header checks, then the body under the node's limits, then the MAC.
+async fn authenticate(
+    node: &NodeInner,
+    method: &str,
+    path: &str,
+    request: Request,
+) -> Result<(HeaderMap, BudgetedBody), Response> {
+    let (parts, body) = request.into_parts();
+    let arrival = Arrival {
+        target: target(&parts),
+        local: parts.extensions.get::<ConnInfo>().map(|c| c.local),
+        advertised: &node.config.advertised,
+    };
+    let pending: Pending = node
+        .auth
+        .precheck(method, path, &parts.headers, arrival)
+        .map_err(|r| unauthorized(node, r, path))?;
+    let body = node
+        .body_budget
+        .read(&parts.headers, axum::body::Body::new(body))
+        .await
+        .map_err(|r| refused(node, &r))?;
+    node.auth
+        .finish(pending, &body.bytes)
+        .map_err(|r| unauthorized(node, r, path))?;
+    Ok((parts.headers, body))
 }
 
 async fn call(
     State(node): State<Arc<NodeInner>>,
     Path(name): Path<String>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Response {
     let handler = node.registry.handler(&name);
     // Only registered names become labels: strangers cannot blow up the
@@ -53,7 +141,11 @@ async fn call(
     } else {
         "_unknown".to_owned()
     };
-    let response = dispatch(&node, &name, handler, &headers, body).await;
+    let path = format!("{CALL_PATH}{name}");
+    let response = match authenticate(&node, "POST", &path, request).await {
+        Ok((headers, body)) => dispatch(&node, &name, handler, &headers, body).await,
+        Err(response) => response,
+    };
     let status = response.status();
     metrics::counter!("fly_rpc_server_requests_total", "procedure" => label, "status" => status.as_u16().to_string())
         .increment(1);
@@ -65,34 +157,8 @@ async fn dispatch(
     name: &str,
     handler: Option<ErasedHandler>,
     headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: BudgetedBody,
 ) -> Response {
-    let body = match body {
-        Ok(body) => body,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return reply(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                WireError::new(
-                    WireErrorKind::PayloadTooLarge,
-                    format!(
-                        "request body is over the limit of {} bytes",
-                        node.config.max_body
-                    ),
-                ),
-            );
-        }
-        Err(rejection) => {
-            return reply(
-                StatusCode::BAD_REQUEST,
-                WireError::new(WireErrorKind::BadRequest, rejection.body_text()),
-            );
-        }
-    };
-    let path = format!("{CALL_PATH}{name}");
-    if let Err(rejection) = node.auth.verify("POST", &path, headers, &body) {
-        tracing::warn!(procedure = name, %rejection, "rejected an unauthenticated RPC");
-        return unauthorized(rejection);
-    }
     let Some(handler) = handler else {
         let mut error = WireError::new(
             WireErrorKind::UnknownProcedure,
@@ -131,8 +197,14 @@ async fn dispatch(
         local: false,
     };
     // Its own task: a panic stays there (500, the node keeps serving), and a
-    // caller that hangs up does not cancel a handler halfway through.
-    let outcome = tokio::spawn(handler(body, ctx)).await;
+    // caller that hangs up does not cancel a handler halfway through. The
+    // body's bytes count against the budget until the handler is done.
+    let outcome = tokio::spawn(async move {
+        let outcome = handler(body.bytes.clone(), ctx).await;
+        drop(body);
+        outcome
+    })
+    .await;
     match outcome {
         Ok(Outcome::Ok(output)) => (
             StatusCode::OK,
@@ -172,9 +244,9 @@ async fn dispatch(
     }
 }
 
-async fn info(State(node): State<Arc<NodeInner>>, headers: HeaderMap) -> Response {
-    if let Err(rejection) = node.auth.verify("GET", INFO_PATH, &headers, b"") {
-        return unauthorized(rejection);
+async fn info(State(node): State<Arc<NodeInner>>, request: Request) -> Response {
+    match authenticate(&node, "GET", INFO_PATH, request).await {
+        Ok(_) => axum::Json(node.info()).into_response(),
+        Err(response) => response,
     }
-    axum::Json(node.info()).into_response()
 }

@@ -7,12 +7,14 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 
 use crate::auth::Auth;
+use crate::body_budget::BodyBudget;
 use crate::client::HttpClient;
 use crate::discovery::Discovery;
 use crate::info::NodeInfo;
 use crate::peer_choice::PeerChoice;
 use crate::regions::Regions;
 use crate::registry::Registry;
+use crate::rejections::Rejections;
 
 /// Asks the app whether this node can serve primary-only calls right now
 /// (for `fly-postgres`: whether its database is out of recovery).
@@ -21,8 +23,10 @@ pub type PrimaryCheck = Arc<dyn Fn() -> BoxFuture<'static, bool> + Send + Sync>;
 #[derive(Debug, Clone)]
 pub(crate) struct NodeConfig {
     pub(crate) rpc_timeout: Duration,
-    pub(crate) max_body: usize,
     pub(crate) version: String,
+    /// Addresses callers may reach this node at besides its socket's own
+    /// (a proxy, a NAT): the auth's target check accepts them.
+    pub(crate) advertised: Vec<SocketAddr>,
 }
 
 pub(crate) struct NodeInner {
@@ -34,6 +38,8 @@ pub(crate) struct NodeInner {
     pub(crate) client: HttpClient,
     pub(crate) discovery: Arc<dyn Discovery>,
     pub(crate) choice: PeerChoice,
+    pub(crate) body_budget: BodyBudget,
+    pub(crate) rejections: Rejections,
 }
 
 impl NodeInner {

@@ -40,6 +40,9 @@ pub(crate) enum WireErrorKind {
     Panic,
     NotPrimary,
     Internal,
+    /// The node could not take the request now (body budget, body read
+    /// timeout); it did not run.
+    Busy,
 }
 
 impl WireError {

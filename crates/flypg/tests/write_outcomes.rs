@@ -16,9 +16,10 @@ use fly_rpc::{Node, Regions, StaticPeers};
 const SECRET: &str = "write outcome test secret 0123456789";
 const RTT: Duration = Duration::from_millis(20);
 
-/// The syd instance as a process, with the primary as its database.
-fn spawn_syd(cluster: &PgCluster) -> AppProcess {
-    AppProcess::spawn(
+/// The syd instance as a process, with the primary as its database,
+/// reached by lax through `link`.
+fn spawn_syd(cluster: &PgCluster, link: &LatencyProxy) -> AppProcess {
+    let syd = AppProcess::spawn(
         env!("CARGO_BIN_EXE_flypg"),
         &["todo-app"],
         &[
@@ -29,10 +30,13 @@ fn spawn_syd(cluster: &PgCluster) -> AppProcess {
             ("HTTP_LISTEN", "127.0.0.1:0".into()),
             ("FLY_POSTGRES_REWRITE_URL", "false".into()),
             ("DATABASE_URL", cluster.primary().url()),
+            ("FLY_RPC_ADVERTISE", link.local_addr().to_string()),
             ("RUST_LOG", "error".into()),
         ],
     )
-    .unwrap()
+    .unwrap();
+    link.connect_to(syd.rpc());
+    syd
 }
 
 /// lax, in this process, reaching syd's instances at `peers` (through
@@ -92,10 +96,8 @@ fn hold_replies(link: &LatencyProxy) {
 /// leaves, and comes back after `down`.
 async fn committed_then_killed_then_back_after(down: Duration) {
     let cluster = PgCluster::start().await.unwrap();
-    let mut syd = tokio::task::block_in_place(|| spawn_syd(&cluster));
-    let link = LatencyProxy::start(syd.rpc(), Delay::rtt(RTT))
-        .await
-        .unwrap();
+    let link = LatencyProxy::bind(Delay::rtt(RTT)).await.unwrap();
+    let mut syd = tokio::task::block_in_place(|| spawn_syd(&cluster, &link));
     cluster
         .wait_for_catch_up(Duration::from_secs(30))
         .await
@@ -137,10 +139,8 @@ async fn a_write_committed_before_a_crash_is_ok_once_when_the_instance_is_back_a
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_budget_the_outcome_is_maybe_committed_and_the_request_id_settles_it() {
     let cluster = PgCluster::start().await.unwrap();
-    let mut syd = tokio::task::block_in_place(|| spawn_syd(&cluster));
-    let link = LatencyProxy::start(syd.rpc(), Delay::rtt(RTT))
-        .await
-        .unwrap();
+    let link = LatencyProxy::bind(Delay::rtt(RTT)).await.unwrap();
+    let mut syd = tokio::task::block_in_place(|| spawn_syd(&cluster, &link));
     cluster
         .wait_for_catch_up(Duration::from_secs(30))
         .await
@@ -218,9 +218,11 @@ async fn past_the_budget_the_outcome_is_maybe_committed_and_the_request_id_settl
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_on_each_primary_region_instance_in_turn_loses_and_fails_nothing() {
     let cluster = PgCluster::start().await.unwrap();
-    let (mut a, mut b) = tokio::task::block_in_place(|| (spawn_syd(&cluster), spawn_syd(&cluster)));
-    let link_a = LatencyProxy::start(a.rpc(), Delay::rtt(RTT)).await.unwrap();
-    let link_b = LatencyProxy::start(b.rpc(), Delay::rtt(RTT)).await.unwrap();
+    let link_a = LatencyProxy::bind(Delay::rtt(RTT)).await.unwrap();
+    let link_b = LatencyProxy::bind(Delay::rtt(RTT)).await.unwrap();
+    let (mut a, mut b) = tokio::task::block_in_place(|| {
+        (spawn_syd(&cluster, &link_a), spawn_syd(&cluster, &link_b))
+    });
     cluster
         .wait_for_catch_up(Duration::from_secs(30))
         .await

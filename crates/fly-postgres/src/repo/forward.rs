@@ -217,6 +217,7 @@ pub(crate) fn classify(error: fly_rpc::Error) -> AttemptFailure {
         fly_rpc::Error::Timeout { .. }
         | fly_rpc::Error::Transport { .. }
         | fly_rpc::Error::NoNodeInRegion { .. }
+        | fly_rpc::Error::Busy { .. }
         | fly_rpc::Error::Discovery { .. } => AttemptFailure::Transient { sent, error },
         fly_rpc::Error::Remote(remote) => match remote.decode::<WireError>() {
             // The primary region could not start the write (pool, failover):

@@ -80,15 +80,16 @@ pub(crate) async fn run(args: RepoArgs) -> BenchResult<()> {
     let pool_size = args.concurrency as u32 + 4;
     let primary_pool = pool(cluster.primary().connect_options(), pool_size).await?;
     sqlx::raw_sql(SCHEMA).execute(&primary_pool).await?;
+    let rpc_link = LatencyProxy::bind(Delay::rtt(rtt)).await?;
     let syd = Repo::builder()
         .pool(primary_pool)
-        .node(node("syd", StaticPeers::new()))
+        .node(node("syd", StaticPeers::new()).advertise(rpc_link.local_addr()))
         .mutation::<InsertItem>()
         .mutation::<Transfer>()
         .start()
         .await?;
     syd.migrate().await?;
-    let rpc_link = LatencyProxy::start(syd.node().local_addr(), Delay::rtt(rtt)).await?;
+    rpc_link.connect_to(syd.node().local_addr());
     let lax = Repo::builder()
         .pool(pool(cluster.replica().connect_options(), pool_size).await?)
         .node(node(

@@ -57,13 +57,19 @@ pub(crate) async fn run(args: RpcArgs) -> BenchResult<()> {
     }
     let secret = hex_secret();
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    let rtt = Duration::from_millis(args.rtt_ms);
+    // Bound before the node starts: it accepts requests signed for this
+    // address.
+    let proxy = LatencyProxy::bind(Delay::rtt(rtt)).await?;
     let syd = Node::builder()
         .regions(Regions::new("syd", "syd"))
         .listen(loopback)
         .secret(&secret)
+        .advertise(proxy.local_addr())
         .procedure::<Noop>(Arc::new("syd".to_owned()))
         .start()
         .await?;
+    proxy.connect_to(syd.local_addr());
     let lax = Node::builder()
         .regions(Regions::new("lax", "syd"))
         .listen(loopback)
@@ -107,8 +113,6 @@ pub(crate) async fn run(args: RpcArgs) -> BenchResult<()> {
             args.rtt_calls, args.rtt_ms
         );
     }
-    let rtt = Duration::from_millis(args.rtt_ms);
-    let proxy = LatencyProxy::start(syd.local_addr(), Delay::rtt(rtt)).await?;
     let far = Node::builder()
         .regions(Regions::new("lax", "syd"))
         .listen(loopback)

@@ -45,10 +45,15 @@ impl World {
         let mut syd = Vec::new();
         let mut links = Vec::new();
         for _ in 0..syd_instances.max(1) {
+            // Bound first: the instance accepts calls signed for the link's
+            // address, and keeps it across restarts.
+            let link = LatencyProxy::bind(Delay::rtt(rtt)).await?;
             let mut env = common("syd");
             env.push(("DATABASE_URL", cluster.primary().url()));
+            env.push(("FLY_RPC_ADVERTISE", link.local_addr().to_string()));
             let instance = spawn_todo_app(env).await?;
-            links.push(LatencyProxy::start(instance.rpc(), Delay::rtt(rtt)).await?);
+            link.connect_to(instance.rpc());
+            links.push(link);
             syd.push(instance);
         }
         cluster.wait_for_catch_up(Duration::from_secs(30)).await?;

@@ -91,13 +91,16 @@ async fn demo(args: &DemoArgs) -> DemoResult<()> {
     };
 
     let step = Progress::start("starting the todo app in syd (migrates the schema)");
+    // lax reaches syd through this link; syd accepts calls signed for it.
+    let rpc_link = LatencyProxy::bind(Delay::rtt(rtt)).await?;
     let mut env = common("syd");
     env.push(("DATABASE_URL", cluster.primary().url()));
+    env.push(("FLY_RPC_ADVERTISE", rpc_link.local_addr().to_string()));
     let syd = spawn_todo_app(env).await?;
     step.done();
 
     let step = Progress::start("starting the todo app in lax (reads its replica, writes via syd)");
-    let rpc_link = LatencyProxy::start(syd.rpc(), Delay::rtt(rtt)).await?;
+    rpc_link.connect_to(syd.rpc());
     cluster.wait_for_catch_up(Duration::from_secs(30)).await?;
     let mut env = common("lax");
     env.push(("DATABASE_URL", cluster.replica().url()));
