@@ -131,6 +131,14 @@ pub enum Error {
         recorded_mutation: String,
     },
 
+    /// The primary region's node does not run forwarded ad-hoc statements
+    /// (`RepoBuilder::ad_hoc_statements(false)`); write a mutation instead.
+    /// Nothing was run.
+    #[error(
+        "the primary region's node does not run ad-hoc statements; register a mutation instead"
+    )]
+    AdHocStatementsDisabled,
+
     /// A caller-chosen request id is not acceptable.
     #[error("invalid request id: {reason}")]
     InvalidRequestId {

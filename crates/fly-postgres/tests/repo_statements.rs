@@ -186,3 +186,23 @@ async fn bad_statements_and_parameters_are_typed_errors() {
         .unwrap_err();
     assert!(matches!(err, Error::Decode { .. }), "{err:?}");
 }
+
+#[tokio::test]
+async fn a_primary_region_node_can_refuse_ad_hoc_statements() {
+    let app = two_regions_with(|syd| syd.ad_hoc_statements(false), |lax| lax).await;
+    let err = app
+        .lax
+        .execute(query("delete from todos"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::AdHocStatementsDisabled), "{err:?}");
+    assert!(!err.is_maybe_committed());
+    // Its registered mutations still run.
+    app.lax
+        .write(CreateTodo {
+            title: "typed".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(count_todos(app.syd.local()).await, 1);
+}

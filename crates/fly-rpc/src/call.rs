@@ -169,6 +169,7 @@ async fn call_remote<P: Procedure>(
     let path = format!("{CALL_PATH}{}", P::NAME);
     let retry_safe = P::RETRY_SAFE || options.idempotency_key.is_some();
     let mut tried = 0;
+    let mut last_error = None;
     for peer in inner.choice.order(instances) {
         tried += 1;
         tracing::Span::current().record("peer", tracing::field::display(peer));
@@ -198,6 +199,7 @@ async fn call_remote<P: Procedure>(
                     sent.fetch_sub(1, Ordering::Relaxed);
                 }
                 tracing::warn!(%peer, region, error = %failure.message, "RPC peer failed; trying the next instance");
+                last_error = Some(format!("{peer}: {}", failure.message));
                 inner.peer_failed(region, peer);
                 metrics::counter!("fly_rpc_failovers_total", "region" => region.to_owned())
                     .increment(1);
@@ -217,6 +219,7 @@ async fn call_remote<P: Procedure>(
                 // It answered without running the call.
                 sent.fetch_sub(1, Ordering::Relaxed);
                 tracing::info!(%peer, region, "peer is not primary; trying the next instance");
+                last_error = Some(format!("{peer}: not primary"));
                 inner.choice.failed(peer);
                 metrics::counter!("fly_rpc_failovers_total", "region" => region.to_owned())
                     .increment(1);
@@ -231,6 +234,7 @@ async fn call_remote<P: Procedure>(
         region: region.to_owned(),
         tried,
         sent: sent.load(Ordering::Relaxed),
+        last_error,
     })
 }
 

@@ -96,7 +96,7 @@ impl HttpClient {
             .await
             .map_err(|e| TransportFailure {
                 before_sending: e.is_connect(),
-                message: error_chain(&e),
+                message: self.with_hint(error_chain(&e)),
             })?;
         let status = response.status();
         let body = Limited::new(response.into_body(), self.max_response)
@@ -108,6 +108,28 @@ impl HttpClient {
             })?
             .to_bytes();
         Ok((status, body))
+    }
+}
+
+impl HttpClient {
+    /// A TLS mismatch between two nodes shows up as a closed connection or
+    /// a garbled record; say what is likely wrong.
+    fn with_hint(&self, message: String) -> String {
+        let lower = message.to_ascii_lowercase();
+        let hint = if self.scheme == "http"
+            && ["broken pipe", "unexpected eof"]
+                .iter()
+                .any(|s| lower.contains(s))
+        {
+            " (if the peer serves TLS, this node needs TLS too: FLY_RPC_TLS_CERT and FLY_RPC_TLS_KEY)"
+        } else if self.scheme == "https"
+            && (lower.contains("corrupt") || lower.contains("invalidcontenttype"))
+        {
+            " (the peer does not seem to serve TLS)"
+        } else {
+            ""
+        };
+        format!("{message}{hint}")
     }
 }
 

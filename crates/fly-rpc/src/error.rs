@@ -28,8 +28,9 @@ pub enum Error {
     /// Discovery found no instance in the region, or every one failed or
     /// answered that it cannot serve the call. When `sent` is above zero, a
     /// connection broke after a request went out: the call may have run.
-    #[error("no reachable instance in region {region} ({tried} tried{})",
-        if *sent > 0 { format!(", {sent} may have received the call") } else { String::new() })]
+    #[error("no reachable instance in region {region} ({tried} tried{}){}",
+        if *sent > 0 { format!(", {sent} may have received the call") } else { String::new() },
+        last_error.as_deref().map(|e| format!("; last: {e}")).unwrap_or_default())]
     NoNodeInRegion {
         /// The target region.
         region: String,
@@ -37,6 +38,8 @@ pub enum Error {
         tried: usize,
         /// How many of them may have received the request before failing.
         sent: usize,
+        /// What the last one failed with, if one was tried.
+        last_error: Option<String>,
     },
 
     /// The peer rejected the call's authentication (missing or wrong MAC,

@@ -15,7 +15,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tower::ServiceExt;
 
@@ -35,7 +35,8 @@ struct Conn {
     /// Milliseconds since the loop started, at the last request's end (or
     /// the accept).
     last_active: AtomicU64,
-    shed: Notify,
+    /// Closes the connection at once (its task is aborted).
+    abort: std::sync::OnceLock<tokio::task::AbortHandle>,
 }
 
 #[derive(Debug, Default)]
@@ -49,20 +50,25 @@ impl Table {
         self.open.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Room for one more connection: true if under the cap, or after asking
-    /// the longest-idle connection to close; false if every one is busy.
+    /// Room for one more connection: true if under the cap, or after
+    /// closing the longest-idle connection at once (no request is in flight
+    /// on it, so nothing is cut short; a caller's pool reconnects); false if
+    /// every one is busy.
     fn make_room(&self, cap: usize) -> bool {
-        let open = self.lock();
+        let mut open = self.lock();
         if open.len() < cap {
             return true;
         }
         let idle = open
-            .values()
-            .filter(|c| c.in_flight.load(Ordering::Relaxed) == 0)
-            .min_by_key(|c| c.last_active.load(Ordering::Relaxed));
-        match idle {
+            .iter()
+            .filter(|(_, c)| c.in_flight.load(Ordering::Relaxed) == 0)
+            .min_by_key(|(_, c)| c.last_active.load(Ordering::Relaxed))
+            .map(|(id, _)| *id);
+        match idle.and_then(|id| open.remove(&id)) {
             Some(conn) => {
-                conn.shed.notify_one();
+                if let Some(abort) = conn.abort.get() {
+                    abort.abort();
+                }
                 metrics::counter!("fly_rpc_server_connections_shed_total").increment(1);
                 true
             }
@@ -127,9 +133,10 @@ pub(crate) async fn serve(
         let conn = Arc::new(Conn {
             in_flight: AtomicUsize::new(0),
             last_active: AtomicU64::new(elapsed_ms(epoch)),
-            shed: Notify::new(),
+            abort: std::sync::OnceLock::new(),
         });
         table.lock().insert(id, Arc::clone(&conn));
+        let conn_handle = Arc::clone(&conn);
         let task = ConnTask {
             builder: Arc::clone(&builder),
             app: app.clone(),
@@ -140,7 +147,8 @@ pub(crate) async fn serve(
             limits,
             stop: stop.clone(),
         };
-        conns.spawn(task.run(tcp, local, tls.clone()));
+        let abort = conns.spawn(task.run(tcp, local, tls.clone()));
+        let _ = conn_handle.abort.set(abort);
     }
     drop(listener);
     // Each connection saw `stop` and is finishing its requests.
@@ -211,14 +219,13 @@ impl ConnTask {
         let idle = self.limits.idle_timeout;
         let mut check = tokio::time::interval((idle / 4).max(Duration::from_millis(50)));
         // Stopping (a deploy) waits for the requests in flight, bounded by
-        // the node's shutdown grace; shedding an idle or stalled connection
+        // the node's shutdown grace; closing an idle or stalled connection
         // waits at most `close_grace`, so a peer that never finishes its
         // handshake or request cannot hold the socket.
         loop {
             let grace = tokio::select! {
                 _ = connection.as_mut() => break,
                 _ = self.stop.wait_for(|s| *s) => None,
-                _ = self.conn.shed.notified() => Some(self.limits.close_grace),
                 _ = check.tick() => {
                     let quiet = elapsed_ms(epoch)
                         .saturating_sub(self.conn.last_active.load(Ordering::Relaxed));

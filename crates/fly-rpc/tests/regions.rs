@@ -189,7 +189,7 @@ async fn no_node_in_region_fails_fast_not_hangs() {
     let started = Instant::now();
     let err = lax.call_primary(Echo("x".into())).await.unwrap_err();
     assert!(
-        matches!(err, Error::NoNodeInRegion { ref region, tried: 0, sent: 0 } if region == "syd"),
+        matches!(err, Error::NoNodeInRegion { ref region, tried: 0, sent: 0, .. } if region == "syd"),
         "{err:?}"
     );
     // A region whose only instance refuses connections.

@@ -1,86 +1,14 @@
 //! Real node processes: kill -9 one primary-region node while calls run.
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use fly_rpc::{CallContext, Error, Node, Procedure, Regions, StaticPeers};
-use serde::{Deserialize, Serialize};
-
-const SECRET: &str = "failover test secret 0123456789";
-
-/// Wire-compatible with `flypg`'s own no-op procedure.
-#[derive(Serialize, Deserialize)]
-struct Noop;
-
-#[derive(Debug, Serialize, Deserialize)]
-struct NoopReply {
-    node: String,
-}
-
-impl Procedure for Noop {
-    const NAME: &'static str = "flypg.noop";
-    const RETRY_SAFE: bool = true;
-    type Output = NoopReply;
-    type Error = String;
-    type State = ();
-    async fn run(self, _: Arc<()>, _: CallContext) -> Result<NoopReply, String> {
-        Err("only called in this test".into())
-    }
-}
-
-/// A `flypg rpc-node` process, killed when dropped.
-struct NodeProcess {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl NodeProcess {
-    fn spawn(name: &str) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_flypg"))
-            .args(["rpc-node", "--name", name])
-            .env("FLY_REGION", "syd")
-            .env("PRIMARY_REGION", "syd")
-            .env("FLY_RPC_LISTEN", "127.0.0.1:0")
-            .env("FLY_RPC_SECRET", SECRET)
-            .env_remove("FLY_APP_NAME")
-            .env_remove("FLY_RPC_PEERS")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        // Owned by the kill-on-drop guard before anything can panic.
-        let mut node = NodeProcess {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        };
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        node.addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .parse()
-            .unwrap();
-        node
-    }
-
-    fn kill9(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::{NodeProcess, Noop, SECRET};
+use fly_rpc::{Error, Node, Regions, StaticPeers};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_fail_over_when_a_primary_region_node_is_killed() {

@@ -58,9 +58,12 @@ pub fn mutations(builder: fly_postgres::RepoBuilder) -> fly_postgres::RepoBuilde
 /// requests and forwarded writes in flight finish and get their replies.
 pub async fn run_from_env() -> Result<(), StartError> {
     let node = fly_rpc::Node::from_env()?.version(env!("CARGO_PKG_VERSION"));
+    // The app writes only through its typed mutations: a node in the
+    // primary region has no reason to run arbitrary SQL for its peers.
     let repo = mutations(Repo::builder())
         .database_url(fly_postgres::database_url_from_env()?)
         .node(node)
+        .ad_hoc_statements(false)
         .start()
         .await?;
     migrate(&repo).await?;

@@ -31,6 +31,7 @@ pub struct RepoBuilder {
     name: String,
     sweep_interval: Duration,
     after_commit: Option<AfterCommit>,
+    ad_hoc_statements: bool,
 }
 
 impl std::fmt::Debug for RepoBuilder {
@@ -60,6 +61,7 @@ impl RepoBuilder {
             name: "default".into(),
             sweep_interval: Duration::from_secs(3600),
             after_commit: None,
+            ad_hoc_statements: true,
         }
     }
 
@@ -130,6 +132,17 @@ impl RepoBuilder {
         self
     }
 
+    /// Whether this node runs ad-hoc statements ([`Repo::execute`] and the
+    /// `fetch_*` calls) that other regions forward to it (default: true).
+    /// With `false` it serves only the registered mutations, and callers
+    /// get [`Error::AdHocStatementsDisabled`]. Either way, whoever holds the
+    /// RPC secret can do on the primary what the registered procedures do;
+    /// with ad-hoc statements that is anything the app's database user may.
+    pub fn ad_hoc_statements(mut self, enabled: bool) -> Self {
+        self.ad_hoc_statements = enabled;
+        self
+    }
+
     /// The `tracker` label of this repo's metrics (default `default`).
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
@@ -191,6 +204,7 @@ impl RepoBuilder {
             served: AtomicU64::new(0),
             after_commit: self.after_commit,
             async_commit: tokio::sync::OnceCell::new(),
+            ad_hoc_statements: self.ad_hoc_statements,
         });
         let status = Arc::new(PrimaryStatus::new(pool.clone()));
         let check_status = Arc::clone(&status);

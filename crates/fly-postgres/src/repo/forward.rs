@@ -94,6 +94,9 @@ pub(crate) enum WireError {
     /// did, but its LSN is unknown); the retry answers from the record.
     #[error("{0}")]
     Retry(String),
+    /// This node does not serve forwarded ad-hoc statements.
+    #[error("ad-hoc statements are disabled on the primary region's node")]
+    AdHocDisabled,
     /// The request id belongs to another write.
     #[error("request id {request_id} is recorded for another write")]
     Reused {
@@ -139,6 +142,7 @@ impl From<WireError> for Error {
                 request_id,
                 recorded_mutation,
             },
+            WireError::AdHocDisabled => Error::AdHocStatementsDisabled,
         }
     }
 }
@@ -154,6 +158,9 @@ impl<M: Mutation> Procedure for Forwarded<M> {
         state: Arc<ServerState>,
         ctx: CallContext,
     ) -> Result<Committed<M::Output>, WireError> {
+        if M::NAME == <crate::statement::Statement as Mutation>::NAME && !state.ad_hoc_statements {
+            return Err(WireError::AdHocDisabled);
+        }
         let bad_args = |e: serde_json::Error| {
             WireError::BadArgs(format!("arguments of `{}` do not decode: {e}", M::NAME))
         };

@@ -15,6 +15,8 @@ pub(crate) struct ServerState {
     /// Whether this database runs with `synchronous_commit = off`, learned
     /// on the first write.
     pub(crate) async_commit: tokio::sync::OnceCell<bool>,
+    /// Whether forwarded ad-hoc statements are served.
+    pub(crate) ad_hoc_statements: bool,
 }
 
 impl ServerState {

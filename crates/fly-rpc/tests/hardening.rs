@@ -1,0 +1,321 @@
+//! The node's own limits against slow or forged requests, and TLS.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::*;
+use fly_rpc::{Error, StaticPeers, TlsConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const PATH: &str = "/fly-rpc/v1/call/echo";
+
+/// Reads until the server closes the connection; how long that took.
+async fn closed_within(mut stream: TcpStream, limit: Duration) -> Duration {
+    let started = Instant::now();
+    let mut buf = [0u8; 1024];
+    loop {
+        match tokio::time::timeout(limit, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return started.elapsed(),
+            Ok(Ok(_)) => continue,
+            Err(_) => panic!("the connection was still open after {limit:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn idle_and_slowloris_connections_are_closed_by_the_timeouts() {
+    let syd = start(
+        node("syd", "syd", &Counters::named("syd"))
+            .header_read_timeout(Duration::from_millis(300))
+            .idle_timeout(Duration::from_millis(500)),
+        StaticPeers::new(),
+    )
+    .await;
+    let addr = syd.local_addr();
+
+    // Connects and says nothing.
+    let idle = TcpStream::connect(addr).await.unwrap();
+    closed_within(idle, Duration::from_secs(3)).await;
+
+    // HTTP/1.1 headers one byte at a time.
+    let mut slow = TcpStream::connect(addr).await.unwrap();
+    let trickle = tokio::spawn(async move {
+        for byte in b"POST /fly-rpc/v1/call/echo HTTP/1.1\r\nHost: x\r\nx-pad: "
+            .iter()
+            .cycle()
+        {
+            if slow.write_all(&[*byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let started = Instant::now();
+    tokio::time::timeout(Duration::from_secs(3), trickle)
+        .await
+        .expect("a slowloris connection stayed open")
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(3));
+
+    // HTTP/2 preface, then silence.
+    let mut h2 = TcpStream::connect(addr).await.unwrap();
+    h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    closed_within(h2, Duration::from_secs(3)).await;
+
+    // A legitimate caller is unaffected.
+    let lax = start(
+        node("lax", "syd", &Counters::named("lax")),
+        StaticPeers::new().with("syd", addr),
+    )
+    .await;
+    assert_eq!(
+        lax.call_primary(Echo("hi".into())).await.unwrap().text,
+        "hi"
+    );
+}
+
+/// Headers that pass every check a stranger can pass (fresh timestamp, a
+/// new request id, the right target) with a made-up signature: the body is
+/// then read, under the budget.
+fn forged_head(addr: SocketAddr, length: usize) -> String {
+    let ts = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    format!(
+        "POST {PATH} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {length}\r\n\
+         x-fly-rpc-timestamp: {ts}\r\nx-fly-rpc-request-id: {:032x}\r\n\
+         x-fly-rpc-signature: {}\r\n\r\n",
+        rand_u128(),
+        "ab".repeat(32)
+    )
+}
+
+fn rand_u128() -> u128 {
+    use std::hash::{BuildHasher, RandomState};
+    let a = RandomState::new().hash_one(Instant::now());
+    let b = RandomState::new().hash_one(a);
+    (u128::from(a) << 64) | u128::from(b)
+}
+
+async fn status(stream: &mut TcpStream) -> u16 {
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(3), stream.read_to_end(&mut response)).await;
+    String::from_utf8_lossy(&response)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn forged_bodies_share_one_budget_and_a_read_deadline() {
+    let syd = start(
+        node("syd", "syd", &Counters::named("syd"))
+            .max_body_bytes(64 * 1024)
+            .body_budget_bytes(100 * 1024)
+            .body_read_timeout(Duration::from_millis(400)),
+        StaticPeers::new(),
+    )
+    .await;
+    let addr = syd.local_addr();
+    // Two bodies of 60 KiB that never finish: the first fits the budget,
+    // the second is refused at once with 503.
+    let mut first = TcpStream::connect(addr).await.unwrap();
+    first
+        .write_all(forged_head(addr, 60 * 1024).as_bytes())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut second = TcpStream::connect(addr).await.unwrap();
+    second
+        .write_all(forged_head(addr, 60 * 1024).as_bytes())
+        .await
+        .unwrap();
+    let started = Instant::now();
+    assert_eq!(status(&mut second).await, 503);
+    assert!(
+        started.elapsed() < Duration::from_millis(300),
+        "not at once"
+    );
+    // The first times out (408) and its share of the budget comes back.
+    assert_eq!(status(&mut first).await, 408);
+    // Over the per-request limit: 413 before any body byte.
+    let mut big = TcpStream::connect(addr).await.unwrap();
+    big.write_all(forged_head(addr, 65 * 1024).as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(status(&mut big).await, 413);
+    // A complete forged request: its MAC fails, 401, and nothing runs.
+    let mut whole = TcpStream::connect(addr).await.unwrap();
+    whole
+        .write_all(format!("{}\"x\"", forged_head(addr, 3)).as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(status(&mut whole).await, 401);
+    // The budget is whole again: a signed call with a body works.
+    let lax = start(
+        node("lax", "syd", &Counters::named("lax")),
+        StaticPeers::new().with("syd", addr),
+    )
+    .await;
+    let text = "y".repeat(50 * 1024);
+    assert_eq!(
+        lax.call_primary(Echo(text.clone())).await.unwrap().text,
+        text
+    );
+}
+
+/// A CA, and certificates it signs for 127.0.0.1.
+struct Pki {
+    ca_pem: String,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl Pki {
+    fn new(name: &str) -> Self {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        Pki {
+            ca_pem: cert.pem(),
+            issuer: rcgen::Issuer::new(params, key),
+        }
+    }
+
+    /// (certificate chain, key) PEM for a node at 127.0.0.1.
+    fn node_cert(&self) -> (String, String) {
+        let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    fn tls(&self, mutual: bool) -> TlsConfig {
+        let (cert, key) = self.node_cert();
+        let ca = mutual.then_some(self.ca_pem.as_bytes());
+        TlsConfig::from_pem(cert.as_bytes(), key.as_bytes(), ca).unwrap()
+    }
+}
+
+#[tokio::test]
+async fn mutual_tls_serves_its_own_ca_and_refuses_the_rest() {
+    let pki = Pki::new("cluster CA");
+    let syd = start(
+        node("syd", "syd", &Counters::named("syd")).tls(pki.tls(true)),
+        StaticPeers::new(),
+    )
+    .await;
+    let addr = syd.local_addr();
+
+    let lax = start(
+        node("lax", "syd", &Counters::named("lax")).tls(pki.tls(true)),
+        StaticPeers::new().with("syd", addr),
+    )
+    .await;
+    assert_eq!(
+        lax.call_primary(Echo("over tls".into()))
+            .await
+            .unwrap()
+            .text,
+        "over tls"
+    );
+
+    // A peer whose certificate comes from another CA (and which trusts only
+    // that CA) gets no call through, either way round.
+    let stranger_pki = Pki::new("another CA");
+    let stranger = start(
+        node("lax", "syd", &Counters::named("stranger"))
+            .tls(stranger_pki.tls(true))
+            .rpc_timeout(Duration::from_secs(2)),
+        StaticPeers::new().with("syd", addr),
+    )
+    .await;
+    let err = stranger.call_primary(Echo("x".into())).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::NoNodeInRegion { sent: 0, .. } | Error::Transport { .. }
+        ),
+        "{err:?}"
+    );
+
+    // Plaintext to the TLS port fails, and quickly: no hang.
+    let plain = start(
+        node("lax", "syd", &Counters::named("plain")).rpc_timeout(Duration::from_secs(2)),
+        StaticPeers::new().with("syd", addr),
+    )
+    .await;
+    let started = Instant::now();
+    let err = plain.call_primary(Echo("x".into())).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(3), "{err:?}");
+    assert!(
+        err.to_string().contains("TLS"),
+        "say what is likely wrong: {err}"
+    );
+    assert!(
+        !matches!(err, Error::Timeout { .. }),
+        "plaintext to a TLS port should fail, not time out: {err:?}"
+    );
+}
+
+#[tokio::test]
+async fn server_only_tls_verifies_the_server_against_the_callers_roots() {
+    let pki = Pki::new("cluster CA");
+    // The server presents a certificate but asks none of its callers.
+    let (cert, key) = pki.node_cert();
+    let server_tls = TlsConfig::from_pem(cert.as_bytes(), key.as_bytes(), None).unwrap();
+    let syd = start(
+        node("syd", "syd", &Counters::named("syd")).tls(server_tls),
+        StaticPeers::new(),
+    )
+    .await;
+    // A caller that trusts the CA gets through; one that only has the
+    // system roots does not.
+    let trusting = start(
+        node("lax", "syd", &Counters::named("lax")).tls(pki.tls(true)),
+        StaticPeers::new().with("syd", syd.local_addr()),
+    )
+    .await;
+    assert_eq!(
+        trusting.call_primary(Echo("ok".into())).await.unwrap().text,
+        "ok"
+    );
+    let (cert, key) = Pki::new("other").node_cert();
+    let system_roots_only = start(
+        node("lax", "syd", &Counters::named("sys"))
+            .tls(TlsConfig::from_pem(cert.as_bytes(), key.as_bytes(), None).unwrap())
+            .rpc_timeout(Duration::from_secs(2)),
+        StaticPeers::new().with("syd", syd.local_addr()),
+    )
+    .await;
+    assert!(
+        system_roots_only
+            .call_primary(Echo("x".into()))
+            .await
+            .is_err()
+    );
+}
+
+#[test]
+fn tls_settings_are_checked_with_clear_errors() {
+    let err = TlsConfig::from_pem(b"not pem", b"not pem", None).unwrap_err();
+    assert!(err.to_string().contains("TLS"), "{err}");
+    let pki = Pki::new("ca");
+    let (cert, _) = pki.node_cert();
+    let (_, other_key) = pki.node_cert();
+    let err = TlsConfig::from_pem(cert.as_bytes(), other_key.as_bytes(), None).unwrap_err();
+    assert!(err.to_string().contains("do not match"), "{err}");
+    let err =
+        TlsConfig::from_pem(cert.as_bytes(), other_key.as_bytes(), Some(b"junk")).unwrap_err();
+    assert!(err.to_string().contains("TLS"), "{err}");
+}
