@@ -3,9 +3,12 @@
 //!
 //! - [`Regions`]: which region this instance is in, which holds the primary;
 //! - [`Procedure`]: a typed call with a stable name, served by a [`Node`];
-//! - [`Node`]: serves procedures over HTTP/2 (h2c) with axum, and calls
-//!   other regions' instances (`call_region`, `call_primary`), with
-//!   failover, HMAC authentication and typed errors ([`Error`]);
+//! - [`Node`]: serves procedures over HTTP/2 (h2c, or TLS with
+//!   [`TlsConfig`]) with axum on hyper-util, and calls other regions'
+//!   instances (`call_region`, `call_primary`), with failover, HMAC
+//!   authentication that names the target node, limits that keep
+//!   unauthenticated callers from holding memory or connections, and typed
+//!   errors ([`Error`], [`Error::may_have_run`]);
 //! - [`Discovery`]: [`FlyDns`] (`<region>.<app>.internal`) or [`StaticPeers`].
 //!
 //! ```

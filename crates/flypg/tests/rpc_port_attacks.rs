@@ -109,6 +109,10 @@ async fn held_unsigned_bodies_pin_no_memory_and_signed_calls_still_answer() {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss = node.rss_mib();
+    eprintln!(
+        "held bodies: node RSS {rss:.1} MiB, {} h2 streams opened",
+        streams.len()
+    );
     assert!(rss < 100.0, "the node holds {rss:.0} MiB");
     noop_answers(addr).await;
     // Every unsigned stream was refused without its body being read.
@@ -122,6 +126,44 @@ async fn held_unsigned_bodies_pin_no_memory_and_signed_calls_still_answer() {
     assert!(refused >= 100, "only {refused} streams answered 401");
     driver.abort();
     drop(held);
+
+    // Headers a stranger can forge so that they pass every check but the
+    // MAC (fresh timestamp, new id, this node as target): bodies are read,
+    // under the 64 MiB budget; the rest are refused at once.
+    let mut forged = Vec::new();
+    let mut busy = 0;
+    for _ in 0..50 {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let ts = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis();
+        let head = format!(
+            "POST {PATH} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {ALMOST_8_MIB}\r\n\
+             x-fly-rpc-timestamp: {ts}\r\nx-fly-rpc-request-id: {:032x}\r\n\
+             x-fly-rpc-signature: {}\r\n\r\n",
+            rand::random::<u128>(),
+            "ab".repeat(32)
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        let chunk = vec![b'a'; 4 << 20];
+        let _ = tokio::time::timeout(Duration::from_millis(100), s.write_all(&chunk)).await;
+        let mut answer = [0u8; 12];
+        if let Ok(Ok(n)) =
+            tokio::time::timeout(Duration::from_millis(20), s.read(&mut answer)).await
+        {
+            if answer[..n].ends_with(b"503") {
+                busy += 1;
+            }
+        }
+        forged.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rss = node.rss_mib();
+    eprintln!("forged headers: node RSS {rss:.1} MiB, {busy} of 50 refused with 503 at once");
+    assert!(rss < 100.0, "forged bodies pin {rss:.0} MiB");
+    assert!(busy >= 30, "only {busy} refused by the budget");
+    noop_answers(addr).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,6 +187,7 @@ async fn idle_connections_past_the_fd_limit_do_not_lock_callers_out() {
     let open: usize = std::fs::read_dir(format!("/proc/{}/fd", node.pid()))
         .unwrap()
         .count();
+    eprintln!("1,100 idle connections: {open} fds open in the node");
     assert!(open < 1024, "{open} file descriptors open in the node");
     drop(held);
 }
@@ -217,6 +260,7 @@ async fn a_ten_second_unsigned_flood_writes_a_few_log_lines() {
     assert!(sent > 1000, "the flood sent only {sent} requests");
     let log = node.kill_and_read_log();
     let lines = log.lines().filter(|l| !l.trim().is_empty()).count();
+    eprintln!("unsigned flood: {sent} requests in 10 s, {lines} log lines");
     assert!(
         lines <= 5,
         "{sent} unsigned requests wrote {lines} log lines:\n{log}"
