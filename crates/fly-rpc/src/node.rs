@@ -11,7 +11,6 @@ use tokio::task::JoinHandle;
 
 use crate::answer::wire_error_to_error;
 use crate::auth::Extra;
-use crate::builder::NodeBuilder;
 use crate::call::CallOptions;
 use crate::error::Error;
 use crate::info::NodeInfo;
@@ -76,28 +75,6 @@ impl Node {
             inner,
             server: Arc::new(server),
         }
-    }
-
-    /// A builder with defaults: region `local`, listen on `[::]:7878`, no
-    /// peers, no secret (set one, or call [`NodeBuilder::insecure`]).
-    pub fn builder() -> NodeBuilder {
-        NodeBuilder::new(Regions::new(crate::DEFAULT_REGION, crate::DEFAULT_REGION))
-    }
-
-    /// A builder configured from the environment, as on Fly.io:
-    ///
-    /// | variable | meaning |
-    /// | --- | --- |
-    /// | `FLY_REGION` / `MY_REGION`, `PRIMARY_REGION` | see [`Regions::from_env`] |
-    /// | `FLY_RPC_PORT` | port to listen on (default 7878), on all interfaces |
-    /// | `FLY_RPC_LISTEN` | full listen address instead, e.g. `127.0.0.1:7001` |
-    /// | `FLY_RPC_PEERS` | static peers, `region=ip:port,ip:port;region=...` ([`crate::StaticPeers`]) |
-    /// | `FLY_APP_NAME` | without `FLY_RPC_PEERS`: discover peers by Fly DNS ([`crate::FlyDns`]) |
-    /// | `FLY_RPC_SECRET` | the cluster's shared secret (at least 16 bytes) |
-    /// | `FLY_RPC_INSECURE` | `true`: run without a secret (development only) |
-    /// | `FLY_RPC_VERSION`, else `FLY_IMAGE_REF` | the build version this node reports |
-    pub fn from_env() -> Result<NodeBuilder, Error> {
-        NodeBuilder::from_env()
     }
 
     /// This node's regions.
