@@ -73,11 +73,18 @@ pub fn database_url_from_env() -> Result<String, Error> {
 /// ```
 pub fn rewrite_database_url(url: &str, regions: &Regions) -> Result<String, Error> {
     let mut parsed = parse(url)?;
-    if let Some(Host::Domain(host)) = parsed.host() {
-        let new_host = if host.contains(".flycast") || host.starts_with(NEAREST) {
+    // The url crate keeps an IPv4 host of a postgres:// URL as a domain:
+    // an address is kept as it is all the same.
+    if let Some(Host::Domain(host)) = parsed
+        .host()
+        .filter(|h| !matches!(h, Host::Domain(d) if d.parse::<std::net::IpAddr>().is_ok()))
+    {
+        // Host names are case-insensitive; the prefixes are matched so.
+        let lower = host.to_ascii_lowercase();
+        let new_host = if lower.contains(".flycast") || lower.starts_with(NEAREST) {
             None
-        } else if let Some(rest) = host.strip_prefix(SECOND_NEAREST) {
-            Some(format!("{NEAREST}{rest}"))
+        } else if lower.starts_with(SECOND_NEAREST) {
+            Some(format!("{NEAREST}{}", &host[SECOND_NEAREST.len()..]))
         } else {
             Some(format!("{NEAREST}{host}"))
         };
@@ -96,6 +103,20 @@ pub fn rewrite_database_url(url: &str, regions: &Regions) -> Result<String, Erro
 }
 
 pub(crate) fn parse(url: &str) -> Result<Url, Error> {
+    // libpq accepts `host1:port1,host2:port2`; the url crate would call it
+    // an invalid port. Say what is wrong instead.
+    let authority = url
+        .split_once("://")
+        .map(|(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or(""))
+        .unwrap_or("");
+    let hosts = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if hosts.contains(',') {
+        return Err(invalid(
+            "multi-host URLs (host1,host2,...) are not supported: give the one host of the \
+             database (on Fly.io, the rewrite picks the nearest instance)"
+                .into(),
+        ));
+    }
     // The url crate's errors never echo the input, so no password leaks.
     let parsed = Url::parse(url).map_err(|e| invalid(e.to_string()))?;
     if !matches!(parsed.scheme(), "postgres" | "postgresql") {
@@ -156,6 +177,42 @@ mod tests {
         );
         let ip = "postgres://u:p@[fdaa:0:1::3]:5432/a";
         assert_eq!(rewrite_database_url(ip, &syd()).unwrap(), ip);
+    }
+
+    #[test]
+    fn ip_hosts_are_kept_and_prefixes_match_in_any_case() {
+        for url in [
+            "postgres://u:p@10.0.0.5:5432/db",
+            "postgres://u:p@[fdaa:0:1::3]:5432/db",
+        ] {
+            assert_eq!(rewrite_database_url(url, &syd()).unwrap(), url);
+        }
+        assert_eq!(
+            rewrite_database_url("postgres://u:p@10.0.0.5:5432/db", &lax()).unwrap(),
+            "postgres://u:p@10.0.0.5:5433/db"
+        );
+        let upper = "postgres://u:p@TOP2.NEAREST.OF.db.internal:5432/a";
+        assert_eq!(
+            rewrite_database_url(upper, &syd()).unwrap(),
+            "postgres://u:p@top1.nearest.of.db.internal:5432/a"
+        );
+        let flycast = "postgres://u:p@My-DB.FLYCAST:5432/a";
+        assert_eq!(rewrite_database_url(flycast, &syd()).unwrap(), flycast);
+        let top1 = "postgres://u:p@Top1.Nearest.Of.db.internal:5432/a";
+        assert!(
+            !rewrite_database_url(top1, &syd())
+                .unwrap()
+                .contains("top1.nearest.of.top1"),
+        );
+    }
+
+    #[test]
+    fn multi_host_urls_are_refused_by_name() {
+        let err = rewrite_database_url("postgres://u:secret@h1:5432,h2:5432/db", &syd())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("multi-host"), "{err}");
+        assert!(!err.contains("secret"), "{err}");
     }
 
     #[test]

@@ -89,14 +89,13 @@ impl FromStr for Lsn {
             if part.is_empty() || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(LsnParseError::NotHex(text.to_owned()));
             }
-            // Leading zeros are legal in Postgres' input ("00000000/0"), so
-            // count significant digits, not characters.
-            let digits = part.trim_start_matches('0');
-            if digits.len() > 8 {
+            // As PostgreSQL's pg_lsn input: at most 8 characters per half,
+            // leading zeros included ("00000000/0" is fine, "000000001/0"
+            // is not).
+            if part.len() > 8 {
                 return Err(LsnParseError::Overflow(text.to_owned()));
             }
-            u64::from_str_radix(if digits.is_empty() { "0" } else { digits }, 16)
-                .map_err(|_| LsnParseError::NotHex(text.to_owned()))
+            u64::from_str_radix(part, 16).map_err(|_| LsnParseError::NotHex(text.to_owned()))
         };
         Ok(Lsn((half(hi)? << 32) | half(lo)?))
     }
@@ -118,6 +117,21 @@ impl<'de> Deserialize<'de> for Lsn {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn at_most_eight_characters_per_half_as_postgres_says() {
+        assert_eq!("00000000/0".parse::<Lsn>().unwrap(), Lsn::from(0));
+        assert_eq!(
+            "FFFFFFFF/FFFFFFFF".parse::<Lsn>().unwrap().as_u64(),
+            u64::MAX
+        );
+        for text in ["000000001/0", "0/000000001", "100000000/0"] {
+            assert!(
+                matches!(text.parse::<Lsn>(), Err(LsnParseError::Overflow(_))),
+                "{text}"
+            );
+        }
+    }
 
     #[test]
     fn parses_and_prints_postgres_form() {
