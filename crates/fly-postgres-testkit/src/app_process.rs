@@ -25,6 +25,7 @@ pub struct AppProcess {
     _stdout: Option<BufReader<ChildStdout>>,
     http: SocketAddr,
     rpc: SocketAddr,
+    said: String,
 }
 
 impl AppProcess {
@@ -47,6 +48,7 @@ impl AppProcess {
             _stdout: None,
             http: SocketAddr::from(([127, 0, 0, 1], 0)),
             rpc: SocketAddr::from(([127, 0, 0, 1], 0)),
+            said: String::new(),
         };
         app.launch(&[])?;
         Ok(app)
@@ -89,6 +91,7 @@ impl AppProcess {
             (Some(http), Some(rpc)) => {
                 self.http = http;
                 self.rpc = rpc;
+                self.said = line.trim().to_owned();
                 self._stdout = Some(stdout);
                 Ok(())
             }
@@ -109,6 +112,16 @@ impl AppProcess {
     /// Where its RPC endpoint listens.
     pub fn rpc(&self) -> SocketAddr {
         self.rpc
+    }
+
+    /// Another `name=ADDR` field of its "listening" line (such as
+    /// `metrics`), if it printed one.
+    pub fn addr(&self, name: &str) -> Option<SocketAddr> {
+        let prefix = format!("{name}=");
+        self.said
+            .split_whitespace()
+            .find_map(|f| f.strip_prefix(prefix.as_str()))
+            .and_then(|v| v.parse().ok())
     }
 
     /// `http://ADDR{path}`.

@@ -11,6 +11,7 @@
 //! | `FLY_RPC_PEERS` | off Fly: `region=ip:port,...;region=...` |
 //! | `FLY_RPC_PORT` / `FLY_RPC_LISTEN` | where the RPC endpoint listens (default `[::]:7878`) |
 //! | `PORT` / `HTTP_LISTEN` | where the HTTP API listens (default `[::]:8080`) |
+//! | `METRICS_PORT` / `METRICS_LISTEN` | serve Prometheus metrics at `/metrics` there (default: off) |
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), fly_postgres_todo::StartError> {
@@ -21,6 +22,7 @@
 mod api_error;
 mod idempotency;
 mod ledger;
+mod metrics_endpoint;
 mod mutations;
 mod routes;
 mod schema;
@@ -51,12 +53,18 @@ pub fn mutations(builder: fly_postgres::RepoBuilder) -> fly_postgres::RepoBuilde
 
 /// Starts the repo from env, migrates in the primary region, and serves the
 /// API until Ctrl-C or SIGTERM. Prints one line,
-/// `todo listening http=ADDR rpc=ADDR region=R`, once it accepts requests.
+/// `todo listening http=ADDR rpc=ADDR region=R` (and `metrics=ADDR` with a
+/// metrics port), once it accepts requests.
 ///
 /// On SIGTERM (every deploy sends one) both listeners stop accepting at
 /// once: callers in other regions fail over to a sibling instance, while the
 /// requests and forwarded writes in flight finish and get their replies.
 pub async fn run_from_env() -> Result<(), StartError> {
+    // First, so the repo's own metrics from the start are recorded.
+    let metrics = match metrics_endpoint::listen_addr()? {
+        Some(addr) => Some(metrics_endpoint::start(addr).await?),
+        None => None,
+    };
     let node = fly_rpc::Node::from_env()?.version(env!("CARGO_PKG_VERSION"));
     // The app writes only through its typed mutations: a node in the
     // primary region has no reason to run arbitrary SQL for its peers.
@@ -69,10 +77,11 @@ pub async fn run_from_env() -> Result<(), StartError> {
     migrate(&repo).await?;
     let listener = tokio::net::TcpListener::bind(http_listen_addr()?).await?;
     println!(
-        "todo listening http={} rpc={} region={}",
+        "todo listening http={} rpc={} region={}{}",
         listener.local_addr()?,
         repo.node().local_addr(),
-        repo.regions().my_region()
+        repo.regions().my_region(),
+        metrics.map(|m| format!(" metrics={m}")).unwrap_or_default()
     );
     let (stop, stopping) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
