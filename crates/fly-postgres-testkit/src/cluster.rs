@@ -273,10 +273,12 @@ impl PgCluster {
     /// no sooner than `delay` after it happened on the primary.
     pub async fn set_recovery_min_apply_delay(&self, delay: Duration) -> Result<()> {
         let mut conn = self.replica.connect().await?;
-        sqlx::query(&format!(
+        // Only a number goes into the statement (ALTER SYSTEM takes no
+        // bind parameters).
+        sqlx::query(sqlx::AssertSqlSafe(format!(
             "alter system set recovery_min_apply_delay = '{}ms'",
             delay.as_millis()
-        ))
+        )))
         .execute(&mut conn)
         .await?;
         sqlx::query("select pg_reload_conf()")

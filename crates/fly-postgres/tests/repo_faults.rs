@@ -31,10 +31,10 @@ async fn a_reply_lost_after_commit_is_retried_once_and_not_run_twice() {
         .pool(pool(app.cluster.primary().connect_options()).await)
         .node(node("syd", StaticPeers::new()).advertise(cut.local_addr()))
         .after_commit_hook(Arc::new(move |_| {
-            if hook_cut.swap(false, Ordering::SeqCst) {
-                if let Some(p) = hook_proxy.get() {
-                    p.sever();
-                }
+            if hook_cut.swap(false, Ordering::SeqCst)
+                && let Some(p) = hook_proxy.get()
+            {
+                p.sever();
             }
         }))
         .start()

@@ -172,18 +172,17 @@ async fn dispatch(
         error.procedures = Some(node.registry.names());
         return reply(StatusCode::NOT_FOUND, error);
     };
-    if headers.contains_key(H_REQUIRE_PRIMARY) {
-        if let Some(check) = &node.primary_check {
-            if !check().await {
-                return reply(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    WireError::new(
-                        WireErrorKind::NotPrimary,
-                        "this node's database is not the primary",
-                    ),
-                );
-            }
-        }
+    if headers.contains_key(H_REQUIRE_PRIMARY)
+        && let Some(check) = &node.primary_check
+        && !check().await
+    {
+        return reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            WireError::new(
+                WireErrorKind::NotPrimary,
+                "this node's database is not the primary",
+            ),
+        );
     }
     let header_text = |name: &str| {
         headers

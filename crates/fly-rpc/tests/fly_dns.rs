@@ -31,14 +31,14 @@ async fn dns_server(zone: Zone, app: &'static str) -> (SocketAddr, tokio::task::
             let Ok(query) = Message::from_vec(&buf[..n]) else {
                 continue;
             };
-            let mut reply = Message::new();
-            reply
-                .set_id(query.id())
-                .set_message_type(MessageType::Response)
-                .set_op_code(query.op_code())
-                .set_authoritative(true)
-                .set_recursion_available(true);
-            for q in query.queries() {
+            let mut reply = Message::new(
+                query.metadata.id,
+                MessageType::Response,
+                query.metadata.op_code,
+            );
+            reply.metadata.authoritative = true;
+            reply.metadata.recursion_available = true;
+            for q in &query.queries {
                 reply.add_query(q.clone());
                 let name = q.name().to_ascii().to_lowercase();
                 let zone = zone.lock().unwrap();
@@ -59,13 +59,13 @@ async fn dns_server(zone: Zone, app: &'static str) -> (SocketAddr, tokio::task::
                 }
                 match zone.get(&name) {
                     None => {
-                        reply.set_response_code(ResponseCode::NXDomain);
+                        reply.metadata.response_code = ResponseCode::NXDomain;
                     }
                     Some(ips) => {
-                        for ip in ips {
+                        for &ip in ips {
                             let rdata = match (ip, q.query_type()) {
-                                (IpAddr::V4(v4), RecordType::A) => RData::A(A(*v4)),
-                                (IpAddr::V6(v6), RecordType::AAAA) => RData::AAAA(AAAA(*v6)),
+                                (IpAddr::V4(v4), RecordType::A) => RData::A(A(v4)),
+                                (IpAddr::V6(v6), RecordType::AAAA) => RData::AAAA(AAAA(v6)),
                                 _ => continue,
                             };
                             reply.add_answer(Record::from_rdata(q.name().clone(), 0, rdata));
@@ -109,7 +109,7 @@ async fn resolves_regions_and_follows_instances_coming_and_going() {
     zone.lock()
         .unwrap()
         .insert("syd.myapp.internal.".into(), vec![ip(2)]);
-    let discovery = FlyDns::with_nameserver("myapp", port, dns);
+    let discovery = FlyDns::with_nameserver("myapp", port, dns).unwrap();
     assert_eq!(
         discovery.instances("syd").await.unwrap(),
         vec![SocketAddr::new(ip(2), port)]
@@ -119,7 +119,7 @@ async fn resolves_regions_and_follows_instances_coming_and_going() {
 
     let lax = start(
         node("lax", "syd", &Counters::named("lax")),
-        FlyDns::with_nameserver("myapp", port, dns),
+        FlyDns::with_nameserver("myapp", port, dns).unwrap(),
     )
     .await;
     assert_eq!(

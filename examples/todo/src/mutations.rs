@@ -14,7 +14,13 @@ pub struct Todo {
     pub done: bool,
 }
 
-const COLUMNS: &str = "id, title, done";
+/// A statement with the todo's columns in its `RETURNING` clause, as one
+/// `&'static str` (sqlx only takes literal SQL without an audit).
+macro_rules! returning_todo {
+    ($sql:literal) => {
+        concat!($sql, " returning id, title, done")
+    };
+}
 
 /// Adds a todo.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -27,12 +33,12 @@ impl Mutation for CreateTodo {
     const NAME: &'static str = "todo.create";
     type Output = Todo;
     async fn run(self, tx: &mut sqlx::PgConnection) -> Result<Todo, Error> {
-        Ok(sqlx::query_as(&format!(
-            "insert into todos (title) values ($1) returning {COLUMNS}"
-        ))
-        .bind(self.title)
-        .fetch_one(&mut *tx)
-        .await?)
+        Ok(
+            sqlx::query_as(returning_todo!("insert into todos (title) values ($1)"))
+                .bind(self.title)
+                .fetch_one(&mut *tx)
+                .await?,
+        )
     }
 }
 
@@ -51,12 +57,10 @@ impl Mutation for CreateBatch {
         let mut created = Vec::with_capacity(self.titles.len());
         for title in self.titles {
             created.push(
-                sqlx::query_as(&format!(
-                    "insert into todos (title) values ($1) returning {COLUMNS}"
-                ))
-                .bind(title)
-                .fetch_one(&mut *tx)
-                .await?,
+                sqlx::query_as(returning_todo!("insert into todos (title) values ($1)"))
+                    .bind(title)
+                    .fetch_one(&mut *tx)
+                    .await?,
             );
         }
         Ok(created)
@@ -78,9 +82,9 @@ impl Mutation for UpdateTodo {
     const NAME: &'static str = "todo.update";
     type Output = Option<Todo>;
     async fn run(self, tx: &mut sqlx::PgConnection) -> Result<Option<Todo>, Error> {
-        Ok(sqlx::query_as(&format!(
+        Ok(sqlx::query_as(returning_todo!(
             "update todos set title = coalesce($2, title), done = coalesce($3, done) \
-             where id = $1 returning {COLUMNS}"
+             where id = $1"
         ))
         .bind(self.id)
         .bind(self.title)

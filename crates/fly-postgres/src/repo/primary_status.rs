@@ -24,10 +24,10 @@ impl PrimaryStatus {
     }
 
     pub(crate) async fn is_primary(&self) -> bool {
-        if let Some((answer, at)) = *self.lock() {
-            if at.elapsed() < FRESH_FOR {
-                return answer;
-            }
+        if let Some((answer, at)) = *self.lock()
+            && at.elapsed() < FRESH_FOR
+        {
+            return answer;
         }
         let query =
             sqlx::query_scalar::<_, bool>("select not pg_is_in_recovery()").fetch_one(&self.pool);

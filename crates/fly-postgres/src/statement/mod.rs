@@ -32,10 +32,12 @@ pub struct Statement {
     params: Vec<Param>,
 }
 
-/// Starts an ad-hoc statement.
-pub fn query(sql: impl Into<String>) -> Statement {
+/// Starts an ad-hoc statement. As with `sqlx::query`, the text must be a
+/// `&'static str` or wrapped in [`sqlx::AssertSqlSafe`] after an audit:
+/// values go in with [`Statement::bind`], never into the text.
+pub fn query(sql: impl sqlx::SqlSafeStr) -> Statement {
     Statement {
-        sql: sql.into(),
+        sql: sql.into_sql_str().as_str().to_owned(),
         params: Vec::new(),
     }
 }
@@ -101,7 +103,9 @@ impl Mutation for Statement {
     type Output = StatementResult;
 
     async fn run(self, tx: &mut PgConnection) -> Result<StatementResult, Error> {
-        let query = bind::bind(sqlx::query(&self.sql), &self.params)?;
+        // The text came from `query()` on the calling node (a static string
+        // or an audited one), over an authenticated RPC; values are bound.
+        let query = bind::bind(sqlx::query(sqlx::AssertSqlSafe(self.sql)), &self.params)?;
         let mut result = StatementResult::default();
         #[allow(deprecated)]
         let mut stream = query.fetch_many(&mut *tx);

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use hickory_resolver::config::{NameServerConfig, ResolverConfig, ResolverOpts};
-use hickory_resolver::name_server::TokioConnectionProvider;
-use hickory_resolver::proto::xfer::Protocol;
-use hickory_resolver::{ResolveErrorKind, Resolver, TokioResolver};
+use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::proto::rr::RData;
+use hickory_resolver::{Resolver, TokioResolver};
 
 use super::Discovery;
 use crate::error::Error;
@@ -39,17 +39,30 @@ impl FlyDns {
             .map_err(|e| Error::Config(format!("cannot read the system DNS configuration: {e}")))?;
         let options = builder.options_mut();
         *options = tuned(options.clone());
-        Ok(Self::with_resolver(app, port, builder.build()))
+        let resolver = builder
+            .build()
+            .map_err(|e| Error::Config(format!("cannot start the DNS resolver: {e}")))?;
+        Ok(Self::with_resolver(app, port, resolver))
     }
 
     /// Uses one DNS server (tests, or a resolver other than the system's).
-    pub fn with_nameserver(app: impl Into<String>, port: u16, nameserver: SocketAddr) -> Self {
-        let mut config = ResolverConfig::new();
-        config.add_name_server(NameServerConfig::new(nameserver, Protocol::Udp));
-        let resolver = Resolver::builder_with_config(config, TokioConnectionProvider::default())
+    pub fn with_nameserver(
+        app: impl Into<String>,
+        port: u16,
+        nameserver: SocketAddr,
+    ) -> Result<Self, Error> {
+        let mut server = NameServerConfig::udp(nameserver.ip());
+        server.connections = vec![{
+            let mut udp = ConnectionConfig::udp();
+            udp.port = nameserver.port();
+            udp
+        }];
+        let config = ResolverConfig::from_parts(None, Vec::new(), vec![server]);
+        let resolver = Resolver::builder_with_config(config, TokioRuntimeProvider::default())
             .with_options(tuned(ResolverOpts::default()))
-            .build();
-        Self::with_resolver(app, port, resolver)
+            .build()
+            .map_err(|e| Error::Config(format!("cannot start the DNS resolver: {e}")))?;
+        Ok(Self::with_resolver(app, port, resolver))
     }
 
     fn with_resolver(app: impl Into<String>, port: u16, resolver: TokioResolver) -> Self {
@@ -68,10 +81,10 @@ impl FlyDns {
 
     async fn resolve(&self, region: &str) -> Result<Vec<SocketAddr>, Error> {
         let cached = self.lock().get(region).cloned();
-        if let Some((addrs, until)) = &cached {
-            if *until > Instant::now() {
-                return Ok(addrs.clone());
-            }
+        if let Some((addrs, until)) = &cached
+            && *until > Instant::now()
+        {
+            return Ok(addrs.clone());
         }
         let (addrs, until) = match self.resolver.lookup_ip(self.name(region)).await {
             Ok(lookup) => {
@@ -83,9 +96,7 @@ impl FlyDns {
                 addrs.dedup();
                 (addrs, lookup.valid_until().max(Instant::now() + MIN_CACHE))
             }
-            Err(e) if matches!(e.kind(), ResolveErrorKind::Proto(p) if p.is_no_records_found()) => {
-                (Vec::new(), Instant::now() + MIN_CACHE)
-            }
+            Err(e) if e.is_no_records_found() => (Vec::new(), Instant::now() + MIN_CACHE),
             Err(e) => {
                 // A DNS hiccup must not stop every call: the last answer is
                 // better than none.
@@ -133,8 +144,13 @@ impl Discovery for FlyDns {
                 .await
                 .map_err(|e| Error::Config(format!("DNS lookup of {name} failed: {e}")))?;
             let mut regions: Vec<String> = txt
+                .answers()
                 .iter()
-                .flat_map(|record| record.txt_data().iter())
+                .filter_map(|record| match &record.data {
+                    RData::TXT(txt) => Some(&txt.txt_data),
+                    _ => None,
+                })
+                .flat_map(|data| data.iter())
                 .flat_map(|data| {
                     String::from_utf8_lossy(data)
                         .split(',')

@@ -335,12 +335,12 @@ impl Observer {
                             continue;
                         };
                         let now = Instant::now();
-                        if let Ok(lsn) = text.parse::<Lsn>() {
-                            if lsn > last {
-                                last = lsn;
-                                if let Ok(mut seen) = thread_seen.lock() {
-                                    seen.push((lsn, now));
-                                }
+                        if let Ok(lsn) = text.parse::<Lsn>()
+                            && lsn > last
+                        {
+                            last = lsn;
+                            if let Ok(mut seen) = thread_seen.lock() {
+                                seen.push((lsn, now));
                             }
                         }
                     }

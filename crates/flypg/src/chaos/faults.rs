@@ -230,12 +230,13 @@ async fn replica_down_for(
         let write = http
             .post(&format!("{base}/ledger"), json!({ "token": token }))
             .await;
-        if let Ok(answer) = write {
-            if answer.status.as_u16() == 201 && answer.replicated {
-                let read = http.get(&format!("{base}/ledger/{token}")).await;
-                if read.is_ok_and(|r| r.body["rows"].as_i64().unwrap_or(0) > 0) {
-                    break Some(back.elapsed());
-                }
+        if let Ok(answer) = write
+            && answer.status.as_u16() == 201
+            && answer.replicated
+        {
+            let read = http.get(&format!("{base}/ledger/{token}")).await;
+            if read.is_ok_and(|r| r.body["rows"].as_i64().unwrap_or(0) > 0) {
+                break Some(back.elapsed());
             }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
