@@ -135,6 +135,7 @@ async fn call_local<P: Procedure>(
         caller_region: inner.regions.my_region().to_owned(),
         idempotency_key: options.idempotency_key,
         local: true,
+        trace_context: crate::trace_context::current_trace_context(),
     };
     // Spawned for the same isolation as a remote call: a panic becomes
     // an error and a timed-out caller does not cancel the handler.
@@ -265,5 +266,6 @@ fn request_headers(
     if options.require_primary {
         headers.insert(H_REQUIRE_PRIMARY, HeaderValue::from_static("1"));
     }
+    crate::trace_context::inject(&mut headers);
     headers
 }

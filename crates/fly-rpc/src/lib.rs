@@ -67,6 +67,7 @@ mod serve;
 mod server;
 mod state;
 mod tls;
+mod trace_context;
 mod wire;
 
 pub use builder::{DEFAULT_AUTH_WINDOW, DEFAULT_PORT, NodeBuilder};
@@ -80,3 +81,4 @@ pub use regions::{DEFAULT_REGION, Regions};
 pub use remote_error::RemoteError;
 pub use state::PrimaryCheck;
 pub use tls::TlsConfig;
+pub use trace_context::{TraceParent, current_trace_context, with_trace_context};

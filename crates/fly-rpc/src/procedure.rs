@@ -74,6 +74,8 @@ pub struct CallContext {
     pub idempotency_key: Option<String>,
     /// Whether the call ran in this process without a network hop.
     pub local: bool,
+    /// The W3C trace context the call came with, if any.
+    pub trace_context: Option<crate::trace_context::TraceParent>,
 }
 
 impl CallContext {
@@ -83,6 +85,7 @@ impl CallContext {
             caller_region: caller_region.into(),
             idempotency_key: None,
             local: false,
+            trace_context: None,
         }
     }
 }

@@ -16,10 +16,12 @@ use crate::procedure::CallContext;
 use crate::registry::{ErasedHandler, Outcome};
 use crate::serve::ConnInfo;
 use crate::state::NodeInner;
+use crate::trace_context;
 use crate::wire::{
     CALL_PATH, H_CALLER_REGION, H_IDEMPOTENCY_KEY, H_REQUIRE_PRIMARY, INFO_PATH, WireError,
     WireErrorKind,
 };
+use tracing::Instrument;
 
 pub(crate) fn router(node: Arc<NodeInner>) -> Router {
     Router::new()
@@ -190,19 +192,25 @@ async fn dispatch(
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     };
+    let (span, trace) = trace_context::serving_span(name, headers);
     let ctx = CallContext {
         caller_region: header_text(H_CALLER_REGION).unwrap_or_default(),
         idempotency_key: header_text(H_IDEMPOTENCY_KEY),
         local: false,
+        trace_context: trace.clone(),
     };
     // Its own task: a panic stays there (500, the node keeps serving), and a
     // caller that hangs up does not cancel a handler halfway through. The
-    // body's bytes count against the budget until the handler is done.
-    let outcome = tokio::spawn(async move {
-        let outcome = handler(body.bytes.clone(), ctx).await;
-        drop(body);
-        outcome
-    })
+    // body's bytes count against the budget until the handler is done. It
+    // runs in the call's trace, so its own calls continue it.
+    let outcome = tokio::spawn(
+        trace_context::within(trace, async move {
+            let outcome = handler(body.bytes.clone(), ctx).await;
+            drop(body);
+            outcome
+        })
+        .instrument(span),
+    )
     .await;
     match outcome {
         Ok(Outcome::Ok(output)) => (

@@ -29,6 +29,16 @@ pub fn router(repo: Repo) -> Router {
         .route("/ledger/{token}", get(crate::ledger::count))
         .with_state(repo)
         .layer(consistency)
+        .layer(axum::middleware::from_fn(continue_trace))
+}
+
+/// A request that arrives with a W3C `traceparent` (from a load balancer or
+/// a browser's instrumentation) has its writes forwarded in the same trace.
+async fn continue_trace(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    match fly_rpc::TraceParent::from_headers(request.headers()) {
+        Some(parent) => fly_rpc::with_trace_context(parent, next.run(request)).await,
+        None => next.run(request).await,
+    }
 }
 
 async fn index(State(repo): State<Repo>) -> Json<serde_json::Value> {
