@@ -92,17 +92,23 @@ fn hold_replies(link: &LatencyProxy) {
     });
 }
 
-/// The reproduction: a write commits on syd, syd is killed before its reply
-/// leaves, and comes back after `down`.
-async fn committed_then_killed_then_back_after(down: Duration) {
+/// A cluster, one syd instance behind a 20 ms link, and lax in this process.
+async fn one_instance_each(rpc_timeout: Duration) -> (PgCluster, LatencyProxy, AppProcess, Repo) {
     let cluster = PgCluster::start().await.unwrap();
     let link = LatencyProxy::bind(Delay::rtt(RTT)).await.unwrap();
-    let mut syd = tokio::task::block_in_place(|| spawn_syd(&cluster, &link));
+    let syd = tokio::task::block_in_place(|| spawn_syd(&cluster, &link));
     cluster
         .wait_for_catch_up(Duration::from_secs(30))
         .await
         .unwrap();
-    let lax = lax_repo(&cluster, &[link.local_addr()], Duration::from_secs(5)).await;
+    let lax = lax_repo(&cluster, &[link.local_addr()], rpc_timeout).await;
+    (cluster, link, syd, lax)
+}
+
+/// The reproduction: a write commits on syd, syd is killed before its reply
+/// leaves, and comes back after `down`.
+async fn committed_then_killed_then_back_after(down: Duration) {
+    let (cluster, link, mut syd, lax) = one_instance_each(Duration::from_secs(5)).await;
 
     hold_replies(&link);
     let token = format!("restart-{}", down.as_millis());
@@ -138,14 +144,7 @@ async fn a_write_committed_before_a_crash_is_ok_once_when_the_instance_is_back_a
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_budget_the_outcome_is_maybe_committed_and_the_request_id_settles_it() {
-    let cluster = PgCluster::start().await.unwrap();
-    let link = LatencyProxy::bind(Delay::rtt(RTT)).await.unwrap();
-    let mut syd = tokio::task::block_in_place(|| spawn_syd(&cluster, &link));
-    cluster
-        .wait_for_catch_up(Duration::from_secs(30))
-        .await
-        .unwrap();
-    let lax = lax_repo(&cluster, &[link.local_addr()], Duration::from_millis(1500)).await;
+    let (cluster, link, mut syd, lax) = one_instance_each(Duration::from_millis(1500)).await;
 
     // Sent, committed, and syd stays down past the 1.5 s budget.
     hold_replies(&link);

@@ -58,28 +58,29 @@ async fn app() -> App {
 }
 
 async fn call(repo: &Repo, method: &str, uri: &str, body: Option<&str>) -> (StatusCode, Value) {
-    let request = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("content-type", "application/json")
-        .body(body.map_or_else(Body::empty, |b| Body::from(b.to_owned())))
-        .unwrap();
-    let response = router(repo.clone()).oneshot(request).await.unwrap();
-    let status = response.status();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+    send(repo, method, uri, None, body).await
 }
 
 async fn call_with_key(repo: &Repo, uri: &str, key: &str, body: &str) -> (StatusCode, Value) {
-    let request = Request::builder()
-        .method("POST")
+    send(repo, "POST", uri, Some(key), Some(body)).await
+}
+
+async fn send(
+    repo: &Repo,
+    method: &str,
+    uri: &str,
+    key: Option<&str>,
+    body: Option<&str>,
+) -> (StatusCode, Value) {
+    let mut request = Request::builder()
+        .method(method)
         .uri(uri)
-        .header("content-type", "application/json")
-        .header("idempotency-key", key)
-        .body(Body::from(body.to_owned()))
+        .header("content-type", "application/json");
+    if let Some(key) = key {
+        request = request.header("idempotency-key", key);
+    }
+    let request = request
+        .body(body.map_or_else(Body::empty, |b| Body::from(b.to_owned())))
         .unwrap();
     let response = router(repo.clone()).oneshot(request).await.unwrap();
     let status = response.status();

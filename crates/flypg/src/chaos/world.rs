@@ -7,7 +7,7 @@ use std::time::Duration;
 use fly_postgres_testkit::{AppProcess, Delay, LatencyProxy, PgCluster};
 
 use super::ChaosResult;
-use crate::demo::app_process::spawn_todo_app;
+use crate::demo::app_process::{spawn_todo_app, todo_env};
 
 pub(crate) struct World {
     pub(crate) cluster: PgCluster,
@@ -27,20 +27,14 @@ impl World {
             .start()
             .await?;
         let secret = format!("chaos-{:032x}", rand::random::<u128>());
-        let common = |region: &str| -> Vec<(&'static str, String)> {
-            vec![
-                ("FLY_REGION", region.to_owned()),
-                ("PRIMARY_REGION", "syd".to_owned()),
-                ("FLY_RPC_SECRET", secret.clone()),
-                ("FLY_RPC_LISTEN", "127.0.0.1:0".to_owned()),
-                ("HTTP_LISTEN", "127.0.0.1:0".to_owned()),
-                ("FLY_POSTGRES_REWRITE_URL", "false".to_owned()),
-                // Retries during faults are expected; the report counts them.
-                (
-                    "RUST_LOG",
-                    std::env::var("RUST_LOG").unwrap_or_else(|_| "error".into()),
-                ),
-            ]
+        let common = |region: &str| {
+            let mut env = todo_env(region, &secret);
+            // Retries during faults are expected; the report counts them.
+            env.push((
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "error".into()),
+            ));
+            env
         };
         let mut syd = Vec::new();
         let mut links = Vec::new();

@@ -79,16 +79,7 @@ async fn demo(args: &DemoArgs) -> DemoResult<()> {
     step.done();
 
     let secret = format!("demo-{:032x}", rand::random::<u128>());
-    let common = |region: &str| -> Vec<(&'static str, String)> {
-        vec![
-            ("FLY_REGION", region.to_owned()),
-            ("PRIMARY_REGION", "syd".to_owned()),
-            ("FLY_RPC_SECRET", secret.clone()),
-            ("FLY_RPC_LISTEN", "127.0.0.1:0".to_owned()),
-            ("HTTP_LISTEN", "127.0.0.1:0".to_owned()),
-            ("FLY_POSTGRES_REWRITE_URL", "false".to_owned()),
-        ]
-    };
+    let common = |region: &str| app_process::todo_env(region, &secret);
 
     let step = Progress::start("starting the todo app in syd (migrates the schema)");
     // lax reaches syd through this link; syd accepts calls signed for it.
