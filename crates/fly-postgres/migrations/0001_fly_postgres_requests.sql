@@ -11,9 +11,14 @@ create table if not exists fly_postgres_requests (
     created_at  timestamptz not null default now(),
     -- sha256 of the mutation name and its canonical JSON arguments: a
     -- reused id with other content is refused instead of answered.
-    args_digest text
+    args_digest text,
+    -- A write that failed for good (JSON): its id answers with the failure,
+    -- so a late attempt with the same id cannot commit after the caller was
+    -- told "not committed".
+    failure     text
 );
--- Tables created before args_digest existed.
+-- Tables created before these columns existed.
 alter table fly_postgres_requests add column if not exists args_digest text;
+alter table fly_postgres_requests add column if not exists failure text;
 create index if not exists fly_postgres_requests_created_at
     on fly_postgres_requests (created_at);

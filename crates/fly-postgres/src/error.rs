@@ -56,6 +56,15 @@ pub enum Error {
         output: Option<serde_json::Value>,
     },
 
+    /// The write committed, but its output could not be turned into the
+    /// type the call asked for (for example `fetch_one` of a statement that
+    /// returned no row). Do NOT retry it.
+    #[error("the write committed, but its result could not be read: {reason}")]
+    CommittedButUnreadable {
+        /// Why the output did not fit.
+        reason: String,
+    },
+
     /// The write was sent to the primary region and no answer came back
     /// within its RPC deadline: it **may have committed**. Settle it by
     /// writing again with the same request id ([`crate::Write::request_id`]):
@@ -241,7 +250,10 @@ impl Error {
     /// ([`Error::ReplicationTimeout`]): its output is in
     /// [`Error::committed_output`]. Do not retry it.
     pub fn is_committed(&self) -> bool {
-        matches!(self, Error::ReplicationTimeout { .. })
+        matches!(
+            self,
+            Error::ReplicationTimeout { .. } | Error::CommittedButUnreadable { .. }
+        )
     }
 
     /// The request id to retry with when the outcome is unknown (or the id

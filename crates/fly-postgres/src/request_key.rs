@@ -33,9 +33,13 @@ impl RequestKey {
 
     /// The key of `mutation` under `id`.
     pub(crate) fn of<M: Serialize>(id: String, name: &str, mutation: &M) -> Result<Self, Error> {
-        let args = serde_json::to_value(mutation).map_err(|e| Error::Decode {
-            message: format!("mutation `{name}` does not serialize: {e}"),
-        })?;
+        // Through the text, as a forwarded write's arguments arrive: the two
+        // paths must digest the same value (an f32 differs otherwise).
+        let args = serde_json::to_string(mutation)
+            .and_then(|text| serde_json::from_str(&text))
+            .map_err(|e| Error::Decode {
+                message: format!("mutation `{name}` does not serialize: {e}"),
+            })?;
         Ok(RequestKey::new(id, name, &args))
     }
 }

@@ -373,3 +373,42 @@ async fn a_write_with_arguments_of_the_wrong_shape_is_a_400_before_any_transacti
     assert_eq!(app.syd.stats().served_writes, 0);
     assert_eq!(count_todos(app.syd.local()).await, 0);
 }
+
+#[tokio::test]
+async fn a_request_id_that_failed_for_good_never_commits_later() {
+    let app = two_regions().await;
+    sqlx::query("insert into todos (title) values ('taken')")
+        .execute(app.syd.local())
+        .await
+        .unwrap();
+    let first = app
+        .lax
+        .write(CreateTodo {
+            title: "taken".into(),
+        })
+        .request_id("settled-as-failed")
+        .await
+        .unwrap_err();
+    assert!(first.is_unique_violation(), "{first:?}");
+    // What made it fail goes away; an attempt with the same id arriving late
+    // (a retry still in flight when the caller was told "not committed")
+    // must not commit now: it gets the recorded failure.
+    sqlx::query("delete from todos where title = 'taken'")
+        .execute(app.syd.local())
+        .await
+        .unwrap();
+    let late = app
+        .lax
+        .write(CreateTodo {
+            title: "taken".into(),
+        })
+        .request_id("settled-as-failed")
+        .await
+        .unwrap_err();
+    assert!(late.is_unique_violation(), "{late:?}");
+    assert_eq!(
+        count_todos(app.syd.local()).await,
+        0,
+        "the late attempt ran"
+    );
+}

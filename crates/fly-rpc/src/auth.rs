@@ -8,21 +8,17 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::http::{HeaderMap, HeaderValue};
 use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 
 use crate::wire::{
-    H_CALLER_REGION, H_IDEMPOTENCY_KEY, H_REQUEST_ID, H_REQUIRE_PRIMARY, H_SIGNATURE, H_TIMESTAMP,
+    H_BODY_SHA256, H_CALLER_REGION, H_IDEMPOTENCY_KEY, H_REQUEST_ID, H_REQUIRE_PRIMARY,
+    H_SIGNATURE, H_TIMESTAMP,
 };
 
 type HmacSha256 = Hmac<Sha256>;
 
 /// Secrets shorter than this are refused: a guessable secret is no secret.
 pub(crate) const MIN_SECRET_LEN: usize = 16;
-
-/// How far before this node's start a request may have been signed: the
-/// clocks of two instances differ by a little. A request signed earlier
-/// than this was captured before a restart, and is refused.
-pub(crate) const START_SKEW: Duration = Duration::from_secs(2);
 
 /// Why a request was refused. Callers only ever see a generic "unauthorized";
 /// the reason goes to a metric label and the (rate-limited) log.
@@ -36,6 +32,8 @@ pub(crate) enum Rejection {
     Stale(Duration),
     #[error("signed before this node started")]
     BeforeStart,
+    #[error("the body does not match its signed digest")]
+    BodyMismatch,
     #[error("sent to another node's address")]
     WrongTarget,
     #[error("signature does not match")]
@@ -54,6 +52,7 @@ impl Rejection {
             Rejection::BeforeStart => "signed_before_start",
             Rejection::WrongTarget => "wrong_target",
             Rejection::BadSignature => "bad_signature",
+            Rejection::BodyMismatch => "body_mismatch",
             Rejection::Replayed => "replayed",
         }
     }
@@ -91,21 +90,16 @@ pub(crate) struct Extra<'a> {
 pub(crate) struct Signed {
     pub(crate) timestamp: String,
     pub(crate) request_id: String,
+    pub(crate) body_sha256: String,
     pub(crate) signature: Option<String>,
 }
 
-/// A request whose headers passed every check that needs no body; the MAC
-/// over the body is checked by [`Pending::finish`].
+/// A request whose headers are authentic (the MAC covers the body's
+/// digest, so it is checked before any body byte is read); the body itself
+/// is checked against that digest by [`Auth::finish`].
 #[derive(Debug)]
 pub(crate) struct Pending {
-    check: Option<PendingMac>,
-}
-
-#[derive(Debug)]
-struct PendingMac {
-    id: u128,
-    signature: Vec<u8>,
-    fields: [String; 8],
+    body_sha256: Option<[u8; 32]>,
 }
 
 /// Where a request arrived: the target the caller signed must be one of
@@ -145,23 +139,46 @@ impl Auth {
         extra: Extra<'_>,
         body: &[u8],
     ) -> Signed {
-        let timestamp = unix_millis().to_string();
+        self.sign_at(unix_millis(), method, path, target, extra, body)
+    }
+
+    fn sign_at(
+        &self,
+        millis: u64,
+        method: &str,
+        path: &str,
+        target: &str,
+        extra: Extra<'_>,
+        body: &[u8],
+    ) -> Signed {
+        let timestamp = millis.to_string();
         let request_id = hex::encode(rand::random::<[u8; 16]>());
+        let body_sha256 = hex::encode(Sha256::digest(body));
         let signature = self.key.as_ref().map(|key| {
-            let fields = fields(method, path, target, &timestamp, &request_id, extra);
-            hex::encode(mac(key, &fields, body).finalize().into_bytes())
+            let fields = fields(
+                method,
+                path,
+                target,
+                &timestamp,
+                &request_id,
+                &body_sha256,
+                extra,
+            );
+            hex::encode(mac(key, &fields).finalize().into_bytes())
         });
         Signed {
             timestamp,
             request_id,
+            body_sha256,
             signature,
         }
     }
 
-    /// Every check that needs no body: headers present and well-formed,
-    /// timestamp inside the window and after this node started, request id
-    /// not seen, target one of this node's addresses. Cheap, so a stranger
-    /// costs no body read.
+    /// Every check, before any body byte is read: headers present and
+    /// well-formed, the MAC (over the headers and the body's signed digest,
+    /// so a stranger never gets further), then timestamp inside the window,
+    /// signed after this node started, target one of this node's
+    /// addresses, and the request id used once.
     pub(crate) fn precheck(
         &self,
         method: &str,
@@ -169,12 +186,13 @@ impl Auth {
         headers: &HeaderMap,
         arrival: Arrival<'_>,
     ) -> Result<Pending, Rejection> {
-        if self.key.is_none() {
-            return Ok(Pending { check: None });
-        }
+        let Some(key) = &self.key else {
+            return Ok(Pending { body_sha256: None });
+        };
         let timestamp = header(headers, H_TIMESTAMP)?;
         let request_id = header(headers, H_REQUEST_ID)?;
         let signature = header(headers, H_SIGNATURE)?;
+        let body_sha256 = header(headers, H_BODY_SHA256)?;
         let optional = |name: &'static str| match headers.get(name) {
             Some(v) => v.to_str().map(Some).map_err(|_| Rejection::Malformed(name)),
             None => Ok(None),
@@ -193,52 +211,55 @@ impl Auth {
             .parse()
             .map_err(|_| Rejection::Malformed(H_TIMESTAMP))?;
         let signature = hex::decode(signature).map_err(|_| Rejection::Malformed(H_SIGNATURE))?;
-        if signature.len() != 32 {
-            return Err(Rejection::Malformed(H_SIGNATURE));
-        }
+        let digest: [u8; 32] = hex::decode(body_sha256)
+            .ok()
+            .and_then(|d| d.try_into().ok())
+            .ok_or(Rejection::Malformed(H_BODY_SHA256))?;
+        let target = arrival.target.ok_or(Rejection::WrongTarget)?;
+        // verify_slice compares in constant time.
+        mac(
+            key,
+            &fields(
+                method,
+                path,
+                target,
+                timestamp,
+                request_id,
+                body_sha256,
+                extra,
+            ),
+        )
+        .verify_slice(&signature)
+        .map_err(|_| Rejection::BadSignature)?;
         let skew = unix_millis().abs_diff(sent);
         if u128::from(skew) > self.window.as_millis() {
             return Err(Rejection::Stale(self.window));
         }
-        if u128::from(sent) + START_SKEW.as_millis() < u128::from(self.started_ms) {
+        if sent < self.started_ms {
             return Err(Rejection::BeforeStart);
         }
-        let target = arrival.target.ok_or(Rejection::WrongTarget)?;
         if !is_own(target, arrival) {
             return Err(Rejection::WrongTarget);
         }
-        if self.was_seen(id) {
-            return Err(Rejection::Replayed);
-        }
+        self.remember(id)?;
         Ok(Pending {
-            check: Some(PendingMac {
-                id,
-                signature,
-                fields: fields(method, path, target, timestamp, request_id, extra),
-            }),
+            body_sha256: Some(digest),
         })
     }
 
-    /// Checks the MAC over the body and accepts the request id once. The
-    /// handler runs only after this is `Ok`.
+    /// Checks the body against its signed digest. The handler runs only
+    /// after this is `Ok`.
     pub(crate) fn finish(&self, pending: Pending, body: &[u8]) -> Result<(), Rejection> {
-        let (Some(key), Some(check)) = (&self.key, pending.check) else {
-            return Ok(());
-        };
-        // verify_slice compares in constant time.
-        mac(key, &check.fields, body)
-            .verify_slice(&check.signature)
-            .map_err(|_| Rejection::BadSignature)?;
-        self.remember(check.id)
+        match pending.body_sha256 {
+            Some(digest) if Sha256::digest(body).as_slice() != digest.as_slice() => {
+                Err(Rejection::BodyMismatch)
+            }
+            _ => Ok(()),
+        }
     }
 
-    fn was_seen(&self, id: u128) -> bool {
-        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        seen.previous.contains(&id) || seen.current.contains(&id)
-    }
-
-    /// Accepts each request id once. Only ids of requests with a valid
-    /// signature get here, so strangers cannot fill the sets.
+    /// Accepts each request id once. Only ids of requests with a valid MAC
+    /// get here, so strangers cannot fill the sets.
     fn remember(&self, id: u128) -> Result<(), Rejection> {
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         if seen.rotated.elapsed() > self.window.saturating_mul(2) {
@@ -274,6 +295,7 @@ impl Signed {
         };
         put(headers, H_TIMESTAMP, &self.timestamp);
         put(headers, H_REQUEST_ID, &self.request_id);
+        put(headers, H_BODY_SHA256, &self.body_sha256);
         if let Some(sig) = &self.signature {
             put(headers, H_SIGNATURE, sig);
         }
@@ -288,15 +310,16 @@ fn header<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<&'a str, Rej
         .map_err(|_| Rejection::Malformed(name))
 }
 
-/// What the MAC covers besides the body, in order.
-fn fields(
-    method: &str,
-    path: &str,
-    target: &str,
-    timestamp: &str,
-    request_id: &str,
-    extra: Extra<'_>,
-) -> [String; 8] {
+/// What the MAC covers, in order; the body through its SHA-256.
+fn fields<'a>(
+    method: &'a str,
+    path: &'a str,
+    target: &'a str,
+    timestamp: &'a str,
+    request_id: &'a str,
+    body_sha256: &'a str,
+    extra: Extra<'a>,
+) -> [&'a str; 9] {
     let require_primary = if extra.require_primary { "1" } else { "" };
     [
         method,
@@ -304,24 +327,23 @@ fn fields(
         target,
         timestamp,
         request_id,
+        body_sha256,
         extra.idempotency_key.unwrap_or(""),
         extra.caller_region.unwrap_or(""),
         require_primary,
     ]
-    .map(str::to_owned)
 }
 
-fn mac(key: &[u8], fields: &[String; 8], body: &[u8]) -> HmacSha256 {
+fn mac(key: &[u8], fields: &[&str; 9]) -> HmacSha256 {
     // HMAC accepts keys of any length, so this cannot fail.
     let mut mac = <HmacSha256 as KeyInit>::new_from_slice(key)
         .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
     // Header values cannot contain newlines, so the fields cannot run into
-    // each other; the body goes last and needs no terminator.
+    // each other.
     for field in fields {
         mac.update(field.as_bytes());
         mac.update(b"\n");
     }
-    mac.update(body);
     mac
 }
 
@@ -422,7 +444,7 @@ mod tests {
         let h = || headers_of(&signed());
         assert_eq!(
             verify(&auth, "POST", "/p", &h(), b"{ }"),
-            Err(Rejection::BadSignature)
+            Err(Rejection::BodyMismatch)
         );
         assert_eq!(
             verify(&auth, "POST", "/q", &h(), b"{}"),
@@ -503,8 +525,14 @@ mod tests {
     #[test]
     fn stale_early_and_missing_are_rejected() {
         let auth = new_auth(Duration::from_secs(60));
-        let mut signed = auth.sign("POST", "/p", TARGET, Extra::default(), b"");
-        signed.timestamp = (unix_millis() - 61_000).to_string();
+        let signed = auth.sign_at(
+            unix_millis() - 61_000,
+            "POST",
+            "/p",
+            TARGET,
+            Extra::default(),
+            b"",
+        );
         assert_eq!(
             verify(&auth, "POST", "/p", &headers_of(&signed), b""),
             Err(Rejection::Stale(Duration::from_secs(60)))

@@ -139,7 +139,13 @@ async fn call_local<P: Procedure>(
     };
     // Spawned for the same isolation as a remote call: a panic becomes
     // an error and a timed-out caller does not cancel the handler.
-    match tokio::spawn(procedure.run(state, ctx)).await {
+    let trace = ctx.trace_context.clone();
+    match tokio::spawn(crate::trace_context::within(
+        trace,
+        procedure.run(state, ctx),
+    ))
+    .await
+    {
         Ok(Ok(output)) => Ok(output),
         Ok(Err(error)) => Err(Error::Remote(RemoteError::new(
             P::NAME.to_owned(),
@@ -227,7 +233,23 @@ async fn call_remote<P: Procedure>(
             }
             Ok((status, body)) => {
                 inner.choice.succeeded(peer);
-                return decode_response::<P>(peer, status, &body);
+                let earlier = sent.load(Ordering::Relaxed).saturating_sub(1);
+                return match decode_response::<P>(peer, status, &body) {
+                    // This instance refused without running the call, but an
+                    // earlier one may have received it: the outcome is not
+                    // this answer's to settle.
+                    Err(e)
+                        if earlier > 0 && !e.may_have_run() && !matches!(e, Error::Remote(_)) =>
+                    {
+                        Err(Error::Transport {
+                            peer: peer.to_string(),
+                            message: format!(
+                                "{e}; an instance tried before it may have received the call"
+                            ),
+                        })
+                    }
+                    other => other,
+                };
             }
         }
     }

@@ -21,11 +21,13 @@ use tower::ServiceExt;
 
 use crate::limits::Limits;
 
-/// Which socket a request arrived on: the target check of the auth needs
-/// the local address.
-#[derive(Debug, Clone, Copy)]
+/// Which socket a request arrived on (the target check of the auth needs
+/// the local address), and a flag the server sets once a request on the
+/// connection authenticated: strangers' connections are shed first.
+#[derive(Debug, Clone)]
 pub(crate) struct ConnInfo {
     pub(crate) local: SocketAddr,
+    pub(crate) trusted: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// What the loop knows of one open connection.
@@ -35,6 +37,8 @@ struct Conn {
     /// Milliseconds since the loop started, at the last request's end (or
     /// the accept).
     last_active: AtomicU64,
+    /// A request on it authenticated: a peer's pooled connection.
+    trusted: Arc<std::sync::atomic::AtomicBool>,
     /// Closes the connection at once (its task is aborted).
     abort: std::sync::OnceLock<tokio::task::AbortHandle>,
 }
@@ -52,8 +56,9 @@ impl Table {
 
     /// Room for one more connection: true if under the cap, or after
     /// closing the longest-idle connection at once (no request is in flight
-    /// on it, so nothing is cut short; a caller's pool reconnects); false if
-    /// every one is busy.
+    /// on it; a caller's pool reconnects), one that never authenticated if
+    /// there is any, so strangers cannot push peers out; false if every one
+    /// is busy.
     fn make_room(&self, cap: usize) -> bool {
         let mut open = self.lock();
         if open.len() < cap {
@@ -62,7 +67,12 @@ impl Table {
         let idle = open
             .iter()
             .filter(|(_, c)| c.in_flight.load(Ordering::Relaxed) == 0)
-            .min_by_key(|(_, c)| c.last_active.load(Ordering::Relaxed))
+            .min_by_key(|(_, c)| {
+                (
+                    c.trusted.load(Ordering::Relaxed),
+                    c.last_active.load(Ordering::Relaxed),
+                )
+            })
             .map(|(id, _)| *id);
         match idle.and_then(|id| open.remove(&id)) {
             Some(conn) => {
@@ -133,6 +143,7 @@ pub(crate) async fn serve(
         let conn = Arc::new(Conn {
             in_flight: AtomicUsize::new(0),
             last_active: AtomicU64::new(elapsed_ms(epoch)),
+            trusted: Arc::default(),
             abort: std::sync::OnceLock::new(),
         });
         table.lock().insert(id, Arc::clone(&conn));
@@ -202,10 +213,13 @@ impl ConnTask {
     where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
-        let info = ConnInfo { local };
+        let info = ConnInfo {
+            local,
+            trusted: Arc::clone(&self.conn.trusted),
+        };
         let (app, conn, epoch) = (self.app.clone(), Arc::clone(&self.conn), self.epoch);
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-            request.extensions_mut().insert(info);
+            request.extensions_mut().insert(info.clone());
             let app = app.clone();
             let activity = Activity::begin(Arc::clone(&conn), epoch);
             async move {

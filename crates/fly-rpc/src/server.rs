@@ -59,6 +59,17 @@ async fn method_not_allowed() -> Response {
 fn unauthorized(node: &NodeInner, rejection: Rejection, path: &str) -> Response {
     node.rejections
         .record(rejection.reason(), &format_args!("{rejection} ({path})"));
+    if rejection == Rejection::BeforeStart {
+        // Authentic, but signed before this process started (a restart):
+        // the caller is told to sign again; a replay gets nowhere.
+        return reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            WireError::new(
+                WireErrorKind::Busy,
+                "this node has just started; sign again",
+            ),
+        );
+    }
     reply(
         StatusCode::UNAUTHORIZED,
         WireError::new(WireErrorKind::Unauthorized, "unauthorized"),
@@ -110,15 +121,20 @@ async fn authenticate(
     request: Request,
 ) -> Result<(HeaderMap, BudgetedBody), Response> {
     let (parts, body) = request.into_parts();
+    let conn = parts.extensions.get::<ConnInfo>();
     let arrival = Arrival {
         target: target(&parts),
-        local: parts.extensions.get::<ConnInfo>().map(|c| c.local),
+        local: conn.map(|c| c.local),
         advertised: &node.config.advertised,
     };
     let pending: Pending = node
         .auth
         .precheck(method, path, &parts.headers, arrival)
         .map_err(|r| unauthorized(node, r, path))?;
+    if let Some(conn) = conn {
+        conn.trusted
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     let body = node
         .body_budget
         .read(&parts.headers, axum::body::Body::new(body))

@@ -7,6 +7,9 @@
 //! child. Without it, a context the app put in scope with
 //! [`with_trace_context`] (say, the `traceparent` its own HTTP request
 //! came with) is forwarded as is, and the serving span records its trace id.
+//!
+//! The trace headers are not covered by the request's MAC: they steer
+//! observability only, never what runs.
 
 use std::future::Future;
 
@@ -35,7 +38,7 @@ impl TraceParent {
         let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
         let valid = parts.len() == 4
             && hex(parts[0], 2)
-            && parts[0] != "ff"
+            && !parts[0].eq_ignore_ascii_case("ff")
             && hex(parts[1], 32)
             && parts[1].bytes().any(|b| b != b'0')
             && hex(parts[2], 16)
@@ -200,6 +203,7 @@ mod tests {
             "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
             "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "FF-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
             "00-zzf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
         ] {

@@ -10,6 +10,8 @@ pub(crate) const INFO_PATH: &str = "/fly-rpc/v1/info";
 pub(crate) const H_TIMESTAMP: &str = "x-fly-rpc-timestamp";
 pub(crate) const H_REQUEST_ID: &str = "x-fly-rpc-request-id";
 pub(crate) const H_SIGNATURE: &str = "x-fly-rpc-signature";
+/// The SHA-256 of the body, signed: the MAC is checked from the headers.
+pub(crate) const H_BODY_SHA256: &str = "x-fly-rpc-body-sha256";
 pub(crate) const H_IDEMPOTENCY_KEY: &str = "x-fly-rpc-idempotency-key";
 pub(crate) const H_CALLER_REGION: &str = "x-fly-rpc-caller-region";
 pub(crate) const H_REQUIRE_PRIMARY: &str = "x-fly-rpc-require-primary";

@@ -79,20 +79,29 @@ async fn idle_and_slowloris_connections_are_closed_by_the_timeouts() {
     );
 }
 
-/// Headers that pass every check a stranger can pass (fresh timestamp, a
-/// new request id, the right target) with a made-up signature: the body is
-/// then read, under the budget.
-fn forged_head(addr: SocketAddr, length: usize) -> String {
+/// The head of a request for a body of `length` bytes `a`, signed with
+/// `secret` (the cluster's, or a stranger's guess).
+fn head(addr: SocketAddr, length: usize, secret: &str) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    use sha2::{Digest, Sha256};
     let ts = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
-        .as_millis();
+        .as_millis()
+        .to_string();
+    let id = format!("{:032x}", rand_u128());
+    let digest = hex::encode(Sha256::digest(vec![b'a'; length]));
+    let target = addr.to_string();
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    for field in ["POST", PATH, &target, &ts, &id, &digest, "", "", ""] {
+        mac.update(field.as_bytes());
+        mac.update(b"\n");
+    }
+    let sig = hex::encode(mac.finalize().into_bytes());
     format!(
         "POST {PATH} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {length}\r\n\
-         x-fly-rpc-timestamp: {ts}\r\nx-fly-rpc-request-id: {:032x}\r\n\
-         x-fly-rpc-signature: {}\r\n\r\n",
-        rand_u128(),
-        "ab".repeat(32)
+         x-fly-rpc-timestamp: {ts}\r\nx-fly-rpc-request-id: {id}\r\n\
+         x-fly-rpc-body-sha256: {digest}\r\nx-fly-rpc-signature: {sig}\r\n\r\n"
     )
 }
 
@@ -114,7 +123,7 @@ async fn status(stream: &mut TcpStream) -> u16 {
 }
 
 #[tokio::test]
-async fn forged_bodies_share_one_budget_and_a_read_deadline() {
+async fn bodies_share_one_budget_and_a_read_deadline_and_strangers_get_none() {
     let syd = start(
         node("syd", "syd", &Counters::named("syd"))
             .max_body_bytes(64 * 1024)
@@ -124,17 +133,30 @@ async fn forged_bodies_share_one_budget_and_a_read_deadline() {
     )
     .await;
     let addr = syd.local_addr();
-    // Two bodies of 60 KiB that never finish: the first fits the budget,
-    // the second is refused at once with 503.
+    // A stranger's request with a made-up signature is refused from its
+    // headers: 401 at once, no body byte read, no budget taken.
+    let mut stranger = TcpStream::connect(addr).await.unwrap();
+    stranger
+        .write_all(head(addr, 60 * 1024, "a guess, not the cluster secret").as_bytes())
+        .await
+        .unwrap();
+    let started = Instant::now();
+    assert_eq!(status(&mut stranger).await, 401);
+    assert!(
+        started.elapsed() < Duration::from_millis(300),
+        "not at once"
+    );
+    // Two signed bodies of 60 KiB that never finish (a stuck peer): the
+    // first fits the budget, the second is refused at once with 503.
     let mut first = TcpStream::connect(addr).await.unwrap();
     first
-        .write_all(forged_head(addr, 60 * 1024).as_bytes())
+        .write_all(head(addr, 60 * 1024, SECRET).as_bytes())
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
     let mut second = TcpStream::connect(addr).await.unwrap();
     second
-        .write_all(forged_head(addr, 60 * 1024).as_bytes())
+        .write_all(head(addr, 60 * 1024, SECRET).as_bytes())
         .await
         .unwrap();
     let started = Instant::now();
@@ -147,17 +169,17 @@ async fn forged_bodies_share_one_budget_and_a_read_deadline() {
     assert_eq!(status(&mut first).await, 408);
     // Over the per-request limit: 413 before any body byte.
     let mut big = TcpStream::connect(addr).await.unwrap();
-    big.write_all(forged_head(addr, 65 * 1024).as_bytes())
+    big.write_all(head(addr, 65 * 1024, SECRET).as_bytes())
         .await
         .unwrap();
     assert_eq!(status(&mut big).await, 413);
-    // A complete forged request: its MAC fails, 401, and nothing runs.
-    let mut whole = TcpStream::connect(addr).await.unwrap();
-    whole
-        .write_all(format!("{}\"x\"", forged_head(addr, 3)).as_bytes())
+    // A signed head with another body: the digest does not match, 401.
+    let mut swapped = TcpStream::connect(addr).await.unwrap();
+    swapped
+        .write_all(format!("{}bbb", head(addr, 3, SECRET)).as_bytes())
         .await
         .unwrap();
-    assert_eq!(status(&mut whole).await, 401);
+    assert_eq!(status(&mut swapped).await, 401);
     // The budget is whole again: a signed call with a body works.
     let lax = start(
         node("lax", "syd", &Counters::named("lax")),

@@ -32,19 +32,26 @@ fn mac(
     body: &[u8],
 ) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    let digest = sha256_hex(body);
     // idempotency key, caller region, require-primary: all absent here.
-    for field in [method, path, target, ts, id, "", "", ""] {
+    for field in [method, path, target, ts, id, &digest, "", "", ""] {
         mac.update(field.as_bytes());
         mac.update(b"\n");
     }
-    mac.update(body);
     hex::encode(mac.finalize().into_bytes())
+}
+
+fn sha256_hex(body: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(Sha256::digest(body))
 }
 
 struct Req<'a> {
     path: &'a str,
     /// The `Host` the request names (and its MAC covers).
     target: String,
+    /// The signed digest of the body (as signed, whatever the body is now).
+    body_sha256: String,
     body: Vec<u8>,
     timestamp: u64,
     request_id: String,
@@ -60,6 +67,7 @@ impl<'a> Req<'a> {
         Req {
             path,
             target,
+            body_sha256: sha256_hex(body),
             body: body.to_vec(),
             timestamp: ts,
             request_id: id,
@@ -79,12 +87,14 @@ async fn send(addr: SocketAddr, req: &Req<'_>) -> (u16, serde_json::Value) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let mut head = format!(
         "POST {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nx-fly-rpc-timestamp: {}\r\nx-fly-rpc-request-id: {}\r\n",
+         Content-Length: {}\r\nx-fly-rpc-timestamp: {}\r\nx-fly-rpc-request-id: {}\r\n\
+         x-fly-rpc-body-sha256: {}\r\n",
         req.path,
         req.target,
         req.body.len(),
         req.timestamp,
-        req.request_id
+        req.request_id,
+        req.body_sha256
     );
     if let Some(sig) = &req.signature {
         head.push_str(&format!("x-fly-rpc-signature: {sig}\r\n"));
@@ -164,6 +174,7 @@ async fn missing_wrong_stale_and_replayed_macs_are_401_and_never_run() {
     let stale = Req {
         path: PATH,
         target: addr.to_string(),
+        body_sha256: sha256_hex(br#""x""#),
         body: br#""x""#.to_vec(),
         timestamp: stale_ts,
         request_id: id.into(),

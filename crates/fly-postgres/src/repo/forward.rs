@@ -105,6 +105,24 @@ pub(crate) enum WireError {
     },
 }
 
+impl WireError {
+    /// The wire form of a definite failure, for the request record.
+    pub(crate) fn of(error: &Error) -> Self {
+        match error {
+            Error::Database(db) => WireError::Database(db.clone()),
+            Error::App(app) => WireError::App(app.clone()),
+            Error::RequestIdReused {
+                request_id,
+                recorded_mutation,
+            } => WireError::Reused {
+                request_id: request_id.clone(),
+                recorded_mutation: recorded_mutation.clone(),
+            },
+            other => WireError::Primary(other.to_string()),
+        }
+    }
+}
+
 impl From<Error> for WireError {
     fn from(error: Error) -> Self {
         match error {

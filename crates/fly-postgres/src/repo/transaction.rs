@@ -5,6 +5,7 @@ use sqlx::Acquire;
 
 use super::server_state::ServerState;
 
+use super::forward::WireError;
 use crate::commit_lsn::commit_lsn;
 use crate::error::Error;
 use crate::lsn::Lsn;
@@ -87,36 +88,49 @@ pub(crate) async fn run_once<M: Mutation>(
         .map_err(before_claim)?
         .rows_affected();
         if claimed == 0 {
-            tx.rollback().await.map_err(before_claim)?;
-            return recorded::<M>(&mut conn, key).await;
+            // Recorded already: committed, or failed for good. Nothing of
+            // this transaction needs keeping.
+            let _ = tx.rollback().await;
+            return recorded::<M>(state, &mut conn, key).await;
         }
     }
-    let output = mutation.run(&mut tx).await?;
-    if let Some(RequestKey { id, .. }) = key {
-        let encoded = serde_json::to_string(&output).map_err(|e| Error::Decode {
-            message: format!("output of `{}` does not serialize: {e}", M::NAME),
-        })?;
-        sqlx::query("update fly_postgres_requests set output = $2 where id = $1")
-            .bind(id)
-            .bind(encoded)
-            .execute(&mut *tx)
-            .await?;
+    let ran = async {
+        let output = mutation.run(&mut tx).await?;
+        if let Some(RequestKey { id, .. }) = key {
+            let encoded = serde_json::to_string(&output).map_err(|e| Error::Decode {
+                message: format!("output of `{}` does not serialize: {e}", M::NAME),
+            })?;
+            sqlx::query("update fly_postgres_requests set output = $2 where id = $1")
+                .bind(id)
+                .bind(encoded)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if force_flush {
+            // Last, so a mutation's own SET cannot undo it: with
+            // synchronous_commit = off the flush LSN read after COMMIT might
+            // not cover the commit yet.
+            sqlx::query("set local synchronous_commit to local")
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok::<_, Error>(output)
     }
-    if force_flush {
-        // Last, so a mutation's own SET cannot undo it: with
-        // synchronous_commit = off the flush LSN read after COMMIT might not
-        // cover the commit yet.
-        sqlx::query("set local synchronous_commit to local")
-            .execute(&mut *tx)
-            .await?;
-    }
+    .await;
+    let output = match ran {
+        Ok(output) => output,
+        Err(e) => {
+            let _ = tx.rollback().await;
+            return settle_failure::<M>(state, &mut conn, key, e).await;
+        }
+    };
     if let Err(e) = tx.commit().await {
-        return Err(match e.as_database_error() {
+        return match e.as_database_error() {
             // The server answered: it refused the commit (e.g. a deferred
             // constraint), so nothing was committed.
-            Some(_) => Failure::NotCommitted(e.into()),
-            None => Failure::Unknown(e.into()),
-        });
+            Some(_) => settle_failure::<M>(state, &mut conn, key, e.into()).await,
+            None => Err(Failure::Unknown(e.into())),
+        };
     }
     match commit_lsn(&mut conn).await {
         Ok(lsn) => Ok(Outcome::Committed(output, lsn)),
@@ -139,19 +153,82 @@ pub(crate) async fn run_once<M: Mutation>(
     }
 }
 
-/// The answer to a retry of a request that already committed.
+/// Makes a definite failure of a write with a request id final: the id is
+/// recorded as failed, so an earlier attempt with the same id that is still
+/// on its way (it could not claim the id while this one held it) cannot
+/// commit after the caller was told "not committed". If a concurrent
+/// attempt committed in between, its output is the answer. If the record
+/// cannot be written, the outcome is reported unknown rather than definite.
+async fn settle_failure<M: Mutation>(
+    state: &ServerState,
+    conn: &mut sqlx::PgConnection,
+    key: Option<&RequestKey>,
+    error: Error,
+) -> Result<Outcome<M::Output>, Failure> {
+    let Some(key) = key else {
+        return Err(Failure::NotCommitted(error));
+    };
+    let Ok(failure) = serde_json::to_string(&WireError::of(&error)) else {
+        return Err(Failure::NotCommitted(error));
+    };
+    // The write's own connection may be what failed: try another one.
+    let inserted = match insert_failure::<M>(conn, key, &failure).await {
+        Ok(n) => Ok(n),
+        Err(_) => match state.pool.acquire().await {
+            Ok(mut other) => insert_failure::<M>(&mut other, key, &failure).await,
+            Err(e) => Err(e),
+        },
+    };
+    match inserted {
+        Ok(1) => Err(Failure::NotCommitted(error)),
+        // Another attempt recorded the id first: its outcome is the answer.
+        Ok(_) => recorded::<M>(state, conn, key).await,
+        Err(e) => {
+            tracing::warn!(request_id = %key.id, error = %e, "could not record a failed write");
+            Err(Failure::Unknown(error))
+        }
+    }
+}
+
+async fn insert_failure<M: Mutation>(
+    conn: &mut sqlx::PgConnection,
+    key: &RequestKey,
+    failure: &str,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "insert into fly_postgres_requests (id, mutation, args_digest, failure) \
+         values ($1, $2, $3, $4) on conflict (id) do nothing",
+    )
+    .bind(&key.id)
+    .bind(M::NAME)
+    .bind(&key.digest)
+    .bind(failure)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// The answer to a retry of a request id that is recorded: the committed
+/// write's output, or its recorded failure.
 async fn recorded<M: Mutation>(
+    state: &ServerState,
     conn: &mut sqlx::PgConnection,
     key: &RequestKey,
 ) -> Result<Outcome<M::Output>, Failure> {
     let id = key.id.as_str();
-    let (mutation, digest, recorded): (String, Option<String>, Option<String>) = sqlx::query_as(
-        "select mutation, args_digest, output from fly_postgres_requests where id = $1",
-    )
-    .bind(id)
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(|e| Failure::NotStarted(e.into()))?;
+    let query =
+        "select mutation, args_digest, output, failure from fly_postgres_requests where id = $1";
+    let row: Result<(String, Option<String>, Option<String>, Option<String>), _> =
+        match sqlx::query_as(query).bind(id).fetch_one(&mut *conn).await {
+            Ok(row) => Ok(row),
+            Err(_) => match state.pool.acquire().await {
+                Ok(mut other) => sqlx::query_as(query).bind(id).fetch_one(&mut *other).await,
+                Err(e) => Err(e),
+            },
+        };
+    // The id is recorded, so the write did commit or did fail: only not
+    // being able to read which is an unknown outcome.
+    let (mutation, digest, output, failure) = row.map_err(|e| Failure::Unknown(e.into()))?;
     // Records written before digests existed only have the name to compare.
     if mutation != M::NAME || digest.is_some_and(|d| d != key.digest) {
         return Err(Failure::NotCommitted(Error::RequestIdReused {
@@ -159,12 +236,27 @@ async fn recorded<M: Mutation>(
             recorded_mutation: mutation,
         }));
     }
-    let output = recorded.ok_or_else(|| Error::Primary {
-        message: format!("request {id} is recorded without an output"),
-    })?;
-    let output = serde_json::from_str(&output).map_err(|e| Error::Decode {
-        message: format!("recorded output of request {id} does not decode: {e}"),
-    })?;
+    if let Some(failure) = failure {
+        return Err(match serde_json::from_str::<WireError>(&failure) {
+            Ok(wire) => Failure::NotCommitted(wire.into()),
+            Err(e) => Failure::Unknown(Error::Decode {
+                message: format!("recorded failure of request {id} does not decode: {e}"),
+            }),
+        });
+    }
+    let output = output
+        .ok_or_else(|| {
+            Failure::Unknown(Error::Primary {
+                message: format!("request {id} is recorded without an outcome"),
+            })
+        })
+        .and_then(|output| {
+            serde_json::from_str(&output).map_err(|e| {
+                Failure::Unknown(Error::Decode {
+                    message: format!("recorded output of request {id} does not decode: {e}"),
+                })
+            })
+        })?;
     metrics::counter!("fly_postgres_deduplicated_writes_total", "mutation" => M::NAME).increment(1);
     tracing::info!(
         request_id = id,

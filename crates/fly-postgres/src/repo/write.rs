@@ -9,7 +9,7 @@ use fly_rpc::CallOptions;
 use tracing::Instrument;
 
 use super::Repo;
-use super::forward::{AttemptFailure, Committed, Forwarded, classify, from_rpc};
+use super::forward::{AttemptFailure, Committed, Forwarded, WireError, classify, from_rpc};
 use super::transaction::{Failure, Outcome, run_once};
 use crate::error::Error;
 use crate::lsn::Lsn;
@@ -91,7 +91,11 @@ impl<'r, M: Mutation, T: Send + 'r> IntoFuture for Write<'r, M, T> {
         Box::pin(async move {
             let finish = self.finish;
             let output = run(self).await?;
-            finish(output)
+            // The write committed: a failure to turn its output into `T`
+            // must not read as "not committed".
+            finish(output).map_err(|e| Error::CommittedButUnreadable {
+                reason: e.to_string(),
+            })
         })
     }
 }
@@ -157,20 +161,21 @@ async fn run<M: Mutation, T>(write: Write<'_, M, T>) -> Result<M::Output, Error>
         crate::consistency::record_write(lsn);
         if wait {
             let timeout = replication_timeout.unwrap_or(inner.config.replication_timeout);
+            let waiting = Instant::now();
             if let Err(e) = inner.tracker.wait_for(lsn, timeout).await {
-                return Err(match e {
+                // Committed whatever the wait says (a timeout, or a tracker
+                // that stopped): the caller gets the output, never a failure.
+                let (replayed, waited) = match e {
                     Error::ReplicationTimeout {
-                        committed_lsn,
-                        replayed,
-                        waited,
-                        ..
-                    } => Error::ReplicationTimeout {
-                        committed_lsn,
-                        replayed,
-                        waited,
-                        output: serde_json::to_value(&output).ok(),
-                    },
-                    other => other,
+                        replayed, waited, ..
+                    } => (replayed, waited),
+                    _ => (None, waiting.elapsed()),
+                };
+                return Err(Error::ReplicationTimeout {
+                    committed_lsn: lsn,
+                    replayed,
+                    waited,
+                    output: serde_json::to_value(&output).ok(),
                 });
             }
         }
@@ -264,7 +269,15 @@ async fn forward<M: Mutation>(
 /// committed). A refusal before the handler ran (auth, unknown procedure,
 /// bad request) says nothing about them.
 fn settles(error: &fly_rpc::Error) -> bool {
-    matches!(error, fly_rpc::Error::Remote(_))
+    error.remote::<WireError>().is_some_and(|wire| {
+        matches!(
+            wire,
+            WireError::Database(_)
+                | WireError::App(_)
+                | WireError::Reused { .. }
+                | WireError::Primary(_)
+        )
+    })
 }
 
 fn give_up(
