@@ -208,6 +208,9 @@ async fn insert_failure<M: Mutation>(
     Ok(done.rows_affected())
 }
 
+/// A request record: mutation, argument digest, output, failure.
+type RecordRow = (String, Option<String>, Option<String>, Option<String>);
+
 /// The answer to a retry of a request id that is recorded: the committed
 /// write's output, or its recorded failure.
 async fn recorded<M: Mutation>(
@@ -218,14 +221,14 @@ async fn recorded<M: Mutation>(
     let id = key.id.as_str();
     let query =
         "select mutation, args_digest, output, failure from fly_postgres_requests where id = $1";
-    let row: Result<(String, Option<String>, Option<String>, Option<String>), _> =
-        match sqlx::query_as(query).bind(id).fetch_one(&mut *conn).await {
-            Ok(row) => Ok(row),
-            Err(_) => match state.pool.acquire().await {
-                Ok(mut other) => sqlx::query_as(query).bind(id).fetch_one(&mut *other).await,
-                Err(e) => Err(e),
-            },
-        };
+    let row: Result<RecordRow, _> = match sqlx::query_as(query).bind(id).fetch_one(&mut *conn).await
+    {
+        Ok(row) => Ok(row),
+        Err(_) => match state.pool.acquire().await {
+            Ok(mut other) => sqlx::query_as(query).bind(id).fetch_one(&mut *other).await,
+            Err(e) => Err(e),
+        },
+    };
     // The id is recorded, so the write did commit or did fail: only not
     // being able to read which is an unknown outcome.
     let (mutation, digest, output, failure) = row.map_err(|e| Failure::Unknown(e.into()))?;
