@@ -74,6 +74,55 @@ impl PgBinaries {
             .map_err(|e| TestkitError::io("running postgres --version", e))?;
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
     }
+
+    /// The server's major version (13 to 18 are supported: the testkit's
+    /// settings, such as `wal_keep_size`, exist from 13 on).
+    pub fn major_version(&self) -> Result<u32> {
+        let line = self.version()?;
+        major_of(&line).ok_or(TestkitError::UnsupportedVersion { found: line })
+    }
+
+    /// Refuses a server the testkit's settings do not fit, by name.
+    pub(crate) fn check_supported(&self) -> Result<u32> {
+        let major = self.major_version()?;
+        if !(MIN_MAJOR..=MAX_MAJOR).contains(&major) {
+            return Err(TestkitError::UnsupportedVersion {
+                found: self.version()?,
+            });
+        }
+        Ok(major)
+    }
+}
+
+const MIN_MAJOR: u32 = 13;
+const MAX_MAJOR: u32 = 18;
+
+/// `postgres (PostgreSQL) 15.18 (Debian ...)` -> 15.
+fn major_of(line: &str) -> Option<u32> {
+    let number = line
+        .split_whitespace()
+        .find(|w| w.starts_with(|c: char| c.is_ascii_digit()))?;
+    number
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::major_of;
+
+    #[test]
+    fn reads_the_major_version() {
+        assert_eq!(
+            major_of("postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"),
+            Some(15)
+        );
+        assert_eq!(major_of("postgres (PostgreSQL) 18.6"), Some(18));
+        assert_eq!(major_of("postgres (PostgreSQL) 19devel"), Some(19));
+        assert_eq!(major_of("garbage"), None);
+    }
 }
 
 fn has_server(dir: &Path) -> bool {

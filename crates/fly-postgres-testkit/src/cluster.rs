@@ -45,6 +45,7 @@ impl PgClusterBuilder {
     /// and waits until the replica has replayed everything the primary wrote.
     pub async fn start(self) -> Result<PgCluster> {
         let bins = PgBinaries::locate()?;
+        bins.check_supported()?;
         let run_as = RunAs::detect()?;
         let template = template_dir(&bins, run_as)?;
         let dir = tempfile::Builder::new()

@@ -62,6 +62,15 @@ pub enum TestkitError {
         /// How long it was awaited.
         after: Duration,
     },
+    /// The PostgreSQL server found is not a supported version.
+    #[error(
+        "unsupported PostgreSQL server {found:?}: the testkit supports 13 to 18; \
+         point PG_BIN at another build"
+    )]
+    UnsupportedVersion {
+        /// Its `--version` line.
+        found: String,
+    },
     /// An app process exited or printed something else instead of its
     /// "listening" line.
     #[error("the app process did not start (it said {said:?})")]

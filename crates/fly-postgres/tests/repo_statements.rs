@@ -172,19 +172,27 @@ async fn bad_statements_and_parameters_are_typed_errors() {
         .unwrap_err();
     assert!(err.to_string().contains("cast it"), "{err:?}");
 
+    // The statement ran (and would have committed): a result that does not
+    // fit the requested type must not read as "not committed".
     let err = app
         .lax
         .fetch_one::<Todo>(query("select 'not a todo' as title"))
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Decode { .. }), "{err:?}");
+    assert!(
+        matches!(err, Error::CommittedButUnreadable { .. }) && err.is_committed(),
+        "{err:?}"
+    );
 
     let err = app
         .lax
         .fetch_one::<Todo>(query("select id, title from todos where false"))
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Decode { .. }), "{err:?}");
+    assert!(
+        matches!(err, Error::CommittedButUnreadable { ref reason } if reason.contains("no row")),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
