@@ -109,6 +109,10 @@ fn major_of(line: &str) -> Option<u32> {
         .ok()
 }
 
+fn has_server(dir: &Path) -> bool {
+    dir.join("postgres").is_file() && dir.join("initdb").is_file()
+}
+
 #[cfg(test)]
 mod tests {
     use super::major_of;
@@ -123,8 +127,4 @@ mod tests {
         assert_eq!(major_of("postgres (PostgreSQL) 19devel"), Some(19));
         assert_eq!(major_of("garbage"), None);
     }
-}
-
-fn has_server(dir: &Path) -> bool {
-    dir.join("postgres").is_file() && dir.join("initdb").is_file()
 }
