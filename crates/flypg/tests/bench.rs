@@ -62,6 +62,7 @@ fn bench_rpc_reports_its_keys() {
             "noop_p99_ms",
             "calls_per_s_64",
             "rtt60_p50_ms",
+            "rtt60_overhead_vs_proxy_ms",
         ],
     );
     assert!(report["rtt60_p50_ms"].as_f64().unwrap() >= 10.0, "{report}");
@@ -84,7 +85,10 @@ fn bench_repo_reports_its_keys_and_no_stale_reads() {
         &report,
         &[
             "write1_p50_ms",
+            "write1_floor_ms",
+            "write1_overhead_ms",
             "write3_p50_ms",
+            "write3_overhead_ms",
             "direct3_p50_ms",
             "local_read_p50_ms",
             "stale_reads",
@@ -94,6 +98,12 @@ fn bench_repo_reports_its_keys_and_no_stale_reads() {
         ],
     );
     assert_eq!(report["stale_reads"], 0, "{report}");
+    // RTT 10 ms: 5 ms out, and the replication link defaults to 5 ms.
+    assert_eq!(report["write1_floor_ms"], 10.0, "{report}");
+    assert!(
+        report["write1_p50_ms"].as_f64().unwrap() >= 10.0,
+        "faster than physics: {report}"
+    );
 }
 
 #[test]

@@ -22,7 +22,7 @@ pub(crate) struct RepoArgs {
     #[arg(long, default_value_t = 60)]
     rtt_ms: u64,
     /// One-way delay of the replication link (WAL flows from syd to lax);
-    /// default: the RTT, as a replica applies a little behind the network.
+    /// default: half the RTT, as the WAL crosses the same ocean as the RPC.
     #[arg(long)]
     replication_delay_ms: Option<u64>,
     /// Sequential writes per latency measurement.
@@ -45,8 +45,15 @@ struct Report {
     replication_delay_ms: u64,
     write1_p50_ms: f64,
     write1_p99_ms: f64,
+    /// One way to the primary plus the replication link's one-way delay:
+    /// what no forwarded write with read-your-writes can beat.
+    write1_floor_ms: f64,
+    /// p50 minus the floor: what the library (and the harness) add.
+    write1_overhead_ms: f64,
     write3_p50_ms: f64,
     write3_p99_ms: f64,
+    write3_floor_ms: f64,
+    write3_overhead_ms: f64,
     direct3_p50_ms: f64,
     direct3_p99_ms: f64,
     local_read_p50_ms: f64,
@@ -72,7 +79,9 @@ pub(crate) async fn run(args: RepoArgs) -> BenchResult<()> {
         }
     };
     let rtt = Duration::from_millis(args.rtt_ms);
-    let lag = Duration::from_millis(args.replication_delay_ms.unwrap_or(args.rtt_ms));
+    let lag = Duration::from_millis(args.replication_delay_ms.unwrap_or(args.rtt_ms / 2));
+    // Out to the primary (half the RTT), then the WAL back to lax.
+    let floor_ms = (args.rtt_ms as f64) / 2.0 + lag.as_secs_f64() * 1e3;
     say(&format!(
         "starting primary (syd) and replica (lax), replication link delayed {lag:?} one way..."
     ));
@@ -241,8 +250,12 @@ pub(crate) async fn run(args: RepoArgs) -> BenchResult<()> {
         replication_delay_ms: lag.as_millis() as u64,
         write1_p50_ms: round3(write1.pct(50.0)),
         write1_p99_ms: round3(write1.pct(99.0)),
+        write1_floor_ms: round3(floor_ms),
+        write1_overhead_ms: round3(write1.pct(50.0) - floor_ms),
         write3_p50_ms: round3(write3.pct(50.0)),
         write3_p99_ms: round3(write3.pct(99.0)),
+        write3_floor_ms: round3(floor_ms),
+        write3_overhead_ms: round3(write3.pct(50.0) - floor_ms),
         direct3_p50_ms: round3(direct3.pct(50.0)),
         direct3_p99_ms: round3(direct3.pct(99.0)),
         local_read_p50_ms: round3(reads.pct(50.0)),
@@ -296,6 +309,11 @@ fn print_table(r: &Report) {
     ] {
         println!("{name:<56} {p50:>10} {p99:>10}");
     }
+    println!(
+        "physical floor of a write (one way to syd + replication link): {} ms; \
+         over it at p50: {} ms (1 statement), {} ms (3 statements)",
+        r.write1_floor_ms, r.write1_overhead_ms, r.write3_overhead_ms
+    );
     println!(
         "stale reads right after a write: {} with the wait, {} with no_wait",
         r.stale_reads, r.stale_reads_no_wait

@@ -47,6 +47,9 @@ struct Report {
     rtt60_p99_ms: f64,
     rtt60_overhead_p50_ms: f64,
     proxy_only_p50_ms: f64,
+    /// The RPC's own cost: its p50 over a bare TCP ping-pong through the
+    /// same proxy (the physical floor of a call).
+    rtt60_overhead_vs_proxy_ms: f64,
 }
 
 type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
@@ -137,6 +140,7 @@ pub(crate) async fn run(args: RpcArgs) -> BenchResult<()> {
         rtt60_p99_ms: round3(remote.pct(99.0)),
         rtt60_overhead_p50_ms: round3(remote.pct(50.0) - args.rtt_ms as f64),
         proxy_only_p50_ms: round3(proxy_only.pct(50.0)),
+        rtt60_overhead_vs_proxy_ms: round3(remote.pct(50.0) - proxy_only.pct(50.0)),
     };
     far.shutdown().await?;
     lax.shutdown().await?;
@@ -168,6 +172,10 @@ pub(crate) async fn run(args: RpcArgs) -> BenchResult<()> {
             (
                 "bare TCP ping-pong over the same proxy, p50 (ms)",
                 report.proxy_only_p50_ms,
+            ),
+            (
+                "  RPC overhead over that floor, p50 (ms)",
+                report.rtt60_overhead_vs_proxy_ms,
             ),
         ] {
             println!("{name:<52} {value:>10}");
