@@ -61,7 +61,7 @@ pub fn mutations(builder: fly_postgres::RepoBuilder) -> fly_postgres::RepoBuilde
 /// requests and forwarded writes in flight finish and get their replies.
 pub async fn run_from_env() -> Result<(), StartError> {
     // First, so the repo's own metrics from the start are recorded.
-    let metrics = match metrics_endpoint::listen_addr()? {
+    let metrics = match env_listen_addr("METRICS_LISTEN", "METRICS_PORT")? {
         Some(addr) => Some(metrics_endpoint::start(addr).await?),
         None => None,
     };
@@ -106,18 +106,29 @@ pub async fn run_from_env() -> Result<(), StartError> {
 }
 
 fn http_listen_addr() -> Result<SocketAddr, StartError> {
-    if let Ok(addr) = std::env::var("HTTP_LISTEN") {
+    Ok(env_listen_addr("HTTP_LISTEN", "PORT")?
+        .unwrap_or(SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 8080))))
+}
+
+/// A listen address from `addr_var` (`ip:port`), else from `port_var` (on
+/// all interfaces), else none.
+pub(crate) fn env_listen_addr(
+    addr_var: &str,
+    port_var: &str,
+) -> Result<Option<SocketAddr>, StartError> {
+    if let Ok(addr) = std::env::var(addr_var) {
         return addr
             .parse()
-            .map_err(|_| format!("HTTP_LISTEN {addr:?} is not an ip:port address").into());
+            .map(Some)
+            .map_err(|_| format!("{addr_var} {addr:?} is not an ip:port address").into());
     }
-    let port = match std::env::var("PORT") {
+    match std::env::var(port_var) {
         Ok(p) => p
             .parse::<u16>()
-            .map_err(|_| format!("PORT {p:?} is not a port number"))?,
-        Err(_) => 8080,
-    };
-    Ok(SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port)))
+            .map(|port| Some(SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port))))
+            .map_err(|_| format!("{port_var} {p:?} is not a port number").into()),
+        Err(_) => Ok(None),
+    }
 }
 
 async fn shutdown_signal() {

@@ -10,23 +10,6 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::StartError;
 
-/// Where the metrics endpoint listens, if the environment asks for one.
-pub(crate) fn listen_addr() -> Result<Option<SocketAddr>, StartError> {
-    if let Ok(addr) = std::env::var("METRICS_LISTEN") {
-        return addr
-            .parse()
-            .map(Some)
-            .map_err(|_| format!("METRICS_LISTEN {addr:?} is not an ip:port address").into());
-    }
-    match std::env::var("METRICS_PORT") {
-        Ok(p) => p
-            .parse::<u16>()
-            .map(|port| Some(SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port))))
-            .map_err(|_| format!("METRICS_PORT {p:?} is not a port number").into()),
-        Err(_) => Ok(None),
-    }
-}
-
 /// Installs the Prometheus recorder for this process and serves
 /// `GET /metrics` on `addr`; returns the bound address.
 pub(crate) async fn start(addr: SocketAddr) -> Result<SocketAddr, StartError> {

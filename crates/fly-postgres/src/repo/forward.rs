@@ -106,7 +106,8 @@ pub(crate) enum WireError {
 }
 
 impl WireError {
-    /// The wire form of a definite failure, for the request record.
+    /// The wire form of a definite failure: the answer to the caller, and
+    /// what the request record keeps.
     pub(crate) fn of(error: &Error) -> Self {
         match error {
             Error::Database(db) => WireError::Database(db.clone()),
@@ -125,18 +126,7 @@ impl WireError {
 
 impl From<Error> for WireError {
     fn from(error: Error) -> Self {
-        match error {
-            Error::Database(db) => WireError::Database(db),
-            Error::App(app) => WireError::App(app),
-            Error::RequestIdReused {
-                request_id,
-                recorded_mutation,
-            } => WireError::Reused {
-                request_id,
-                recorded_mutation,
-            },
-            other => WireError::Primary(other.to_string()),
-        }
+        WireError::of(&error)
     }
 }
 
