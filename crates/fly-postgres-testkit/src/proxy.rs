@@ -16,6 +16,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::error::{Result, TestkitError};
+use crate::lateness::{Lateness, LatenessHistogram};
 
 /// The one-way delays of a [`LatencyProxy`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -60,6 +61,7 @@ struct Shared {
     delay: Mutex<Delay>,
     connections: Mutex<JoinSet<()>>,
     blocked: std::sync::atomic::AtomicBool,
+    lateness: LatenessHistogram,
 }
 
 /// A latency-injecting TCP proxy on 127.0.0.1. Dropping it closes the listener
@@ -94,6 +96,7 @@ impl LatencyProxy {
             delay: Mutex::new(delay),
             connections: Mutex::new(JoinSet::new()),
             blocked: std::sync::atomic::AtomicBool::new(false),
+            lateness: LatenessHistogram::default(),
         });
         let (stop_tx, mut stop_rx) = watch::channel(());
         let accept_shared = Arc::clone(&shared);
@@ -134,6 +137,12 @@ impl LatencyProxy {
     /// The address the proxy forwards to, once set.
     pub fn upstream(&self) -> Option<SocketAddr> {
         *lock(&self.shared.upstream)
+    }
+
+    /// How late delayed bytes were delivered so far: the precision of the
+    /// simulated link.
+    pub fn lateness(&self) -> Lateness {
+        self.shared.lateness.snapshot()
     }
 
     /// Forwards new connections to `upstream` from now on.
@@ -196,17 +205,25 @@ async fn forward(client: TcpStream, shared: Arc<Shared>) {
     let (client_read, client_write) = client.into_split();
     let (server_read, server_write) = server.into_split();
     let up = Arc::clone(&shared);
-    let down = shared;
+    let down = Arc::clone(&shared);
     tokio::join!(
-        pipe(client_read, server_write, move || lock(&up.delay)
-            .to_upstream),
-        pipe(server_read, client_write, move || lock(&down.delay)
-            .to_client),
+        pipe(
+            client_read,
+            server_write,
+            move || lock(&up.delay).to_upstream,
+            &shared.lateness
+        ),
+        pipe(
+            server_read,
+            client_write,
+            move || lock(&down.delay).to_client,
+            &shared.lateness
+        ),
     );
 }
 
 /// Copies one direction, each chunk released `delay()` after it was read.
-async fn pipe<R, W, F>(mut from: R, mut to: W, delay: F)
+async fn pipe<R, W, F>(mut from: R, mut to: W, delay: F, lateness: &LatenessHistogram)
 where
     R: AsyncReadExt + Unpin,
     W: AsyncWriteExt + Unpin,
@@ -233,6 +250,7 @@ where
             // otherwise each pay the timer's wake-up latency in turn.
             if due > Instant::now() + COALESCE {
                 crate::precise_timer::sleep_until(due.into_std()).await;
+                lateness.record(Instant::now().saturating_duration_since(due));
             }
             if to.write_all(&chunk).await.is_err() {
                 return;

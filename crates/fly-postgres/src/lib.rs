@@ -91,6 +91,7 @@ mod fly_replay;
 mod lsn;
 mod middleware_support;
 mod mutation;
+mod pool_options;
 mod read_only;
 mod repo;
 mod request_key;
@@ -110,8 +111,11 @@ pub use fly_replay::{
 };
 pub use lsn::{Lsn, LsnParseError};
 pub use mutation::Mutation;
+pub use pool_options::pool_options;
 pub use read_only::read_only;
-pub use repo::{MIGRATION_SQL, Repo, RepoBuilder, RepoStats, Write, rpc_and_wait};
+pub use repo::{
+    MIGRATION_SQL, Repo, RepoBuilder, RepoStats, Timed, Write, WriteTimings, rpc_and_wait,
+};
 pub use request_key::MAX_REQUEST_ID_LEN;
 pub use statement::{Param, Statement, StatementResult, query};
 pub use tracker::{DEFAULT_POLL_INTERVAL, Tracker, TrackerBuilder, TrackerStats};

@@ -115,6 +115,26 @@ async fn writes_from_lax_also_return_their_lsn() {
         send(&lax, Request::post("/todos").body(Body::from("x")).unwrap()).await;
     assert_eq!(status, StatusCode::CREATED);
     assert!(headers.contains_key("fly-lsn"));
+    // The write's phases, for the browser's developer tools (this route
+    // does not wait for the replica: the cookie carries that).
+    let timing = headers["server-timing"].to_str().unwrap();
+    for phase in ["fly-write;", "fly-rpc;", "fly-primary;"] {
+        assert!(timing.contains(phase), "{phase} missing in {timing}");
+    }
+    assert!(!timing.contains("fly-replication-wait"), "{timing}");
+    // A later request with the write's LSN reports its own wait.
+    let lsn = headers["fly-lsn"].to_str().unwrap().to_owned();
+    let (_, headers, _) = send(
+        &lax,
+        Request::get("/todos")
+            .header("fly-lsn", lsn)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    let timing = headers["server-timing"].to_str().unwrap();
+    assert!(timing.starts_with("fly-lsn-wait;"), "{timing}");
+    assert!(!timing.contains("fly-write"), "{timing}");
 }
 
 #[tokio::test]

@@ -22,6 +22,7 @@ use std::cell::Cell;
 use http::HeaderMap;
 
 use crate::lsn::Lsn;
+use crate::repo::WriteTimings;
 
 pub use layer::ConsistencyLayer;
 pub use service::ConsistencyService;
@@ -33,6 +34,7 @@ pub const LSN_COOKIE: &str = "fly_lsn";
 
 tokio::task_local! {
     static WRITTEN: Cell<u64>;
+    static TIMINGS: Cell<Option<WriteTimings>>;
 }
 
 /// Notes that the current request committed a write at `lsn`. The repo
@@ -41,14 +43,40 @@ pub(crate) fn record_write(lsn: Lsn) {
     let _ = WRITTEN.try_with(|written| written.set(written.get().max(lsn.as_u64())));
 }
 
-/// Runs `future` with a fresh record, and returns the highest LSN it wrote.
-pub(crate) async fn recording<F: Future>(future: F) -> (F::Output, Option<Lsn>) {
+/// Adds a write's phases to the current request's; outside a
+/// [`ConsistencyLayer`] it does nothing.
+pub(crate) fn record_timings(timings: &WriteTimings) {
+    let _ = TIMINGS.try_with(|sum| {
+        let mut total = sum.get().unwrap_or_default();
+        total.add(timings);
+        sum.set(Some(total));
+    });
+}
+
+/// What a request's writes left for its response.
+pub(crate) struct Recorded {
+    /// The highest LSN it wrote.
+    pub(crate) lsn: Option<Lsn>,
+    /// The phases of its writes, summed.
+    pub(crate) timings: Option<WriteTimings>,
+}
+
+/// Runs `future` with a fresh record, and returns what its writes left.
+pub(crate) async fn recording<F: Future>(future: F) -> (F::Output, Recorded) {
+    let record = async {
+        let output = future.await;
+        let written = WRITTEN.with(Cell::get);
+        let timings = TIMINGS.with(Cell::get);
+        (
+            output,
+            Recorded {
+                lsn: (written > 0).then(|| Lsn::new(written)),
+                timings,
+            },
+        )
+    };
     WRITTEN
-        .scope(Cell::new(0), async {
-            let output = future.await;
-            let written = WRITTEN.with(Cell::get);
-            (output, (written > 0).then(|| Lsn::new(written)))
-        })
+        .scope(Cell::new(0), TIMINGS.scope(Cell::new(None), record))
         .await
 }
 

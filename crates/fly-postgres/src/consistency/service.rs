@@ -30,6 +30,9 @@ impl<S> ConsistencyService<S> {
     }
 }
 
+/// The standard header browsers' developer tools show per request.
+const SERVER_TIMING: header::HeaderName = header::HeaderName::from_static("server-timing");
+
 /// More WAL than any real write can be ahead of a replica that was seen
 /// recently: a client asking for that would only tie the request up until
 /// the timeout.
@@ -62,6 +65,7 @@ where
         let max_age = self.cookie_max_age.as_secs();
         let wanted = requested_lsn(request.headers());
         Box::pin(async move {
+            let mut lsn_wait = None;
             match wanted {
                 Err(bad) => return Ok(text_response(StatusCode::BAD_REQUEST, bad.0)),
                 Ok(Some(lsn)) if implausible(&repo, lsn) => {
@@ -71,7 +75,10 @@ where
                     ));
                 }
                 Ok(Some(lsn)) => {
-                    if let Err(e) = repo.wait_for(lsn).await {
+                    let waiting = std::time::Instant::now();
+                    let waited = repo.wait_for(lsn).await;
+                    lsn_wait = Some(waiting.elapsed());
+                    if let Err(e) = waited {
                         let mut response = text_response(
                             StatusCode::SERVICE_UNAVAILABLE,
                             format!(
@@ -88,7 +95,22 @@ where
             }
             let (response, written) = recording(inner.call(request)).await;
             let mut response = response?;
-            if let Some(lsn) = written {
+            let mut timing: Vec<String> = lsn_wait
+                .map(|waited| {
+                    format!(
+                        "fly-lsn-wait;desc=\"wait for the client's last write\";dur={:.3}",
+                        waited.as_secs_f64() * 1e3
+                    )
+                })
+                .into_iter()
+                .collect();
+            timing.extend(written.timings.map(|t| t.server_timing()));
+            if !timing.is_empty()
+                && let Ok(value) = HeaderValue::from_str(&timing.join(", "))
+            {
+                response.headers_mut().append(SERVER_TIMING, value);
+            }
+            if let Some(lsn) = written.lsn {
                 let headers = response.headers_mut();
                 if let Ok(value) = HeaderValue::from_str(&lsn.to_string()) {
                     headers.insert(LSN_HEADER, value);

@@ -7,7 +7,6 @@ use std::time::Duration;
 use fly_rpc::{Node, NodeBuilder};
 use futures_util::FutureExt;
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
 
 use super::forward::Forwarded;
 use super::primary_status::PrimaryStatus;
@@ -78,8 +77,8 @@ impl RepoBuilder {
         self
     }
 
-    /// Size of the pool the repo opens (default 10; it waits at most 5 s
-    /// for a connection).
+    /// Size of the pool the repo opens (default 10; the other settings are
+    /// [`crate::pool_options`]).
     pub fn max_connections(mut self, n: u32) -> Self {
         self.max_connections = n;
         self
@@ -178,11 +177,8 @@ impl RepoBuilder {
                     url.parse().map_err(|e| Error::InvalidDatabaseUrl {
                         reason: format!("{e}"),
                     })?;
-                // sqlx waits 30 s for a connection by default; a read on a
-                // dead replica should fail within the write timeouts instead.
-                PgPoolOptions::new()
+                crate::pool_options::pool_options()
                     .max_connections(self.max_connections)
-                    .acquire_timeout(Duration::from_secs(5))
                     .connect_lazy_with(options)
             }
             (None, None) => {

@@ -73,6 +73,10 @@ impl<M: Mutation> Forwarded<M> {
 pub(crate) struct Committed<O> {
     pub(crate) output: O,
     pub(crate) lsn: Lsn,
+    /// Microseconds the transaction took next to the primary (absent in
+    /// replies from versions that did not measure it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) primary_us: Option<u64>,
 }
 
 /// How a failed forwarded write travels back.
@@ -188,15 +192,21 @@ impl<M: Mutation> Procedure for Forwarded<M> {
             caller_region = %ctx.caller_region,
             request_id = ctx.idempotency_key.as_deref().unwrap_or(""),
         );
+        let started = std::time::Instant::now();
         let outcome = run_once(&state, mutation, key.as_ref())
             .instrument(span)
             .await;
+        let primary_us = u64::try_from(started.elapsed().as_micros()).ok();
         match outcome {
             Ok(Outcome::Committed(output, lsn)) => {
                 if let Some(hook) = &state.after_commit {
                     hook(M::NAME);
                 }
-                Ok(Committed { output, lsn })
+                Ok(Committed {
+                    output,
+                    lsn,
+                    primary_us,
+                })
             }
             Ok(Outcome::CommittedLsnUnknown(_)) => Err(WireError::Retry(
                 "the write committed but its LSN could not be read; retry with the same request id"

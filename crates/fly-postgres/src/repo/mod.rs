@@ -2,10 +2,12 @@
 //! wait that makes the caller read its own writes.
 
 mod builder;
+mod commit_round_trip;
 mod forward;
 mod primary_status;
 mod server_state;
 mod sweeper;
+mod timings;
 mod transaction;
 mod write;
 
@@ -18,7 +20,8 @@ use serde::de::DeserializeOwned;
 use sqlx::PgPool;
 
 pub use builder::RepoBuilder;
-pub use write::Write;
+pub use timings::WriteTimings;
+pub use write::{Timed, Write};
 
 use crate::error::Error;
 use crate::lsn::Lsn;

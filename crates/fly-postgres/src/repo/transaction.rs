@@ -1,8 +1,7 @@
 //! Running a mutation in one transaction next to the primary, exactly once
 //! per request id.
 
-use sqlx::Acquire;
-
+use super::commit_round_trip::{Finished, Record, commit_with_record};
 use super::server_state::ServerState;
 
 use super::forward::WireError;
@@ -51,15 +50,19 @@ impl From<sqlx::Error> for Failure {
 
 /// Runs `mutation` in its own transaction.
 ///
-/// With a request `key`, its id is claimed first, in the same transaction: a
-/// second attempt with the same id (a retry after a timeout or a dropped
-/// connection, on any node) blocks on the claim while the first runs, then
-/// finds it committed and returns the recorded output. The LSN it returns is
-/// the current flush position, which covers the first attempt's commit. A
+/// With a request `key`, the id is recorded with the output in the same
+/// transaction, right before COMMIT (one round trip with COMMIT and the LSN,
+/// see [`commit_with_record`]). A second attempt with the same id (a retry
+/// after a timeout or a dropped connection, on any node) that runs while the
+/// first is open blocks on the first one's uncommitted key, then fails on
+/// it and rolls back its own work; one that runs later does the same at
+/// once, or fails earlier in its mutation (a unique title, say). Either way
+/// it then answers from the record: the recorded output, with the current
+/// flush LSN (which covers the first commit), or the recorded failure. A
 /// recorded id whose mutation or arguments differ is refused
 /// ([`Error::RequestIdReused`]), never answered with another write's output.
 ///
-/// A failure before the claim is made (no connection, a read-only database
+/// A failure before anything could run (no connection, a read-only database
 /// after a failover) is [`Failure::NotStarted`].
 ///
 /// Once COMMIT succeeded nothing here reports a failure: the write is done.
@@ -69,73 +72,41 @@ pub(crate) async fn run_once<M: Mutation>(
     key: Option<&RequestKey>,
 ) -> Result<Outcome<M::Output>, Failure> {
     let force_flush = state.needs_local_flush().await;
-    let before_claim = |e: sqlx::Error| match missing_table_hint(e.into()) {
-        config @ Error::Config(_) => Failure::NotCommitted(config),
-        other => Failure::NotStarted(other),
-    };
-    let mut conn = state.pool.acquire().await.map_err(before_claim)?;
-    let mut tx = conn.begin().await.map_err(before_claim)?;
-    if let Some(key) = key {
-        let claimed = sqlx::query(
-            "insert into fly_postgres_requests (id, mutation, args_digest) values ($1, $2, $3) \
-             on conflict (id) do nothing",
-        )
-        .bind(&key.id)
-        .bind(M::NAME)
-        .bind(&key.digest)
-        .execute(&mut *tx)
-        .await
-        .map_err(before_claim)?
-        .rows_affected();
-        if claimed == 0 {
-            // Recorded already: committed, or failed for good. Nothing of
-            // this transaction needs keeping.
-            let _ = tx.rollback().await;
-            return recorded::<M>(state, &mut conn, key).await;
-        }
-    }
-    let ran = async {
-        let output = mutation.run(&mut tx).await?;
-        if let Some(RequestKey { id, .. }) = key {
-            let encoded = serde_json::to_string(&output).map_err(|e| Error::Decode {
-                message: format!("output of `{}` does not serialize: {e}", M::NAME),
-            })?;
-            sqlx::query("update fly_postgres_requests set output = $2 where id = $1")
-                .bind(id)
-                .bind(encoded)
-                .execute(&mut *tx)
-                .await?;
-        }
-        if force_flush {
-            // Last, so a mutation's own SET cannot undo it: with
-            // synchronous_commit = off the flush LSN read after COMMIT might
-            // not cover the commit yet.
-            sqlx::query("set local synchronous_commit to local")
-                .execute(&mut *tx)
-                .await?;
-        }
-        Ok::<_, Error>(output)
-    }
-    .await;
-    let output = match ran {
+    let mut tx = begin(state).await?;
+    let output = match mutation.run(&mut tx).await {
         Ok(output) => output,
         Err(e) => {
             let _ = tx.rollback().await;
-            return settle_failure::<M>(state, &mut conn, key, e).await;
+            return settle_failure::<M>(state, key, e).await;
         }
     };
-    if let Err(e) = tx.commit().await {
-        return match e.as_database_error() {
-            // The server answered: it refused the commit (e.g. a deferred
-            // constraint), so nothing was committed.
-            Some(_) => settle_failure::<M>(state, &mut conn, key, e.into()).await,
-            None => Err(Failure::Unknown(e.into())),
-        };
-    }
-    match commit_lsn(&mut conn).await {
-        Ok(lsn) => Ok(Outcome::Committed(output, lsn)),
-        Err(first) => {
-            drop(conn);
+    let encoded = match key {
+        Some(_) => match serde_json::to_string(&output) {
+            Ok(text) => Some(text),
+            Err(e) => {
+                let _ = tx.rollback().await;
+                let error = Error::Decode {
+                    message: format!("output of `{}` does not serialize: {e}", M::NAME),
+                };
+                return settle_failure::<M>(state, key, error).await;
+            }
+        },
+        None => None,
+    };
+    let record = key.zip(encoded.as_deref()).map(|(key, output)| Record {
+        key,
+        mutation: M::NAME,
+        output,
+    });
+    let finished = commit_with_record(&mut tx, record, force_flush).await;
+    match finished {
+        Finished::Committed(lsn) => {
+            // Ends the empty transaction the round trip left open.
+            drop(tx);
+            Ok(Outcome::Committed(output, lsn))
+        }
+        Finished::CommittedLsnUnknown(first) => {
+            drop(tx);
             // Any later flush position covers the commit: ask on another
             // connection.
             let retry = async {
@@ -150,6 +121,39 @@ pub(crate) async fn run_once<M: Mutation>(
                 }
             }
         }
+        Finished::Refused {
+            error,
+            transaction_open,
+        } => {
+            if !transaction_open {
+                // COMMIT failed and ended the transaction; open an empty one
+                // for the ROLLBACK sqlx sends when its guard drops.
+                let _ = sqlx::raw_sql("begin").execute(&mut *tx).await;
+            }
+            let _ = tx.rollback().await;
+            settle_failure::<M>(state, key, missing_table_hint(error.into())).await
+        }
+        Finished::Unknown(e) => Err(Failure::Unknown(e.into())),
+    }
+}
+
+/// BEGIN on a pooled connection that answers. The pool does not ping
+/// before a checkout (see [`crate::pool_options`]), so a connection that
+/// died while idle (a database restart) shows up as BEGIN failing without
+/// an answer: the pool closes it when its release ping fails, and the next
+/// one is tried.
+async fn begin(state: &ServerState) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, Failure> {
+    const TRIES: usize = 4;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match state.pool.begin().await {
+            Ok(tx) => return Ok(tx),
+            Err(e @ (sqlx::Error::Io(_) | sqlx::Error::Protocol(_))) if tries < TRIES => {
+                tracing::debug!(error = %e, "a pooled connection had died; trying another");
+            }
+            Err(e) => return Err(Failure::NotStarted(e.into())),
+        }
     }
 }
 
@@ -161,28 +165,32 @@ pub(crate) async fn run_once<M: Mutation>(
 /// cannot be written, the outcome is reported unknown rather than definite.
 async fn settle_failure<M: Mutation>(
     state: &ServerState,
-    conn: &mut sqlx::PgConnection,
     key: Option<&RequestKey>,
     error: Error,
 ) -> Result<Outcome<M::Output>, Failure> {
-    let Some(key) = key else {
+    if is_read_only(&error) {
+        // A database that turned read-only (a failover): nothing ran and
+        // nothing can be recorded here; worth retrying elsewhere.
+        return Err(Failure::NotStarted(error));
+    }
+    let Some(key) = key.filter(|_| !matches!(error, Error::Config(_))) else {
         return Err(Failure::NotCommitted(error));
     };
     let Ok(failure) = serde_json::to_string(&WireError::of(&error)) else {
         return Err(Failure::NotCommitted(error));
     };
-    // The write's own connection may be what failed: try another one.
-    let inserted = match insert_failure::<M>(conn, key, &failure).await {
-        Ok(n) => Ok(n),
-        Err(_) => match state.pool.acquire().await {
-            Ok(mut other) => insert_failure::<M>(&mut other, key, &failure).await,
-            Err(e) => Err(e),
-        },
+    // Not the write's own connection: it may be what failed.
+    let mut conn = match state.pool.acquire().await {
+        Ok(conn) => conn,
+        Err(e) => {
+            tracing::warn!(request_id = %key.id, error = %e, "could not record a failed write");
+            return Err(Failure::Unknown(error));
+        }
     };
-    match inserted {
+    match insert_failure::<M>(&mut conn, key, &failure).await {
         Ok(1) => Err(Failure::NotCommitted(error)),
         // Another attempt recorded the id first: its outcome is the answer.
-        Ok(_) => recorded::<M>(state, conn, key).await,
+        Ok(_) => recorded::<M>(state, &mut conn, key).await,
         Err(e) => {
             tracing::warn!(request_id = %key.id, error = %e, "could not record a failed write");
             Err(Failure::Unknown(error))
@@ -270,6 +278,10 @@ async fn recorded<M: Mutation>(
         Ok(lsn) => Ok(Outcome::Committed(output, lsn)),
         Err(_) => Ok(Outcome::CommittedLsnUnknown(output)),
     }
+}
+
+fn is_read_only(error: &Error) -> bool {
+    matches!(error, Error::Database(db) if db.code() == "25006")
 }
 
 fn missing_table_hint(error: Error) -> Error {

@@ -10,6 +10,7 @@ use tracing::Instrument;
 
 use super::Repo;
 use super::forward::{AttemptFailure, Committed, Forwarded, WireError, classify, from_rpc};
+use super::timings::WriteTimings;
 use super::transaction::{Failure, Outcome, run_once};
 use crate::error::Error;
 use crate::lsn::Lsn;
@@ -81,6 +82,38 @@ impl<'r, M: Mutation, T> Write<'r, M, T> {
         self.replication_timeout = Some(timeout);
         self
     }
+
+    /// Also returns where the write's time went ([`WriteTimings`]).
+    ///
+    /// ```no_run
+    /// # async fn demo(repo: fly_postgres::Repo, statement: fly_postgres::Statement) -> Result<(), fly_postgres::Error> {
+    /// let (rows, timings) = repo.execute(statement).timed().await?;
+    /// println!("{rows} rows, RPC {:?}, replica wait {:?}", timings.rpc, timings.replication_wait);
+    /// # Ok(()) }
+    /// ```
+    pub fn timed(self) -> Timed<'r, M, T> {
+        Timed(self)
+    }
+}
+
+/// A [`Write`] that also returns its [`WriteTimings`]; from [`Write::timed`].
+#[must_use = "a write does nothing until awaited"]
+pub struct Timed<'r, M: Mutation, T>(Write<'r, M, T>);
+
+impl<'r, M: Mutation, T: Send + 'r> IntoFuture for Timed<'r, M, T> {
+    type Output = Result<(T, WriteTimings), Error>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send + 'r>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            let finish = self.0.finish;
+            let (output, timings) = run(self.0).await?;
+            let output = finish(output).map_err(|e| Error::CommittedButUnreadable {
+                reason: e.to_string(),
+            })?;
+            Ok((output, timings))
+        })
+    }
 }
 
 impl<'r, M: Mutation, T: Send + 'r> IntoFuture for Write<'r, M, T> {
@@ -90,7 +123,7 @@ impl<'r, M: Mutation, T: Send + 'r> IntoFuture for Write<'r, M, T> {
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
             let finish = self.finish;
-            let output = run(self).await?;
+            let (output, _) = run(self).await?;
             // The write committed: a failure to turn its output into `T`
             // must not read as "not committed".
             finish(output).map_err(|e| Error::CommittedButUnreadable {
@@ -100,7 +133,7 @@ impl<'r, M: Mutation, T: Send + 'r> IntoFuture for Write<'r, M, T> {
     }
 }
 
-async fn run<M: Mutation, T>(write: Write<'_, M, T>) -> Result<M::Output, Error> {
+async fn run<M: Mutation, T>(write: Write<'_, M, T>) -> Result<(M::Output, WriteTimings), Error> {
     let Write {
         repo,
         mutation,
@@ -137,7 +170,14 @@ async fn run<M: Mutation, T>(write: Write<'_, M, T>) -> Result<M::Output, Error>
             }),
         };
         record(M::NAME, "local", started, &result);
-        return result;
+        let total = started.elapsed();
+        let timings = WriteTimings {
+            total,
+            primary: Some(total),
+            ..WriteTimings::default()
+        };
+        crate::consistency::record_timings(&timings);
+        return result.map(|output| (output, timings));
     }
 
     inner.forwarded_writes.fetch_add(1, Ordering::Relaxed);
@@ -156,7 +196,15 @@ async fn run<M: Mutation, T>(write: Write<'_, M, T>) -> Result<M::Output, Error>
         outcome = tracing::field::Empty,
     );
     let result = async {
-        let (output, lsn) = forward::<M>(repo, call, rpc_timeout, &request_id).await?;
+        let rpc_started = Instant::now();
+        let reply = forward::<M>(repo, call, rpc_timeout, &request_id).await?;
+        let mut timings = WriteTimings {
+            rpc: Some(rpc_started.elapsed()),
+            primary: reply.primary_us.map(Duration::from_micros),
+            attempts: reply.attempts,
+            ..WriteTimings::default()
+        };
+        let (output, lsn) = (reply.output, reply.lsn);
         tracing::Span::current().record("lsn", tracing::field::display(lsn));
         crate::consistency::record_write(lsn);
         if wait {
@@ -178,14 +226,25 @@ async fn run<M: Mutation, T>(write: Write<'_, M, T>) -> Result<M::Output, Error>
                     output: serde_json::to_value(&output).ok(),
                 });
             }
+            timings.replication_wait = Some(waiting.elapsed());
         }
-        Ok(output)
+        timings.total = started.elapsed();
+        crate::consistency::record_timings(&timings);
+        Ok((output, timings))
     }
     .instrument(span.clone())
     .await;
     span.record("outcome", outcome_label(&result));
     record(M::NAME, "forwarded", started, &result);
     result
+}
+
+/// A forwarded write's reply and how many attempts it took.
+struct Reply<O> {
+    output: O,
+    lsn: Lsn,
+    primary_us: Option<u64>,
+    attempts: u32,
 }
 
 /// The RPC, retried with the same request id until `budget` is spent, after
@@ -204,7 +263,7 @@ async fn forward<M: Mutation>(
     call: Forwarded<M>,
     budget: Duration,
     request_id: &str,
-) -> Result<(M::Output, Lsn), Error> {
+) -> Result<Reply<M::Output>, Error> {
     let inner = &repo.inner;
     let primary = inner.regions.primary_region();
     let deadline = Instant::now() + budget;
@@ -235,7 +294,18 @@ async fn forward<M: Mutation>(
             .idempotency_key(request_id)
             .require_primary();
         let error = match inner.node.call(primary, call.clone(), options).await {
-            Ok(Committed { output, lsn }) => return Ok((output, lsn)),
+            Ok(Committed {
+                output,
+                lsn,
+                primary_us,
+            }) => {
+                return Ok(Reply {
+                    output,
+                    lsn,
+                    primary_us,
+                    attempts: attempt,
+                });
+            }
             Err(e) => e,
         };
         match classify(error) {

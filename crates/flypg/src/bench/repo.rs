@@ -50,6 +50,10 @@ struct Report {
     write1_floor_ms: f64,
     /// p50 minus the floor: what the library (and the harness) add.
     write1_overhead_ms: f64,
+    /// The phases of the one-statement write (p50 of each).
+    write1_rpc_p50_ms: f64,
+    write1_primary_p50_ms: f64,
+    write1_wait_p50_ms: f64,
     write3_p50_ms: f64,
     write3_p99_ms: f64,
     write3_floor_ms: f64,
@@ -58,6 +62,12 @@ struct Report {
     direct3_p99_ms: f64,
     local_read_p50_ms: f64,
     local_read_p99_ms: f64,
+    /// How late the simulated links delivered delayed bytes (the harness's
+    /// own error, included in the overheads above).
+    rpc_link_late_p50_us: u64,
+    rpc_link_late_p99_us: u64,
+    replication_link_late_p50_us: u64,
+    replication_link_late_p99_us: u64,
     stale_reads: usize,
     stale_reads_no_wait: usize,
     fwd_writes_per_s_64: f64,
@@ -139,15 +149,20 @@ pub(crate) async fn run(args: RepoArgs) -> BenchResult<()> {
         args.writes
     ));
     let mut write1 = Vec::new();
+    let (mut rpc, mut primary, mut wait) = (Vec::new(), Vec::new(), Vec::new());
     let mut stale_reads = 0;
     for i in 0..args.writes {
         let started = Instant::now();
-        let id = lax
+        let (id, timings) = lax
             .write(InsertItem {
                 payload: format!("w{i}"),
             })
+            .timed()
             .await?;
         write1.push(millis(started.elapsed()));
+        rpc.extend(timings.rpc.map(millis));
+        primary.extend(timings.primary.map(millis));
+        wait.extend(timings.replication_wait.map(millis));
         if !visible(lax.local(), id).await? {
             stale_reads += 1;
         }
@@ -176,6 +191,10 @@ pub(crate) async fn run(args: RepoArgs) -> BenchResult<()> {
         write3.push(millis(started.elapsed()));
     }
 
+    // The links' precision while latency was measured (the throughput
+    // runs below load them far more).
+    let rpc_late = rpc_link.lateness();
+    let wal_late = cluster.replication_proxy().map(|p| p.lateness());
     say(&format!(
         "{} times the same three statements sent directly to the far primary...",
         args.writes
@@ -239,6 +258,7 @@ pub(crate) async fn run(args: RepoArgs) -> BenchResult<()> {
     })
     .await?;
 
+    let us = |d: Duration| d.as_micros() as u64;
     let (write1, write3, direct3, reads) = (
         Samples::new(write1),
         Samples::new(write3),
@@ -252,6 +272,9 @@ pub(crate) async fn run(args: RepoArgs) -> BenchResult<()> {
         write1_p99_ms: round3(write1.pct(99.0)),
         write1_floor_ms: round3(floor_ms),
         write1_overhead_ms: round3(write1.pct(50.0) - floor_ms),
+        write1_rpc_p50_ms: round3(Samples::new(rpc).pct(50.0)),
+        write1_primary_p50_ms: round3(Samples::new(primary).pct(50.0)),
+        write1_wait_p50_ms: round3(Samples::new(wait).pct(50.0)),
         write3_p50_ms: round3(write3.pct(50.0)),
         write3_p99_ms: round3(write3.pct(99.0)),
         write3_floor_ms: round3(floor_ms),
@@ -260,6 +283,10 @@ pub(crate) async fn run(args: RepoArgs) -> BenchResult<()> {
         direct3_p99_ms: round3(direct3.pct(99.0)),
         local_read_p50_ms: round3(reads.pct(50.0)),
         local_read_p99_ms: round3(reads.pct(99.0)),
+        rpc_link_late_p50_us: us(rpc_late.p50),
+        rpc_link_late_p99_us: us(rpc_late.p99),
+        replication_link_late_p50_us: wal_late.map_or(0, |l| us(l.p50)),
+        replication_link_late_p99_us: wal_late.map_or(0, |l| us(l.p99)),
         stale_reads,
         stale_reads_no_wait,
         fwd_writes_per_s_64: fwd.round(),
@@ -315,6 +342,19 @@ fn print_table(r: &Report) {
         r.write1_floor_ms, r.write1_overhead_ms, r.write3_overhead_ms
     );
     println!(
+        "phases of (a) at p50: RPC {} ms (of which {} ms in the transaction on the primary), \
+         wait for the replica {} ms",
+        r.write1_rpc_p50_ms, r.write1_primary_p50_ms, r.write1_wait_p50_ms
+    );
+    println!(
+        "harness precision: delayed bytes delivered late by p50 {} µs / p99 {} µs (RPC link), \
+         p50 {} µs / p99 {} µs (replication link)",
+        r.rpc_link_late_p50_us,
+        r.rpc_link_late_p99_us,
+        r.replication_link_late_p50_us,
+        r.replication_link_late_p99_us
+    );
+    println!(
         "stale reads right after a write: {} with the wait, {} with no_wait",
         r.stale_reads, r.stale_reads_no_wait
     );
@@ -333,7 +373,7 @@ async fn visible(pool: &PgPool, id: i64) -> BenchResult<bool> {
 }
 
 async fn pool(options: sqlx::postgres::PgConnectOptions, size: u32) -> BenchResult<PgPool> {
-    Ok(PgPoolOptions::new()
+    Ok(fly_postgres::pool_options()
         .max_connections(size)
         .connect_with(options)
         .await?)
