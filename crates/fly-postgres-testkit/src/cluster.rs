@@ -117,7 +117,7 @@ impl PgClusterBuilder {
              max_wal_senders = 10\n\
              wal_keep_size = '512MB'\n\
              hot_standby = on\n\
-             max_connections = 300\n\
+             max_connections = 1000  # benches run up to 512 callers on one server\n\
              shared_buffers = '32MB'\n\
              log_min_messages = warning\n\
              log_line_prefix = '%m [%p] '\n"

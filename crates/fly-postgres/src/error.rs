@@ -184,6 +184,22 @@ pub enum Error {
         message: String,
     },
 
+    /// No database connection came within the pool's acquire timeout. The
+    /// reason says why, as the database put it ("sorry, too many clients
+    /// already") or as the pool saw it (every connection busy); see
+    /// [`crate::explain_pool_error`].
+    #[error(
+        "no database connection within the pool's timeout ({in_use} of {max} in use): {reason}"
+    )]
+    NoConnection {
+        /// Connections the pool had checked out.
+        in_use: u32,
+        /// The pool's `max_connections`.
+        max: u32,
+        /// Why a new connection could not be had.
+        reason: String,
+    },
+
     /// A row or output did not decode into the requested type.
     #[error("could not decode the result: {message}")]
     Decode {

@@ -91,6 +91,7 @@ mod fly_replay;
 mod lsn;
 mod middleware_support;
 mod mutation;
+mod pool_diagnosis;
 mod pool_options;
 mod read_only;
 mod repo;
@@ -111,6 +112,7 @@ pub use fly_replay::{
 };
 pub use lsn::{Lsn, LsnParseError};
 pub use mutation::Mutation;
+pub use pool_diagnosis::explain_pool_error;
 pub use pool_options::pool_options;
 pub use read_only::read_only;
 pub use repo::{

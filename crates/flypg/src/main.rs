@@ -5,6 +5,7 @@ mod bench;
 mod chaos;
 mod demo;
 mod percentiles;
+mod pgbench;
 mod probe;
 mod rpc_node;
 mod signal;

@@ -25,6 +25,11 @@ impl Samples {
         self.sorted.last().copied().unwrap_or(0.0)
     }
 
+    /// The samples, smallest first.
+    pub(crate) fn values(&self) -> &[f64] {
+        &self.sorted
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.sorted.len()
     }

@@ -152,7 +152,11 @@ async fn begin(state: &ServerState) -> Result<sqlx::Transaction<'static, sqlx::P
             Err(e @ (sqlx::Error::Io(_) | sqlx::Error::Protocol(_))) if tries < TRIES => {
                 tracing::debug!(error = %e, "a pooled connection had died; trying another");
             }
-            Err(e) => return Err(Failure::NotStarted(e.into())),
+            Err(e) => {
+                return Err(Failure::NotStarted(
+                    crate::pool_diagnosis::explain_pool_error(&state.pool, e).await,
+                ));
+            }
         }
     }
 }

@@ -61,7 +61,9 @@ impl Shared {
         let mut state = self.lock();
         if !in_recovery {
             state.primary_until = Some(Instant::now() + ROLE_TTL);
-            state.waiters.release_all();
+            let released = state.waiters.release_all();
+            drop(state);
+            released.wake();
             return 0;
         }
         state.primary_until = None;
@@ -69,11 +71,14 @@ impl Shared {
         if state.replayed.is_none_or(|seen| seen < lsn) {
             state.replayed = Some(lsn);
         }
-        state.waiters.release_up_to(lsn);
-        state
+        let released = state.waiters.release_up_to(lsn);
+        let lag = state
             .waiters
             .max_target()
-            .map_or(0, |target| target.as_u64().saturating_sub(lsn.as_u64()))
+            .map_or(0, |target| target.as_u64().saturating_sub(lsn.as_u64()));
+        drop(state);
+        released.wake();
+        lag
     }
 
     /// After a connection change: the role and the replay position belong
@@ -181,20 +186,25 @@ impl Tracker {
             registered
         };
         self.shared.waits.fetch_add(1, Ordering::Relaxed);
-        let _registration = Registration {
+        let mut registration = Registration {
             shared: &self.shared,
             key,
+            released: false,
         };
         let outcome = tokio::time::timeout(timeout, rx).await;
         let waited = started.elapsed();
-        metrics::histogram!("fly_postgres_replication_wait_seconds", "tracker" => self.label.to_string())
+        metrics::histogram!("fly_postgres_replication_wait_seconds", "tracker" => std::sync::Arc::clone(&self.label))
             .record(waited.as_secs_f64());
         match outcome {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(())) => {
+                // The poller took it out of the set already.
+                registration.released = true;
+                Ok(())
+            }
             Ok(Err(_)) => Err(Error::TrackerStopped),
             Err(_) => {
                 self.shared.timeouts.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!("fly_postgres_replication_timeouts_total", "tracker" => self.label.to_string())
+                metrics::counter!("fly_postgres_replication_timeouts_total", "tracker" => std::sync::Arc::clone(&self.label))
                     .increment(1);
                 Err(Error::ReplicationTimeout {
                     committed_lsn: lsn,
@@ -229,11 +239,16 @@ impl Tracker {
 struct Registration<'a> {
     shared: &'a Shared,
     key: WaitKey,
+    /// Woken by the poller, which removed it: no need to take the lock a
+    /// thousand other woken waiters may be after too.
+    released: bool,
 }
 
 impl Drop for Registration<'_> {
     fn drop(&mut self) {
-        self.shared.lock().waiters.remove(&self.key);
+        if !self.released {
+            self.shared.lock().waiters.remove(&self.key);
+        }
     }
 }
 

@@ -30,22 +30,19 @@ impl Waiters {
         self.pending.remove(key);
     }
 
-    /// Wakes every wait whose target is at or below `replayed`.
-    pub(super) fn release_up_to(&mut self, replayed: Lsn) -> usize {
+    /// Takes every wait whose target is at or below `replayed` out of the
+    /// set; wake them with [`Released::wake`] once the set's lock is let go,
+    /// so the woken tasks do not queue up on it.
+    pub(super) fn release_up_to(&mut self, replayed: Lsn) -> Released {
         let still_pending = match replayed.as_u64().checked_add(1) {
             Some(next) => self.pending.split_off(&(Lsn::new(next), 0)),
             None => BTreeMap::new(),
         };
-        let released = std::mem::replace(&mut self.pending, still_pending);
-        let count = released.len();
-        for (_, tx) in released {
-            let _ = tx.send(());
-        }
-        count
+        Released(std::mem::replace(&mut self.pending, still_pending))
     }
 
-    /// Wakes every wait (the database is not in recovery).
-    pub(super) fn release_all(&mut self) -> usize {
+    /// Takes every wait (the database is not in recovery).
+    pub(super) fn release_all(&mut self) -> Released {
         self.release_up_to(Lsn::new(u64::MAX))
     }
 
@@ -68,6 +65,21 @@ impl Waiters {
     }
 }
 
+/// Waits taken out of the set, not yet woken.
+#[must_use = "released waits must be woken"]
+pub(super) struct Released(BTreeMap<WaitKey, oneshot::Sender<()>>);
+
+impl Released {
+    /// Wakes them; returns how many.
+    pub(super) fn wake(self) -> usize {
+        let count = self.0.len();
+        for (_, tx) in self.0 {
+            let _ = tx.send(());
+        }
+        count
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,12 +91,12 @@ mod tests {
         let (_, mut b) = w.insert(Lsn::new(20));
         let (_, mut c) = w.insert(Lsn::new(20));
         let (_, mut d) = w.insert(Lsn::new(21));
-        assert_eq!(w.release_up_to(Lsn::new(9)), 0);
-        assert_eq!(w.release_up_to(Lsn::new(20)), 3);
+        assert_eq!(w.release_up_to(Lsn::new(9)).wake(), 0);
+        assert_eq!(w.release_up_to(Lsn::new(20)).wake(), 3);
         assert!(a.try_recv().is_ok() && b.try_recv().is_ok() && c.try_recv().is_ok());
         assert!(d.try_recv().is_err());
         assert_eq!(w.len(), 1);
-        assert_eq!(w.release_all(), 1);
+        assert_eq!(w.release_all().wake(), 1);
         assert!(d.try_recv().is_ok());
         assert!(w.is_empty());
     }
@@ -96,7 +108,7 @@ mod tests {
         w.remove(&key);
         assert!(w.is_empty());
         let (_, rx) = w.insert(Lsn::new(u64::MAX));
-        assert_eq!(w.release_all(), 1);
+        assert_eq!(w.release_all().wake(), 1);
         drop(rx);
     }
 }

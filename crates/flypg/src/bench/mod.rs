@@ -1,5 +1,8 @@
 //! `flypg bench ...`: benchmarks that print numbers (never timed tests).
 
+mod charts;
+mod cpu_meter;
+mod library_cost;
 mod mutations;
 mod repo;
 mod rpc;

@@ -11,6 +11,7 @@ use fly_postgres_testkit::{Delay, LatencyProxy, PgCluster};
 use fly_rpc::{Node, Regions, StaticPeers};
 use serde::Serialize;
 
+use super::charts::{self, Series};
 use super::mutations::{InsertItem, SCHEMA, TRANSFER_SQL, Transfer};
 use super::throughput::throughput;
 use crate::percentiles::{Samples, millis, round3};
@@ -37,6 +38,15 @@ pub(crate) struct RepoArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
+    /// Measure the library's own cost instead: loopback, no delays, writes
+    /// per second and CPU per write at 64 and 256 callers for a bare insert,
+    /// a Repo write in the primary region and a forwarded write.
+    #[arg(long)]
+    no_proxy: bool,
+    /// Also write the latency chart (write-latency-cdf.svg) into this
+    /// directory.
+    #[arg(long, value_name = "DIR")]
+    svg: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Serialize)]
@@ -82,6 +92,9 @@ const SECRET: &str = "flypg bench repo secret, loopback only";
 pub(crate) async fn run(args: RepoArgs) -> BenchResult<()> {
     if args.writes == 0 || args.concurrency == 0 {
         return Err("--writes and --concurrency must be at least 1".into());
+    }
+    if args.no_proxy {
+        return super::library_cost::run(args.seconds, args.json).await;
     }
     let say = |text: &str| {
         if !args.json {
@@ -168,13 +181,16 @@ pub(crate) async fn run(args: RepoArgs) -> BenchResult<()> {
         }
     }
     let mut stale_reads_no_wait = 0;
-    for i in 0..args.writes.min(20) {
+    let mut no_wait = Vec::new();
+    for i in 0..args.writes {
+        let started = Instant::now();
         let id = lax
             .write(InsertItem {
                 payload: format!("n{i}"),
             })
             .no_wait()
             .await?;
+        no_wait.push(millis(started.elapsed()));
         if !visible(lax.local(), id).await? {
             stale_reads_no_wait += 1;
         }
@@ -265,6 +281,37 @@ pub(crate) async fn run(args: RepoArgs) -> BenchResult<()> {
         Samples::new(direct3),
         Samples::new(reads),
     );
+    if let Some(dir) = &args.svg {
+        std::fs::create_dir_all(dir)?;
+        let no_wait = Samples::new(no_wait);
+        charts::cdf_svg(
+            &dir.join("write-latency-cdf.svg"),
+            &format!(
+                "Writes from lax, primary in syd: RTT {} ms, WAL link {} ms one way",
+                args.rtt_ms,
+                lag.as_millis()
+            ),
+            "latency (ms)",
+            &[
+                Series {
+                    label: "forwarded, 1 statement, with the wait",
+                    samples: &write1,
+                },
+                Series {
+                    label: "forwarded, 1 statement, no_wait",
+                    samples: &no_wait,
+                },
+                Series {
+                    label: "forwarded, 3 statements, with the wait",
+                    samples: &write3,
+                },
+                Series {
+                    label: "3 statements sent directly to syd",
+                    samples: &direct3,
+                },
+            ],
+        )?;
+    }
     let report = Report {
         rtt_ms: args.rtt_ms,
         replication_delay_ms: lag.as_millis() as u64,

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-type CallError = Box<dyn std::error::Error + Send + Sync>;
+/// What a failing call returns.
+pub(crate) type CallError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Runs `call` from `callers` tasks, each back to back, for `length`;
 /// returns completed calls per second. The first failing call fails the run.

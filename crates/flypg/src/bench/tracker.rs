@@ -14,17 +14,23 @@ use fly_postgres::{Lsn, Tracker, commit_lsn};
 use fly_postgres_testkit::PgCluster;
 use serde::Serialize;
 
+use super::charts::{self, Series};
 use crate::percentiles::{Samples, millis, round3};
 
 /// Options of `flypg bench tracker`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct TrackerArgs {
-    /// Number of writes, each followed by a wait on its LSN.
-    #[arg(long, default_value_t = 2000)]
-    writes: usize,
-    /// Concurrent waiters on each write's LSN.
-    #[arg(long, default_value_t = 1)]
-    waiters: usize,
+    /// Number of writes, each followed by a wait on its LSN (default 2000;
+    /// 200 with --load).
+    #[arg(long)]
+    writes: Option<usize>,
+    /// Concurrent waiters on each write's LSN (default 1; 1000 with --load).
+    #[arg(long)]
+    waiters: Option<usize>,
+    /// Run pgbench writes on the primary (4 clients) while measuring, so
+    /// replay never rests and every poll competes with real load.
+    #[arg(long)]
+    load: bool,
     /// The tracker's poll interval in microseconds.
     #[arg(long, default_value_t = fly_postgres::DEFAULT_POLL_INTERVAL.as_micros() as u64)]
     poll_interval_us: u64,
@@ -38,12 +44,20 @@ pub(crate) struct TrackerArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
+    /// Also write the notification-delay chart
+    /// (notification-delay-cdf.svg) into this directory.
+    #[arg(long, value_name = "DIR")]
+    svg: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Serialize)]
 struct Report {
     writes: usize,
     waiters: usize,
+    /// Whether pgbench loaded the primary during the measurement.
+    load: bool,
+    /// pgbench's committed transactions per second meanwhile (0 without).
+    load_tps: f64,
     poll_interval_us: u64,
     notify_p50_ms: f64,
     notify_p99_ms: f64,
@@ -62,7 +76,9 @@ struct Report {
 type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
 
 pub(crate) async fn run(args: TrackerArgs) -> BenchResult<()> {
-    if args.writes == 0 || args.waiters == 0 {
+    let writes = args.writes.unwrap_or(if args.load { 200 } else { 2000 });
+    let waiters = args.waiters.unwrap_or(if args.load { 1000 } else { 1 });
+    if writes == 0 || waiters == 0 {
         return Err("--writes and --waiters must be at least 1".into());
     }
     let progress = !args.json;
@@ -83,18 +99,33 @@ pub(crate) async fn run(args: TrackerArgs) -> BenchResult<()> {
         .await?;
     cluster.wait_for_catch_up(Duration::from_secs(10)).await?;
     let replica = cluster.replica().connect_options();
+    let load = match args.load {
+        true => {
+            let pgbench = crate::pgbench::locate()?
+                .ok_or("--load needs pgbench next to the PostgreSQL binaries")?;
+            let url = cluster.primary().url();
+            crate::pgbench::init(&pgbench, &url).await?;
+            if progress {
+                eprintln!("pgbench -c 4 on the primary from now on...");
+            }
+            Some(crate::pgbench::spawn(&pgbench, &url, 4)?)
+        }
+        false => None,
+    };
+    let commits_before = commits(&primary).await?;
+    let load_started = Instant::now();
     let observer = Observer::start(replica.clone())?;
 
     if progress {
         eprintln!(
             "measuring {} writes x {} waiter(s), poll interval {} us...",
-            args.writes, args.waiters, args.poll_interval_us
+            writes, waiters, args.poll_interval_us
         );
     }
     let tracker = Tracker::builder(replica.clone())
         .poll_interval(Duration::from_micros(args.poll_interval_us))
         .start()?;
-    let main = measure(&primary, &tracker, &observer, args.writes, args.waiters).await?;
+    let main = measure(&primary, &tracker, &observer, writes, waiters).await?;
     let polls_for_writes = tracker.stats().polls;
     let idle_before = tracker.stats().polls;
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -102,10 +133,10 @@ pub(crate) async fn run(args: TrackerArgs) -> BenchResult<()> {
     if progress {
         eprintln!(
             "measuring replica load with {} waiter(s) blocked for 1 s...",
-            args.waiters
+            waiters
         );
     }
-    let polls_per_s = sustained_poll_rate(&cluster, &primary, &tracker, args.waiters).await?;
+    let polls_per_s = sustained_poll_rate(&cluster, &primary, &tracker, waiters).await?;
 
     if progress {
         eprintln!(
@@ -125,10 +156,42 @@ pub(crate) async fn run(args: TrackerArgs) -> BenchResult<()> {
     )
     .await?;
     observer.stop();
+    let load_tps = match load {
+        Some(mut pgbench) => {
+            let tps = (commits(&primary).await? - commits_before) as f64
+                / load_started.elapsed().as_secs_f64();
+            let _ = pgbench.kill().await;
+            tps
+        }
+        None => 0.0,
+    };
 
+    if let Some(dir) = &args.svg {
+        std::fs::create_dir_all(dir)?;
+        charts::cdf_svg(
+            &dir.join("notification-delay-cdf.svg"),
+            &format!(
+                "Replay to waiter woken: {writes} writes x {waiters} waiter(s){}",
+                if args.load { ", pgbench load" } else { "" }
+            ),
+            "notification delay (ms)",
+            &[
+                Series {
+                    label: "Tracker (1 ms polling while anyone waits)",
+                    samples: &main.notify,
+                },
+                Series {
+                    label: "Elixir-style 50 ms polling",
+                    samples: &baseline.notify,
+                },
+            ],
+        )?;
+    }
     let report = Report {
-        writes: args.writes,
-        waiters: args.waiters,
+        writes,
+        waiters,
+        load: args.load,
+        load_tps: load_tps.round(),
         poll_interval_us: args.poll_interval_us,
         notify_p50_ms: round3(main.notify.pct(50.0)),
         notify_p99_ms: round3(main.notify.pct(99.0)),
@@ -137,7 +200,7 @@ pub(crate) async fn run(args: TrackerArgs) -> BenchResult<()> {
         baseline_50ms_poll_p99_ms: round3(baseline.notify.pct(99.0)),
         baseline_writes: args.baseline_writes.max(1),
         replica_queries_per_s_while_waiting: polls_per_s.round(),
-        replica_queries_per_write: round3(polls_for_writes as f64 / args.writes as f64),
+        replica_queries_per_write: round3(polls_for_writes as f64 / writes as f64),
         replica_queries_while_idle,
         replication_delay_ms: args.replication_delay_ms,
         wait_p50_ms: round3(main.waits.pct(50.0)),
@@ -149,6 +212,15 @@ pub(crate) async fn run(args: TrackerArgs) -> BenchResult<()> {
         print_table(&report, main.notify.len());
     }
     Ok(())
+}
+
+/// Transactions committed in the primary's databases so far.
+async fn commits(primary: &PgPool) -> BenchResult<i64> {
+    Ok(
+        sqlx::query_scalar("select sum(xact_commit)::bigint from pg_stat_database")
+            .fetch_one(primary)
+            .await?,
+    )
 }
 
 struct Measured {
@@ -249,7 +321,7 @@ fn print_table(r: &Report, samples: usize) {
         r.writes, r.waiters
     );
     println!("{:<48} {:>10}", "metric", "value");
-    let rows: [(&str, String); 12] = [
+    let rows: [(&str, String); 13] = [
         ("notification delay p50 (ms)", r.notify_p50_ms.to_string()),
         ("notification delay p99 (ms)", r.notify_p99_ms.to_string()),
         ("notification delay max (ms)", r.notify_max_ms.to_string()),
@@ -283,6 +355,14 @@ fn print_table(r: &Report, samples: usize) {
         ),
         ("longest wait (ms)", r.max_wait_ms.to_string()),
         ("poll interval (us)", r.poll_interval_us.to_string()),
+        (
+            "pgbench load on the primary meanwhile (tps)",
+            if r.load {
+                r.load_tps.to_string()
+            } else {
+                "none".to_owned()
+            },
+        ),
     ];
     for (name, value) in rows {
         println!("{name:<48} {value:>10}");

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use fly_postgres_testkit::{Delay, PgBinaries};
+use fly_postgres_testkit::Delay;
 use serde_json::json;
 
 use super::world::World;
@@ -53,27 +53,15 @@ async fn load(
     started: Instant,
     notes: &mut Notes,
 ) -> ChaosResult<()> {
-    let pgbench = PgBinaries::locate()?.program("pgbench");
-    if !pgbench.exists() {
+    let Some(pgbench) = crate::pgbench::locate()? else {
         notes.fault(
             started,
             "no pgbench next to the PostgreSQL binaries: clients only",
         );
         return Ok(());
-    }
+    };
     let url = world.cluster.primary().url();
-    let init = tokio::process::Command::new(&pgbench)
-        .args(["-i", "-q", "-s", "1", &url])
-        .kill_on_drop(true)
-        .output()
-        .await?;
-    if !init.status.success() {
-        return Err(format!(
-            "pgbench -i failed: {}",
-            String::from_utf8_lossy(&init.stderr).trim()
-        )
-        .into());
-    }
+    crate::pgbench::init(&pgbench, &url).await?;
     let secs = seconds
         .saturating_sub(started.elapsed())
         .as_secs()

@@ -1,0 +1,275 @@
+//! `flypg bench repo --no-proxy`: what the library itself costs, on
+//! loopback with no simulated ocean: writes per second and CPU per write
+//! (this process plus every PostgreSQL process, from /proc) for a bare sqlx
+//! insert transaction, the same mutation through a `Repo` in the primary
+//! region, and forwarded from the replica region with the wait.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use fly_postgres::Repo;
+use fly_postgres::sqlx::{self, Acquire, PgPool};
+use fly_postgres_testkit::PgCluster;
+use fly_rpc::{Node, Regions, StaticPeers};
+use serde::Serialize;
+
+use super::cpu_meter::CpuMeter;
+use super::mutations::{InsertItem, SCHEMA};
+use super::throughput::throughput;
+
+/// The caller counts compared.
+const CALLERS: [usize; 2] = [64, 256];
+
+/// One caller count's figures.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Costs {
+    callers: usize,
+    bare_writes_per_s: f64,
+    local_writes_per_s: f64,
+    fwd_writes_per_s: f64,
+    /// Forwarded writes per second over local ones (goal: at least 0.7).
+    fwd_vs_local_ratio: f64,
+    cpu_us_per_bare_write: f64,
+    cpu_us_per_local_write: f64,
+    cpu_us_per_fwd_write: f64,
+    /// CPU per forwarded write over CPU per local one (goal: at most 2).
+    fwd_vs_local_cpu_ratio: f64,
+    /// The PostgreSQL processes' share of each write's CPU.
+    cpu_us_per_bare_write_postgres: f64,
+    cpu_us_per_local_write_postgres: f64,
+    cpu_us_per_fwd_write_postgres: f64,
+}
+
+/// The report: the 64-caller figures at the top, every run in `runs`.
+#[derive(Debug, Serialize)]
+struct Report {
+    mode: &'static str,
+    seconds: u64,
+    #[serde(flatten)]
+    at_64: Costs,
+    runs: Vec<Costs>,
+}
+
+type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+const SECRET: &str = "flypg bench repo --no-proxy secret, loopback only";
+
+/// Runs the three kinds of writes at each caller count.
+pub(crate) async fn run(seconds: u64, json: bool) -> BenchResult<()> {
+    let say = |text: &str| {
+        if !json {
+            eprintln!("{text}");
+        }
+    };
+    say("starting primary (syd) and replica (lax) on loopback, no delays...");
+    let cluster = PgCluster::start().await?;
+    let most = CALLERS.iter().copied().max().unwrap_or(1) as u32;
+    let primary = fly_postgres::pool_options()
+        .max_connections(most + 4)
+        .connect_with(cluster.primary().connect_options())
+        .await?;
+    sqlx::raw_sql(SCHEMA).execute(&primary).await?;
+    let syd = Repo::builder()
+        .pool(primary.clone())
+        .node(node("syd", StaticPeers::new()))
+        .mutation::<InsertItem>()
+        .start()
+        .await?;
+    syd.migrate().await?;
+    let lax = Repo::builder()
+        .pool(
+            fly_postgres::pool_options()
+                .max_connections(8)
+                .connect_with(cluster.replica().connect_options())
+                .await?,
+        )
+        .node(node(
+            "lax",
+            StaticPeers::new().with("syd", syd.node().local_addr()),
+        ))
+        .mutation::<InsertItem>()
+        .start()
+        .await?;
+    cluster.wait_for_catch_up(Duration::from_secs(30)).await?;
+    let meter = CpuMeter::new(
+        [cluster.primary().pid(), cluster.replica().pid()]
+            .into_iter()
+            .flatten(),
+    );
+    let length = Duration::from_secs(seconds);
+
+    let mut runs = Vec::new();
+    for callers in CALLERS {
+        say(&format!(
+            "{callers} callers: bare sqlx insert transactions on the primary..."
+        ));
+        let bare = measure(&meter, callers, length, {
+            let primary = primary.clone();
+            move || bare_insert(primary.clone())
+        })
+        .await?;
+        say(&format!(
+            "{callers} callers: the same mutation through a Repo in syd..."
+        ));
+        let local = measure(&meter, callers, length, {
+            let syd = syd.clone();
+            move || {
+                let syd = syd.clone();
+                async move {
+                    syd.write(InsertItem {
+                        payload: "l".into(),
+                    })
+                    .await?;
+                    Ok(())
+                }
+            }
+        })
+        .await?;
+        say(&format!(
+            "{callers} callers: forwarded from lax, with the wait..."
+        ));
+        let fwd = measure(&meter, callers, length, {
+            let lax = lax.clone();
+            move || {
+                let lax = lax.clone();
+                async move {
+                    lax.write(InsertItem {
+                        payload: "f".into(),
+                    })
+                    .await?;
+                    Ok(())
+                }
+            }
+        })
+        .await?;
+        runs.push(Costs {
+            callers,
+            bare_writes_per_s: bare.per_s.round(),
+            local_writes_per_s: local.per_s.round(),
+            fwd_writes_per_s: fwd.per_s.round(),
+            fwd_vs_local_ratio: ratio(fwd.per_s, local.per_s),
+            cpu_us_per_bare_write: bare.cpu_us.round(),
+            cpu_us_per_local_write: local.cpu_us.round(),
+            cpu_us_per_fwd_write: fwd.cpu_us.round(),
+            fwd_vs_local_cpu_ratio: ratio(fwd.cpu_us, local.cpu_us),
+            cpu_us_per_bare_write_postgres: bare.cpu_us_postgres.round(),
+            cpu_us_per_local_write_postgres: local.cpu_us_postgres.round(),
+            cpu_us_per_fwd_write_postgres: fwd.cpu_us_postgres.round(),
+        });
+    }
+    lax.node().shutdown().await?;
+    syd.node().shutdown().await?;
+    lax.local().close().await;
+    primary.close().await;
+
+    let mut runs = runs.into_iter();
+    let at_64 = runs.next().ok_or("no run")?;
+    let report = Report {
+        mode: "no_proxy",
+        seconds,
+        runs: std::iter::once(at_64.clone()).chain(runs).collect(),
+        at_64,
+    };
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print_table(&report);
+    }
+    Ok(())
+}
+
+/// One run's rate and CPU per write.
+struct Measured {
+    per_s: f64,
+    cpu_us: f64,
+    cpu_us_postgres: f64,
+}
+
+async fn measure<F, Fut>(
+    meter: &CpuMeter,
+    callers: usize,
+    length: Duration,
+    call: F,
+) -> BenchResult<Measured>
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), super::throughput::CallError>> + Send,
+{
+    // Connections opened and caches warmed outside the measurement.
+    throughput(callers, Duration::from_millis(500), call.clone()).await?;
+    let before = meter.sample();
+    let started = std::time::Instant::now();
+    let per_s = throughput(callers, length, call).await?;
+    let elapsed = started.elapsed();
+    let (own, postgres) = meter.sample().since(&before);
+    let writes = (per_s * elapsed.as_secs_f64()).max(1.0);
+    Ok(Measured {
+        per_s,
+        cpu_us: (own + postgres).as_secs_f64() * 1e6 / writes,
+        cpu_us_postgres: postgres.as_secs_f64() * 1e6 / writes,
+    })
+}
+
+async fn bare_insert(pool: PgPool) -> Result<(), super::throughput::CallError> {
+    let mut conn = match pool.acquire().await {
+        Ok(conn) => conn,
+        Err(e) => return Err(fly_postgres::explain_pool_error(&pool, e).await.into()),
+    };
+    let mut tx = conn.begin().await?;
+    sqlx::query("insert into items (payload) values ($1) returning id")
+        .bind("b")
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 {
+        (a / b * 1000.0).round() / 1000.0
+    } else {
+        0.0
+    }
+}
+
+fn print_table(r: &Report) {
+    println!(
+        "flypg bench repo --no-proxy: loopback, {} s per run, CPU = this process + every PostgreSQL process",
+        r.seconds
+    );
+    println!(
+        "{:>8} {:>10} {:>10} {:>10} {:>7} {:>12} {:>12} {:>12} {:>7}",
+        "callers",
+        "bare/s",
+        "local/s",
+        "fwd/s",
+        "fwd/loc",
+        "cpu µs bare",
+        "cpu µs local",
+        "cpu µs fwd",
+        "cpu x"
+    );
+    for c in &r.runs {
+        println!(
+            "{:>8} {:>10} {:>10} {:>10} {:>7} {:>12} {:>12} {:>12} {:>7}",
+            c.callers,
+            c.bare_writes_per_s,
+            c.local_writes_per_s,
+            c.fwd_writes_per_s,
+            c.fwd_vs_local_ratio,
+            c.cpu_us_per_bare_write,
+            c.cpu_us_per_local_write,
+            c.cpu_us_per_fwd_write,
+            c.fwd_vs_local_cpu_ratio
+        );
+    }
+    println!("goals: fwd/local rate >= 0.7, CPU per forwarded write <= 2x a local one");
+}
+
+fn node(region: &str, peers: StaticPeers) -> fly_rpc::NodeBuilder {
+    Node::builder()
+        .regions(Regions::new(region, "syd"))
+        .listen(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .secret(SECRET)
+        .discovery(peers)
+}
