@@ -68,8 +68,24 @@ fn bench_rpc_reports_its_keys() {
     assert!(report["rtt60_p50_ms"].as_f64().unwrap() >= 10.0, "{report}");
 }
 
+/// A fresh directory for a bench's charts.
+fn chart_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("flypg-bench-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn assert_chart(path: &std::path::Path, labels: &[&str]) {
+    let svg = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    assert!(svg.starts_with("<svg"), "{path:?} is not an SVG");
+    for label in labels {
+        assert!(svg.contains(label), "{path:?} lacks the series {label}");
+    }
+}
+
 #[test]
 fn bench_repo_reports_its_keys_and_no_stale_reads() {
+    let charts = chart_dir("repo");
     let report = bench(&[
         "repo",
         "--writes",
@@ -80,7 +96,29 @@ fn bench_repo_reports_its_keys_and_no_stale_reads() {
         "4",
         "--rtt-ms",
         "10",
+        "--svg",
+        charts.to_str().unwrap(),
     ]);
+    assert_chart(
+        &charts.join("write-latency-cdf.svg"),
+        &["with the wait", "no_wait", "directly to syd"],
+    );
+    let _ = std::fs::remove_dir_all(&charts);
+    assert_keys(
+        &report,
+        &[
+            "write1_rpc_p50_ms",
+            "write1_primary_p50_ms",
+            "write1_wait_p50_ms",
+            "rpc_link_late_p50_us",
+            "replication_link_late_p99_us",
+        ],
+    );
+    assert!(
+        report["write1_primary_p50_ms"].as_f64().unwrap()
+            < report["write1_rpc_p50_ms"].as_f64().unwrap(),
+        "the transaction is part of the RPC: {report}"
+    );
     assert_keys(
         &report,
         &[
@@ -104,6 +142,59 @@ fn bench_repo_reports_its_keys_and_no_stale_reads() {
         report["write1_p50_ms"].as_f64().unwrap() >= 10.0,
         "faster than physics: {report}"
     );
+}
+
+#[test]
+fn bench_repo_no_proxy_reports_rates_and_cpu_per_write() {
+    let report = bench(&["repo", "--no-proxy", "--seconds", "1"]);
+    let keys = [
+        "local_writes_per_s",
+        "fwd_writes_per_s",
+        "fwd_vs_local_ratio",
+        "cpu_us_per_bare_write",
+        "cpu_us_per_local_write",
+        "cpu_us_per_fwd_write",
+    ];
+    assert_keys(&report, &keys);
+    let runs = report["runs"].as_array().unwrap();
+    assert_eq!(
+        runs.iter().map(|r| r["callers"].as_u64().unwrap()).collect::<Vec<_>>(),
+        [64, 256]
+    );
+    for run in runs {
+        assert_keys(run, &keys);
+        for key in ["local_writes_per_s", "fwd_writes_per_s", "cpu_us_per_bare_write"] {
+            assert!(run[key].as_f64().unwrap() > 0.0, "{key} in {run}");
+        }
+        // A write costs PostgreSQL some CPU, which the meter must see.
+        assert!(run["cpu_us_per_fwd_write_postgres"].as_f64().unwrap() > 0.0, "{run}");
+    }
+}
+
+#[test]
+fn bench_tracker_under_load_reports_the_load_and_draws_its_chart() {
+    let charts = chart_dir("tracker");
+    let report = bench(&[
+        "tracker",
+        "--load",
+        "--writes",
+        "10",
+        "--waiters",
+        "50",
+        "--baseline-writes",
+        "2",
+        "--svg",
+        charts.to_str().unwrap(),
+    ]);
+    assert_eq!(report["load"], true);
+    assert_eq!(report["waiters"], 50);
+    assert!(report["load_tps"].as_f64().unwrap() > 0.0, "{report}");
+    assert_keys(&report, &["notify_p50_ms", "notify_p99_ms"]);
+    assert_chart(
+        &charts.join("notification-delay-cdf.svg"),
+        &["Tracker", "50 ms polling"],
+    );
+    let _ = std::fs::remove_dir_all(&charts);
 }
 
 #[test]
