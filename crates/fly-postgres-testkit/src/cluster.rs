@@ -53,14 +53,11 @@ impl PgClusterBuilder {
             .tempdir()
             .map_err(|e| TestkitError::io("creating cluster temp dir", e))?;
         run_as.give(dir.path())?;
-        let tag = format!(
-            "flypg-{}-{}",
-            std::process::id(),
-            NEXT_CLUSTER.fetch_add(1, Ordering::Relaxed)
-        );
+        let tag = next_tag();
 
         let primary = start_server(
             "primary",
+            false,
             dir.path(),
             &template,
             &bins,
@@ -89,6 +86,7 @@ impl PgClusterBuilder {
         );
         let replica = start_server(
             "replica",
+            true,
             dir.path(),
             &template,
             &bins,
@@ -108,6 +106,22 @@ impl PgClusterBuilder {
     }
 
     fn common_conf(&self, tag: &str, role: &str) -> String {
+        server_conf(tag, role, &self.settings)
+    }
+}
+
+/// A name for a new cluster's processes, unique on this machine.
+pub(crate) fn next_tag() -> String {
+    format!(
+        "flypg-{}-{}",
+        std::process::id(),
+        NEXT_CLUSTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The `postgresql.conf` lines every testkit server gets, then `settings`.
+pub(crate) fn server_conf(tag: &str, role: &str, settings: &[(String, String)]) -> String {
+    {
         let mut conf = format!(
             "\n# fly-postgres-testkit\n\
              cluster_name = '{tag}-{role}'\n\
@@ -122,15 +136,19 @@ impl PgClusterBuilder {
              log_min_messages = warning\n\
              log_line_prefix = '%m [%p] '\n"
         );
-        for (name, value) in &self.settings {
+        for (name, value) in settings {
             let _ = writeln!(conf, "{name} = '{}'", value.replace('\'', "''"));
         }
         conf
     }
 }
 
-async fn start_server(
+/// Copies the template into `root/name`, appends `conf`, marks it a
+/// standby if asked (every copy of the template starts from the same WAL,
+/// so a standby can stream from any primary made from it), and starts it.
+pub(crate) async fn start_server(
     name: &str,
+    standby: bool,
     root: &Path,
     template: &Path,
     bins: &PgBinaries,
@@ -152,7 +170,7 @@ async fn start_server(
         });
     }
     append(&data_dir.join("postgresql.conf"), conf)?;
-    if name == "replica" {
+    if standby {
         append(&data_dir.join("standby.signal"), "")?;
         run_as.give(&data_dir.join("standby.signal"))?;
     }
@@ -290,40 +308,49 @@ impl PgCluster {
 
     /// Waits until the replica has replayed the primary's current WAL position.
     pub async fn wait_for_catch_up(&self, timeout: Duration) -> Result<()> {
-        let mut primary = self.primary.connect().await?;
-        let target: i64 = sqlx::query("select (pg_current_wal_lsn() - '0/0')::bigint")
-            .fetch_one(&mut primary)
-            .await?
-            .try_get(0)?;
-        let deadline = Instant::now() + timeout;
-        let mut replica = None;
-        loop {
-            if replica.is_none() {
-                replica = self.replica.connect().await.ok();
-            }
-            if let Some(conn) = replica.as_mut() {
-                let replayed: Option<i64> =
-                    match sqlx::query("select (pg_last_wal_replay_lsn() - '0/0')::bigint")
-                        .fetch_one(&mut *conn)
-                        .await
-                    {
-                        Ok(row) => row.try_get(0)?,
-                        Err(_) => {
-                            replica = None;
-                            None
-                        }
-                    };
-                if replayed.is_some_and(|r| r >= target) {
-                    return Ok(());
-                }
-            }
-            if Instant::now() >= deadline {
-                return Err(TestkitError::Timeout {
-                    what: "the replica to catch up with the primary".into(),
-                    after: timeout,
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
+        wait_until_replayed(&self.primary, &self.replica, timeout).await
+    }
+}
+
+/// Waits until `standby` has replayed `primary`'s current WAL position.
+pub(crate) async fn wait_until_replayed(
+    primary: &PgServer,
+    standby: &PgServer,
+    timeout: Duration,
+) -> Result<()> {
+    let mut primary = primary.connect().await?;
+    let target: i64 = sqlx::query("select (pg_current_wal_lsn() - '0/0')::bigint")
+        .fetch_one(&mut primary)
+        .await?
+        .try_get(0)?;
+    let deadline = Instant::now() + timeout;
+    let mut conn = None;
+    loop {
+        if conn.is_none() {
+            conn = standby.connect().await.ok();
         }
+        if let Some(c) = conn.as_mut() {
+            let replayed: Option<i64> =
+                match sqlx::query("select (pg_last_wal_replay_lsn() - '0/0')::bigint")
+                    .fetch_one(&mut *c)
+                    .await
+                {
+                    Ok(row) => row.try_get(0)?,
+                    Err(_) => {
+                        conn = None;
+                        None
+                    }
+                };
+            if replayed.is_some_and(|r| r >= target) {
+                return Ok(());
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(TestkitError::Timeout {
+                what: format!("{} to catch up with the primary", standby.name()),
+                after: timeout,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }

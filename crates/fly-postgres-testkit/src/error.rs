@@ -84,6 +84,9 @@ pub enum TestkitError {
     /// The server is not running (it was stopped or killed).
     #[error("postgres server `{0}` is not running")]
     NotRunning(String),
+    /// A topology was asked for something it does not have or cannot do.
+    #[error("topology: {0}")]
+    Topology(String),
 }
 
 impl TestkitError {

@@ -5,6 +5,9 @@
 //!   else `/usr/lib/postgresql/*/bin`), in a temp dir, on free ports, as the
 //!   `postgres` OS user when run as root. Dropping it stops both and deletes
 //!   their files.
+//! - [`PgTopology`]: a primary, replicas in named regions with an RTT
+//!   matrix on their replication links, a standby in the primary region, a
+//!   leader address, and failover ([`PgTopology::promote`]).
 //! - [`LatencyProxy`]: a TCP forwarder with a one-way delay per direction, to
 //!   give a test on one machine the round trips of two regions.
 //! - [`AppProcess`]: an app instance as its own process, to kill -9, SIGTERM
@@ -44,6 +47,7 @@ mod processes;
 mod proxy;
 mod server;
 mod template;
+mod topology;
 
 pub use app_process::AppProcess;
 pub use binaries::PgBinaries;
@@ -53,3 +57,4 @@ pub use lateness::Lateness;
 pub use processes::live_processes_tagged;
 pub use proxy::{Delay, LatencyProxy};
 pub use server::PgServer;
+pub use topology::{Member, PgTopology, PgTopologyBuilder};

@@ -158,16 +158,25 @@ fn bench_repo_no_proxy_reports_rates_and_cpu_per_write() {
     assert_keys(&report, &keys);
     let runs = report["runs"].as_array().unwrap();
     assert_eq!(
-        runs.iter().map(|r| r["callers"].as_u64().unwrap()).collect::<Vec<_>>(),
+        runs.iter()
+            .map(|r| r["callers"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
         [64, 256]
     );
     for run in runs {
         assert_keys(run, &keys);
-        for key in ["local_writes_per_s", "fwd_writes_per_s", "cpu_us_per_bare_write"] {
+        for key in [
+            "local_writes_per_s",
+            "fwd_writes_per_s",
+            "cpu_us_per_bare_write",
+        ] {
             assert!(run[key].as_f64().unwrap() > 0.0, "{key} in {run}");
         }
         // A write costs PostgreSQL some CPU, which the meter must see.
-        assert!(run["cpu_us_per_fwd_write_postgres"].as_f64().unwrap() > 0.0, "{run}");
+        assert!(
+            run["cpu_us_per_fwd_write_postgres"].as_f64().unwrap() > 0.0,
+            "{run}"
+        );
     }
 }
 
