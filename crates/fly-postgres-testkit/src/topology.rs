@@ -26,6 +26,7 @@ pub struct PgTopologyBuilder {
     primary_region: String,
     replicas: Vec<String>,
     standby: bool,
+    synchronous: bool,
     rtts: BTreeMap<(String, String), Duration>,
     settings: Vec<(String, String)>,
 }
@@ -118,6 +119,16 @@ impl PgTopologyBuilder {
         self
     }
 
+    /// Makes the primary-region standby synchronous
+    /// (`synchronous_standby_names` on the primary): a commit returns only
+    /// once the standby has it, so a failover to it loses no acknowledged
+    /// write. Implies [`PgTopologyBuilder::standby`].
+    pub fn synchronous_standby(mut self) -> Self {
+        self.standby = true;
+        self.synchronous = true;
+        self
+    }
+
     /// The round-trip time between two regions (default: none, loopback).
     /// Replication links get half of it, one way.
     pub fn rtt(mut self, a: &str, b: &str, rtt: Duration) -> Self {
@@ -146,6 +157,14 @@ impl PgTopologyBuilder {
         let tag = crate::cluster::next_tag();
         let primary_name = format!("{}-primary", self.primary_region);
         let conf = |name: &str| server_conf(&tag, name, &self.settings);
+        let mut primary_conf = conf(&primary_name);
+        if self.synchronous {
+            let _ = writeln!(
+                primary_conf,
+                "synchronous_standby_names = '\"{}-standby\"'",
+                self.primary_region
+            );
+        }
         let primary = start_server(
             &primary_name,
             false,
@@ -153,7 +172,7 @@ impl PgTopologyBuilder {
             &template,
             &bins,
             run_as,
-            &conf(&primary_name),
+            &primary_conf,
         )
         .await?;
         let primary_addr = addr(&primary);
@@ -232,6 +251,7 @@ impl PgTopology {
             primary_region: primary_region.to_owned(),
             replicas: Vec::new(),
             standby: false,
+            synchronous: false,
             rtts: BTreeMap::new(),
             settings: Vec::new(),
         }
@@ -329,6 +349,8 @@ impl PgTopology {
                 "{name} did not finish promotion within 30 s"
             )));
         }
+        // Only the first primary's configuration names a synchronous
+        // standby: the promoted server waits for none.
         let new_addr = addr(&new.server);
         self.leader.connect_to(new_addr);
         // Connections to the old leader are dead or soon will be.

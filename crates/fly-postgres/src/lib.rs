@@ -116,7 +116,8 @@ pub use pool_diagnosis::explain_pool_error;
 pub use pool_options::pool_options;
 pub use read_only::read_only;
 pub use repo::{
-    MIGRATION_SQL, Repo, RepoBuilder, RepoStats, Timed, Write, WriteTimings, rpc_and_wait,
+    MIGRATION_SQL, Repo, RepoBuilder, RepoStats, Timed, Write, WriteMode, WriteTimings,
+    rpc_and_wait,
 };
 pub use request_key::MAX_REQUEST_ID_LEN;
 pub use statement::{Param, Statement, StatementResult, query};

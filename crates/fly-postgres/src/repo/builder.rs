@@ -11,7 +11,7 @@ use sqlx::PgPool;
 use super::forward::Forwarded;
 use super::primary_status::PrimaryStatus;
 use super::server_state::{AfterCommit, ServerState};
-use super::{Repo, RepoConfig, RepoInner, sweeper};
+use super::{Repo, RepoConfig, RepoInner, WriteMode, sweeper};
 use crate::error::Error;
 use crate::mutation::Mutation;
 use crate::statement::Statement;
@@ -23,6 +23,8 @@ type Registration = Box<dyn FnOnce(NodeBuilder, &Arc<ServerState>) -> NodeBuilde
 pub struct RepoBuilder {
     database_url: Option<String>,
     pool: Option<PgPool>,
+    primary_url: Option<String>,
+    primary_pool: Option<PgPool>,
     max_connections: u32,
     node: Option<NodeBuilder>,
     registrations: Vec<Registration>,
@@ -49,6 +51,8 @@ impl RepoBuilder {
         RepoBuilder {
             database_url: None,
             pool: None,
+            primary_url: None,
+            primary_pool: None,
             max_connections: 10,
             node: None,
             registrations: Vec::new(),
@@ -56,6 +60,8 @@ impl RepoBuilder {
                 rpc_timeout: Duration::from_secs(5),
                 replication_timeout: Duration::from_secs(5),
                 retention: Duration::from_secs(24 * 3600),
+                write_mode: WriteMode::Forward,
+                direct_fallback: false,
             },
             name: "default".into(),
             sweep_interval: Duration::from_secs(3600),
@@ -74,6 +80,42 @@ impl RepoBuilder {
     /// Use this pool for the local database instead of opening one.
     pub fn pool(mut self, pool: PgPool) -> Self {
         self.pool = Some(pool);
+        self
+    }
+
+    /// The primary's URL, for writes that go straight to it over
+    /// PostgreSQL ([`WriteMode::Direct`], [`RepoBuilder::direct_fallback`]);
+    /// on Fly, the app's `DATABASE_URL` with port 5432, which always reaches
+    /// the leader. Opened lazily, with [`crate::pool_options`] and
+    /// [`RepoBuilder::max_connections`].
+    pub fn primary_url(mut self, url: impl Into<String>) -> Self {
+        self.primary_url = Some(url.into());
+        self
+    }
+
+    /// Use this pool for direct writes to the primary instead of opening one.
+    pub fn primary_pool(mut self, pool: PgPool) -> Self {
+        self.primary_pool = Some(pool);
+        self
+    }
+
+    /// How writes leave a replica region (default [`WriteMode::Forward`]).
+    /// [`WriteMode::Direct`] needs [`RepoBuilder::primary_url`].
+    pub fn write_mode(mut self, mode: WriteMode) -> Self {
+        self.config.write_mode = mode;
+        self
+    }
+
+    /// When a forwarded write finds no instance in the primary region that
+    /// takes it before its RPC deadline, run it here directly on the
+    /// primary over PostgreSQL, with the same request id, so a forwarded
+    /// attempt that did commit is answered from its record, not run twice
+    /// (default: false; per call: [`Write::direct_fallback`]). Needs
+    /// [`RepoBuilder::primary_url`].
+    ///
+    /// [`Write::direct_fallback`]: super::Write::direct_fallback
+    pub fn direct_fallback(mut self, enabled: bool) -> Self {
+        self.config.direct_fallback = enabled;
         self
     }
 
@@ -187,6 +229,40 @@ impl RepoBuilder {
                 ));
             }
         };
+        let primary_pool = match (self.primary_pool, &self.primary_url) {
+            (Some(pool), _) => Some(pool),
+            (None, Some(url)) => {
+                crate::database_url::parse(url)?;
+                let options: sqlx::postgres::PgConnectOptions =
+                    url.parse().map_err(|e| Error::InvalidDatabaseUrl {
+                        reason: format!("primary URL: {e}"),
+                    })?;
+                Some(
+                    crate::pool_options::pool_options()
+                        .max_connections(self.max_connections)
+                        .connect_lazy_with(options),
+                )
+            }
+            (None, None) => None,
+        };
+        if primary_pool.is_none()
+            && (self.config.write_mode == WriteMode::Direct || self.config.direct_fallback)
+        {
+            return Err(Error::Config(
+                "direct writes (write_mode(Direct) or direct_fallback(true)) need primary_url() or \
+                 primary_pool()"
+                    .into(),
+            ));
+        }
+        let direct = primary_pool.map(|pool| {
+            Arc::new(ServerState {
+                pool,
+                served: AtomicU64::new(0),
+                after_commit: None,
+                async_commit: tokio::sync::OnceCell::new(),
+                ad_hoc_statements: true,
+            })
+        });
         let node = match self.node {
             Some(node) => node,
             None => Node::from_env().map_err(Error::Rpc)?,
@@ -239,6 +315,7 @@ impl RepoBuilder {
                 regions,
                 config: self.config,
                 server,
+                direct,
                 local_writes: AtomicU64::new(0),
                 forwarded_writes: AtomicU64::new(0),
                 retries: AtomicU64::new(0),

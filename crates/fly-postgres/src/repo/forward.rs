@@ -57,6 +57,14 @@ impl<M> Clone for Forwarded<M> {
 }
 
 impl<M: Mutation> Forwarded<M> {
+    /// The mutation back from its serialized arguments (for a direct write
+    /// after the forwarded attempts).
+    pub(crate) fn mutation(&self) -> Result<M, Error> {
+        serde_json::from_str(self.args.get()).map_err(|e| Error::Decode {
+            message: format!("arguments of `{}` do not decode: {e}", M::NAME),
+        })
+    }
+
     pub(crate) fn new(mutation: &M) -> Result<Self, Error> {
         let args = serde_json::value::to_raw_value(mutation).map_err(|e| Error::Decode {
             message: format!("mutation `{}` does not serialize: {e}", M::NAME),

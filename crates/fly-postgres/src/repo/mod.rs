@@ -10,6 +10,7 @@ mod sweeper;
 mod timings;
 mod transaction;
 mod write;
+mod write_mode;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +23,7 @@ use sqlx::PgPool;
 pub use builder::RepoBuilder;
 pub use timings::WriteTimings;
 pub use write::{Timed, Write};
+pub use write_mode::WriteMode;
 
 use crate::error::Error;
 use crate::lsn::Lsn;
@@ -39,6 +41,8 @@ pub(crate) struct RepoConfig {
     pub(crate) rpc_timeout: Duration,
     pub(crate) replication_timeout: Duration,
     pub(crate) retention: Duration,
+    pub(crate) write_mode: WriteMode,
+    pub(crate) direct_fallback: bool,
 }
 
 pub(crate) struct RepoInner {
@@ -48,6 +52,9 @@ pub(crate) struct RepoInner {
     regions: Regions,
     config: RepoConfig,
     server: Arc<ServerState>,
+    /// Writes straight to the primary over PostgreSQL, when a primary URL
+    /// or pool was given.
+    direct: Option<Arc<ServerState>>,
     local_writes: AtomicU64,
     forwarded_writes: AtomicU64,
     retries: AtomicU64,
@@ -74,6 +81,9 @@ pub struct RepoStats {
     pub retries: u64,
     /// Forwarded writes this instance served for others.
     pub served_writes: u64,
+    /// Writes this instance ran on the primary over PostgreSQL
+    /// ([`WriteMode::Direct`] or the direct fallback).
+    pub direct_writes: u64,
 }
 
 /// One app database across regions: reads on the local database, writes
@@ -239,6 +249,11 @@ impl Repo {
             forwarded_writes: self.inner.forwarded_writes.load(Ordering::Relaxed),
             retries: self.inner.retries.load(Ordering::Relaxed),
             served_writes: self.inner.server.served.load(Ordering::Relaxed),
+            direct_writes: self
+                .inner
+                .direct
+                .as_ref()
+                .map_or(0, |d| d.served.load(Ordering::Relaxed)),
         }
     }
 }

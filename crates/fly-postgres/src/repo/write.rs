@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use fly_rpc::CallOptions;
 use tracing::Instrument;
 
-use super::Repo;
 use super::forward::{AttemptFailure, Committed, Forwarded, WireError, classify, from_rpc};
 use super::timings::WriteTimings;
 use super::transaction::{Failure, Outcome, run_once};
+use super::{Repo, WriteMode};
 use crate::error::Error;
 use crate::lsn::Lsn;
 use crate::mutation::Mutation;
@@ -28,6 +28,7 @@ pub struct Write<'r, M: Mutation, T> {
     rpc_timeout: Option<Duration>,
     replication_timeout: Option<Duration>,
     request_id: Option<String>,
+    direct_fallback: Option<bool>,
 }
 
 impl<'r, M: Mutation, T> Write<'r, M, T> {
@@ -44,6 +45,7 @@ impl<'r, M: Mutation, T> Write<'r, M, T> {
             rpc_timeout: None,
             replication_timeout: None,
             request_id: None,
+            direct_fallback: None,
         }
     }
 
@@ -80,6 +82,16 @@ impl<'r, M: Mutation, T> Write<'r, M, T> {
     /// unless set).
     pub fn replication_timeout(mut self, timeout: Duration) -> Self {
         self.replication_timeout = Some(timeout);
+        self
+    }
+
+    /// Whether this write may run directly on the primary over PostgreSQL
+    /// when no primary-region instance takes it (default: the repo's
+    /// [`RepoBuilder::direct_fallback`](super::RepoBuilder::direct_fallback);
+    /// `true` needs the repo's primary URL, or the write fails with
+    /// [`Error::Config`]).
+    pub fn direct_fallback(mut self, enabled: bool) -> Self {
+        self.direct_fallback = Some(enabled);
         self
     }
 
@@ -141,6 +153,7 @@ async fn run<M: Mutation, T>(write: Write<'_, M, T>) -> Result<(M::Output, Write
         rpc_timeout,
         replication_timeout,
         request_id,
+        direct_fallback,
         ..
     } = write;
     let inner = &repo.inner;
@@ -180,7 +193,16 @@ async fn run<M: Mutation, T>(write: Write<'_, M, T>) -> Result<(M::Output, Write
         return result.map(|output| (output, timings));
     }
 
-    inner.forwarded_writes.fetch_add(1, Ordering::Relaxed);
+    let fallback = direct_fallback.unwrap_or(inner.config.direct_fallback);
+    if fallback && inner.direct.is_none() {
+        return Err(Error::Config(
+            "direct_fallback(true) needs the repo's primary_url() or primary_pool()".into(),
+        ));
+    }
+    let direct_mode = inner.config.write_mode == WriteMode::Direct;
+    if !direct_mode {
+        inner.forwarded_writes.fetch_add(1, Ordering::Relaxed);
+    }
     // Serialized once, before the first await: retries resend these bytes.
     let call = Forwarded::new(&mutation)?;
     drop(mutation);
@@ -197,9 +219,21 @@ async fn run<M: Mutation, T>(write: Write<'_, M, T>) -> Result<(M::Output, Write
     );
     let result = async {
         let rpc_started = Instant::now();
-        let reply = forward::<M>(repo, call, rpc_timeout, &request_id).await?;
+        let (reply, rpc) = if direct_mode {
+            (direct::<M>(repo, &call, &request_id).await?, None)
+        } else {
+            match forward::<M>(repo, call.clone(), rpc_timeout, &request_id).await {
+                Ok(reply) => (reply, Some(rpc_started.elapsed())),
+                Err(e) if fallback && falls_back(&e) => {
+                    let rpc = rpc_started.elapsed();
+                    tracing::warn!(error = %e, "no primary-region instance took the write; running it on the primary directly, with the same request id");
+                    (direct_after::<M>(repo, &call, &request_id, e).await?, Some(rpc))
+                }
+                Err(e) => return Err(e),
+            }
+        };
         let mut timings = WriteTimings {
-            rpc: Some(rpc_started.elapsed()),
+            rpc,
             primary: reply.primary_us.map(Duration::from_micros),
             attempts: reply.attempts,
             ..WriteTimings::default()
@@ -235,8 +269,119 @@ async fn run<M: Mutation, T>(write: Write<'_, M, T>) -> Result<(M::Output, Write
     .instrument(span.clone())
     .await;
     span.record("outcome", outcome_label(&result));
-    record(M::NAME, "forwarded", started, &result);
+    record(
+        M::NAME,
+        if direct_mode { "direct" } else { "forwarded" },
+        started,
+        &result,
+    );
     result
+}
+
+/// Whether a forwarded write that ended this way may be run directly: no
+/// instance took it, or the outcome is unknown (the same request id makes
+/// the direct attempt answer from the record if one did commit).
+fn falls_back(error: &Error) -> bool {
+    matches!(
+        error,
+        Error::NoPrimaryNode { .. } | Error::MaybeCommitted { .. } | Error::RpcTimeout { .. }
+    )
+}
+
+/// Runs the mutation here, in one transaction on the primary over
+/// PostgreSQL, with `request_id`'s exactly-once record.
+async fn direct<M: Mutation>(
+    repo: &Repo,
+    call: &Forwarded<M>,
+    request_id: &str,
+) -> Result<Reply<M::Output>, Error> {
+    match direct_once(repo, call, request_id).await? {
+        Ok(reply) => Ok(reply),
+        Err(Failure::NotCommitted(e) | Failure::NotStarted(e)) => Err(e),
+        Err(Failure::Unknown(e)) => Err(Error::MaybeCommitted {
+            mutation: M::NAME.to_owned(),
+            request_id: Some(request_id.to_owned()),
+            attempts: 1,
+            reason: format!("the connection to the primary failed during COMMIT: {e}"),
+        }),
+    }
+}
+
+/// [`direct`] after forwarding failed with `forwarded`: a direct attempt
+/// that could not even start leaves the forwarded outcome as the answer.
+async fn direct_after<M: Mutation>(
+    repo: &Repo,
+    call: &Forwarded<M>,
+    request_id: &str,
+    forwarded: Error,
+) -> Result<Reply<M::Output>, Error> {
+    match direct_once(repo, call, request_id).await? {
+        Ok(reply) => Ok(reply),
+        Err(Failure::NotStarted(e)) => {
+            tracing::warn!(error = %e, "the direct write could not start either");
+            Err(forwarded)
+        }
+        // Its id is recorded as failed: no earlier attempt commits later.
+        Err(Failure::NotCommitted(e)) => Err(e),
+        Err(Failure::Unknown(e)) => Err(Error::MaybeCommitted {
+            mutation: M::NAME.to_owned(),
+            request_id: Some(request_id.to_owned()),
+            attempts: 1,
+            reason: format!(
+                "forwarding failed ({forwarded}), then the connection to the primary failed \
+                 during COMMIT: {e}"
+            ),
+        }),
+    }
+}
+
+async fn direct_once<M: Mutation>(
+    repo: &Repo,
+    call: &Forwarded<M>,
+    request_id: &str,
+) -> Result<Result<Reply<M::Output>, Failure>, Error> {
+    let Some(state) = &repo.inner.direct else {
+        return Err(Error::Config(
+            "direct writes need the repo's primary_url() or primary_pool()".into(),
+        ));
+    };
+    let mutation = call.mutation()?;
+    let key = RequestKey::of(request_id.to_owned(), M::NAME, &mutation)?;
+    state.served.fetch_add(1, Ordering::Relaxed);
+    let started = Instant::now();
+    let outcome = run_once(state, mutation, Some(&key)).await;
+    let primary_us = u64::try_from(started.elapsed().as_micros()).ok();
+    Ok(match outcome {
+        Ok(Outcome::Committed(output, lsn)) => Ok(Reply {
+            output,
+            lsn,
+            primary_us,
+            attempts: 0,
+        }),
+        // Committed, LSN unknown: asking the record again gives a fresh LSN.
+        Ok(Outcome::CommittedLsnUnknown(_)) => {
+            let mutation = call.mutation()?;
+            match run_once(state, mutation, Some(&key)).await {
+                Ok(Outcome::Committed(output, lsn)) => Ok(Reply {
+                    output,
+                    lsn,
+                    primary_us,
+                    attempts: 0,
+                }),
+                Ok(Outcome::CommittedLsnUnknown(output)) => {
+                    return Err(Error::CommittedButUnreadable {
+                        reason: format!(
+                            "committed on the primary, but its WAL position could not be read \
+                             to wait for (output: {})",
+                            serde_json::to_string(&output).unwrap_or_default()
+                        ),
+                    });
+                }
+                Err(f) => Err(f),
+            }
+        }
+        Err(f) => Err(f),
+    })
 }
 
 /// A forwarded write's reply and how many attempts it took.

@@ -5,8 +5,8 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use fly_postgres::Repo;
 use fly_postgres::sqlx::{self, Acquire, PgPool, postgres::PgPoolOptions};
+use fly_postgres::{Repo, WriteMode};
 use fly_postgres_testkit::{Delay, LatencyProxy, PgCluster};
 use fly_rpc::{Node, Regions, StaticPeers};
 use serde::Serialize;
@@ -70,6 +70,10 @@ struct Report {
     write3_overhead_ms: f64,
     direct3_p50_ms: f64,
     direct3_p99_ms: f64,
+    /// `WriteMode::Direct` from lax (the mutation's statements cross the
+    /// ocean, then COMMIT with the record), with the wait.
+    direct_mode_write1_p50_ms: f64,
+    direct_mode_write3_p50_ms: f64,
     local_read_p50_ms: f64,
     local_read_p99_ms: f64,
     /// How late the simulated links delivered delayed bytes (the harness's
@@ -233,6 +237,32 @@ pub(crate) async fn run(args: RepoArgs) -> BenchResult<()> {
         direct3.push(millis(started.elapsed()));
     }
 
+    say(&format!(
+        "{} writes of 1 and 3 statements in direct mode (lax runs them on syd over PostgreSQL)...",
+        args.writes
+    ));
+    let lax_direct = Repo::builder()
+        .pool(pool(cluster.replica().connect_options(), 8).await?)
+        .primary_pool(direct.clone())
+        .write_mode(WriteMode::Direct)
+        .node(node("lax", StaticPeers::new()))
+        .start()
+        .await?;
+    let (mut direct_mode1, mut direct_mode3) = (Vec::new(), Vec::new());
+    for i in 0..args.writes {
+        let started = Instant::now();
+        lax_direct
+            .write(InsertItem {
+                payload: format!("d{i}"),
+            })
+            .await?;
+        direct_mode1.push(millis(started.elapsed()));
+        let started = Instant::now();
+        lax_direct.write(Transfer { amount: 1 }).await?;
+        direct_mode3.push(millis(started.elapsed()));
+    }
+    lax_direct.node().shutdown().await?;
+
     say("local reads in lax...");
     let mut reads = Vec::new();
     for _ in 0..(args.writes * 5) {
@@ -334,6 +364,8 @@ pub(crate) async fn run(args: RepoArgs) -> BenchResult<()> {
         write3_overhead_ms: round3(write3.pct(50.0) - floor_ms),
         direct3_p50_ms: round3(direct3.pct(50.0)),
         direct3_p99_ms: round3(direct3.pct(99.0)),
+        direct_mode_write1_p50_ms: round3(Samples::new(direct_mode1).pct(50.0)),
+        direct_mode_write3_p50_ms: round3(Samples::new(direct_mode3).pct(50.0)),
         local_read_p50_ms: round3(reads.pct(50.0)),
         local_read_p99_ms: round3(reads.pct(99.0)),
         rpc_link_late_p50_us: us(rpc_late.p50),
@@ -393,6 +425,11 @@ fn print_table(r: &Report) {
         "physical floor of a write (one way to syd + replication link): {} ms; \
          over it at p50: {} ms (1 statement), {} ms (3 statements)",
         r.write1_floor_ms, r.write1_overhead_ms, r.write3_overhead_ms
+    );
+    println!(
+        "direct mode (WriteMode::Direct, lax runs the statements on syd over PostgreSQL), p50: \
+         {} ms (1 statement), {} ms (3 statements)",
+        r.direct_mode_write1_p50_ms, r.direct_mode_write3_p50_ms
     );
     println!(
         "phases of (a) at p50: RPC {} ms (of which {} ms in the transaction on the primary), \
