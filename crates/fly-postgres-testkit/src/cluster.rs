@@ -272,20 +272,12 @@ impl PgCluster {
     /// Pauses WAL replay on the replica (`pg_wal_replay_pause()`): from now
     /// on no further record is applied until [`PgCluster::resume_replay`].
     pub async fn pause_replay(&self) -> Result<()> {
-        let mut conn = self.replica.connect().await?;
-        sqlx::query("select pg_wal_replay_pause()")
-            .execute(&mut conn)
-            .await?;
-        Ok(())
+        self.replica.pause_replay().await
     }
 
     /// Resumes WAL replay on the replica.
     pub async fn resume_replay(&self) -> Result<()> {
-        let mut conn = self.replica.connect().await?;
-        sqlx::query("select pg_wal_replay_resume()")
-            .execute(&mut conn)
-            .await?;
-        Ok(())
+        self.replica.resume_replay().await
     }
 
     /// Sets `recovery_min_apply_delay` on the replica: each commit is applied

@@ -92,6 +92,24 @@ impl PgServer {
         Ok(PgConnection::connect_with(&self.connect_options()).await?)
     }
 
+    /// Pauses WAL replay on this standby (`pg_wal_replay_pause()`).
+    pub async fn pause_replay(&self) -> Result<()> {
+        let mut conn = self.connect().await?;
+        sqlx::query("select pg_wal_replay_pause()")
+            .execute(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Resumes WAL replay on this standby.
+    pub async fn resume_replay(&self) -> Result<()> {
+        let mut conn = self.connect().await?;
+        sqlx::query("select pg_wal_replay_resume()")
+            .execute(&mut conn)
+            .await?;
+        Ok(())
+    }
+
     /// The data directory.
     pub fn data_dir(&self) -> &Path {
         &self.data_dir

@@ -298,6 +298,14 @@ impl PgTopology {
         self.leader.local_addr()
     }
 
+    /// A connection URL for the leader address (the `postgres` database).
+    pub fn leader_url(&self) -> String {
+        format!(
+            "postgres://postgres@127.0.0.1:{}/postgres",
+            self.leader_addr().port()
+        )
+    }
+
     /// Connect options for the leader address.
     pub fn leader_options(&self) -> PgConnectOptions {
         self.primary()

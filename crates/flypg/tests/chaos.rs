@@ -26,7 +26,14 @@ fn a_short_chaos_run_keeps_every_promise() {
     );
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(report["promises_held"], true, "{report}");
-    for name in ["load", "crash", "rolling", "replica-down"] {
+    for name in [
+        "load",
+        "crash",
+        "rolling",
+        "replica-down",
+        "failover",
+        "failover-async",
+    ] {
         let s = &report["scenarios"][name];
         for key in [
             "writes",
@@ -45,6 +52,11 @@ fn a_short_chaos_run_keeps_every_promise() {
         assert!(s["errors"].is_object(), "{name}: {s}");
         assert!(s["writes"].as_u64().unwrap() > 0, "{name}: no writes");
         for broken in ["lost", "duplicated", "failed_but_committed", "stale_reads"] {
+            // An asynchronous standby may miss what the old primary had
+            // acknowledged: reported, not promised.
+            if name == "failover-async" && broken == "lost" {
+                continue;
+            }
             assert_eq!(s[broken], 0, "{name}: {broken} in {s}");
         }
     }
@@ -60,6 +72,11 @@ fn a_short_chaos_run_keeps_every_promise() {
         4
     );
     assert!(report["scenarios"]["replica-down"]["recovery_ms"].is_number());
+    for failover in ["failover", "failover-async"] {
+        let s = &report["scenarios"][failover];
+        assert!(s["promoted_ms"].is_number(), "{s}");
+        assert!(s["resumed_ms"].is_number(), "writes resumed: {s}");
+    }
 }
 
 #[test]

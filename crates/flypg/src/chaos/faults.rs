@@ -43,6 +43,7 @@ pub(crate) async fn inject(
         Scenario::Crash => crash(world, gap, started, notes).await,
         Scenario::Rolling => rolling(world, gap, started, notes).await,
         Scenario::ReplicaDown => replica_down_for(world, gap, replica_down, started, notes).await,
+        Scenario::Failover | Scenario::FailoverAsync => failover(world, gap, started, notes).await,
     }
 }
 
@@ -60,7 +61,7 @@ async fn load(
         );
         return Ok(());
     };
-    let url = world.cluster.primary().url();
+    let url = world.topology.primary().url();
     crate::pgbench::init(&pgbench, &url).await?;
     let secs = seconds
         .saturating_sub(started.elapsed())
@@ -143,9 +144,9 @@ async fn crash(
 
     tokio::time::sleep(gap).await;
     notes.fault(started, "pause replay on the lax replica for 3 s");
-    world.cluster.pause_replay().await?;
+    world.replica()?.pause_replay().await?;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    world.cluster.resume_replay().await?;
+    world.replica()?.resume_replay().await?;
     tokio::time::sleep(gap).await;
     Ok(())
 }
@@ -200,9 +201,9 @@ async fn replica_down_for(
         started,
         format!("stop the lax replica for {:.0} s", down.as_secs_f64()),
     );
-    world.cluster.replica().stop().await?;
+    world.replica()?.stop().await?;
     tokio::time::sleep(down).await;
-    world.cluster.replica().start().await?;
+    world.replica()?.start().await?;
     let back = Instant::now();
     // Recovered: a write through lax is replayed there and read back, with
     // the same app process that saw the replica go.
@@ -241,6 +242,65 @@ async fn replica_down_for(
                 started,
                 "lax did not recover within 30 s of the replica's return",
             );
+        }
+    }
+    tokio::time::sleep(gap).await;
+    Ok(())
+}
+
+/// kill -9 the syd primary, promote the syd standby, move the leader
+/// address; nothing is restarted. Notes how long promotion took and when a
+/// write through lax first succeeded again.
+async fn failover(
+    world: &mut World,
+    gap: Duration,
+    started: Instant,
+    notes: &mut Notes,
+) -> ChaosResult<()> {
+    tokio::time::sleep(gap).await;
+    notes.fault(started, "kill -9 the syd primary");
+    world.topology.primary().kill().await?;
+    let killed = Instant::now();
+    world.topology.promote("syd-standby").await?;
+    notes.fault(
+        started,
+        format!(
+            "promoted the syd standby in {:.0} ms; the leader address and lax's replication link follow",
+            millis(killed.elapsed())
+        ),
+    );
+    notes.extra.insert(
+        "promoted_ms".into(),
+        json!(millis(killed.elapsed()).round()),
+    );
+    let http = Http::new();
+    let base = world.lax.url("");
+    let mut probe = 0;
+    let resumed = loop {
+        if killed.elapsed() > Duration::from_secs(30) {
+            break None;
+        }
+        probe += 1;
+        let write = http
+            .post(
+                &format!("{base}/ledger"),
+                json!({ "token": format!("failover-probe-{probe}") }),
+            )
+            .await;
+        if write.is_ok_and(|answer| answer.status.as_u16() == 201) {
+            break Some(killed.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    match resumed {
+        Some(after) => {
+            notes
+                .extra
+                .insert("resumed_ms".into(), json!(millis(after).round()));
+        }
+        None => {
+            notes.extra.insert("resumed_ms".into(), json!(null));
+            notes.fault(started, "writes did not resume within 30 s of the kill");
         }
     }
     tokio::time::sleep(gap).await;

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use fly_postgres::sqlx;
-use fly_postgres_testkit::PgCluster;
+use fly_postgres_testkit::PgServer;
 
 use super::ChaosResult;
 use super::clients::{Op, Read, Told};
@@ -17,8 +17,8 @@ pub(crate) const WRITE_STALL_LIMIT_MS: f64 = 11_000.0;
 pub(crate) const READ_STALL_LIMIT_MS: f64 = 6_000.0;
 
 /// Rows per token in the primary's ledger.
-pub(crate) async fn rows_by_token(cluster: &PgCluster) -> ChaosResult<HashMap<String, i64>> {
-    let mut conn = cluster.primary().connect().await?;
+pub(crate) async fn rows_by_token(primary: &PgServer) -> ChaosResult<HashMap<String, i64>> {
+    let mut conn = primary.connect().await?;
     let rows: Vec<(String, i64)> =
         sqlx::query_as("select token, count(*) from ledger group by token")
             .fetch_all(&mut conn)

@@ -1,16 +1,26 @@
 //! The system under drill: a real primary (syd) and streaming replica
-//! (lax), one or more todo app processes in syd, one in lax, and latency
-//! proxies on the RPC links and the replication link.
+//! (lax), optionally a standby in syd, one or more todo app processes in
+//! syd (reaching the database by the leader address, as port 5432 on Fly),
+//! one in lax, and latency proxies on the RPC links and the replication
+//! links.
 
 use std::time::Duration;
 
-use fly_postgres_testkit::{AppProcess, Delay, LatencyProxy, PgCluster};
+use fly_postgres_testkit::{AppProcess, Delay, LatencyProxy, PgServer, PgTopology};
 
 use super::ChaosResult;
 use crate::demo::app_process::{spawn_todo_app, todo_env};
 
+/// Whether syd has a standby to fail over to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Standby {
+    None,
+    Asynchronous,
+    Synchronous,
+}
+
 pub(crate) struct World {
-    pub(crate) cluster: PgCluster,
+    pub(crate) topology: PgTopology,
     /// The primary-region instances.
     pub(crate) syd: Vec<AppProcess>,
     /// lax -> syd[i] RPC links, one per instance.
@@ -20,12 +30,21 @@ pub(crate) struct World {
 }
 
 impl World {
-    pub(crate) async fn start(rtt: Duration, syd_instances: usize) -> ChaosResult<World> {
+    pub(crate) async fn start(
+        rtt: Duration,
+        syd_instances: usize,
+        standby: Standby,
+    ) -> ChaosResult<World> {
         // WAL crosses the same ocean as the RPC, one way.
-        let cluster = PgCluster::builder()
-            .replication_delay(rtt / 2)
-            .start()
-            .await?;
+        let mut builder = PgTopology::builder("syd")
+            .replica("lax")
+            .rtt("syd", "lax", rtt);
+        builder = match standby {
+            Standby::None => builder,
+            Standby::Asynchronous => builder.standby(),
+            Standby::Synchronous => builder.synchronous_standby(),
+        };
+        let topology = builder.start().await?;
         let secret = format!("chaos-{:032x}", rand::random::<u128>());
         let common = |region: &str| {
             let mut env = todo_env(region, &secret);
@@ -43,25 +62,25 @@ impl World {
             // address, and keeps it across restarts.
             let link = LatencyProxy::bind(Delay::rtt(rtt)).await?;
             let mut env = common("syd");
-            env.push(("DATABASE_URL", cluster.primary().url()));
+            env.push(("DATABASE_URL", topology.leader_url()));
             env.push(("FLY_RPC_ADVERTISE", link.local_addr().to_string()));
             let instance = spawn_todo_app(env).await?;
             link.connect_to(instance.rpc());
             links.push(link);
             syd.push(instance);
         }
-        cluster.wait_for_catch_up(Duration::from_secs(30)).await?;
+        topology.wait_for_catch_up(Duration::from_secs(30)).await?;
         let peers = links
             .iter()
             .map(|l| l.local_addr().to_string())
             .collect::<Vec<_>>()
             .join(",");
         let mut env = common("lax");
-        env.push(("DATABASE_URL", cluster.replica().url()));
+        env.push(("DATABASE_URL", topology.replica("lax")?.url()));
         env.push(("FLY_RPC_PEERS", format!("syd={peers}")));
         let lax = spawn_todo_app(env).await?;
         Ok(World {
-            cluster,
+            topology,
             syd,
             links,
             lax,
@@ -69,10 +88,15 @@ impl World {
         })
     }
 
+    /// The lax replica.
+    pub(crate) fn replica(&self) -> ChaosResult<&PgServer> {
+        Ok(self.topology.replica("lax")?)
+    }
+
     /// Rows in the ledger on the primary.
     pub(crate) async fn ledger_rows(&self) -> ChaosResult<i64> {
         use fly_postgres::sqlx;
-        let mut conn = self.cluster.primary().connect().await?;
+        let mut conn = self.topology.primary().connect().await?;
         Ok(sqlx::query_scalar("select count(*) from ledger")
             .fetch_one(&mut conn)
             .await?)
