@@ -28,6 +28,7 @@ pub struct PgTopologyBuilder {
     standby: bool,
     synchronous: bool,
     rtts: BTreeMap<(String, String), Duration>,
+    apply: Duration,
     settings: Vec<(String, String)>,
 }
 
@@ -92,6 +93,7 @@ pub struct PgTopology {
     leader: LatencyProxy,
     primary: Mutex<usize>,
     rtts: BTreeMap<(String, String), Duration>,
+    apply: Duration,
     tag: String,
     dir: tempfile::TempDir,
 }
@@ -133,6 +135,14 @@ impl PgTopologyBuilder {
     /// Replication links get half of it, one way.
     pub fn rtt(mut self, a: &str, b: &str, rtt: Duration) -> Self {
         self.rtts.insert(pair(a, b), rtt);
+        self
+    }
+
+    /// Extra one-way delay on every replication link (default none): the
+    /// WAL's queueing and apply time on a real replica, on top of half the
+    /// RTT.
+    pub fn apply_delay(mut self, delay: Duration) -> Self {
+        self.apply = delay;
         self
     }
 
@@ -192,7 +202,7 @@ impl PgTopologyBuilder {
         }
         standbys.extend(self.replicas.iter().map(|r| (r.clone(), r.clone())));
         for (name, region) in standbys {
-            let one_way = link_delay(&self.rtts, &self.primary_region, &region);
+            let one_way = link_delay(&self.rtts, &self.primary_region, &region) + self.apply;
             let link = LatencyProxy::start(primary_addr, Delay::to_client_only(one_way)).await?;
             let mut standby_conf = conf(&name);
             let _ = writeln!(
@@ -228,6 +238,7 @@ impl PgTopologyBuilder {
             leader,
             primary: Mutex::new(primary_index),
             rtts: self.rtts,
+            apply: self.apply,
             tag,
             dir,
         };
@@ -253,6 +264,7 @@ impl PgTopology {
             standby: false,
             synchronous: false,
             rtts: BTreeMap::new(),
+            apply: Duration::ZERO,
             settings: Vec::new(),
         }
     }
@@ -368,11 +380,9 @@ impl PgTopology {
                 continue;
             }
             if let Some(link) = &member.link {
-                link.set_delay(Delay::to_client_only(link_delay(
-                    &self.rtts,
-                    &new.region,
-                    &member.region,
-                )));
+                link.set_delay(Delay::to_client_only(
+                    link_delay(&self.rtts, &new.region, &member.region) + self.apply,
+                ));
                 link.connect_to(new_addr);
                 link.sever();
             }

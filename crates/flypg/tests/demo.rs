@@ -67,6 +67,62 @@ fn the_demo_scenario_holds_its_consistency_checks_and_cleans_up() {
 }
 
 #[test]
+fn three_regions_carry_the_lsn_across_regions_and_write_from_the_third() {
+    let out = Command::new(env!("CARGO_BIN_EXE_flypg"))
+        .args([
+            "demo",
+            "--regions",
+            "syd,lax,fra",
+            "--writes",
+            "5",
+            "--json",
+        ])
+        .env_remove("FLY_APP_NAME")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "demo failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let cross = &summary["cross_region"];
+    assert_eq!(cross["written_in"], "lax", "{summary}");
+    assert_eq!(cross["read_in"], "fra", "{summary}");
+    // fra waited for its replica: the write is there.
+    assert_eq!(cross["stale_reads_with_lsn"], 0, "{summary}");
+    // Without the LSN, fra (60 ms of WAL away) answers before it has it.
+    assert!(
+        cross["stale_reads_without_lsn"].as_u64().unwrap() > 0,
+        "{summary}"
+    );
+    assert_eq!(cross["third_region_stale_reads"], 0, "{summary}");
+    // fra is 120 ms from syd: its writes cost at least that.
+    assert!(
+        cross["third_region_write_p50_ms"].as_f64().unwrap() >= 120.0,
+        "{summary}"
+    );
+}
+
+#[test]
+fn bad_region_lists_are_refused_clearly() {
+    for (regions, says) in [
+        ("syd", "at least two"),
+        ("syd,syd", "twice"),
+        ("syd,l@x", "region code"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_flypg"))
+            .args(["demo", "--regions", regions])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says), "{regions}: {stderr}");
+    }
+}
+
+#[test]
 fn the_demo_explains_a_missing_postgres_in_one_line() {
     let out = Command::new(env!("CARGO_BIN_EXE_flypg"))
         .arg("demo")

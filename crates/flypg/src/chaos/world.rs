@@ -47,7 +47,7 @@ impl World {
         let topology = builder.start().await?;
         let secret = format!("chaos-{:032x}", rand::random::<u128>());
         let common = |region: &str| {
-            let mut env = todo_env(region, &secret);
+            let mut env = todo_env(region, "syd", &secret);
             // Retries during faults are expected; the report counts them.
             env.push((
                 "RUST_LOG",

@@ -5,12 +5,12 @@ use fly_postgres_testkit::AppProcess;
 
 pub(crate) type SpawnResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
-/// The environment of a todo app instance in `region` (primary region syd)
-/// on loopback, as on Fly.io but with static addresses.
-pub(crate) fn todo_env(region: &str, secret: &str) -> Vec<(&'static str, String)> {
+/// The environment of a todo app instance in `region` (primary region
+/// `primary`) on loopback, as on Fly.io but with static addresses.
+pub(crate) fn todo_env(region: &str, primary: &str, secret: &str) -> Vec<(&'static str, String)> {
     vec![
         ("FLY_REGION", region.to_owned()),
-        ("PRIMARY_REGION", "syd".to_owned()),
+        ("PRIMARY_REGION", primary.to_owned()),
         ("FLY_RPC_SECRET", secret.to_owned()),
         ("FLY_RPC_LISTEN", "127.0.0.1:0".to_owned()),
         ("HTTP_LISTEN", "127.0.0.1:0".to_owned()),

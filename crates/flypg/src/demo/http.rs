@@ -20,6 +20,8 @@ pub(crate) struct Answer {
     pub(crate) replicated: bool,
     pub(crate) body: Value,
     pub(crate) elapsed: Duration,
+    /// The `fly-lsn` header: the WAL position a write committed at.
+    pub(crate) lsn: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -44,12 +46,26 @@ impl Http {
         url: &str,
         body: Option<Value>,
     ) -> HttpResult<Answer> {
+        self.send_with(method, url, body, &[]).await
+    }
+
+    /// [`Http::send`] with extra request headers.
+    pub(crate) async fn send_with(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> HttpResult<Answer> {
         let payload = body.map(|b| b.to_string()).unwrap_or_default();
-        let request = Request::builder()
+        let mut request = Request::builder()
             .method(method)
             .uri(url)
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(payload)))?;
+            .header("content-type", "application/json");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(Full::new(Bytes::from(payload)))?;
         let started = Instant::now();
         let response = self.client.request(request).await?;
         let status = response.status();
@@ -57,6 +73,11 @@ impl Http {
             .headers()
             .get("fly-replicated")
             .is_none_or(|v| v.as_bytes() != b"false");
+        let lsn = response
+            .headers()
+            .get("fly-lsn")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let bytes = response.into_body().collect().await?.to_bytes();
         let elapsed = started.elapsed();
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
@@ -65,6 +86,7 @@ impl Http {
             replicated,
             body,
             elapsed,
+            lsn,
         })
     }
 

@@ -12,17 +12,25 @@ mod scenario;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use fly_postgres_testkit::{Delay, LatencyProxy, PgBinaries, PgCluster};
+use fly_postgres_testkit::{Delay, LatencyProxy, PgBinaries, PgTopology};
 
 use app_process::spawn_todo_app;
 
 /// Options of `flypg demo`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct DemoArgs {
-    /// Round-trip time between the regions; the replication link gets the
-    /// same delay one way.
+    /// Round-trip time between the primary region and the second region;
+    /// replication links get half of a pair's RTT one way.
     #[arg(long, default_value_t = 60)]
     rtt_ms: u64,
+    /// The regions, the primary's first (two or more). With three, the
+    /// demo also reads in the third region with the cookie of a write made
+    /// in the second, and writes from the third.
+    #[arg(long, default_value = "syd,lax")]
+    regions: String,
+    /// A replica's apply lag, added to each replication link's half RTT.
+    #[arg(long, default_value_t = 10)]
+    apply_ms: u64,
     /// Writes per measured step.
     #[arg(long, default_value_t = 10)]
     writes: usize,
@@ -67,49 +75,141 @@ impl Progress {
     }
 }
 
+/// The demo's regions: the first holds the primary.
+pub(crate) fn parse_regions(list: &str) -> DemoResult<Vec<String>> {
+    let regions: Vec<String> = list
+        .split(',')
+        .map(|r| r.trim().to_ascii_lowercase())
+        .filter(|r| !r.is_empty())
+        .collect();
+    if regions.len() < 2 {
+        return Err(format!("--regions needs at least two regions, got {list:?}").into());
+    }
+    for (i, region) in regions.iter().enumerate() {
+        if region.len() > 16 || !region.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(format!("--regions: {region:?} is not a region code like lax").into());
+        }
+        if regions[..i].contains(region) {
+            return Err(format!("--regions: {region} is listed twice").into());
+        }
+    }
+    Ok(regions)
+}
+
+/// The round trip between regions `i` and `j` (indexes into the list):
+/// `rtt` × j between the primary (0) and region j, and `rtt` × (i + j) × 7/9
+/// between two replica regions: syd-lax 60, syd-fra 120, lax-fra 140 ms
+/// with the default 60.
+pub(crate) fn rtt_between(rtt: Duration, i: usize, j: usize) -> Duration {
+    let (i, j) = (i.min(j), i.max(j));
+    if i == 0 {
+        rtt * j as u32
+    } else {
+        rtt * (i + j) as u32 * 7 / 9
+    }
+}
+
 async fn demo(args: &DemoArgs) -> DemoResult<()> {
+    let regions = parse_regions(&args.regions)?;
     let rtt = Duration::from_millis(args.rtt_ms);
+    let primary = regions[0].as_str();
+    let lax_region = regions[1].as_str();
     eprintln!(
-        "flypg demo: region syd holds the primary, region lax a streaming replica; \
-         {} ms round trips between them",
-        args.rtt_ms
+        "flypg demo: region {primary} holds the primary, {} stream replicas; round trips: {}",
+        regions[1..].join(" and "),
+        (0..regions.len())
+            .flat_map(|i| (i + 1..regions.len()).map(move |j| (i, j)))
+            .map(|(i, j)| format!(
+                "{}-{} {} ms",
+                regions[i],
+                regions[j],
+                rtt_between(rtt, i, j).as_millis()
+            ))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
-    let step = Progress::start("starting PostgreSQL primary (syd) and streaming replica (lax)");
-    let cluster = PgCluster::builder().replication_delay(rtt).start().await?;
+    let step = Progress::start(&format!(
+        "starting PostgreSQL: primary ({primary}), streaming replicas ({})",
+        regions[1..].join(", ")
+    ));
+    let mut builder =
+        PgTopology::builder(primary).apply_delay(Duration::from_millis(args.apply_ms));
+    for region in &regions[1..] {
+        builder = builder.replica(region);
+    }
+    for i in 0..regions.len() {
+        for j in i + 1..regions.len() {
+            builder = builder.rtt(&regions[i], &regions[j], rtt_between(rtt, i, j));
+        }
+    }
+    let topology = builder.start().await?;
     step.done();
 
     let secret = format!("demo-{:032x}", rand::random::<u128>());
-    let common = |region: &str| app_process::todo_env(region, &secret);
+    let common = |region: &str| app_process::todo_env(region, primary, &secret);
 
-    let step = Progress::start("starting the todo app in syd (migrates the schema)");
-    // lax reaches syd through this link; syd accepts calls signed for it.
-    let rpc_link = LatencyProxy::bind(Delay::rtt(rtt)).await?;
-    let mut env = common("syd");
-    env.push(("DATABASE_URL", cluster.primary().url()));
-    env.push(("FLY_RPC_ADVERTISE", rpc_link.local_addr().to_string()));
+    let step = Progress::start(&format!(
+        "starting the todo app in {primary} (migrates the schema)"
+    ));
+    // Each replica region reaches the primary region through its own link;
+    // the primary-region instance accepts calls signed for any of them.
+    let mut links = Vec::new();
+    for j in 1..regions.len() {
+        links.push(LatencyProxy::bind(Delay::rtt(rtt_between(rtt, 0, j))).await?);
+    }
+    let mut env = common(primary);
+    env.push(("DATABASE_URL", topology.leader_url()));
+    env.push((
+        "FLY_RPC_ADVERTISE",
+        links
+            .iter()
+            .map(|l| l.local_addr().to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+    ));
     let syd = spawn_todo_app(env).await?;
+    for link in &links {
+        link.connect_to(syd.rpc());
+    }
     step.done();
 
-    let step = Progress::start("starting the todo app in lax (reads its replica, writes via syd)");
-    rpc_link.connect_to(syd.rpc());
-    cluster.wait_for_catch_up(Duration::from_secs(30)).await?;
-    let mut env = common("lax");
-    env.push(("DATABASE_URL", cluster.replica().url()));
-    env.push(("FLY_RPC_PEERS", format!("syd={}", rpc_link.local_addr())));
-    let lax = spawn_todo_app(env).await?;
-    step.done();
+    let mut replicas = Vec::new();
+    for (j, region) in regions.iter().enumerate().skip(1) {
+        let step = Progress::start(&format!(
+            "starting the todo app in {region} (reads its replica, writes via {primary})"
+        ));
+        topology.wait_for_catch_up(Duration::from_secs(30)).await?;
+        let mut env = common(region);
+        env.push(("DATABASE_URL", topology.replica(region)?.url()));
+        env.push((
+            "FLY_RPC_PEERS",
+            format!("{primary}={}", links[j - 1].local_addr()),
+        ));
+        replicas.push(spawn_todo_app(env).await?);
+        step.done();
+    }
+    let lax = &replicas[0];
 
     let far_primary = LatencyProxy::start(
-        SocketAddr::from(([127, 0, 0, 1], cluster.primary().port())),
-        Delay::rtt(rtt),
+        SocketAddr::from(([127, 0, 0, 1], topology.primary().port())),
+        Delay::rtt(rtt_between(rtt, 0, 1)),
     )
     .await?;
     let direct_url = format!("postgres://postgres@{}/postgres", far_primary.local_addr());
-    let summary = scenario::run(&lax, &direct_url, args.writes).await?;
+    let mut summary = scenario::run(lax, lax_region, &direct_url, args.writes).await?;
+    if let Some(fra) = replicas.get(1) {
+        summary.cross_region =
+            Some(scenario::across_regions(lax, lax_region, fra, &regions[2], args.writes).await?);
+    }
     summary.print(args.rtt_ms, args.json);
 
     if args.serve {
-        println!("\nBoth regions keep running. Try:");
+        println!("\nEvery region keeps running. Each region's app:");
+        println!("  {primary}: {}", syd.url("/"));
+        for (region, app) in regions[1..].iter().zip(&replicas) {
+            println!("  {region}: {}", app.url("/"));
+        }
+        println!("Try:");
         println!(
             "  curl -s {}            # which region is this?",
             lax.url("/")
@@ -131,9 +231,9 @@ async fn demo(args: &DemoArgs) -> DemoResult<()> {
         crate::signal::stop_requested().await;
         eprintln!("stopping the apps and PostgreSQL");
     }
-    drop(lax);
+    drop(replicas);
     drop(syd);
-    drop(cluster);
+    drop(topology);
     if summary.consistent() {
         Ok(())
     } else {

@@ -24,11 +24,45 @@ pub(crate) struct Summary {
     stale_reads_without_wait: usize,
     unique_violation_status: u16,
     unique_violation_message: String,
+    /// With a third region: the cookie carried across regions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) cross_region: Option<CrossRegion>,
+}
+
+/// A write in one replica region read in another.
+#[derive(Debug, Serialize)]
+pub(crate) struct CrossRegion {
+    /// Where the writes were made and where they were read.
+    written_in: String,
+    read_in: String,
+    writes: usize,
+    /// Reads in the other region with the write's LSN (the `fly-lsn`
+    /// header, as the cookie carries it) that did not see the write.
+    stale_reads_with_lsn: usize,
+    /// Reads there right after, without it, that did not see the write.
+    stale_reads_without_lsn: usize,
+    /// What the read with the LSN cost over one without (the wait for the
+    /// third region's replica), p50.
+    read_with_lsn_p50_ms: f64,
+    /// Writes made from the third region and read back there at once.
+    third_region_write_p50_ms: f64,
+    third_region_stale_reads: usize,
+}
+
+impl CrossRegion {
+    fn consistent(&self) -> bool {
+        self.stale_reads_with_lsn == 0 && self.third_region_stale_reads == 0
+    }
 }
 
 impl Summary {
     pub(crate) fn consistent(&self) -> bool {
-        self.stale_reads_with_wait == 0 && self.unique_violation_status == 409
+        self.stale_reads_with_wait == 0
+            && self.unique_violation_status == 409
+            && self
+                .cross_region
+                .as_ref()
+                .is_none_or(CrossRegion::consistent)
     }
 
     pub(crate) fn print(&self, rtt_ms: u64, json: bool) {
@@ -63,9 +97,25 @@ impl Summary {
             self.stale_reads_with_wait, self.writes, self.stale_reads_without_wait, self.writes
         );
         println!(
-            "  unique violation raised in syd, seen in lax as HTTP {}",
+            "  unique violation raised on the primary, seen in the replica region as HTTP {}",
             self.unique_violation_status
         );
+        if let Some(c) = &self.cross_region {
+            println!(
+                "  written in {}, read in {} with the write's LSN: {} stale of {} (p50 {:.3} ms, \
+                 the wait included); without it: {} stale",
+                c.written_in,
+                c.read_in,
+                c.stale_reads_with_lsn,
+                c.writes,
+                c.read_with_lsn_p50_ms,
+                c.stale_reads_without_lsn
+            );
+            println!(
+                "  writes from {}: p50 {:.3} ms, {} stale reads after them",
+                c.read_in, c.third_region_write_p50_ms, c.third_region_stale_reads
+            );
+        }
         println!(
             "  consistency checks: {}",
             if self.consistent() { "HELD" } else { "FAILED" }
@@ -73,14 +123,21 @@ impl Summary {
     }
 }
 
-pub(crate) async fn run(lax: &AppProcess, direct_url: &str, writes: usize) -> DemoResult<Summary> {
+pub(crate) async fn run(
+    lax: &AppProcess,
+    region: &str,
+    direct_url: &str,
+    writes: usize,
+) -> DemoResult<Summary> {
     let http = Http::new();
     let run_id = format!("{:x}", std::process::id());
     println!();
     let who = http.get(&lax.url("/")).await?;
-    println!("1. GET / on lax: {}", who.body);
+    println!("1. GET / on {region}: {}", who.body);
 
-    println!("2. create a todo in lax, then read it back in lax at once ({writes} times)");
+    println!(
+        "2. create a todo in {region}, then read it back in {region} at once ({writes} times)"
+    );
     let mut write_ms = Vec::new();
     let mut stale_with_wait = 0;
     for i in 0..writes {
@@ -148,7 +205,7 @@ pub(crate) async fn run(lax: &AppProcess, direct_url: &str, writes: usize) -> De
     }
     println!("   stale reads: {stale_without_wait} of {writes}");
 
-    println!("4. a unique violation raised on the primary in syd, reported in lax");
+    println!("4. a unique violation raised on the primary, reported in {region}");
     let title = format!("unique {run_id}");
     http.post(&lax.url("/todos"), json!({"title": title}))
         .await?;
@@ -165,7 +222,7 @@ pub(crate) async fn run(lax: &AppProcess, direct_url: &str, writes: usize) -> De
     );
 
     println!(
-        "5. a 3-statement operation: one mutation from lax vs statements sent to the far primary"
+        "5. a 3-statement operation: one mutation from {region} vs statements sent to the far primary"
     );
     let mut mutation3 = Vec::new();
     for i in 0..writes {
@@ -200,7 +257,7 @@ pub(crate) async fn run(lax: &AppProcess, direct_url: &str, writes: usize) -> De
         direct3.pct(50.0)
     );
 
-    println!("6. reads in lax stay local");
+    println!("6. reads in {region} stay local");
     let mut reads = Vec::new();
     for _ in 0..(writes * 3).max(10) {
         reads.push(millis(http.get(&lax.url("/todos")).await?.elapsed));
@@ -218,5 +275,120 @@ pub(crate) async fn run(lax: &AppProcess, direct_url: &str, writes: usize) -> De
         stale_reads_without_wait: stale_without_wait,
         unique_violation_status: duplicate.status.as_u16(),
         unique_violation_message: message,
+        cross_region: None,
+    })
+}
+
+/// Writes in `from`'s region, then reads in `to`'s: with the write's LSN
+/// (the `fly-lsn` header, what the cookie carries) the read waits for that
+/// region's replica and sees the write; without it, right after, it may not.
+/// Then writes from `to`'s region, read back there.
+pub(crate) async fn across_regions(
+    from: &AppProcess,
+    from_region: &str,
+    to: &AppProcess,
+    to_region: &str,
+    writes: usize,
+) -> DemoResult<CrossRegion> {
+    let http = Http::new();
+    let run_id = format!("{:x}", std::process::id());
+    println!(
+        "7. write in {from_region}, then read in {to_region} with the write's LSN and without ({writes} times)"
+    );
+    let (mut stale_with, mut stale_without, mut with_ms) = (0, 0, Vec::new());
+    for i in 0..writes {
+        let created = http
+            .post(
+                &from.url("/todos"),
+                json!({"title": format!("cross {run_id} #{i}")}),
+            )
+            .await?;
+        if created.status != StatusCode::CREATED {
+            return Err(format!(
+                "creating a todo answered {}: {}",
+                created.status, created.body
+            )
+            .into());
+        }
+        let id = created.body["id"].as_i64().unwrap_or_default();
+        let lsn = created
+            .lsn
+            .clone()
+            .ok_or("the write answered without fly-lsn")?;
+        let path = format!("/todos/{id}");
+        // Without the LSN first: the far region's replica may lag.
+        let plain = http.get(&to.url(&path)).await?;
+        if plain.status != StatusCode::OK {
+            stale_without += 1;
+        }
+        let with = http
+            .send_with(
+                hyper::Method::GET,
+                &to.url(&path),
+                None,
+                &[("fly-lsn", &lsn)],
+            )
+            .await?;
+        if with.status != StatusCode::OK {
+            stale_with += 1;
+        }
+        with_ms.push(millis(with.elapsed));
+        if i < 3 {
+            println!(
+                "   POST in {from_region} -> id {id} at LSN {lsn}; GET in {to_region}: without the LSN {}, with it {} ({:.1} ms)",
+                if plain.status == StatusCode::OK {
+                    "visible"
+                } else {
+                    "not visible yet (stale)"
+                },
+                if with.status == StatusCode::OK {
+                    "visible"
+                } else {
+                    "NOT VISIBLE"
+                },
+                millis(with.elapsed)
+            );
+        }
+    }
+    println!(
+        "   stale with the LSN: {stale_with} of {writes}; without: {stale_without} of {writes}"
+    );
+
+    println!("8. write from {to_region}, read back there at once ({writes} times)");
+    let (mut third_ms, mut third_stale) = (Vec::new(), 0);
+    for i in 0..writes {
+        let created = http
+            .post(
+                &to.url("/todos"),
+                json!({"title": format!("third {run_id} #{i}")}),
+            )
+            .await?;
+        if created.status != StatusCode::CREATED {
+            return Err(format!(
+                "creating a todo in {to_region} answered {}: {}",
+                created.status, created.body
+            )
+            .into());
+        }
+        third_ms.push(millis(created.elapsed));
+        let id = created.body["id"].as_i64().unwrap_or_default();
+        if http.get(&to.url(&format!("/todos/{id}"))).await?.status != StatusCode::OK {
+            third_stale += 1;
+        }
+    }
+    let third = Samples::new(third_ms);
+    println!(
+        "   POST /todos in {to_region}: p50 {:.1} ms, stale reads {third_stale} of {writes}",
+        third.pct(50.0)
+    );
+    Ok(CrossRegion {
+        written_in: from_region.to_owned(),
+        read_in: to_region.to_owned(),
+        writes,
+        stale_reads_with_lsn: stale_with,
+        stale_reads_without_lsn: stale_without,
+        read_with_lsn_p50_ms: round3(Samples::new(with_ms).pct(50.0)),
+        third_region_write_p50_ms: round3(third.pct(50.0)),
+        third_region_stale_reads: third_stale,
     })
 }
