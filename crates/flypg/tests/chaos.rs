@@ -72,6 +72,14 @@ fn a_short_chaos_run_keeps_every_promise() {
         4
     );
     assert!(report["scenarios"]["replica-down"]["recovery_ms"].is_number());
+    let split = report["scenarios"]["rolling"]["syd_split"]
+        .as_array()
+        .unwrap();
+    assert_eq!(split.len(), 2, "two syd instances");
+    assert!(
+        split.iter().all(|n| n.as_u64().unwrap() > 0),
+        "lax spread its writes over both: {split:?}"
+    );
     for failover in ["failover", "failover-async"] {
         let s = &report["scenarios"][failover];
         assert!(s["promoted_ms"].is_number(), "{s}");

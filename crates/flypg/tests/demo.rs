@@ -67,12 +67,14 @@ fn the_demo_scenario_holds_its_consistency_checks_and_cleans_up() {
 }
 
 #[test]
-fn three_regions_carry_the_lsn_across_regions_and_write_from_the_third() {
+fn three_regions_and_two_primary_instances_carry_the_lsn_and_spread_the_writes() {
     let out = Command::new(env!("CARGO_BIN_EXE_flypg"))
         .args([
             "demo",
             "--regions",
             "syd,lax,fra",
+            "--primary-instances",
+            "2",
             "--writes",
             "5",
             "--json",
@@ -87,6 +89,12 @@ fn three_regions_carry_the_lsn_across_regions_and_write_from_the_third() {
         String::from_utf8_lossy(&out.stderr)
     );
     let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let split = summary["primary_instance_writes"].as_array().unwrap();
+    assert_eq!(split.len(), 2, "{summary}");
+    assert!(
+        split.iter().all(|n| n.as_u64().unwrap() > 0),
+        "writes spread over both syd instances: {summary}"
+    );
     let cross = &summary["cross_region"];
     assert_eq!(cross["written_in"], "lax", "{summary}");
     assert_eq!(cross["read_in"], "fra", "{summary}");

@@ -21,6 +21,7 @@
 
 mod api_error;
 mod idempotency;
+mod instance;
 mod ledger;
 mod metrics_endpoint;
 mod mutations;

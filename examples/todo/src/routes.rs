@@ -43,10 +43,14 @@ async fn continue_trace(request: axum::extract::Request, next: axum::middleware:
 
 async fn index(State(repo): State<Repo>) -> Json<serde_json::Value> {
     let regions = repo.regions();
+    let stats = repo.stats();
     Json(json!({
         "region": regions.my_region(),
         "primary_region": regions.primary_region(),
         "is_primary": regions.is_primary(),
+        "instance": crate::instance::id(),
+        "served_writes": stats.served_writes,
+        "forwarded_writes": stats.forwarded_writes,
     }))
 }
 

@@ -157,6 +157,20 @@ async fn rolling(
     started: Instant,
     notes: &mut Notes,
 ) -> ChaosResult<()> {
+    tokio::time::sleep(gap).await;
+    // How lax spread its writes over the syd instances before any restart
+    // (a restart resets an instance's counter).
+    let http = Http::new();
+    let mut split = Vec::new();
+    for instance in &world.syd {
+        let answer = http.get(&instance.url("/")).await?;
+        split.push(answer.body["served_writes"].as_u64().unwrap_or(0));
+    }
+    notes.fault(
+        started,
+        format!("writes served per syd instance so far: {split:?}"),
+    );
+    notes.extra.insert("syd_split".into(), json!(split));
     for i in 0..world.syd.len() {
         tokio::time::sleep(gap).await;
         let stopping = Instant::now();

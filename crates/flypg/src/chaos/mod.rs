@@ -87,8 +87,15 @@ impl Scenario {
     fn extra_promises_held(self, report: &ScenarioReport) -> bool {
         match self {
             // A deploy must cost latency, never an error.
+            // ... and both instances took writes before.
             Scenario::Rolling => {
-                report.error_count() == 0 && report.extra.get("clean_exits") == Some(&json!(2))
+                report.error_count() == 0
+                    && report.extra.get("clean_exits") == Some(&json!(2))
+                    && report
+                        .extra
+                        .get("syd_split")
+                        .and_then(|s| s.as_array())
+                        .is_some_and(|s| s.len() == 2 && s.iter().all(|n| n.as_u64() > Some(0)))
             }
             Scenario::ReplicaDown => report
                 .extra

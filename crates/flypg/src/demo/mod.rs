@@ -28,6 +28,9 @@ pub(crate) struct DemoArgs {
     /// in the second, and writes from the third.
     #[arg(long, default_value = "syd,lax")]
     regions: String,
+    /// App instances in the primary region (writes spread over them).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=8))]
+    primary_instances: u8,
     /// A replica's apply lag, added to each replication link's half RTT.
     #[arg(long, default_value_t = 10)]
     apply_ms: u64,
@@ -148,29 +151,40 @@ async fn demo(args: &DemoArgs) -> DemoResult<()> {
     let secret = format!("demo-{:032x}", rand::random::<u128>());
     let common = |region: &str| app_process::todo_env(region, primary, &secret);
 
+    let instances = usize::from(args.primary_instances);
     let step = Progress::start(&format!(
-        "starting the todo app in {primary} (migrates the schema)"
+        "starting {instances} todo app instance(s) in {primary} (migrates the schema)"
     ));
-    // Each replica region reaches the primary region through its own link;
-    // the primary-region instance accepts calls signed for any of them.
-    let mut links = Vec::new();
+    // Each replica region reaches each primary-region instance through its
+    // own link (links[region - 1][instance]); an instance accepts calls
+    // signed for any of its links.
+    let mut links: Vec<Vec<LatencyProxy>> = Vec::new();
     for j in 1..regions.len() {
-        links.push(LatencyProxy::bind(Delay::rtt(rtt_between(rtt, 0, j))).await?);
+        let mut per_instance = Vec::new();
+        for _ in 0..instances {
+            per_instance.push(LatencyProxy::bind(Delay::rtt(rtt_between(rtt, 0, j))).await?);
+        }
+        links.push(per_instance);
     }
-    let mut env = common(primary);
-    env.push(("DATABASE_URL", topology.leader_url()));
-    env.push((
-        "FLY_RPC_ADVERTISE",
-        links
-            .iter()
-            .map(|l| l.local_addr().to_string())
-            .collect::<Vec<_>>()
-            .join(","),
-    ));
-    let syd = spawn_todo_app(env).await?;
-    for link in &links {
-        link.connect_to(syd.rpc());
+    let mut primaries = Vec::new();
+    for k in 0..instances {
+        let mut env = common(primary);
+        env.push(("DATABASE_URL", topology.leader_url()));
+        env.push((
+            "FLY_RPC_ADVERTISE",
+            links
+                .iter()
+                .map(|per_instance| per_instance[k].local_addr().to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+        ));
+        let instance = spawn_todo_app(env).await?;
+        for per_instance in &links {
+            per_instance[k].connect_to(instance.rpc());
+        }
+        primaries.push(instance);
     }
+    let syd = &primaries[0];
     step.done();
 
     let mut replicas = Vec::new();
@@ -183,7 +197,14 @@ async fn demo(args: &DemoArgs) -> DemoResult<()> {
         env.push(("DATABASE_URL", topology.replica(region)?.url()));
         env.push((
             "FLY_RPC_PEERS",
-            format!("{primary}={}", links[j - 1].local_addr()),
+            format!(
+                "{primary}={}",
+                links[j - 1]
+                    .iter()
+                    .map(|l| l.local_addr().to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
         ));
         replicas.push(spawn_todo_app(env).await?);
         step.done();
@@ -201,11 +222,20 @@ async fn demo(args: &DemoArgs) -> DemoResult<()> {
         summary.cross_region =
             Some(scenario::across_regions(lax, lax_region, fra, &regions[2], args.writes).await?);
     }
+    let http = http::Http::new();
+    for instance in &primaries {
+        let answer = http.get(&instance.url("/")).await?;
+        summary
+            .primary_instance_writes
+            .push(answer.body["served_writes"].as_u64().unwrap_or(0));
+    }
     summary.print(args.rtt_ms, args.json);
 
     if args.serve {
         println!("\nEvery region keeps running. Each region's app:");
-        println!("  {primary}: {}", syd.url("/"));
+        for instance in &primaries {
+            println!("  {primary}: {}", instance.url("/"));
+        }
         for (region, app) in regions[1..].iter().zip(&replicas) {
             println!("  {region}: {}", app.url("/"));
         }
@@ -232,7 +262,7 @@ async fn demo(args: &DemoArgs) -> DemoResult<()> {
         eprintln!("stopping the apps and PostgreSQL");
     }
     drop(replicas);
-    drop(syd);
+    drop(primaries);
     drop(topology);
     if summary.consistent() {
         Ok(())

@@ -24,6 +24,8 @@ pub(crate) struct Summary {
     stale_reads_without_wait: usize,
     unique_violation_status: u16,
     unique_violation_message: String,
+    /// Forwarded writes each primary-region instance served.
+    pub(crate) primary_instance_writes: Vec<u64>,
     /// With a third region: the cookie carried across regions.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) cross_region: Option<CrossRegion>,
@@ -100,6 +102,12 @@ impl Summary {
             "  unique violation raised on the primary, seen in the replica region as HTTP {}",
             self.unique_violation_status
         );
+        if self.primary_instance_writes.len() > 1 {
+            println!(
+                "  forwarded writes served per primary-region instance: {:?}",
+                self.primary_instance_writes
+            );
+        }
         if let Some(c) = &self.cross_region {
             println!(
                 "  written in {}, read in {} with the write's LSN: {} stale of {} (p50 {:.3} ms, \
@@ -275,6 +283,7 @@ pub(crate) async fn run(
         stale_reads_without_wait: stale_without_wait,
         unique_violation_status: duplicate.status.as_u16(),
         unique_violation_message: message,
+        primary_instance_writes: Vec::new(),
         cross_region: None,
     })
 }
