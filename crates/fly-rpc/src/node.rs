@@ -148,6 +148,11 @@ impl Node {
         })
     }
 
+    /// The regions discovery knows now.
+    pub async fn known_regions(&self) -> Result<Vec<String>, Error> {
+        self.inner.discovery.regions().await
+    }
+
     /// Every instance discovery knows, by region, with what each says about
     /// itself (or why it could not be asked).
     pub async fn peers(&self) -> Result<Vec<PeerReport>, Error> {

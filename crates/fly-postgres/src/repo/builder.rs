@@ -33,6 +33,7 @@ pub struct RepoBuilder {
     sweep_interval: Duration,
     after_commit: Option<AfterCommit>,
     ad_hoc_statements: bool,
+    follow_primary: Option<bool>,
 }
 
 impl std::fmt::Debug for RepoBuilder {
@@ -67,7 +68,21 @@ impl RepoBuilder {
             sweep_interval: Duration::from_secs(3600),
             after_commit: None,
             ad_hoc_statements: true,
+            follow_primary: None,
         }
+    }
+
+    /// Lets the primary move between regions (default: the environment's
+    /// `FLY_POSTGRES_FOLLOW_PRIMARY`, else false). `PRIMARY_REGION` is then
+    /// where writes go first: an instance whose local database is out of
+    /// recovery runs writes itself, and when the hinted region's instances
+    /// all answer "not primary", a write is offered to the other regions
+    /// discovery knows (same request id, so it commits once) and the region
+    /// that takes it is where writes go from then on
+    /// ([`Repo::primary_region`], [`Repo::is_primary`]), with no redeploy.
+    pub fn follow_primary(mut self, enabled: bool) -> Self {
+        self.follow_primary = Some(enabled);
+        self
     }
 
     /// The local database's URL (already rewritten for this region, see
@@ -280,6 +295,11 @@ impl RepoBuilder {
         });
         let status = Arc::new(PrimaryStatus::new(pool.clone()));
         let check_status = Arc::clone(&status);
+        let follow = self.follow_primary.unwrap_or_else(|| {
+            std::env::var("FLY_POSTGRES_FOLLOW_PRIMARY").is_ok_and(|v| {
+                matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes")
+            })
+        });
         let mut node = node
             .procedure::<Forwarded<Statement>>(Arc::clone(&server))
             .primary_check(Arc::new(move || {
@@ -307,6 +327,8 @@ impl RepoBuilder {
         } else {
             None
         };
+        let follower =
+            follow.then(|| super::primary_follower::PrimaryFollower::new(regions.primary_region()));
         Ok(Repo {
             inner: Arc::new(RepoInner {
                 pool,
@@ -316,6 +338,8 @@ impl RepoBuilder {
                 config: self.config,
                 server,
                 direct,
+                follow: follower,
+                status,
                 local_writes: AtomicU64::new(0),
                 forwarded_writes: AtomicU64::new(0),
                 retries: AtomicU64::new(0),

@@ -4,6 +4,7 @@
 mod builder;
 mod commit_round_trip;
 mod forward;
+mod primary_follower;
 mod primary_status;
 mod server_state;
 mod sweeper;
@@ -55,6 +56,10 @@ pub(crate) struct RepoInner {
     /// Writes straight to the primary over PostgreSQL, when a primary URL
     /// or pool was given.
     direct: Option<Arc<ServerState>>,
+    /// Whether the local database takes writes (cached briefly).
+    status: Arc<primary_status::PrimaryStatus>,
+    /// Set when the primary may move between regions.
+    follow: Option<primary_follower::PrimaryFollower>,
     local_writes: AtomicU64,
     forwarded_writes: AtomicU64,
     retries: AtomicU64,
@@ -170,9 +175,29 @@ impl Repo {
         &self.inner.node
     }
 
-    /// This instance's regions.
+    /// This instance's regions (as configured: `PRIMARY_REGION` is a hint
+    /// when the repo follows the primary; see [`Repo::primary_region`]).
     pub fn regions(&self) -> &Regions {
         &self.inner.regions
+    }
+
+    /// The region writes go to now: `PRIMARY_REGION`, or where the primary
+    /// moved to when the repo follows it ([`RepoBuilder::follow_primary`]).
+    pub fn primary_region(&self) -> String {
+        match &self.inner.follow {
+            Some(follower) => follower.current(),
+            None => self.inner.regions.primary_region().to_owned(),
+        }
+    }
+
+    /// Whether writes run here, on the local database: in the primary
+    /// region, or, when the repo follows the primary, wherever the local
+    /// database is out of recovery (checked at most once a second).
+    pub async fn is_primary(&self) -> bool {
+        match &self.inner.follow {
+            Some(_) => self.inner.status.is_primary().await,
+            None => self.inner.regions.is_primary(),
+        }
     }
 
     /// Runs `mutation` next to the primary: here in the primary region,

@@ -161,7 +161,7 @@ async fn run<M: Mutation, T>(write: Write<'_, M, T>) -> Result<(M::Output, Write
     if let Some(id) = &request_id {
         request_key::validate(id)?;
     }
-    if inner.regions.is_primary() {
+    if repo.is_primary().await {
         inner.local_writes.fetch_add(1, Ordering::Relaxed);
         let key = match request_id {
             Some(id) => Some(RequestKey::of(id, M::NAME, &mutation)?),
@@ -212,7 +212,7 @@ async fn run<M: Mutation, T>(write: Write<'_, M, T>) -> Result<(M::Output, Write
         "fly_postgres.write",
         mutation = M::NAME,
         request_id = %request_id,
-        primary_region = inner.regions.primary_region(),
+        primary_region = %repo.primary_region(),
         attempts = tracing::field::Empty,
         lsn = tracing::field::Empty,
         outcome = tracing::field::Empty,
@@ -410,8 +410,10 @@ async fn forward<M: Mutation>(
     request_id: &str,
 ) -> Result<Reply<M::Output>, Error> {
     let inner = &repo.inner;
-    let primary = inner.regions.primary_region();
+    let candidates = candidate_regions(repo).await;
+    let primary = candidates[0].as_str();
     let deadline = Instant::now() + budget;
+    let mut turn = 0usize;
     let mut attempt = 0u32;
     let mut sent_any = false;
     let mut backoff = FIRST_BACKOFF;
@@ -438,12 +440,16 @@ async fn forward<M: Mutation>(
             .timeout(timeout)
             .idempotency_key(request_id)
             .require_primary();
-        let error = match inner.node.call(primary, call.clone(), options).await {
+        let region = candidates[turn % candidates.len()].as_str();
+        let error = match inner.node.call(region, call.clone(), options).await {
             Ok(Committed {
                 output,
                 lsn,
                 primary_us,
             }) => {
+                if let Some(follower) = &inner.follow {
+                    follower.taken_by(region);
+                }
                 return Ok(Reply {
                     output,
                     lsn,
@@ -456,6 +462,18 @@ async fn forward<M: Mutation>(
         match classify(error) {
             AttemptFailure::Transient { sent, error } => {
                 sent_any |= sent;
+                if candidates.len() > 1 {
+                    // Following the primary: this region did not take it
+                    // (or did not answer); offer it to the next region
+                    // before backing off. The request id keeps it one
+                    // commit wherever it lands.
+                    turn += 1;
+                    if turn % candidates.len() != 0 {
+                        tracing::info!(region, error = %error, "no primary here; trying the next region");
+                        last = Some(error);
+                        continue;
+                    }
+                }
                 inner.retries.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("fly_postgres_write_retries_total", "mutation" => M::NAME)
                     .increment(1);
@@ -476,6 +494,25 @@ async fn forward<M: Mutation>(
             AttemptFailure::Final { error, .. } => return Err(from_rpc(error)),
         }
     }
+}
+
+/// Where to send a forwarded write: the primary region, and when the repo
+/// follows the primary, every other region discovery knows after it (not
+/// this one: its database is not the primary, or the write would have run
+/// here).
+async fn candidate_regions(repo: &Repo) -> Vec<String> {
+    let inner = &repo.inner;
+    let mut candidates = vec![repo.primary_region()];
+    if inner.follow.is_some()
+        && let Ok(known) = inner.node.known_regions().await
+    {
+        for region in known {
+            if region != inner.regions.my_region() && !candidates.contains(&region) {
+                candidates.push(region);
+            }
+        }
+    }
+    candidates
 }
 
 /// Whether a definite answer also settles earlier attempts that may have
