@@ -468,7 +468,7 @@ async fn forward<M: Mutation>(
                     // before backing off. The request id keeps it one
                     // commit wherever it lands.
                     turn += 1;
-                    if turn % candidates.len() != 0 {
+                    if !turn.is_multiple_of(candidates.len()) {
                         tracing::info!(region, error = %error, "no primary here; trying the next region");
                         last = Some(error);
                         continue;
