@@ -120,6 +120,16 @@ impl DbError {
     pub fn is_serialization_failure(&self) -> bool {
         self.0.code == "40001"
     }
+
+    /// The database cannot serve right now, whatever the statement: a
+    /// connection exception (class `08`), insufficient resources (`53`, such
+    /// as too many connections), or operator intervention (`57`: shutting
+    /// down, starting up, terminated by an administrator).
+    pub fn is_unavailable(&self) -> bool {
+        ["08", "53", "57"]
+            .iter()
+            .any(|class| self.0.code.starts_with(class))
+    }
 }
 
 impl std::fmt::Display for DbError {

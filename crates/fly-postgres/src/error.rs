@@ -306,6 +306,28 @@ impl Error {
         }
     }
 
+    /// Whether the database (local, or the primary behind a write) could not
+    /// be reached or could not serve: no connection, a broken one, a server
+    /// shutting down or out of connections. Worth a retry later; for a write
+    /// it means not committed (a write that may have is
+    /// [`Error::is_maybe_committed`] instead).
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Error::NoConnection { .. } => true,
+            Error::Database(db) => db.is_unavailable(),
+            Error::Sql(e) => matches!(
+                e,
+                sqlx::Error::Io(_)
+                    | sqlx::Error::Tls(_)
+                    | sqlx::Error::Protocol(_)
+                    | sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::WorkerCrashed
+            ),
+            _ => false,
+        }
+    }
+
     /// Shorthand for a unique violation anywhere in the cluster.
     pub fn is_unique_violation(&self) -> bool {
         self.as_database_error()

@@ -84,6 +84,7 @@ impl From<fly_postgres::Error> for ApiError {
             | E::Rpc(_)
             | E::Primary { .. } => (StatusCode::SERVICE_UNAVAILABLE, "primary_unreachable"),
             E::Sql(_) => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"),
+            e if e.is_unavailable() => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         let message = match code {
@@ -173,5 +174,19 @@ mod tests {
         assert_eq!(body["error"], "primary_unreachable");
         assert_eq!(body["committed"], false);
         assert!(body.get("request_id").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_database_out_of_reach_is_a_503_not_a_500() {
+        let (status, body) = answer(fly_postgres::Error::NoConnection {
+            in_use: 10,
+            max: 10,
+            reason: "the database refuses new connections: sorry, too many clients already"
+                .into(),
+        })
+        .await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["error"], "database_unavailable");
+        assert!(body["message"].as_str().unwrap().contains("too many clients"));
     }
 }
