@@ -103,7 +103,9 @@ pub use sqlx;
 
 pub use app_error::AppError;
 pub use commit_lsn::commit_lsn;
-pub use consistency::{ConsistencyLayer, ConsistencyService, LSN_COOKIE, LSN_HEADER};
+pub use consistency::{
+    ConsistencyLayer, ConsistencyService, LSN_COOKIE, LSN_HEADER, forget_written_lsn,
+};
 pub use database_url::{REPLICA_PORT, database_url_from_env, rewrite_database_url};
 pub use db_error::DbError;
 pub use error::Error;

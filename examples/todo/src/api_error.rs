@@ -45,6 +45,16 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         self.status
     }
+
+    /// The machine-readable code (`conflict`, `maybe_committed`, ...).
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// The human-readable message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
 }
 
 impl From<fly_postgres::Error> for ApiError {
@@ -181,12 +191,16 @@ mod tests {
         let (status, body) = answer(fly_postgres::Error::NoConnection {
             in_use: 10,
             max: 10,
-            reason: "the database refuses new connections: sorry, too many clients already"
-                .into(),
+            reason: "the database refuses new connections: sorry, too many clients already".into(),
         })
         .await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(body["error"], "database_unavailable");
-        assert!(body["message"].as_str().unwrap().contains("too many clients"));
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("too many clients")
+        );
     }
 }

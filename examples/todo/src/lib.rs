@@ -25,6 +25,7 @@ mod instance;
 mod ledger;
 mod metrics_endpoint;
 mod mutations;
+mod page;
 mod routes;
 mod schema;
 

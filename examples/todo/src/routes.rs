@@ -27,6 +27,7 @@ pub fn router(repo: Repo) -> Router {
         .route("/todos/{id}", get(show).patch(update).delete(remove))
         .route("/ledger", axum::routing::post(crate::ledger::append))
         .route("/ledger/{token}", get(crate::ledger::count))
+        .merge(crate::page::routes())
         .with_state(repo)
         .layer(consistency)
         .layer(axum::middleware::from_fn(continue_trace))
@@ -41,7 +42,12 @@ async fn continue_trace(request: axum::extract::Request, next: axum::middleware:
     }
 }
 
-async fn index(State(repo): State<Repo>) -> Json<serde_json::Value> {
+/// `/`: the page for a browser (`Accept: text/html`), this instance's
+/// facts as JSON for everyone else.
+async fn index(State(repo): State<Repo>, headers: axum::http::HeaderMap) -> Response {
+    if crate::page::wants_html(&headers) {
+        return crate::page::show(&repo, &headers).await;
+    }
     let regions = repo.regions();
     let stats = repo.stats();
     Json(json!({
@@ -52,6 +58,7 @@ async fn index(State(repo): State<Repo>) -> Json<serde_json::Value> {
         "served_writes": stats.served_writes,
         "forwarded_writes": stats.forwarded_writes,
     }))
+    .into_response()
 }
 
 async fn list(State(repo): State<Repo>) -> Result<Json<Vec<Todo>>, ApiError> {
@@ -236,7 +243,7 @@ fn todo_id(id: Result<Path<i64>, PathRejection>) -> Result<i64, ApiError> {
         .map_err(|e| ApiError::bad_request(format!("todo ids are integers: {}", e.body_text())))
 }
 
-fn valid_title(title: String) -> Result<String, ApiError> {
+pub(crate) fn valid_title(title: String) -> Result<String, ApiError> {
     let title = title.trim().to_owned();
     if title.is_empty() {
         return Err(ApiError::bad_request("title must not be empty"));

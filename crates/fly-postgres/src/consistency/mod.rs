@@ -43,6 +43,15 @@ pub(crate) fn record_write(lsn: Lsn) {
     let _ = WRITTEN.try_with(|written| written.set(written.get().max(lsn.as_u64())));
 }
 
+/// Keeps the writes made so far in this request from reaching the client:
+/// the [`ConsistencyLayer`] sends no `fly-lsn` header or cookie for them, so
+/// the client's next request does not wait for them. For a page that shows
+/// what a read without the wait looks like; everything else wants the
+/// cookie. Outside a [`ConsistencyLayer`] it does nothing.
+pub fn forget_written_lsn() {
+    let _ = WRITTEN.try_with(|written| written.set(0));
+}
+
 /// Adds a write's phases to the current request's; outside a
 /// [`ConsistencyLayer`] it does nothing.
 pub(crate) fn record_timings(timings: &WriteTimings) {

@@ -1,0 +1,242 @@
+//! The todo list as a web page for browsers: server-rendered HTML, plain
+//! forms, POST-redirect-GET, no JavaScript. API clients keep the JSON
+//! routes; a browser asking `/` for `text/html` gets this page.
+
+mod last_write;
+mod view;
+
+use axum::Router;
+use axum::extract::rejection::{FormRejection, PathRejection};
+use axum::extract::{Form, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::post;
+use fly_postgres::{Mutation, Repo, sqlx};
+use serde::Deserialize;
+
+use crate::api_error::ApiError;
+use crate::mutations::{CreateTodo, DeleteTodo, Todo, UpdateTodo};
+use last_write::LastWrite;
+use view::PageData;
+
+/// The form routes (the page itself is `GET /`).
+pub(crate) fn routes() -> Router<Repo> {
+    Router::new()
+        .route("/ui/todos", post(add))
+        .route("/ui/todos/{id}/toggle", post(toggle))
+        .route("/ui/todos/{id}/delete", post(delete))
+}
+
+/// Whether the client asked for HTML (a browser), not JSON.
+pub(crate) fn wants_html(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("text/html"))
+}
+
+/// `GET /` for a browser.
+pub(crate) async fn show(repo: &Repo, headers: &HeaderMap) -> Response {
+    render(repo, headers, StatusCode::OK, None, None).await
+}
+
+async fn render(
+    repo: &Repo,
+    headers: &HeaderMap,
+    status: StatusCode,
+    error: Option<String>,
+    title: Option<&str>,
+) -> Response {
+    let todos: Result<Vec<Todo>, _> =
+        sqlx::query_as("select id, title, done from todos order by id")
+            .fetch_all(repo.local())
+            .await;
+    let (status, error, todos) = match todos {
+        Ok(todos) => (status, error, todos),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(format!(
+                "This region's database cannot be read right now ({}). Try again in a moment.",
+                fly_postgres::Error::from(e)
+            )),
+            Vec::new(),
+        ),
+    };
+    let data = PageData {
+        region: repo.regions().my_region(),
+        instance: crate::instance::id(),
+        primary_region: repo.primary_region(),
+        is_primary: repo.is_primary().await,
+        todos: &todos,
+        last_write: LastWrite::from_headers(headers),
+        error,
+        title,
+    };
+    let mut response = (status, Html(view::page(&data).into_string())).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// After a write: back to the page (303, so a reload does not post again),
+/// with the write's timing for the page to show.
+fn redirect(last: &LastWrite) -> Response {
+    let mut response = (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]).into_response();
+    if let Ok(cookie) = HeaderValue::from_str(&last.set_cookie()) {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+/// The page again, with a failed form's message and status.
+async fn refused(
+    repo: &Repo,
+    headers: &HeaderMap,
+    error: &ApiError,
+    title: Option<&str>,
+) -> Response {
+    let message = match error.code() {
+        "conflict" => match title {
+            Some(title) => format!("There is already a todo called “{title}”."),
+            None => "That conflicts with another todo.".to_owned(),
+        },
+        "not_found" => "That todo is gone (someone deleted it).".to_owned(),
+        "maybe_committed" => format!(
+            "The write may or may not have gone through: the primary region did not answer \
+             in time. Reload to see. ({})",
+            error.message()
+        ),
+        _ => error.message().to_owned(),
+    };
+    render(repo, headers, error.status(), Some(message), title).await
+}
+
+/// Runs `mutation` for the page, timed; `skip_wait` skips the replica
+/// wait and keeps the write's LSN from the browser, so the next page
+/// shows what a read without the wait looks like.
+async fn page_write<M: Mutation>(
+    repo: &Repo,
+    mutation: M,
+    skip_wait: bool,
+) -> Result<(M::Output, LastWrite), ApiError> {
+    let call = repo.write(mutation);
+    let call = if skip_wait { call.no_wait() } else { call };
+    let (output, timings) = call.timed().await.map_err(ApiError::from)?;
+    if skip_wait {
+        fly_postgres::forget_written_lsn();
+    }
+    Ok((output, LastWrite::of(&timings)))
+}
+
+/// Form fields beyond these are refused: a forged form gets a 400 page.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddForm {
+    title: String,
+    skip_wait: Option<String>,
+}
+
+async fn add(
+    State(repo): State<Repo>,
+    headers: HeaderMap,
+    form: Result<Form<AddForm>, FormRejection>,
+) -> Response {
+    let AddForm { title, skip_wait } = match form {
+        Ok(Form(form)) => form,
+        Err(e) => return form_refused(&repo, &headers, &e).await,
+    };
+    let skip_wait = match skip_wait.as_deref() {
+        None => false,
+        Some("on") => true,
+        Some(other) => {
+            let e = ApiError::bad_request(format!("skip_wait is a checkbox, not {other:?}"));
+            return refused(&repo, &headers, &e, Some(&title)).await;
+        }
+    };
+    let title = match crate::routes::valid_title(title.clone()) {
+        Ok(title) => title,
+        Err(e) => {
+            // A 10,000-character title is not worth echoing back.
+            let shown = (title.chars().count() <= 500).then_some(title.as_str());
+            return refused(&repo, &headers, &e, shown).await;
+        }
+    };
+    match page_write(
+        &repo,
+        CreateTodo {
+            title: title.clone(),
+        },
+        skip_wait,
+    )
+    .await
+    {
+        Ok((_, last)) => redirect(&last),
+        Err(e) => refused(&repo, &headers, &e, Some(&title)).await,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ToggleForm {
+    done: bool,
+}
+
+async fn toggle(
+    State(repo): State<Repo>,
+    headers: HeaderMap,
+    id: Result<Path<i64>, PathRejection>,
+    form: Result<Form<ToggleForm>, FormRejection>,
+) -> Response {
+    let Ok(Path(id)) = id else {
+        let e = ApiError::bad_request("todo ids are integers");
+        return refused(&repo, &headers, &e, None).await;
+    };
+    let done = match form {
+        Ok(Form(ToggleForm { done })) => done,
+        Err(e) => return form_refused(&repo, &headers, &e).await,
+    };
+    let update = UpdateTodo {
+        id,
+        title: None,
+        done: Some(done),
+    };
+    match page_write(&repo, update, false).await {
+        Ok((Some(_), last)) => redirect(&last),
+        Ok((None, _)) => refused(&repo, &headers, &ApiError::not_found(id), None).await,
+        Err(e) => refused(&repo, &headers, &e, None).await,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteForm {}
+
+async fn delete(
+    State(repo): State<Repo>,
+    headers: HeaderMap,
+    id: Result<Path<i64>, PathRejection>,
+    form: Result<Form<DeleteForm>, FormRejection>,
+) -> Response {
+    let Ok(Path(id)) = id else {
+        let e = ApiError::bad_request("todo ids are integers");
+        return refused(&repo, &headers, &e, None).await;
+    };
+    if let Err(e) = form {
+        return form_refused(&repo, &headers, &e).await;
+    }
+    match page_write(&repo, DeleteTodo { id }, false).await {
+        Ok((true, last)) => redirect(&last),
+        Ok((false, _)) => refused(&repo, &headers, &ApiError::not_found(id), None).await,
+        Err(e) => refused(&repo, &headers, &e, None).await,
+    }
+}
+
+async fn form_refused(repo: &Repo, headers: &HeaderMap, rejection: &FormRejection) -> Response {
+    let e = ApiError::bad_request(format!(
+        "The form did not make sense to the server: {}",
+        rejection.body_text()
+    ));
+    refused(repo, headers, &e, None).await
+}
