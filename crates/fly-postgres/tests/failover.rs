@@ -174,5 +174,18 @@ async fn writes_survive_a_failover_in_the_primary_region() {
         .await
         .unwrap();
     assert_eq!(find_todo(lax.local(), todo.id).await, Some(todo));
-    assert!(lax.tracker().stats().replayed.is_some());
+    let replayed = lax
+        .tracker()
+        .last_replayed()
+        .expect("lax's tracker has seen replay");
+    // A position the new timeline has not reached: a typed timeout, not a hang.
+    let beyond = fly_postgres::Lsn::new(replayed.as_u64() + (1 << 30));
+    let waited = lax
+        .tracker()
+        .wait_for(beyond, Duration::from_millis(300))
+        .await;
+    assert!(
+        matches!(waited, Err(fly_postgres::Error::ReplicationTimeout { .. })),
+        "{waited:?}"
+    );
 }

@@ -22,6 +22,7 @@ pub fn router(repo: Repo) -> Router {
     let consistency = fly_postgres::ConsistencyLayer::new(repo.clone());
     Router::new()
         .route("/", get(index))
+        .route("/stats", get(stats))
         .route("/todos", get(list).post(create))
         .route("/todos/batch", axum::routing::post(create_batch))
         .route("/todos/{id}", get(show).patch(update).delete(remove))
@@ -49,16 +50,27 @@ async fn index(State(repo): State<Repo>, headers: axum::http::HeaderMap) -> Resp
         return crate::page::show(&repo, &headers).await;
     }
     let regions = repo.regions();
-    let stats = repo.stats();
     Json(json!({
         "region": regions.my_region(),
         "primary_region": regions.primary_region(),
         "is_primary": regions.is_primary(),
+    }))
+    .into_response()
+}
+
+/// This instance and its write counters (since it started), for the demo's
+/// and the chaos drills' reports.
+async fn stats(State(repo): State<Repo>) -> Json<serde_json::Value> {
+    let stats = repo.stats();
+    Json(json!({
+        "region": repo.regions().my_region(),
         "instance": crate::instance::id(),
         "served_writes": stats.served_writes,
         "forwarded_writes": stats.forwarded_writes,
+        "local_writes": stats.local_writes,
+        "direct_writes": stats.direct_writes,
+        "retries": stats.retries,
     }))
-    .into_response()
 }
 
 async fn list(State(repo): State<Repo>) -> Result<Json<Vec<Todo>>, ApiError> {

@@ -144,8 +144,20 @@ async fn a_browser_gets_the_page_and_api_clients_keep_json() {
     )
     .await;
     let facts: serde_json::Value = serde_json::from_str(&json.html).unwrap();
-    assert_eq!(facts["region"], "lax");
-    assert_eq!(facts["primary_region"], "syd");
+    assert_eq!(
+        facts,
+        serde_json::json!({"region": "lax", "primary_region": "syd", "is_primary": false})
+    );
+    // The instance and its counters have their own route.
+    let stats = send(
+        &app.lax,
+        Request::get("/stats").body(Body::empty()).unwrap(),
+    )
+    .await;
+    let stats: serde_json::Value = serde_json::from_str(&stats.html).unwrap();
+    assert_eq!(stats["region"], "lax");
+    assert!(stats["instance"].as_str().unwrap().starts_with("pid-"));
+    assert_eq!(stats["forwarded_writes"], 0);
 }
 
 #[tokio::test]

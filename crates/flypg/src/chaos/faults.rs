@@ -163,7 +163,7 @@ async fn rolling(
     let http = Http::new();
     let mut split = Vec::new();
     for instance in &world.syd {
-        let answer = http.get(&instance.url("/")).await?;
+        let answer = http.get(&instance.url("/stats")).await?;
         split.push(answer.body["served_writes"].as_u64().unwrap_or(0));
     }
     notes.fault(

@@ -224,7 +224,7 @@ async fn demo(args: &DemoArgs) -> DemoResult<()> {
     }
     let http = http::Http::new();
     for instance in &primaries {
-        let answer = http.get(&instance.url("/")).await?;
+        let answer = http.get(&instance.url("/stats")).await?;
         summary
             .primary_instance_writes
             .push(answer.body["served_writes"].as_u64().unwrap_or(0));
