@@ -171,3 +171,54 @@ async fn write_timings_add_up_to_the_total() {
     assert_eq!(local.attempts, 0);
     assert!(local.primary.is_some());
 }
+
+/// Inserts a row, then swallows a failing statement: the transaction is
+/// aborted although the mutation returns Ok.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SwallowsAnError {
+    title: String,
+}
+
+impl Mutation for SwallowsAnError {
+    const NAME: &'static str = "swallows_an_error";
+    type Output = ();
+    async fn run(self, tx: &mut sqlx::PgConnection) -> Result<(), Error> {
+        sqlx::query("insert into todos (title) values ($1)")
+            .bind(&self.title)
+            .execute(&mut *tx)
+            .await?;
+        let _ = sqlx::query("insert into todos (title) values ($1)")
+            .bind(&self.title)
+            .execute(&mut *tx)
+            .await;
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn an_aborted_transaction_is_never_reported_committed() {
+    let app = two_regions_with(
+        |b| b.mutation::<SwallowsAnError>(),
+        |b| b.mutation::<SwallowsAnError>(),
+    )
+    .await;
+    // In the primary region without a request id (no record statement),
+    // with one, and forwarded.
+    let local = app.syd.write(SwallowsAnError { title: "a".into() }).await;
+    assert!(local.is_err(), "{local:?}");
+    let keyed = app
+        .syd
+        .write(SwallowsAnError { title: "b".into() })
+        .request_id("aborted-1")
+        .await;
+    assert!(keyed.is_err(), "{keyed:?}");
+    let forwarded = app.lax.write(SwallowsAnError { title: "c".into() }).await;
+    assert!(forwarded.is_err(), "{forwarded:?}");
+    for e in [local, keyed, forwarded]
+        .into_iter()
+        .filter_map(Result::err)
+    {
+        assert!(!e.is_committed() && !e.is_maybe_committed(), "{e:?}");
+    }
+    assert_eq!(count_todos(app.syd.local()).await, 0, "nothing committed");
+}

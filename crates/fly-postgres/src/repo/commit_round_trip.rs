@@ -70,8 +70,17 @@ pub(crate) async fn commit_with_record(
         // not cover the commit yet.
         sql.push_str("set local synchronous_commit to local;\n");
     }
+    // A mutation that swallowed an error leaves the transaction aborted,
+    // and COMMIT then answers "ROLLBACK" without an error (sqlx does not
+    // show the tag). Some statement before COMMIT must fail in that case:
+    // the record or the SET does; otherwise this one.
+    let guard = record.is_none() && !force_local_flush;
+    if guard {
+        sql.push_str("select 1;\n");
+    }
     // Statements that complete before COMMIT's own completion.
-    let before_commit = usize::from(record.is_some()) + usize::from(force_local_flush);
+    let before_commit =
+        usize::from(record.is_some()) + usize::from(force_local_flush) + usize::from(guard);
     sql.push_str("commit;\nselect pg_current_wal_flush_lsn()::text;\nbegin");
 
     let mut completed = 0usize;
@@ -80,12 +89,14 @@ pub(crate) async fn commit_with_record(
     loop {
         match results.try_next().await {
             Ok(Some(Either::Left(_done))) => completed += 1,
-            Ok(Some(Either::Right(row))) => {
+            // Only the row of the SELECT right after COMMIT is the LSN.
+            Ok(Some(Either::Right(row))) if completed == before_commit + 1 => {
                 lsn = Some(row.try_get::<String, _>(0).and_then(|text| {
                     text.parse::<Lsn>()
                         .map_err(|e| sqlx::Error::Decode(Box::new(e)))
                 }));
             }
+            Ok(Some(Either::Right(_))) => {}
             Ok(None) => break,
             Err(error) => {
                 let committed = completed > before_commit;

@@ -184,6 +184,12 @@ impl<M: Mutation> Procedure for Forwarded<M> {
         let bad_args = |e: serde_json::Error| {
             WireError::BadArgs(format!("arguments of `{}` do not decode: {e}", M::NAME))
         };
+        // Request ids come from the network: the same rule as the caller's
+        // (they go into SQL text and the record), checked before anything
+        // runs.
+        if let Some(id) = &ctx.idempotency_key {
+            crate::request_key::validate(id).map_err(|e| WireError::BadArgs(e.to_string()))?;
+        }
         let mutation: M = serde_json::from_str(self.args.get()).map_err(bad_args)?;
         let key = match ctx.idempotency_key.clone() {
             Some(id) => {

@@ -358,27 +358,30 @@ async fn direct_once<M: Mutation>(
             primary_us,
             attempts: 0,
         }),
-        // Committed, LSN unknown: asking the record again gives a fresh LSN.
-        Ok(Outcome::CommittedLsnUnknown(_)) => {
-            let mutation = call.mutation()?;
-            match run_once(state, mutation, Some(&key)).await {
-                Ok(Outcome::Committed(output, lsn)) => Ok(Reply {
-                    output,
-                    lsn,
-                    primary_us,
-                    attempts: 0,
-                }),
-                Ok(Outcome::CommittedLsnUnknown(output)) => {
-                    return Err(Error::CommittedButUnreadable {
-                        reason: format!(
-                            "committed on the primary, but its WAL position could not be read \
-                             to wait for (output: {})",
-                            serde_json::to_string(&output).unwrap_or_default()
-                        ),
-                    });
+        // Committed, but its LSN could not be read (run_once already asked
+        // twice): ask a few more times on fresh connections; never run the
+        // mutation again, and never call it anything but committed.
+        Ok(Outcome::CommittedLsnUnknown(output)) => {
+            for _ in 0..3 {
+                if let Ok(mut conn) = state.pool.acquire().await
+                    && let Ok(lsn) = crate::commit_lsn::commit_lsn(&mut conn).await
+                {
+                    return Ok(Ok(Reply {
+                        output,
+                        lsn,
+                        primary_us,
+                        attempts: 0,
+                    }));
                 }
-                Err(f) => Err(f),
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
+            return Err(Error::CommittedButUnreadable {
+                reason: format!(
+                    "committed on the primary, but its WAL position could not be read to wait \
+                     for, so this region may not show it yet (output: {})",
+                    serde_json::to_string(&output).unwrap_or_default()
+                ),
+            });
         }
         Err(f) => Err(f),
     })
