@@ -44,16 +44,13 @@ impl PgClusterBuilder {
     /// Creates both data directories, starts the primary, then the replica,
     /// and waits until the replica has replayed everything the primary wrote.
     pub async fn start(self) -> Result<PgCluster> {
-        let bins = PgBinaries::locate()?;
-        bins.check_supported()?;
-        let run_as = RunAs::detect()?;
-        let template = template_dir(&bins, run_as)?;
-        let dir = tempfile::Builder::new()
-            .prefix("flypg-cluster-")
-            .tempdir()
-            .map_err(|e| TestkitError::io("creating cluster temp dir", e))?;
-        run_as.give(dir.path())?;
-        let tag = next_tag();
+        let Prepared {
+            bins,
+            run_as,
+            template,
+            dir,
+            tag,
+        } = prepare("flypg-cluster-")?;
 
         let primary = start_server(
             "primary",
@@ -110,8 +107,42 @@ impl PgClusterBuilder {
     }
 }
 
+/// What every set of testkit servers starts from.
+pub(crate) struct Prepared {
+    /// The PostgreSQL binaries, of a supported version.
+    pub(crate) bins: PgBinaries,
+    /// The OS user the servers run as.
+    pub(crate) run_as: RunAs,
+    /// The initdb'd data directory every server is copied from.
+    pub(crate) template: PathBuf,
+    /// The temp dir (prefixed `prefix`) the servers' user owns.
+    pub(crate) dir: tempfile::TempDir,
+    /// A name unique on this machine, in every server's process title.
+    pub(crate) tag: String,
+}
+
+/// Finds and checks the binaries, the template and a fresh temp dir.
+pub(crate) fn prepare(prefix: &str) -> Result<Prepared> {
+    let bins = PgBinaries::locate()?;
+    bins.check_supported()?;
+    let run_as = RunAs::detect()?;
+    let template = template_dir(&bins, run_as)?;
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .map_err(|e| TestkitError::io("creating the servers' temp dir", e))?;
+    run_as.give(dir.path())?;
+    Ok(Prepared {
+        bins,
+        run_as,
+        template,
+        dir,
+        tag: next_tag(),
+    })
+}
+
 /// A name for a new cluster's processes, unique on this machine.
-pub(crate) fn next_tag() -> String {
+fn next_tag() -> String {
     format!(
         "flypg-{}-{}",
         std::process::id(),

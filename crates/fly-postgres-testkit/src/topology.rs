@@ -12,13 +12,10 @@ use std::time::Duration;
 
 use sqlx::postgres::PgConnectOptions;
 
-use crate::binaries::PgBinaries;
-use crate::cluster::{server_conf, start_server};
+use crate::cluster::{Prepared, prepare, server_conf, start_server};
 use crate::error::{Result, TestkitError};
-use crate::os_user::RunAs;
 use crate::proxy::{Delay, LatencyProxy};
 use crate::server::PgServer;
-use crate::template::template_dir;
 
 /// Options for [`PgTopology`]; start with [`PgTopology::builder`].
 #[derive(Debug, Clone)]
@@ -155,16 +152,13 @@ impl PgTopologyBuilder {
     /// Starts the primary, then every standby, and waits until all have
     /// replayed what the primary wrote.
     pub async fn start(self) -> Result<PgTopology> {
-        let bins = PgBinaries::locate()?;
-        bins.check_supported()?;
-        let run_as = RunAs::detect()?;
-        let template = template_dir(&bins, run_as)?;
-        let dir = tempfile::Builder::new()
-            .prefix("flypg-topology-")
-            .tempdir()
-            .map_err(|e| TestkitError::io("creating topology temp dir", e))?;
-        run_as.give(dir.path())?;
-        let tag = crate::cluster::next_tag();
+        let Prepared {
+            bins,
+            run_as,
+            template,
+            dir,
+            tag,
+        } = prepare("flypg-topology-")?;
         let primary_name = format!("{}-primary", self.primary_region);
         let conf = |name: &str| server_conf(&tag, name, &self.settings);
         let mut primary_conf = conf(&primary_name);

@@ -97,9 +97,10 @@ where
             let mut response = response?;
             let mut timing: Vec<String> = lsn_wait
                 .map(|waited| {
-                    format!(
-                        "fly-lsn-wait;desc=\"wait for the client's last write\";dur={:.3}",
-                        waited.as_secs_f64() * 1e3
+                    crate::repo::server_timing_metric(
+                        "fly-lsn-wait",
+                        "wait for the client's last write",
+                        waited,
                     )
                 })
                 .into_iter()

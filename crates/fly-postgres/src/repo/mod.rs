@@ -23,6 +23,7 @@ use sqlx::PgPool;
 
 pub use builder::RepoBuilder;
 pub use timings::WriteTimings;
+pub(crate) use timings::metric as server_timing_metric;
 pub use write::{Timed, Write};
 pub use write_mode::WriteMode;
 

@@ -65,7 +65,8 @@ impl WriteTimings {
     }
 }
 
-fn metric(name: &str, description: &str, duration: Duration) -> String {
+/// One `Server-Timing` metric, in milliseconds.
+pub(crate) fn metric(name: &str, description: &str, duration: Duration) -> String {
     format!(
         "{name};desc=\"{description}\";dur={:.3}",
         duration.as_secs_f64() * 1e3

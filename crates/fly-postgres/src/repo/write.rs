@@ -220,14 +220,14 @@ async fn run<M: Mutation, T>(write: Write<'_, M, T>) -> Result<(M::Output, Write
     let result = async {
         let rpc_started = Instant::now();
         let (reply, rpc) = if direct_mode {
-            (direct::<M>(repo, &call, &request_id).await?, None)
+            (direct::<M>(repo, &call, &request_id, None).await?, None)
         } else {
             match forward::<M>(repo, call.clone(), rpc_timeout, &request_id).await {
                 Ok(reply) => (reply, Some(rpc_started.elapsed())),
                 Err(e) if fallback && falls_back(&e) => {
                     let rpc = rpc_started.elapsed();
                     tracing::warn!(error = %e, "no primary-region instance took the write; running it on the primary directly, with the same request id");
-                    (direct_after::<M>(repo, &call, &request_id, e).await?, Some(rpc))
+                    (direct::<M>(repo, &call, &request_id, Some(e)).await?, Some(rpc))
                 }
                 Err(e) => return Err(e),
             }
@@ -289,48 +289,37 @@ fn falls_back(error: &Error) -> bool {
 }
 
 /// Runs the mutation here, in one transaction on the primary over
-/// PostgreSQL, with `request_id`'s exactly-once record.
+/// PostgreSQL, with `request_id`'s exactly-once record. After forwarding
+/// failed with `forwarded`, a direct attempt that could not even start
+/// leaves the forwarded outcome as the answer.
 async fn direct<M: Mutation>(
     repo: &Repo,
     call: &Forwarded<M>,
     request_id: &str,
+    forwarded: Option<Error>,
 ) -> Result<Reply<M::Output>, Error> {
     match direct_once(repo, call, request_id).await? {
         Ok(reply) => Ok(reply),
-        Err(Failure::NotCommitted(e) | Failure::NotStarted(e)) => Err(e),
-        Err(Failure::Unknown(e)) => Err(Error::MaybeCommitted {
-            mutation: M::NAME.to_owned(),
-            request_id: Some(request_id.to_owned()),
-            attempts: 1,
-            reason: format!("the connection to the primary failed during COMMIT: {e}"),
-        }),
-    }
-}
-
-/// [`direct`] after forwarding failed with `forwarded`: a direct attempt
-/// that could not even start leaves the forwarded outcome as the answer.
-async fn direct_after<M: Mutation>(
-    repo: &Repo,
-    call: &Forwarded<M>,
-    request_id: &str,
-    forwarded: Error,
-) -> Result<Reply<M::Output>, Error> {
-    match direct_once(repo, call, request_id).await? {
-        Ok(reply) => Ok(reply),
-        Err(Failure::NotStarted(e)) => {
-            tracing::warn!(error = %e, "the direct write could not start either");
-            Err(forwarded)
-        }
+        Err(Failure::NotStarted(e)) => match forwarded {
+            Some(forwarded) => {
+                tracing::warn!(error = %e, "the direct write could not start either");
+                Err(forwarded)
+            }
+            None => Err(e),
+        },
         // Its id is recorded as failed: no earlier attempt commits later.
         Err(Failure::NotCommitted(e)) => Err(e),
         Err(Failure::Unknown(e)) => Err(Error::MaybeCommitted {
             mutation: M::NAME.to_owned(),
             request_id: Some(request_id.to_owned()),
             attempts: 1,
-            reason: format!(
-                "forwarding failed ({forwarded}), then the connection to the primary failed \
-                 during COMMIT: {e}"
-            ),
+            reason: match forwarded {
+                Some(forwarded) => format!(
+                    "forwarding failed ({forwarded}), then the connection to the primary failed \
+                     during COMMIT: {e}"
+                ),
+                None => format!("the connection to the primary failed during COMMIT: {e}"),
+            },
         }),
     }
 }

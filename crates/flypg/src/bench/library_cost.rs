@@ -4,16 +4,16 @@
 //! insert transaction, the same mutation through a `Repo` in the primary
 //! region, and forwarded from the replica region with the wait.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use fly_postgres::Repo;
 use fly_postgres::sqlx::{self, Acquire, PgPool};
 use fly_postgres_testkit::PgCluster;
-use fly_rpc::{Node, Regions, StaticPeers};
+use fly_rpc::StaticPeers;
 use serde::Serialize;
 
 use super::cpu_meter::CpuMeter;
+use super::loopback_node::node;
 use super::mutations::{InsertItem, SCHEMA};
 use super::throughput::throughput;
 
@@ -51,8 +51,6 @@ struct Report {
 }
 
 type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
-
-const SECRET: &str = "flypg bench repo --no-proxy secret, loopback only";
 
 /// Runs the three kinds of writes at each caller count.
 pub(crate) async fn run(seconds: u64, json: bool) -> BenchResult<()> {
@@ -264,12 +262,4 @@ fn print_table(r: &Report) {
         );
     }
     println!("goals: fwd/local rate >= 0.7, CPU per forwarded write <= 2x a local one");
-}
-
-fn node(region: &str, peers: StaticPeers) -> fly_rpc::NodeBuilder {
-    Node::builder()
-        .regions(Regions::new(region, "syd"))
-        .listen(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .secret(SECRET)
-        .discovery(peers)
 }

@@ -3,6 +3,7 @@
 mod charts;
 mod cpu_meter;
 mod library_cost;
+mod loopback_node;
 mod mutations;
 mod repo;
 mod rpc;

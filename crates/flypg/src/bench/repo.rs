@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 use fly_postgres::sqlx::{self, Acquire, PgPool, postgres::PgPoolOptions};
 use fly_postgres::{Repo, WriteMode};
 use fly_postgres_testkit::{Delay, LatencyProxy, PgCluster};
-use fly_rpc::{Node, Regions, StaticPeers};
+use fly_rpc::StaticPeers;
 use serde::Serialize;
 
 use super::charts::{self, Series};
+use super::loopback_node::node;
 use super::mutations::{InsertItem, SCHEMA, TRANSFER_SQL, Transfer};
 use super::throughput::throughput;
 use crate::percentiles::{Samples, millis, round3};
@@ -92,8 +93,6 @@ struct Report {
 }
 
 type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
-
-const SECRET: &str = "flypg bench repo secret, loopback only";
 
 pub(crate) async fn run(args: RepoArgs) -> BenchResult<()> {
     if args.writes == 0 || args.concurrency == 0 {
@@ -467,12 +466,4 @@ async fn pool(options: sqlx::postgres::PgConnectOptions, size: u32) -> BenchResu
         .max_connections(size)
         .connect_with(options)
         .await?)
-}
-
-fn node(region: &str, peers: StaticPeers) -> fly_rpc::NodeBuilder {
-    Node::builder()
-        .regions(Regions::new(region, "syd"))
-        .listen(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .secret(SECRET)
-        .discovery(peers)
 }

@@ -223,41 +223,32 @@ async fn replica_down_for(
     // the same app process that saw the replica go.
     let http = Http::new();
     let base = world.lax.url("");
-    let mut probe = 0;
-    let recovered = loop {
-        if back.elapsed() > Duration::from_secs(30) {
-            break None;
-        }
-        probe += 1;
-        let token = format!("recovery-probe-{probe}");
-        let write = http
-            .post(&format!("{base}/ledger"), json!({ "token": token }))
-            .await;
-        if let Ok(answer) = write
-            && answer.status.as_u16() == 201
-            && answer.replicated
-        {
-            let read = http.get(&format!("{base}/ledger/{token}")).await;
-            if read.is_ok_and(|r| r.body["rows"].as_i64().unwrap_or(0) > 0) {
-                break Some(back.elapsed());
+    note_when(
+        notes,
+        started,
+        back,
+        "recovery_ms",
+        "lax did not recover within 30 s of the replica's return",
+        Duration::from_millis(50),
+        |probe| {
+            let (http, base) = (&http, &base);
+            async move {
+                let token = format!("recovery-probe-{probe}");
+                let write = http
+                    .post(&format!("{base}/ledger"), json!({ "token": token }))
+                    .await;
+                if let Ok(answer) = write
+                    && answer.status.as_u16() == 201
+                    && answer.replicated
+                {
+                    let read = http.get(&format!("{base}/ledger/{token}")).await;
+                    return read.is_ok_and(|r| r.body["rows"].as_i64().unwrap_or(0) > 0);
+                }
+                false
             }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    match recovered {
-        Some(after) => {
-            notes
-                .extra
-                .insert("recovery_ms".into(), json!(millis(after).round()));
-        }
-        None => {
-            notes.extra.insert("recovery_ms".into(), json!(null));
-            notes.fault(
-                started,
-                "lax did not recover within 30 s of the replica's return",
-            );
-        }
-    }
+        },
+    )
+    .await;
     tokio::time::sleep(gap).await;
     Ok(())
 }
@@ -289,34 +280,64 @@ async fn failover(
     );
     let http = Http::new();
     let base = world.lax.url("");
+    note_when(
+        notes,
+        started,
+        killed,
+        "resumed_ms",
+        "writes did not resume within 30 s of the kill",
+        Duration::from_millis(20),
+        |probe| {
+            let (http, base) = (&http, &base);
+            async move {
+                let write = http
+                    .post(
+                        &format!("{base}/ledger"),
+                        json!({ "token": format!("failover-probe-{probe}") }),
+                    )
+                    .await;
+                write.is_ok_and(|answer| answer.status.as_u16() == 201)
+            }
+        },
+    )
+    .await;
+    tokio::time::sleep(gap).await;
+    Ok(())
+}
+
+/// Runs `attempt(1)`, `attempt(2)`, ... `pause` apart until one succeeds or
+/// 30 s have passed since `since`; notes under `key` how long after `since`
+/// the first success came (null, and the fault `gave_up`, if none did).
+async fn note_when<F, Fut>(
+    notes: &mut Notes,
+    started: Instant,
+    since: Instant,
+    key: &str,
+    gave_up: &str,
+    pause: Duration,
+    mut attempt: F,
+) where
+    F: FnMut(u32) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
     let mut probe = 0;
-    let resumed = loop {
-        if killed.elapsed() > Duration::from_secs(30) {
+    let after = loop {
+        if since.elapsed() > Duration::from_secs(30) {
             break None;
         }
         probe += 1;
-        let write = http
-            .post(
-                &format!("{base}/ledger"),
-                json!({ "token": format!("failover-probe-{probe}") }),
-            )
-            .await;
-        if write.is_ok_and(|answer| answer.status.as_u16() == 201) {
-            break Some(killed.elapsed());
+        if attempt(probe).await {
+            break Some(since.elapsed());
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(pause).await;
     };
-    match resumed {
+    match after {
         Some(after) => {
-            notes
-                .extra
-                .insert("resumed_ms".into(), json!(millis(after).round()));
+            notes.extra.insert(key.into(), json!(millis(after).round()));
         }
         None => {
-            notes.extra.insert("resumed_ms".into(), json!(null));
-            notes.fault(started, "writes did not resume within 30 s of the kill");
+            notes.extra.insert(key.into(), json!(null));
+            notes.fault(started, gave_up);
         }
     }
-    tokio::time::sleep(gap).await;
-    Ok(())
 }
