@@ -63,6 +63,9 @@ impl Drop for Reaper {
                 nix::sys::signal::Signal::SIGKILL,
             );
         }
+        // The browser's profile folder, named by the marker; a failed run
+        // must not leave it behind either.
+        let _ = std::fs::remove_dir_all(std::env::temp_dir().join(&self.marker));
     }
 }
 
@@ -349,5 +352,4 @@ async fn a_real_browser_reads_its_writes_through_the_page() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(reaper.leftovers(), Vec::new(), "processes left behind");
-    let _ = std::fs::remove_dir_all(&profile);
 }
