@@ -63,6 +63,9 @@ pub enum Error {
     CommittedButUnreadable {
         /// Why the output did not fit.
         reason: String,
+        /// The committed write's output as JSON, when it could be had (see
+        /// [`Error::committed_output`]).
+        output: Option<serde_json::Value>,
     },
 
     /// The write was sent to the primary region and no answer came back
@@ -263,8 +266,9 @@ impl Error {
     }
 
     /// Whether the write certainly committed although the call failed
-    /// ([`Error::ReplicationTimeout`]): its output is in
-    /// [`Error::committed_output`]. Do not retry it.
+    /// ([`Error::ReplicationTimeout`], [`Error::CommittedButUnreadable`]):
+    /// its output, where known, is in [`Error::committed_output`]. Do not
+    /// retry it.
     pub fn is_committed(&self) -> bool {
         matches!(
             self,
@@ -334,13 +338,18 @@ impl Error {
             .is_some_and(DbError::is_unique_violation)
     }
 
-    /// The output of a write that committed but was not replayed locally in
-    /// time ([`Error::ReplicationTimeout`]). For a mutation it is its
-    /// `Output`; for an ad-hoc statement ([`crate::Repo::execute`] and the
-    /// `fetch_*` calls) it is the [`crate::StatementResult`].
+    /// The output of a write that committed although the call failed
+    /// ([`Error::is_committed`]): not replayed locally in time, or its
+    /// result not readable as asked. For a mutation it is its `Output`; for
+    /// an ad-hoc statement ([`crate::Repo::execute`] and the `fetch_*`
+    /// calls) it is the [`crate::StatementResult`].
     pub fn committed_output<T: DeserializeOwned>(&self) -> Option<T> {
         match self {
             Error::ReplicationTimeout {
+                output: Some(value),
+                ..
+            }
+            | Error::CommittedButUnreadable {
                 output: Some(value),
                 ..
             } => T::deserialize(value).ok(),

@@ -183,6 +183,9 @@ async fn bad_statements_and_parameters_are_typed_errors() {
         matches!(err, Error::CommittedButUnreadable { .. }) && err.is_committed(),
         "{err:?}"
     );
+    // What did commit is still there for the caller to use.
+    let result: fly_postgres::StatementResult = err.committed_output().expect("the output");
+    assert_eq!(result.rows()[0]["title"], "not a todo");
 
     let err = app
         .lax
@@ -190,7 +193,7 @@ async fn bad_statements_and_parameters_are_typed_errors() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, Error::CommittedButUnreadable { ref reason } if reason.contains("no row")),
+        matches!(err, Error::CommittedButUnreadable { ref reason, .. } if reason.contains("no row")),
         "{err:?}"
     );
 }

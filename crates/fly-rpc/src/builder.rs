@@ -423,7 +423,7 @@ impl NodeBuilder {
             .as_ref()
             .map(|tls| tokio_rustls::TlsAcceptor::from(Arc::clone(&tls.server)));
         let task = tokio::spawn(crate::serve::serve(
-            listener, app, limits, acceptor, stopped,
+            "rpc", listener, app, limits, acceptor, stopped,
         ));
         tracing::info!(
             %local_addr,

@@ -47,6 +47,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod answer;
+mod app_server;
 mod auth;
 mod body_budget;
 mod builder;
@@ -70,6 +71,7 @@ mod tls;
 mod trace_context;
 mod wire;
 
+pub use app_server::serve_app;
 pub use builder::{DEFAULT_AUTH_WINDOW, DEFAULT_PORT, NodeBuilder};
 pub use call::CallOptions;
 pub use discovery::{Discovery, FlyDns, StaticPeers};

@@ -43,8 +43,10 @@ struct Conn {
     abort: std::sync::OnceLock<tokio::task::AbortHandle>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Table {
+    /// Which listener (`rpc`, `app`): the metrics' `listener` label.
+    listener: &'static str,
     next: AtomicU64,
     open: Mutex<HashMap<u64, Arc<Conn>>>,
 }
@@ -79,7 +81,8 @@ impl Table {
                 if let Some(abort) = conn.abort.get() {
                     abort.abort();
                 }
-                metrics::counter!("fly_rpc_server_connections_shed_total").increment(1);
+                metrics::counter!("fly_rpc_server_connections_shed_total", "listener" => self.listener)
+                    .increment(1);
                 true
             }
             None => false,
@@ -87,10 +90,12 @@ impl Table {
     }
 }
 
-/// Serves `app` on `listener` until `stop` turns true, then lets the
+/// Serves `app` on `socket` until `stop` turns true, then lets the
 /// connections finish what they are doing (graceful shutdown of each).
+/// `listener` names it in the metrics.
 pub(crate) async fn serve(
-    listener: TcpListener,
+    listener: &'static str,
+    socket: TcpListener,
     app: Router,
     limits: Limits,
     tls: Option<tokio_rustls::TlsAcceptor>,
@@ -111,12 +116,16 @@ pub(crate) async fn serve(
         .max_header_list_size(64 * 1024)
         .max_send_buf_size(256 * 1024);
     let builder = Arc::new(builder);
-    let table = Arc::new(Table::default());
+    let table = Arc::new(Table {
+        listener,
+        next: AtomicU64::new(0),
+        open: Mutex::default(),
+    });
     let epoch = Instant::now();
     let mut conns = JoinSet::new();
     loop {
         let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
+            accepted = socket.accept() => accepted,
             _ = stop.wait_for(|s| *s) => break,
         };
         while conns.try_join_next().is_some() {}
@@ -125,13 +134,14 @@ pub(crate) async fn serve(
             Err(e) => {
                 // Out of file descriptors (or a similar passing failure):
                 // back off instead of spinning, and keep serving.
-                tracing::warn!(error = %e, "fly-rpc accept failed");
+                tracing::warn!(error = %e, listener, "accept failed");
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 continue;
             }
         };
         if !table.make_room(limits.max_connections) {
-            metrics::counter!("fly_rpc_server_connections_refused_total").increment(1);
+            metrics::counter!("fly_rpc_server_connections_refused_total", "listener" => listener)
+                .increment(1);
             drop(tcp);
             continue;
         }
@@ -161,7 +171,7 @@ pub(crate) async fn serve(
         let abort = conns.spawn(task.run(tcp, local, tls.clone()));
         let _ = conn_handle.abort.set(abort);
     }
-    drop(listener);
+    drop(socket);
     // Each connection saw `stop` and is finishing its requests.
     while conns.join_next().await.is_some() {}
     Ok(())
@@ -191,12 +201,12 @@ impl ConnTask {
                 match handshake.await {
                     Ok(Ok(stream)) => self.serve(TokioIo::new(stream), local).await,
                     Ok(Err(e)) => {
-                        metrics::counter!("fly_rpc_server_tls_failures_total").increment(1);
+                        metrics::counter!("fly_rpc_server_tls_failures_total", "listener" => self.table.listener).increment(1);
                         tracing::debug!(error = %e, "TLS handshake failed");
                         self.forget();
                     }
                     Err(_) => {
-                        metrics::counter!("fly_rpc_server_tls_failures_total").increment(1);
+                        metrics::counter!("fly_rpc_server_tls_failures_total", "listener" => self.table.listener).increment(1);
                         self.forget();
                     }
                 }

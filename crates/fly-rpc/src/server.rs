@@ -57,8 +57,10 @@ async fn method_not_allowed() -> Response {
 /// stranger learns nothing (not even this node's clock). The reason goes
 /// to the metric and the rate-limited log.
 fn unauthorized(node: &NodeInner, rejection: Rejection, path: &str) -> Response {
+    // The path is the stranger's text: quoted (no forged log lines) and cut.
+    let shown: String = path.chars().take(128).collect();
     node.rejections
-        .record(rejection.reason(), &format_args!("{rejection} ({path})"));
+        .record(rejection.reason(), &format_args!("{rejection} ({shown:?})"));
     if rejection == Rejection::BeforeStart {
         // Authentic, but signed before this process started (a restart):
         // the caller is told to sign again; a replay gets nowhere.

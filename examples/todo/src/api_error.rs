@@ -6,9 +6,11 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 /// An HTTP error answer: `{"error": code, "message": text}`, and for a
-/// failed write `"committed"`: `false` (nothing was written: safe to retry)
-/// or `"unknown"` with the `request_id` to retry with (as the
-/// `Idempotency-Key` header) to settle it.
+/// failed write `"committed"`: `false` (nothing was written: safe to retry),
+/// `"unknown"` with the `request_id` to retry with (as the
+/// `Idempotency-Key` header) to settle it, or `true` (202, code
+/// `committed`: it was written, but its result cannot be shown; do not
+/// send it again).
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
@@ -19,6 +21,17 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// Any status, code and message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            committed: None,
+            request_id: None,
+        }
+    }
+
     /// 400: the request itself is wrong.
     pub fn bad_request(message: impl Into<String>) -> Self {
         ApiError {
@@ -75,6 +88,18 @@ impl From<fly_postgres::Error> for ApiError {
                 code: "maybe_committed",
                 message,
                 committed: Some(json!("unknown")),
+                request_id,
+            };
+        }
+        if error.is_committed() {
+            // Callers turn a committed write with its output into a success;
+            // one without must still never read as failed.
+            tracing::warn!(%error, "write committed, its result unknown here");
+            return ApiError {
+                status: StatusCode::ACCEPTED,
+                code: "committed",
+                message: format!("the write committed; do not send it again: {error}"),
+                committed: Some(json!(true)),
                 request_id,
             };
         }
@@ -184,6 +209,18 @@ mod tests {
         assert_eq!(body["error"], "primary_unreachable");
         assert_eq!(body["committed"], false);
         assert!(body.get("request_id").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_committed_write_never_answers_as_failed() {
+        let (status, body) = answer(fly_postgres::Error::CommittedButUnreadable {
+            reason: "its WAL position could not be read".into(),
+            output: None,
+        })
+        .await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        assert_eq!(body["error"], "committed");
+        assert_eq!(body["committed"], true);
     }
 
     #[tokio::test]

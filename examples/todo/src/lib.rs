@@ -94,8 +94,9 @@ pub async fn run_from_env() -> Result<(), StartError> {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let http = async {
-        axum::serve(listener, router(repo.clone()))
-            .with_graceful_shutdown(stopped(stopping.clone()))
+        // Not `axum::serve`: this port faces the internet, and fly-rpc's
+        // loop times out slow headers and idle connections and caps them.
+        fly_rpc::serve_app(listener, router(repo.clone()), stopped(stopping.clone()))
             .await
             .map_err(StartError::from)
     };

@@ -14,7 +14,7 @@ use crate::api_error::ApiError;
 use crate::idempotency::IdempotencyKey;
 use crate::mutations::{CreateBatch, CreateTodo, DeleteTodo, Todo, UpdateTodo};
 
-const MAX_TITLE: usize = 500;
+pub(crate) const MAX_TITLE: usize = 500;
 
 /// The app's routes over `repo`. The consistency layer hands each writer an
 /// LSN cookie, so its next request reads its write on any instance.
@@ -32,7 +32,14 @@ pub fn router(repo: Repo) -> Router {
         .with_state(repo)
         .layer(consistency)
         .layer(axum::middleware::from_fn(continue_trace))
+        // A body that trickles in fails instead of holding its connection.
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            BODY_READ_TIMEOUT,
+        ))
 }
+
+/// How long a request's body may take to arrive.
+const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A request that arrives with a W3C `traceparent` (from a load balancer or
 /// a browser's instrumentation) has its writes forwarded in the same trace.
@@ -246,8 +253,21 @@ pub(crate) fn reply(status: StatusCode, body: impl IntoResponse, replicated: boo
 }
 
 pub(crate) fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    body.map(|Json(v)| v)
-        .map_err(|e| ApiError::bad_request(e.body_text()))
+    body.map(|Json(v)| v).map_err(|e| {
+        // Too big (413) and not JSON (415) say so; any other shape is a
+        // 400, as it always was. serde's text may quote the client's
+        // input, so a long one is cut.
+        let status = match e.status() {
+            s @ (StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNSUPPORTED_MEDIA_TYPE) => s,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        let mut message = e.body_text();
+        if let Some((cut, _)) = message.char_indices().nth(300) {
+            message.truncate(cut);
+            message.push('…');
+        }
+        ApiError::new(status, "bad_request", message)
+    })
 }
 
 fn todo_id(id: Result<Path<i64>, PathRejection>) -> Result<i64, ApiError> {

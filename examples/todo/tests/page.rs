@@ -20,7 +20,7 @@ const SECRET: &str = "todo page test secret 0123456789abcdef";
 struct App {
     lax: Repo,
     cluster: PgCluster,
-    _syd: Repo,
+    syd: Repo,
 }
 
 async fn app() -> App {
@@ -29,13 +29,6 @@ async fn app() -> App {
         .start()
         .await
         .unwrap();
-    let node = |region: &str, peers| {
-        Node::builder()
-            .regions(Regions::new(region, "syd"))
-            .listen(SocketAddr::from(([127, 0, 0, 1], 0)))
-            .secret(SECRET)
-            .discovery(peers)
-    };
     let pool = |o| async move { PgPoolOptions::new().connect_with(o).await.unwrap() };
     let syd = mutations(Repo::builder())
         .pool(pool(cluster.primary().connect_options()).await)
@@ -57,11 +50,15 @@ async fn app() -> App {
         .wait_for_catch_up(Duration::from_secs(10))
         .await
         .unwrap();
-    App {
-        lax,
-        cluster,
-        _syd: syd,
-    }
+    App { lax, cluster, syd }
+}
+
+fn node(region: &str, peers: StaticPeers) -> fly_rpc::NodeBuilder {
+    Node::builder()
+        .regions(Regions::new(region, "syd"))
+        .listen(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .secret(SECRET)
+        .discovery(peers)
 }
 
 struct Page {
@@ -273,6 +270,21 @@ async fn bad_input_gets_a_readable_message_and_the_right_status() {
         "{}",
         forged.html
     );
+    // Too big for a form, or not a form at all: said so, with the status.
+    let huge = post_form(&app.lax, "/ui/todos", &"t".repeat(3 << 20), "").await;
+    assert_eq!(huge.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(huge.html.contains("too big"), "{}", huge.html);
+    let json = send(
+        &app.lax,
+        Request::post("/ui/todos")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::ACCEPT, "text/html")
+            .body(Body::from(r#"{"title":"a"}"#))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(json.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert!(json.html.contains("not a form"), "{}", json.html);
     let checkbox = post_form(&app.lax, "/ui/todos", "title=a&skip_wait=yes", "").await;
     assert_eq!(checkbox.status, StatusCode::BAD_REQUEST);
     let toggle = post_form(&app.lax, "/ui/todos/1/toggle", "done=maybe", "").await;
@@ -321,4 +333,50 @@ async fn bad_input_gets_a_readable_message_and_the_right_status() {
         assert!(!page.html.contains("<b>1</b>"));
     }
     drop(app.cluster);
+}
+
+#[tokio::test]
+async fn a_write_committed_but_not_replayed_in_time_is_not_shown_as_failed() {
+    let app = app().await;
+    // A lax instance that waits only 300 ms for its replica, which stops.
+    let impatient = mutations(Repo::builder())
+        .pool(
+            PgPoolOptions::new()
+                .connect_with(app.cluster.replica().connect_options())
+                .await
+                .unwrap(),
+        )
+        .node(node(
+            "lax",
+            StaticPeers::new().with("syd", app.syd.node().local_addr()),
+        ))
+        .replication_timeout(Duration::from_millis(300))
+        .start()
+        .await
+        .unwrap();
+    app.cluster.pause_replay().await.unwrap();
+
+    let added = post_form(&impatient, "/ui/todos", "title=late+milk", "").await;
+    assert_eq!(added.status, StatusCode::SEE_OTHER, "{}", added.html);
+    let jar = cookies(&added.headers);
+    assert!(jar.contains("/late"), "the cookie says it is late: {jar}");
+    let page = get_page(&impatient, &jar).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.html.contains("committed on the primary") && page.html.contains("do not send it"),
+        "{}",
+        page.html
+    );
+    assert!(!page.html.contains(">late milk<"), "not replayed here yet");
+
+    app.cluster.resume_replay().await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let page = get_page(&impatient, &jar).await;
+        if page.html.contains(">late milk<") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", page.html);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -102,6 +102,9 @@ pub(crate) async fn commit_with_record(
                 let committed = completed > before_commit;
                 return match (committed, error.as_database_error().is_some()) {
                     (true, _) => Finished::CommittedLsnUnknown(error),
+                    (false, true) if completed == before_commit && fails_after_commit(&error) => {
+                        Finished::Unknown(error)
+                    }
                     (false, true) => Finished::Refused {
                         // A failing COMMIT ends the transaction itself.
                         transaction_open: completed < before_commit,
@@ -117,6 +120,21 @@ pub(crate) async fn commit_with_record(
         Some(Err(e)) => Finished::CommittedLsnUnknown(e),
         None => Finished::CommittedLsnUnknown(sqlx::Error::RowNotFound),
     }
+}
+
+/// Whether an error answering COMMIT may have come after the commit was
+/// durable: the server shutting down or the backend terminated while COMMIT
+/// waited for a synchronous standby (PostgreSQL warns "the transaction has
+/// already committed locally"), a lost connection, an I/O or internal
+/// error. A deferred constraint or a serialization failure refuses it.
+fn fails_after_commit(error: &sqlx::Error) -> bool {
+    error.as_database_error().is_some_and(|db| {
+        db.code().is_some_and(|code| {
+            ["08", "53", "57", "58", "XX"]
+                .iter()
+                .any(|c| code.starts_with(c))
+        })
+    })
 }
 
 /// `text` as a dollar-quoted literal, whose content PostgreSQL never

@@ -219,9 +219,13 @@ impl Repo {
     /// returned row as `T` (an error if it returned none).
     pub fn fetch_one<T: DeserializeOwned>(&self, statement: Statement) -> Write<'_, Statement, T> {
         Write::new(self, statement, |r: StatementResult| {
-            r.decode_optional()?.ok_or_else(|| Error::Decode {
-                message: "the statement returned no row".into(),
-            })
+            match r.decode_optional() {
+                Ok(Some(row)) => Ok(row),
+                Ok(None) => Err(r.unreadable(Error::Decode {
+                    message: "the statement returned no row".into(),
+                })),
+                Err(e) => Err(r.unreadable(e)),
+            }
         })
     }
 
@@ -231,7 +235,9 @@ impl Repo {
         &self,
         statement: Statement,
     ) -> Write<'_, Statement, Option<T>> {
-        Write::new(self, statement, |r: StatementResult| r.decode_optional())
+        Write::new(self, statement, |r: StatementResult| {
+            r.decode_optional().map_err(|e| r.unreadable(e))
+        })
     }
 
     /// Runs one ad-hoc statement like a write; resolves to every returned
@@ -240,7 +246,9 @@ impl Repo {
         &self,
         statement: Statement,
     ) -> Write<'_, Statement, Vec<T>> {
-        Write::new(self, statement, |r: StatementResult| r.decode_all())
+        Write::new(self, statement, |r: StatementResult| {
+            r.decode_all().map_err(|e| r.unreadable(e))
+        })
     }
 
     /// Waits until the local database has replayed `lsn` (for example one a

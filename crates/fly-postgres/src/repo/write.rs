@@ -120,9 +120,7 @@ impl<'r, M: Mutation, T: Send + 'r> IntoFuture for Timed<'r, M, T> {
         Box::pin(async move {
             let finish = self.0.finish;
             let (output, timings) = run(self.0).await?;
-            let output = finish(output).map_err(|e| Error::CommittedButUnreadable {
-                reason: e.to_string(),
-            })?;
+            let output = finish(output).map_err(unreadable)?;
             Ok((output, timings))
         })
     }
@@ -138,10 +136,20 @@ impl<'r, M: Mutation, T: Send + 'r> IntoFuture for Write<'r, M, T> {
             let (output, _) = run(self).await?;
             // The write committed: a failure to turn its output into `T`
             // must not read as "not committed".
-            finish(output).map_err(|e| Error::CommittedButUnreadable {
-                reason: e.to_string(),
-            })
+            finish(output).map_err(unreadable)
         })
+    }
+}
+
+/// A committed write whose output did not turn into what the call asked
+/// for is committed-class, whatever the reason.
+fn unreadable(error: Error) -> Error {
+    if error.is_committed() {
+        return error;
+    }
+    Error::CommittedButUnreadable {
+        reason: error.to_string(),
+        output: None,
     }
 }
 
@@ -365,11 +373,10 @@ async fn direct_once<M: Mutation>(
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             return Err(Error::CommittedButUnreadable {
-                reason: format!(
-                    "committed on the primary, but its WAL position could not be read to wait \
-                     for, so this region may not show it yet (output: {})",
-                    serde_json::to_string(&output).unwrap_or_default()
-                ),
+                reason: "committed on the primary, but its WAL position could not be read to \
+                         wait for, so this region may not show it yet"
+                    .to_owned(),
+                output: serde_json::to_value(&output).ok(),
             });
         }
         Err(f) => Err(f),

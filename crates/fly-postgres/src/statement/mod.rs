@@ -88,6 +88,16 @@ impl StatementResult {
     pub fn decode_optional<T: DeserializeOwned>(&self) -> Result<Option<T>, Error> {
         self.rows.first().map(decode_row).transpose()
     }
+
+    /// The committed-class error for this committed result that did not
+    /// decode as asked; it carries the result for
+    /// [`Error::committed_output`].
+    pub(crate) fn unreadable(&self, error: Error) -> Error {
+        Error::CommittedButUnreadable {
+            reason: error.to_string(),
+            output: serde_json::to_value(self).ok(),
+        }
+    }
 }
 
 fn decode_row<T: DeserializeOwned>(

@@ -16,8 +16,11 @@ pub(crate) struct LastWrite {
     /// `None` when the write ran in this region (no RPC).
     pub(crate) rpc_ms: Option<f64>,
     pub(crate) primary_ms: Option<f64>,
-    /// `None` when the wait was skipped.
+    /// `None` when the wait was skipped or timed out.
     pub(crate) wait_ms: Option<f64>,
+    /// The write committed, but this region's replica did not replay it
+    /// within the wait: the page may not show it yet.
+    pub(crate) late: bool,
 }
 
 impl LastWrite {
@@ -28,6 +31,19 @@ impl LastWrite {
             rpc_ms: timings.rpc.map(ms),
             primary_ms: timings.primary.map(ms),
             wait_ms: timings.replication_wait.map(ms),
+            late: false,
+        }
+    }
+
+    /// A write that committed after `total` without this region's replica
+    /// replaying it in time.
+    pub(crate) fn late(total: Duration) -> Self {
+        LastWrite {
+            total_ms: (total.as_secs_f64() * 1e6).round() / 1e3,
+            rpc_ms: None,
+            primary_ms: None,
+            wait_ms: None,
+            late: true,
         }
     }
 
@@ -35,11 +51,12 @@ impl LastWrite {
     pub(crate) fn set_cookie(&self) -> String {
         let field = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.3}"));
         format!(
-            "{COOKIE}={:.3}/{}/{}/{}; Path=/; Max-Age=300; HttpOnly; SameSite=Lax",
+            "{COOKIE}={:.3}/{}/{}/{}/{}; Path=/; Max-Age=300; HttpOnly; SameSite=Lax",
             self.total_ms,
             field(self.rpc_ms),
             field(self.primary_ms),
-            field(self.wait_ms)
+            field(self.wait_ms),
+            if self.late { "late" } else { "ok" }
         )
     }
 
@@ -66,6 +83,11 @@ impl LastWrite {
         let rpc_ms = number(parts.next()?)?;
         let primary_ms = number(parts.next()?)?;
         let wait_ms = number(parts.next()?)?;
+        let late = match parts.next()? {
+            "ok" => false,
+            "late" => true,
+            _ => return None,
+        };
         if parts.next().is_some() {
             return None;
         }
@@ -74,6 +96,7 @@ impl LastWrite {
             rpc_ms,
             primary_ms,
             wait_ms,
+            late,
         })
     }
 }
@@ -96,20 +119,24 @@ mod tests {
             rpc_ms: Some(61.25),
             primary_ms: Some(0.5),
             wait_ms: None,
+            late: false,
         };
-        let set = last.set_cookie();
-        let pair = set.split(';').next().unwrap();
-        assert_eq!(
-            LastWrite::from_headers(&headers(&format!("a=b; {pair}"))),
-            Some(last)
-        );
+        for last in [last, LastWrite::late(Duration::from_millis(5062))] {
+            let set = last.set_cookie();
+            let pair = set.split(';').next().unwrap();
+            assert_eq!(
+                LastWrite::from_headers(&headers(&format!("a=b; {pair}"))),
+                Some(last)
+            );
+        }
         for forged in [
             "todo_last_write=<script>",
-            "todo_last_write=1/2/3",
+            "todo_last_write=1/2/3/4",
             "todo_last_write=1/2/3/4/5",
-            "todo_last_write=-1/-/-/-",
-            "todo_last_write=NaN/-/-/-",
-            "todo_last_write=1e99/-/-/-",
+            "todo_last_write=1/-/-/-/ok/6",
+            "todo_last_write=-1/-/-/-/ok",
+            "todo_last_write=NaN/-/-/-/ok",
+            "todo_last_write=1e99/-/-/-/ok",
         ] {
             assert_eq!(LastWrite::from_headers(&headers(forged)), None, "{forged}");
         }

@@ -19,6 +19,9 @@ use crate::mutations::{CreateTodo, DeleteTodo, Todo, UpdateTodo};
 use last_write::LastWrite;
 use view::PageData;
 
+/// Todos the page shows at most (the oldest first).
+const PAGE_ROWS: usize = 500;
+
 /// The form routes (the page itself is `GET /`).
 pub(crate) fn routes() -> Router<Repo> {
     Router::new()
@@ -48,11 +51,14 @@ async fn render(
     error: Option<String>,
     title: Option<&str>,
 ) -> Response {
+    // One more than shown tells whether there are more; a page (and every
+    // refused form, which shows the page again) costs a bounded read.
     let todos: Result<Vec<Todo>, _> =
-        sqlx::query_as("select id, title, done from todos order by id")
+        sqlx::query_as("select id, title, done from todos order by id limit $1")
+            .bind(i64::try_from(PAGE_ROWS + 1).unwrap_or(i64::MAX))
             .fetch_all(repo.local())
             .await;
-    let (status, error, todos) = match todos {
+    let (status, error, mut todos) = match todos {
         Ok(todos) => (status, error, todos),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -63,12 +69,15 @@ async fn render(
             Vec::new(),
         ),
     };
+    let more = todos.len() > PAGE_ROWS;
+    todos.truncate(PAGE_ROWS);
     let data = PageData {
         region: repo.regions().my_region(),
         instance: crate::instance::id(),
         primary_region: repo.primary_region(),
         is_primary: repo.is_primary().await,
         todos: &todos,
+        more,
         last_write: LastWrite::from_headers(headers),
         error,
         title,
@@ -115,19 +124,33 @@ async fn refused(
 
 /// Runs `mutation` for the page, timed; `skip_wait` skips the replica
 /// wait and keeps the write's LSN from the browser, so the next page
-/// shows what a read without the wait looks like.
+/// shows what a read without the wait looks like. A write that committed
+/// but was not replayed here in time is a success (sending it again would
+/// write it twice); its output is `None` when it could not be read.
 async fn page_write<M: Mutation>(
     repo: &Repo,
     mutation: M,
     skip_wait: bool,
-) -> Result<(M::Output, LastWrite), ApiError> {
+) -> Result<(Option<M::Output>, LastWrite), ApiError> {
+    let started = std::time::Instant::now();
     let call = repo.write(mutation);
     let call = if skip_wait { call.no_wait() } else { call };
-    let (output, timings) = call.timed().await.map_err(ApiError::from)?;
-    if skip_wait {
-        fly_postgres::forget_written_lsn();
+    match call.timed().await {
+        Ok((output, timings)) => {
+            if skip_wait {
+                fly_postgres::forget_written_lsn();
+            }
+            Ok((Some(output), LastWrite::of(&timings)))
+        }
+        Err(e) if e.is_committed() => {
+            tracing::warn!(error = %e, "a page's write committed but is not visible here yet");
+            // The page says so; with the write's LSN the browser's next page
+            // would wait for the same lagging replica and fail.
+            fly_postgres::forget_written_lsn();
+            Ok((e.committed_output(), LastWrite::late(started.elapsed())))
+        }
+        Err(e) => Err(ApiError::from(e)),
     }
-    Ok((output, LastWrite::of(&timings)))
 }
 
 /// Form fields beyond these are refused: a forged form gets a 400 page.
@@ -147,21 +170,19 @@ async fn add(
         Ok(Form(form)) => form,
         Err(e) => return form_refused(&repo, &headers, &e).await,
     };
+    // A 10,000-character title is not worth echoing back.
+    let shown = (title.chars().count() <= crate::routes::MAX_TITLE).then_some(title.as_str());
     let skip_wait = match skip_wait.as_deref() {
         None => false,
         Some("on") => true,
-        Some(other) => {
-            let e = ApiError::bad_request(format!("skip_wait is a checkbox, not {other:?}"));
-            return refused(&repo, &headers, &e, Some(&title)).await;
+        Some(_) => {
+            let e = ApiError::bad_request("“skip the wait” is a checkbox: on or absent");
+            return refused(&repo, &headers, &e, shown).await;
         }
     };
     let title = match crate::routes::valid_title(title.clone()) {
         Ok(title) => title,
-        Err(e) => {
-            // A 10,000-character title is not worth echoing back.
-            let shown = (title.chars().count() <= 500).then_some(title.as_str());
-            return refused(&repo, &headers, &e, shown).await;
-        }
+        Err(e) => return refused(&repo, &headers, &e, shown).await,
     };
     match page_write(
         &repo,
@@ -203,8 +224,8 @@ async fn toggle(
         done: Some(done),
     };
     match page_write(&repo, update, false).await {
-        Ok((Some(_), last)) => redirect(&last),
-        Ok((None, _)) => refused(&repo, &headers, &ApiError::not_found(id), None).await,
+        Ok((Some(None), _)) => refused(&repo, &headers, &ApiError::not_found(id), None).await,
+        Ok((_, last)) => redirect(&last),
         Err(e) => refused(&repo, &headers, &e, None).await,
     }
 }
@@ -227,16 +248,24 @@ async fn delete(
         return form_refused(&repo, &headers, &e).await;
     }
     match page_write(&repo, DeleteTodo { id }, false).await {
-        Ok((true, last)) => redirect(&last),
-        Ok((false, _)) => refused(&repo, &headers, &ApiError::not_found(id), None).await,
+        Ok((Some(false), _)) => refused(&repo, &headers, &ApiError::not_found(id), None).await,
+        Ok((_, last)) => redirect(&last),
         Err(e) => refused(&repo, &headers, &e, None).await,
     }
 }
 
+/// A form that could not be read: too big (413), not a form (415), or
+/// fields that are not this form's (400). The message names no field: the
+/// client's own text is not echoed.
 async fn form_refused(repo: &Repo, headers: &HeaderMap, rejection: &FormRejection) -> Response {
-    let e = ApiError::bad_request(format!(
-        "The form did not make sense to the server: {}",
-        rejection.body_text()
-    ));
+    let (status, message) = match rejection.status() {
+        s @ StatusCode::PAYLOAD_TOO_LARGE => (s, "The form is too big."),
+        s @ StatusCode::UNSUPPORTED_MEDIA_TYPE => (s, "That was not a form submission."),
+        _ => (
+            StatusCode::BAD_REQUEST,
+            "The form did not make sense to the server.",
+        ),
+    };
+    let e = ApiError::new(status, "bad_request", message);
     refused(repo, headers, &e, None).await
 }

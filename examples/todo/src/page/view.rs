@@ -12,6 +12,8 @@ pub(crate) struct PageData<'a> {
     pub(crate) primary_region: String,
     pub(crate) is_primary: bool,
     pub(crate) todos: &'a [Todo],
+    /// There are more todos than the page shows.
+    pub(crate) more: bool,
     pub(crate) last_write: Option<LastWrite>,
     /// An error to show above the form (the page is then answered with
     /// that error's status).
@@ -44,6 +46,12 @@ fn ms(v: f64) -> String {
 fn last_write(last: &LastWrite, primary_region: &str) -> Markup {
     html! {
         @match (last.rpc_ms, last.wait_ms) {
+            _ if last.late => section #last-write .skipped {
+                strong { "Your last write committed on the primary" }
+                " (" (ms(last.total_ms)) "), but this region's replica did not replay it "
+                "within the wait, so the list below may not show it yet. It will appear "
+                "shortly: do not send it again."
+            },
             (Some(rpc), Some(wait)) => section #last-write {
                 strong { "Your last write: " (ms(last.total_ms)) }
                 " = RPC to " (primary_region) " " (ms(rpc))
@@ -123,6 +131,9 @@ pub(crate) fn page(data: &PageData<'_>) -> Markup {
                             }
                         }
                     }
+                }
+                @if data.more {
+                    p #more { "… and more: the page shows the first " (data.todos.len()) "." }
                 }
                 footer {
                     "Each write travels as one RPC to the primary region, then this page waits "

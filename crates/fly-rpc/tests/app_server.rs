@@ -1,0 +1,83 @@
+//! `serve_app`: an app's public port with the RPC port's connection
+//! hygiene, and a shutdown that lets requests finish.
+
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::routing::get;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+async fn get_root(addr: std::net::SocketAddr) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    answer
+}
+
+#[tokio::test]
+async fn slow_headers_are_cut_off_and_shutdown_waits_for_requests() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = Router::new().route("/", get(|| async { "hello" })).route(
+        "/slow",
+        get(|| async {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            "done"
+        }),
+    );
+    let (stop, stopping) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(fly_rpc::serve_app(listener, app, async move {
+        let _ = stopping.await;
+    }));
+    assert!(get_root(addr).await.ends_with("hello"));
+
+    // Headers one byte at a time, forever: the server hangs up (after its
+    // 5 s header-read timeout), not the client.
+    let mut slow = TcpStream::connect(addr).await.unwrap();
+    let started = Instant::now();
+    let trickle = tokio::spawn(async move {
+        for byte in b"GET / HTTP/1.1\r\nHost: x\r\nx-pad: ".iter().cycle() {
+            if slow.write_all(&[*byte]).await.is_err() {
+                return;
+            }
+            let mut buf = [0u8; 256];
+            // A 408 answer or a close both end it.
+            if let Ok(Ok(n)) =
+                tokio::time::timeout(Duration::from_millis(100), slow.read(&mut buf)).await
+            {
+                let _ = n;
+                return;
+            }
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(15), trickle)
+        .await
+        .expect("a slowloris connection stayed open")
+        .unwrap();
+    assert!(started.elapsed() >= Duration::from_secs(4));
+
+    // A request in flight when the shutdown comes still gets its answer.
+    let mut busy = TcpStream::connect(addr).await.unwrap();
+    busy.write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stop.send(()).unwrap();
+    let mut answer = String::new();
+    busy.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.ends_with("done"), "{answer}");
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("serve_app returns once its requests are done")
+        .unwrap()
+        .unwrap();
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "the port is closed"
+    );
+}
