@@ -21,11 +21,17 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    /// Any status, code and message.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    /// A body the server could not take, with the extractor's status when
+    /// that is the reason (413 too big, 415 wrong content type) and 400 for
+    /// any other shape.
+    pub fn unreadable_body(status: StatusCode, message: impl Into<String>) -> Self {
+        let status = match status {
+            s @ (StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNSUPPORTED_MEDIA_TYPE) => s,
+            _ => StatusCode::BAD_REQUEST,
+        };
         ApiError {
             status,
-            code,
+            code: "bad_request",
             message: message.into(),
             committed: None,
             request_id: None,

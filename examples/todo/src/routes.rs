@@ -254,19 +254,13 @@ pub(crate) fn reply(status: StatusCode, body: impl IntoResponse, replicated: boo
 
 pub(crate) fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     body.map(|Json(v)| v).map_err(|e| {
-        // Too big (413) and not JSON (415) say so; any other shape is a
-        // 400, as it always was. serde's text may quote the client's
-        // input, so a long one is cut.
-        let status = match e.status() {
-            s @ (StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNSUPPORTED_MEDIA_TYPE) => s,
-            _ => StatusCode::BAD_REQUEST,
-        };
+        // serde's text may quote the client's input: a long one is cut.
         let mut message = e.body_text();
         if let Some((cut, _)) = message.char_indices().nth(300) {
             message.truncate(cut);
             message.push('…');
         }
-        ApiError::new(status, "bad_request", message)
+        ApiError::unreadable_body(e.status(), message)
     })
 }
 

@@ -28,8 +28,9 @@ pub(crate) struct RpcArgs {
     /// Round-trip time added by the latency proxy for the cross-region run.
     #[arg(long, default_value_t = 60)]
     rtt_ms: u64,
-    /// Sequential calls through the latency proxy.
-    #[arg(long, default_value_t = 30)]
+    /// Sequential calls through the latency proxy (each paired with a bare
+    /// TCP ping-pong through an identical proxy).
+    #[arg(long, default_value_t = 100)]
     rtt_calls: usize,
     /// Print one JSON object instead of a table.
     #[arg(long)]
@@ -127,8 +128,7 @@ pub(crate) async fn run(args: RpcArgs) -> BenchResult<()> {
     for _ in 0..3 {
         far.call_primary(Noop).await?;
     }
-    let remote = time_calls(&far, args.rtt_calls).await?;
-    let proxy_only = tcp_ping_through_proxy(rtt, args.rtt_calls).await?;
+    let (remote, proxy_only) = rpc_and_ping_in_turn(&far, rtt, args.rtt_calls).await?;
 
     let report = Report {
         noop_p50_ms: round3(sequential.pct(50.0)),
@@ -198,9 +198,16 @@ async fn time_calls(node: &Node, calls: usize) -> BenchResult<Samples> {
     Ok(Samples::new(samples))
 }
 
-/// A 1-byte TCP ping-pong through a proxy with the same delay: what the
-/// proxy itself costs, to tell it apart from the RPC's own overhead.
-async fn tcp_ping_through_proxy(rtt: Duration, pings: usize) -> BenchResult<Samples> {
+/// `calls` RPCs through the proxy, each followed by a 1-byte TCP ping-pong
+/// through a proxy with the same delay: what the proxy itself costs, to
+/// tell it apart from the RPC's own overhead. Taken in turn, so both see
+/// the same machine (a burst of load elsewhere would otherwise land on one
+/// series only).
+async fn rpc_and_ping_in_turn(
+    node: &Node,
+    rtt: Duration,
+    calls: usize,
+) -> BenchResult<(Samples, Samples)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let echo_addr = echo.local_addr()?;
@@ -218,17 +225,20 @@ async fn tcp_ping_through_proxy(rtt: Duration, pings: usize) -> BenchResult<Samp
     let proxy = LatencyProxy::start(echo_addr, Delay::rtt(rtt)).await?;
     let mut stream = tokio::net::TcpStream::connect(proxy.local_addr()).await?;
     stream.set_nodelay(true)?;
-    let mut samples = Vec::with_capacity(pings);
+    let (mut rpcs, mut pings) = (Vec::with_capacity(calls), Vec::with_capacity(calls));
     let mut byte = [7u8; 1];
-    for _ in 0..pings {
+    for _ in 0..calls {
+        let started = Instant::now();
+        node.call_primary(Noop).await?;
+        rpcs.push(millis(started.elapsed()));
         let started = Instant::now();
         stream.write_all(&byte).await?;
         stream.read_exact(&mut byte).await?;
-        samples.push(millis(started.elapsed()));
+        pings.push(millis(started.elapsed()));
     }
     drop(stream);
     server.abort();
-    Ok(Samples::new(samples))
+    Ok((Samples::new(rpcs), Samples::new(pings)))
 }
 
 fn hex_secret() -> String {

@@ -258,14 +258,11 @@ async fn delete(
 /// fields that are not this form's (400). The message names no field: the
 /// client's own text is not echoed.
 async fn form_refused(repo: &Repo, headers: &HeaderMap, rejection: &FormRejection) -> Response {
-    let (status, message) = match rejection.status() {
-        s @ StatusCode::PAYLOAD_TOO_LARGE => (s, "The form is too big."),
-        s @ StatusCode::UNSUPPORTED_MEDIA_TYPE => (s, "That was not a form submission."),
-        _ => (
-            StatusCode::BAD_REQUEST,
-            "The form did not make sense to the server.",
-        ),
+    let message = match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => "The form is too big.",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "That was not a form submission.",
+        _ => "The form did not make sense to the server.",
     };
-    let e = ApiError::new(status, "bad_request", message);
+    let e = ApiError::unreadable_body(rejection.status(), message);
     refused(repo, headers, &e, None).await
 }
