@@ -1,60 +1,21 @@
 //! The todo API's answers, over a real primary and replica, in both regions.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use fly_postgres::Repo;
-use fly_postgres::sqlx::postgres::PgPoolOptions;
 use fly_postgres_testkit::PgCluster;
-use fly_postgres_todo::{migrate, mutations, router};
-use fly_rpc::{Node, Regions, StaticPeers};
+use fly_postgres_todo::router;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-const SECRET: &str = "todo test secret 0123456789abcdef";
-
-fn node(region: &str, peers: StaticPeers) -> fly_rpc::NodeBuilder {
-    Node::builder()
-        .regions(Regions::new(region, "syd"))
-        .listen(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .secret(SECRET)
-        .discovery(peers)
-}
-
-struct App {
-    syd: Repo,
-    lax: Repo,
-    cluster: PgCluster,
-}
+mod common;
+use common::*;
 
 async fn app() -> App {
-    let cluster = PgCluster::start().await.unwrap();
-    let pool = |o| async move { PgPoolOptions::new().connect_with(o).await.unwrap() };
-    let syd = mutations(Repo::builder())
-        .pool(pool(cluster.primary().connect_options()).await)
-        .node(node("syd", StaticPeers::new()))
-        .start()
-        .await
-        .unwrap();
-    migrate(&syd).await.unwrap();
-    let lax = mutations(Repo::builder())
-        .pool(pool(cluster.replica().connect_options()).await)
-        .node(node(
-            "lax",
-            StaticPeers::new().with("syd", syd.node().local_addr()),
-        ))
-        .start()
-        .await
-        .unwrap();
-    migrate(&lax).await.unwrap(); // a no-op outside the primary region
-    cluster
-        .wait_for_catch_up(Duration::from_secs(10))
-        .await
-        .unwrap();
-    App { syd, lax, cluster }
+    app_on(PgCluster::start().await.unwrap()).await
 }
 
 async fn call(repo: &Repo, method: &str, uri: &str, body: Option<&str>) -> (StatusCode, Value) {
@@ -243,21 +204,11 @@ async fn a_unique_violation_in_syd_is_a_409_in_lax() {
 #[tokio::test]
 async fn an_unreachable_primary_region_is_a_clear_503() {
     let app = app().await;
-    let stranded = mutations(Repo::builder())
-        .pool(
-            PgPoolOptions::new()
-                .connect_with(app.cluster.replica().connect_options())
-                .await
-                .unwrap(),
-        )
-        .node(node(
-            "lax",
-            StaticPeers::new().with("syd", "127.0.0.1:1".parse().unwrap()),
-        ))
-        .rpc_timeout(std::time::Duration::from_millis(300))
-        .start()
-        .await
-        .unwrap();
+    let nobody = "127.0.0.1:1".parse().unwrap();
+    let stranded = lax_repo(&app.cluster, nobody, |b| {
+        b.rpc_timeout(Duration::from_millis(300))
+    })
+    .await;
     let (status, body) = call(&stranded, "POST", "/todos", Some(r#"{"title":"x"}"#)).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["error"], "primary_unreachable");

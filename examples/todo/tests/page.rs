@@ -2,26 +2,18 @@
 //! POST-redirect-GET, read-your-writes through the cookie, the stale case
 //! with "skip the wait", and bad input answered on the page.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode, header};
 use fly_postgres::Repo;
-use fly_postgres::sqlx::postgres::PgPoolOptions;
 use fly_postgres_testkit::PgCluster;
-use fly_postgres_todo::{migrate, mutations, router};
-use fly_rpc::{Node, Regions, StaticPeers};
+use fly_postgres_todo::router;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
-const SECRET: &str = "todo page test secret 0123456789abcdef";
-
-struct App {
-    lax: Repo,
-    cluster: PgCluster,
-    syd: Repo,
-}
+mod common;
+use common::*;
 
 async fn app() -> App {
     let cluster = PgCluster::builder()
@@ -29,36 +21,7 @@ async fn app() -> App {
         .start()
         .await
         .unwrap();
-    let pool = |o| async move { PgPoolOptions::new().connect_with(o).await.unwrap() };
-    let syd = mutations(Repo::builder())
-        .pool(pool(cluster.primary().connect_options()).await)
-        .node(node("syd", StaticPeers::new()))
-        .start()
-        .await
-        .unwrap();
-    migrate(&syd).await.unwrap();
-    let lax = mutations(Repo::builder())
-        .pool(pool(cluster.replica().connect_options()).await)
-        .node(node(
-            "lax",
-            StaticPeers::new().with("syd", syd.node().local_addr()),
-        ))
-        .start()
-        .await
-        .unwrap();
-    cluster
-        .wait_for_catch_up(Duration::from_secs(10))
-        .await
-        .unwrap();
-    App { lax, cluster, syd }
-}
-
-fn node(region: &str, peers: StaticPeers) -> fly_rpc::NodeBuilder {
-    Node::builder()
-        .regions(Regions::new(region, "syd"))
-        .listen(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .secret(SECRET)
-        .discovery(peers)
+    app_on(cluster).await
 }
 
 struct Page {
@@ -339,21 +302,10 @@ async fn bad_input_gets_a_readable_message_and_the_right_status() {
 async fn a_write_committed_but_not_replayed_in_time_is_not_shown_as_failed() {
     let app = app().await;
     // A lax instance that waits only 300 ms for its replica, which stops.
-    let impatient = mutations(Repo::builder())
-        .pool(
-            PgPoolOptions::new()
-                .connect_with(app.cluster.replica().connect_options())
-                .await
-                .unwrap(),
-        )
-        .node(node(
-            "lax",
-            StaticPeers::new().with("syd", app.syd.node().local_addr()),
-        ))
-        .replication_timeout(Duration::from_millis(300))
-        .start()
-        .await
-        .unwrap();
+    let impatient = lax_repo(&app.cluster, app.syd.node().local_addr(), |b| {
+        b.replication_timeout(Duration::from_millis(300))
+    })
+    .await;
     app.cluster.pause_replay().await.unwrap();
 
     let added = post_form(&impatient, "/ui/todos", "title=late+milk", "").await;
