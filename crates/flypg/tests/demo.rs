@@ -16,7 +16,8 @@ fn the_demo_scenario_holds_its_consistency_checks_and_cleans_up() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "demo failed:\n{stdout}\n{stderr}");
-    let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    // stdout is the summary alone, for scripts; the steps go to stderr.
+    let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(summary["stale_reads_with_wait"], 0, "{summary}");
     assert_eq!(summary["unique_violation_status"], 409, "{summary}");
     assert!(
@@ -37,7 +38,7 @@ fn the_demo_scenario_holds_its_consistency_checks_and_cleans_up() {
         "{summary}"
     );
     assert!(
-        stdout.contains("5. a 3-statement operation"),
+        stderr.contains("5. a 3-statement operation"),
         "the steps are printed as they go"
     );
 
@@ -88,7 +89,8 @@ fn three_regions_and_two_primary_instances_carry_the_lsn_and_spread_the_writes()
         "demo failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    // stdout is the summary alone, for scripts; the steps go to stderr.
+    let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     let split = summary["primary_instance_writes"].as_array().unwrap();
     assert_eq!(split.len(), 2, "{summary}");
     assert!(

@@ -7,6 +7,7 @@
 
 pub(crate) mod app_process;
 pub(crate) mod http;
+mod narration;
 mod scenario;
 
 use std::net::SocketAddr;
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 use fly_postgres_testkit::{Delay, LatencyProxy, PgBinaries, PgTopology};
 
 use app_process::spawn_todo_app;
+use narration::say;
 
 /// Options of `flypg demo`.
 #[derive(Debug, clap::Args)]
@@ -51,6 +53,7 @@ type DemoResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 pub(crate) async fn run(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
     // Say how to get PostgreSQL before anything else happens.
     PgBinaries::locate()?;
+    narration::to_stderr(args.json);
     tokio::select! {
         result = demo(&args) => result.map_err(|e| -> Box<dyn std::error::Error> { e.to_string().into() }),
         _ = crate::signal::stop_requested() => {
@@ -232,32 +235,32 @@ async fn demo(args: &DemoArgs) -> DemoResult<()> {
     summary.print(args.rtt_ms, args.json);
 
     if args.serve {
-        println!("\nEvery region keeps running. Each region's app:");
+        say!("\nEvery region keeps running. Each region's app:");
         for instance in &primaries {
-            println!("  {primary}: {}", instance.url("/"));
+            say!("  {primary}: {}", instance.url("/"));
         }
         for (region, app) in regions[1..].iter().zip(&replicas) {
-            println!("  {region}: {}", app.url("/"));
+            say!("  {region}: {}", app.url("/"));
         }
-        println!("Try:");
-        println!(
+        say!("Try:");
+        say!(
             "  curl -s {}            # which region is this?",
             lax.url("/")
         );
-        println!(
+        say!(
             "  curl -s {}       # read in lax (local replica)",
             lax.url("/todos")
         );
-        println!(
+        say!(
             "  curl -s -X POST -H 'content-type: application/json' -d '{{\"title\":\"from curl\"}}' {}",
             lax.url("/todos")
         );
-        println!(
+        say!(
             "  curl -s -X POST -H 'content-type: application/json' -d '{{\"title\":\"fast\"}}' '{}'  # no wait",
             lax.url("/todos?wait=false")
         );
-        println!("  curl -s {}       # the primary region", syd.url("/todos"));
-        println!("Ctrl-C (or SIGTERM) stops everything.");
+        say!("  curl -s {}       # the primary region", syd.url("/todos"));
+        say!("Ctrl-C (or SIGTERM) stops everything.");
         crate::signal::stop_requested().await;
         eprintln!("stopping the apps and PostgreSQL");
     }

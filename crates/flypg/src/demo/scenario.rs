@@ -1,5 +1,6 @@
 //! The scripted walk through the two regions, and its summary.
 
+use super::narration::say;
 use std::time::Instant;
 
 use fly_postgres::sqlx::{self, Connection};
@@ -72,44 +73,51 @@ impl Summary {
             println!("{}", serde_json::to_string(self).unwrap_or_default());
             return;
         }
-        println!();
-        println!(
+        say!();
+        say!(
             "Summary (lax -> syd round trip {rtt_ms} ms, {} writes per step)",
             self.writes
         );
-        println!("  {:<58} {:>12}", "", "p50");
-        println!(
+        say!("  {:<58} {:>12}", "", "p50");
+        say!(
             "  {:<58} {:>9.3} ms",
-            "local read in lax (HTTP GET, replica)", self.local_read_p50_ms
+            "local read in lax (HTTP GET, replica)",
+            self.local_read_p50_ms
         );
-        println!(
+        say!(
             "  {:<58} {:>9.3} ms",
-            "write from lax (forwarded, waits for lax replica)", self.forwarded_write_p50_ms
+            "write from lax (forwarded, waits for lax replica)",
+            self.forwarded_write_p50_ms
         );
-        println!(
+        say!(
             "  {:<58} {:>9.3} ms",
-            "3-statement operation as one mutation", self.mutation3_p50_ms
+            "3-statement operation as one mutation",
+            self.mutation3_p50_ms
         );
-        println!(
+        say!(
             "  {:<58} {:>9.3} ms",
-            "same 3 statements sent directly to the far primary", self.direct3_p50_ms
+            "same 3 statements sent directly to the far primary",
+            self.direct3_p50_ms
         );
-        println!(
+        say!(
             "  stale reads right after a write: {} of {} with the wait, {} of {} without",
-            self.stale_reads_with_wait, self.writes, self.stale_reads_without_wait, self.writes
+            self.stale_reads_with_wait,
+            self.writes,
+            self.stale_reads_without_wait,
+            self.writes
         );
-        println!(
+        say!(
             "  unique violation raised on the primary, seen in the replica region as HTTP {}",
             self.unique_violation_status
         );
         if self.primary_instance_writes.len() > 1 {
-            println!(
+            say!(
                 "  forwarded writes served per primary-region instance: {:?}",
                 self.primary_instance_writes
             );
         }
         if let Some(c) = &self.cross_region {
-            println!(
+            say!(
                 "  written in {}, read in {} with the write's LSN: {} stale of {} (p50 {:.3} ms, \
                  the wait included); without it: {} stale",
                 c.written_in,
@@ -119,12 +127,14 @@ impl Summary {
                 c.read_with_lsn_p50_ms,
                 c.stale_reads_without_lsn
             );
-            println!(
+            say!(
                 "  writes from {}: p50 {:.3} ms, {} stale reads after them",
-                c.read_in, c.third_region_write_p50_ms, c.third_region_stale_reads
+                c.read_in,
+                c.third_region_write_p50_ms,
+                c.third_region_stale_reads
             );
         }
-        println!(
+        say!(
             "  consistency checks: {}",
             if self.consistent() { "HELD" } else { "FAILED" }
         );
@@ -139,13 +149,11 @@ pub(crate) async fn run(
 ) -> DemoResult<Summary> {
     let http = Http::new();
     let run_id = format!("{:x}", std::process::id());
-    println!();
+    say!();
     let who = http.get(&lax.url("/")).await?;
-    println!("1. GET / on {region}: {}", who.body);
+    say!("1. GET / on {region}: {}", who.body);
 
-    println!(
-        "2. create a todo in {region}, then read it back in {region} at once ({writes} times)"
-    );
+    say!("2. create a todo in {region}, then read it back in {region} at once ({writes} times)");
     let mut write_ms = Vec::new();
     let mut stale_with_wait = 0;
     for i in 0..writes {
@@ -170,7 +178,7 @@ pub(crate) async fn run(
             stale_with_wait += 1;
         }
         if i < 3 {
-            println!(
+            say!(
                 "   POST /todos {:>8.1} ms -> id {id}; GET /todos/{id} {:>6.2} ms -> {}",
                 millis(created.elapsed),
                 millis(read.elapsed),
@@ -182,9 +190,9 @@ pub(crate) async fn run(
             );
         }
     }
-    println!("   stale reads: {stale_with_wait} of {writes}");
+    say!("   stale reads: {stale_with_wait} of {writes}");
 
-    println!("3. the same with ?wait=false (no replication wait)");
+    say!("3. the same with ?wait=false (no replication wait)");
     let mut stale_without_wait = 0;
     for i in 0..writes {
         let created = http
@@ -200,7 +208,7 @@ pub(crate) async fn run(
             stale_without_wait += 1;
         }
         if i < 3 {
-            println!(
+            say!(
                 "   POST /todos?wait=false {:>8.1} ms -> id {id}; GET at once -> {}",
                 millis(created.elapsed),
                 if visible {
@@ -211,9 +219,9 @@ pub(crate) async fn run(
             );
         }
     }
-    println!("   stale reads: {stale_without_wait} of {writes}");
+    say!("   stale reads: {stale_without_wait} of {writes}");
 
-    println!("4. a unique violation raised on the primary, reported in {region}");
+    say!("4. a unique violation raised on the primary, reported in {region}");
     let title = format!("unique {run_id}");
     http.post(&lax.url("/todos"), json!({"title": title}))
         .await?;
@@ -224,12 +232,12 @@ pub(crate) async fn run(
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    println!(
+    say!(
         "   second POST with the same title -> HTTP {}: {message}",
         duplicate.status
     );
 
-    println!(
+    say!(
         "5. a 3-statement operation: one mutation from {region} vs statements sent to the far primary"
     );
     let mut mutation3 = Vec::new();
@@ -259,19 +267,19 @@ pub(crate) async fn run(
     }
     conn.close().await?;
     let (mutation3, direct3) = (Samples::new(mutation3), Samples::new(direct3));
-    println!(
+    say!(
         "   one mutation: p50 {:.1} ms; BEGIN + 3 statements + COMMIT over the ocean: p50 {:.1} ms",
         mutation3.pct(50.0),
         direct3.pct(50.0)
     );
 
-    println!("6. reads in {region} stay local");
+    say!("6. reads in {region} stay local");
     let mut reads = Vec::new();
     for _ in 0..(writes * 3).max(10) {
         reads.push(millis(http.get(&lax.url("/todos")).await?.elapsed));
     }
     let reads = Samples::new(reads);
-    println!("   GET /todos p50 {:.2} ms", reads.pct(50.0));
+    say!("   GET /todos p50 {:.2} ms", reads.pct(50.0));
 
     Ok(Summary {
         writes,
@@ -301,7 +309,7 @@ pub(crate) async fn across_regions(
 ) -> DemoResult<CrossRegion> {
     let http = Http::new();
     let run_id = format!("{:x}", std::process::id());
-    println!(
+    say!(
         "7. write in {from_region}, then read in {to_region} with the write's LSN and without ({writes} times)"
     );
     let (mut stale_with, mut stale_without, mut with_ms) = (0, 0, Vec::new());
@@ -343,7 +351,7 @@ pub(crate) async fn across_regions(
         }
         with_ms.push(millis(with.elapsed));
         if i < 3 {
-            println!(
+            say!(
                 "   POST in {from_region} -> id {id} at LSN {lsn}; GET in {to_region}: without the LSN {}, with it {} ({:.1} ms)",
                 if plain.status == StatusCode::OK {
                     "visible"
@@ -359,11 +367,9 @@ pub(crate) async fn across_regions(
             );
         }
     }
-    println!(
-        "   stale with the LSN: {stale_with} of {writes}; without: {stale_without} of {writes}"
-    );
+    say!("   stale with the LSN: {stale_with} of {writes}; without: {stale_without} of {writes}");
 
-    println!("8. write from {to_region}, read back there at once ({writes} times)");
+    say!("8. write from {to_region}, read back there at once ({writes} times)");
     let (mut third_ms, mut third_stale) = (Vec::new(), 0);
     for i in 0..writes {
         let created = http
@@ -386,7 +392,7 @@ pub(crate) async fn across_regions(
         }
     }
     let third = Samples::new(third_ms);
-    println!(
+    say!(
         "   POST /todos in {to_region}: p50 {:.1} ms, stale reads {third_stale} of {writes}",
         third.pct(50.0)
     );
