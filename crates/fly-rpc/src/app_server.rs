@@ -7,18 +7,20 @@ use std::time::Duration;
 use axum::Router;
 use tokio::net::TcpListener;
 
-use crate::limits::Limits;
+use crate::limits::{Limits, default_max_connections};
 
 /// Serves an app's own router on `listener` (its public port) until
-/// `shutdown` resolves, then lets the requests in flight finish.
+/// `shutdown` resolves, then lets the requests in flight finish for at most
+/// [`crate::DEFAULT_GRACE`] and closes what is left.
 ///
 /// What `axum::serve` leaves to the app is done here, as on the RPC port:
 /// a client gets 5 s to send a request's headers, a connection with no
-/// request for 120 s is closed, HTTP/2 connections are pinged and capped at
-/// 128 streams, and past a cap on open connections (half the process's
-/// file descriptors) the longest-idle one is closed to make room. Bound the
-/// time a request's body may take with the router's own layers (for
-/// example `tower_http::timeout::RequestBodyTimeoutLayer`).
+/// request for 60 s is closed, HTTP/2 connections are pinged and capped at
+/// 128 streams, and past a cap on open connections (a quarter of the
+/// process's file descriptors, so with the RPC port's half a quarter stays
+/// for database pools and peers) the longest-idle one is closed to make
+/// room. Bound the time a request's body may take in the router itself
+/// (the todo example gives each body a total deadline).
 ///
 /// ```no_run
 /// # async fn run(app: axum::Router) -> std::io::Result<()> {
@@ -32,19 +34,32 @@ use crate::limits::Limits;
 pub async fn serve_app(
     listener: TcpListener,
     app: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
+    shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let signal = tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop.send(true);
-    });
     let limits = Limits {
+        max_connections: (default_max_connections() / 2).max(32),
         // A browser's keep-alive connection is not worth a socket for long.
         idle_timeout: Duration::from_secs(60),
         ..Limits::default()
     };
-    let served = crate::serve::serve("app", listener, app, limits, None, stopped).await;
-    signal.abort();
-    served
+    let serving = crate::serve::serve("app", listener, app, limits, None, stopped);
+    tokio::pin!(serving);
+    tokio::select! {
+        served = &mut serving => return served,
+        () = shutdown => {}
+    }
+    let _ = stop.send(true);
+    // Dropping the loop after the grace aborts the connections still open
+    // (a client that never finishes its request or never reads its answer).
+    match tokio::time::timeout(crate::DEFAULT_GRACE, serving).await {
+        Ok(served) => served,
+        Err(_) => {
+            tracing::warn!(
+                grace = ?crate::DEFAULT_GRACE,
+                "app port: connections still open after the shutdown grace were closed"
+            );
+            Ok(())
+        }
+    }
 }

@@ -123,6 +123,7 @@ pub(crate) async fn serve(
     });
     let epoch = Instant::now();
     let mut conns = JoinSet::new();
+    let mut last_accept_warning: Option<Instant> = None;
     loop {
         let accepted = tokio::select! {
             accepted = socket.accept() => accepted,
@@ -133,8 +134,14 @@ pub(crate) async fn serve(
             Ok(pair) => pair,
             Err(e) => {
                 // Out of file descriptors (or a similar passing failure):
-                // back off instead of spinning, and keep serving.
-                tracing::warn!(error = %e, listener, "accept failed");
+                // back off instead of spinning, and keep serving. One log
+                // line per 10 s at most: a flood must not fill the disk.
+                metrics::counter!("fly_rpc_server_accept_failures_total", "listener" => listener)
+                    .increment(1);
+                if last_accept_warning.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
+                    last_accept_warning = Some(Instant::now());
+                    tracing::warn!(error = %e, listener, "accept failed (logged once per 10 s)");
+                }
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 continue;
             }

@@ -81,3 +81,38 @@ async fn slow_headers_are_cut_off_and_shutdown_waits_for_requests() {
         "the port is closed"
     );
 }
+
+#[tokio::test]
+async fn a_request_that_never_finishes_cannot_hold_the_shutdown() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Reads the whole body: a client that trickles it holds the request.
+    let app = Router::new().route("/", axum::routing::post(|body: String| async move { body }));
+    let (stop, stopping) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(fly_rpc::serve_app(listener, app, async move {
+        let _ = stopping.await;
+    }));
+    let mut slow = TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\nx")
+        .await
+        .unwrap();
+    let trickle = tokio::spawn(async move {
+        while slow.write_all(b"x").await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stopped_at = Instant::now();
+    stop.send(()).unwrap();
+    tokio::time::timeout(fly_rpc::DEFAULT_GRACE + Duration::from_secs(5), server)
+        .await
+        .expect("serve_app returns after its grace, whatever a client does")
+        .unwrap()
+        .unwrap();
+    assert!(stopped_at.elapsed() >= fly_rpc::DEFAULT_GRACE - Duration::from_secs(1));
+    // The trickling connection was closed with the server.
+    tokio::time::timeout(Duration::from_secs(5), trickle)
+        .await
+        .expect("the held connection was closed")
+        .unwrap();
+}

@@ -77,11 +77,14 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// The demo's page URLs by region, from its `--serve` output.
+/// The demo's page URLs by region, from its `--serve` output. The rest of
+/// its output is drained on a thread, so the demo never writes to a closed
+/// pipe.
 fn demo_urls(demo: &mut Child) -> Vec<(String, String)> {
     let stdout = demo.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
     let mut urls = Vec::new();
-    for line in BufReader::new(stdout).lines() {
+    for line in lines.by_ref() {
         let line = line.unwrap();
         if line.starts_with("Try:") {
             break;
@@ -90,6 +93,7 @@ fn demo_urls(demo: &mut Child) -> Vec<(String, String)> {
             urls.push((region.to_owned(), format!("http://{url}")));
         }
     }
+    std::thread::spawn(move || lines.for_each(drop));
     urls
 }
 

@@ -20,6 +20,7 @@
 //! ```
 
 mod api_error;
+mod body_deadline;
 mod idempotency;
 mod instance;
 mod ledger;

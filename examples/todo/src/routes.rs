@@ -33,13 +33,10 @@ pub fn router(repo: Repo) -> Router {
         .layer(consistency)
         .layer(axum::middleware::from_fn(continue_trace))
         // A body that trickles in fails instead of holding its connection.
-        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
-            BODY_READ_TIMEOUT,
+        .layer(axum::middleware::map_request(
+            crate::body_deadline::with_body_deadline,
         ))
 }
-
-/// How long a request's body may take to arrive.
-const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A request that arrives with a W3C `traceparent` (from a load balancer or
 /// a browser's instrumentation) has its writes forwarded in the same trace.

@@ -37,7 +37,9 @@ pub(crate) enum Finished {
         error: sqlx::Error,
         transaction_open: bool,
     },
-    /// The connection failed: COMMIT may or may not have run.
+    /// The connection failed, or COMMIT failed in a way that can follow a
+    /// durable commit (see `fails_after_commit`): it may or may not have
+    /// committed.
     Unknown(sqlx::Error),
 }
 

@@ -227,7 +227,7 @@ impl<M: Mutation> Procedure for Forwarded<M> {
                     .into(),
             )),
             Err(Failure::Unknown(e)) => Err(WireError::Retry(format!(
-                "the connection failed during COMMIT ({e}); retry with the same request id"
+                "COMMIT's outcome is unknown ({e}); retry with the same request id"
             ))),
             Err(Failure::NotCommitted(e)) => Err(e.into()),
             Err(Failure::NotStarted(e)) => Err(WireError::Unavailable(format!(

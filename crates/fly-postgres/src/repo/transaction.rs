@@ -27,8 +27,9 @@ pub(crate) enum Outcome<O> {
 pub(crate) enum Failure {
     /// It did not commit (rolled back, or refused).
     NotCommitted(Error),
-    /// The connection failed during COMMIT: it may or may not have
-    /// committed. Only a retry with the same request id can tell, safely.
+    /// COMMIT's outcome is unknown (the connection failed, or the server
+    /// stopped while COMMIT waited): it may or may not have committed.
+    /// Only a retry with the same request id can tell, safely.
     Unknown(Error),
     /// The write could not start (no connection, a read-only database after
     /// a failover): nothing ran, and the request id was not claimed, so this

@@ -187,7 +187,7 @@ async fn run<M: Mutation, T>(write: Write<'_, M, T>) -> Result<(M::Output, Write
                 mutation: M::NAME.to_owned(),
                 request_id: key.map(|k| k.id),
                 attempts: 1,
-                reason: format!("the connection failed during COMMIT: {e}"),
+                reason: format!("COMMIT's outcome is unknown: {e}"),
             }),
         };
         record(M::NAME, "local", started, &result);
@@ -323,10 +323,10 @@ async fn direct<M: Mutation>(
             attempts: 1,
             reason: match forwarded {
                 Some(forwarded) => format!(
-                    "forwarding failed ({forwarded}), then the connection to the primary failed \
-                     during COMMIT: {e}"
+                    "forwarding failed ({forwarded}), then COMMIT's outcome on the primary is \
+                     unknown: {e}"
                 ),
-                None => format!("the connection to the primary failed during COMMIT: {e}"),
+                None => format!("COMMIT's outcome on the primary is unknown: {e}"),
             },
         }),
     }

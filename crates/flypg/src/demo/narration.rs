@@ -15,14 +15,17 @@ pub(crate) fn on_stderr() -> bool {
     TO_STDERR.load(Ordering::Relaxed)
 }
 
-/// `println!` for the commentary.
+/// `println!` for the commentary, except that a closed stdout or stderr
+/// (a reader that stopped after the URLs it wanted) is ignored instead of
+/// panicking: the demo keeps serving.
 macro_rules! say {
-    ($($arg:tt)*) => {
-        if $crate::demo::narration::on_stderr() {
-            eprintln!($($arg)*)
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = if $crate::demo::narration::on_stderr() {
+            writeln!(std::io::stderr(), $($arg)*)
         } else {
-            println!($($arg)*)
-        }
-    };
+            writeln!(std::io::stdout(), $($arg)*)
+        };
+    }};
 }
 pub(crate) use say;
