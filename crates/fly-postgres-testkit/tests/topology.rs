@@ -31,6 +31,19 @@ async fn leader(topology: &PgTopology) -> PgConnection {
 }
 
 /// Waits until `server` shows `value` in table `t`; returns how long it took.
+/// Table `t` with the row 1, replayed by every standby; then kill -9 the
+/// primary.
+async fn seed_everywhere_then_kill_the_primary(topology: &PgTopology) {
+    let mut conn = leader(topology).await;
+    sqlx::raw_sql("create table t (v int); insert into t values (1)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    topology.wait_for_catch_up(ms(10_000)).await.unwrap();
+    drop(conn);
+    topology.primary().kill().await.unwrap();
+}
+
 async fn seen_on(server: &PgServer, value: i32) -> Duration {
     let started = Instant::now();
     loop {
@@ -81,14 +94,7 @@ async fn each_region_replays_after_its_own_ocean() {
 #[tokio::test]
 async fn a_failover_in_the_primary_region_moves_the_leader_and_the_replicas_follow() {
     let topology = three_regions().await;
-    let mut conn = leader(&topology).await;
-    sqlx::raw_sql("create table t (v int); insert into t values (1)")
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    topology.wait_for_catch_up(ms(10_000)).await.unwrap();
-    drop(conn);
-    topology.primary().kill().await.unwrap();
+    seed_everywhere_then_kill_the_primary(&topology).await;
     topology.promote("syd-standby").await.unwrap();
     assert_eq!(topology.primary().name(), "syd-standby");
     assert_eq!(topology.primary_region(), "syd");
@@ -125,14 +131,7 @@ async fn a_replica_region_can_be_promoted_and_the_others_follow_it() {
         .start()
         .await
         .unwrap();
-    let mut conn = leader(&topology).await;
-    sqlx::raw_sql("create table t (v int); insert into t values (1)")
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    topology.wait_for_catch_up(ms(10_000)).await.unwrap();
-    drop(conn);
-    topology.primary().kill().await.unwrap();
+    seed_everywhere_then_kill_the_primary(&topology).await;
     topology.promote("lax").await.unwrap();
     assert_eq!(topology.primary_region(), "lax");
     let mut conn = leader(&topology).await;

@@ -8,10 +8,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use fly_postgres::Repo;
 use fly_postgres::sqlx::{self, postgres::PgPoolOptions};
 use fly_postgres_testkit::PgTopology;
-use fly_rpc::StaticPeers;
 
 const RPC_TIMEOUT: Duration = Duration::from_secs(3);
 const REPLICATION_TIMEOUT: Duration = Duration::from_secs(3);
@@ -41,25 +39,17 @@ async fn writes_survive_a_failover_in_the_primary_region() {
         .max_connections(16)
         .acquire_timeout(Duration::from_secs(2))
         .connect_lazy_with(topology.leader_options());
-    let syd = registered(Repo::builder())
-        .pool(leader_pool.clone())
-        .node(node("syd", StaticPeers::new()))
-        .start()
-        .await
-        .unwrap();
-    syd.migrate().await.unwrap();
-    sqlx::raw_sql(SCHEMA).execute(syd.local()).await.unwrap();
-    let lax = registered(Repo::builder())
-        .pool(pool(topology.replica("lax").unwrap().connect_options()).await)
-        .node(node(
-            "lax",
-            StaticPeers::new().with("syd", syd.node().local_addr()),
-        ))
-        .rpc_timeout(RPC_TIMEOUT)
-        .replication_timeout(REPLICATION_TIMEOUT)
-        .start()
-        .await
-        .unwrap();
+    // syd serves the forwarded writes until the end of the test.
+    let (_syd, lax) = syd_and_lax(
+        leader_pool.clone(),
+        pool(topology.replica("lax").unwrap().connect_options()).await,
+        |syd| syd,
+        |lax| {
+            lax.rpc_timeout(RPC_TIMEOUT)
+                .replication_timeout(REPLICATION_TIMEOUT)
+        },
+    )
+    .await;
     topology.wait_for_catch_up(ms(10_000)).await.unwrap();
 
     // Before.

@@ -30,6 +30,17 @@ impl Mutation for Hold {
     }
 }
 
+/// A primary-region repo on `pool` that can run [`Hold`].
+async fn syd_holding(pool: sqlx::PgPool) -> Repo {
+    Repo::builder()
+        .pool(pool)
+        .node(node("syd", StaticPeers::new()))
+        .mutation::<Hold>()
+        .start()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_database_that_refuses_more_connections_is_quoted_in_the_error() {
     let cluster = PgCluster::start().await.unwrap();
@@ -44,13 +55,7 @@ async fn a_database_that_refuses_more_connections_is_quoted_in_the_error() {
         .max_connections(40)
         .acquire_timeout(Duration::from_secs(1))
         .connect_lazy_with(cluster.primary().connect_options().username("limited"));
-    let syd = Repo::builder()
-        .pool(pool)
-        .node(node("syd", StaticPeers::new()))
-        .mutation::<Hold>()
-        .start()
-        .await
-        .unwrap();
+    let syd = syd_holding(pool).await;
     let mut writes = tokio::task::JoinSet::new();
     for _ in 0..24 {
         let syd = syd.clone();
@@ -85,13 +90,7 @@ async fn a_pool_too_small_for_its_callers_says_so() {
         .max_connections(2)
         .acquire_timeout(Duration::from_millis(500))
         .connect_lazy_with(cluster.primary().connect_options());
-    let syd = Repo::builder()
-        .pool(pool)
-        .node(node("syd", StaticPeers::new()))
-        .mutation::<Hold>()
-        .start()
-        .await
-        .unwrap();
+    let syd = syd_holding(pool).await;
     let (a, b, c) = tokio::join!(
         syd.write(Hold { ms: 1500 }),
         syd.write(Hold { ms: 1500 }),

@@ -154,8 +154,30 @@ pub async fn two_regions_in(
     syd_extra: impl FnOnce(RepoBuilder) -> RepoBuilder,
     lax_extra: impl FnOnce(RepoBuilder) -> RepoBuilder,
 ) -> TwoRegions {
+    let (syd, lax) = syd_and_lax(
+        pool(cluster.primary().connect_options()).await,
+        pool(cluster.replica().connect_options()).await,
+        syd_extra,
+        lax_extra,
+    )
+    .await;
+    cluster
+        .wait_for_catch_up(Duration::from_secs(10))
+        .await
+        .unwrap();
+    TwoRegions { lax, syd, cluster }
+}
+
+/// The syd repo on `syd_pool` (migrated, with the todo schema) and the lax
+/// repo on `lax_pool` sending its writes to it, each with its extras.
+pub async fn syd_and_lax(
+    syd_pool: PgPool,
+    lax_pool: PgPool,
+    syd_extra: impl FnOnce(RepoBuilder) -> RepoBuilder,
+    lax_extra: impl FnOnce(RepoBuilder) -> RepoBuilder,
+) -> (Repo, Repo) {
     let syd = syd_extra(registered(Repo::builder()))
-        .pool(pool(cluster.primary().connect_options()).await)
+        .pool(syd_pool)
         .node(node("syd", StaticPeers::new()))
         .start()
         .await
@@ -163,7 +185,7 @@ pub async fn two_regions_in(
     syd.migrate().await.unwrap();
     sqlx::raw_sql(SCHEMA).execute(syd.local()).await.unwrap();
     let lax = lax_extra(registered(Repo::builder()))
-        .pool(pool(cluster.replica().connect_options()).await)
+        .pool(lax_pool)
         .node(node(
             "lax",
             StaticPeers::new().with("syd", syd.node().local_addr()),
@@ -171,11 +193,7 @@ pub async fn two_regions_in(
         .start()
         .await
         .unwrap();
-    cluster
-        .wait_for_catch_up(Duration::from_secs(10))
-        .await
-        .unwrap();
-    TwoRegions { lax, syd, cluster }
+    (syd, lax)
 }
 
 pub async fn count_todos(pool: &PgPool) -> i64 {

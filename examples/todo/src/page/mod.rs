@@ -210,13 +210,9 @@ async fn toggle(
     id: Result<Path<i64>, PathRejection>,
     form: Result<Form<ToggleForm>, FormRejection>,
 ) -> Response {
-    let Ok(Path(id)) = id else {
-        let e = ApiError::bad_request("todo ids are integers");
-        return refused(&repo, &headers, &e, None).await;
-    };
-    let done = match form {
-        Ok(Form(ToggleForm { done })) => done,
-        Err(e) => return form_refused(&repo, &headers, &e).await,
+    let (id, ToggleForm { done }) = match item_form(&repo, &headers, id, form).await {
+        Ok(read) => read,
+        Err(page) => return page,
     };
     let update = UpdateTodo {
         id,
@@ -240,17 +236,33 @@ async fn delete(
     id: Result<Path<i64>, PathRejection>,
     form: Result<Form<DeleteForm>, FormRejection>,
 ) -> Response {
-    let Ok(Path(id)) = id else {
-        let e = ApiError::bad_request("todo ids are integers");
-        return refused(&repo, &headers, &e, None).await;
+    let (id, DeleteForm {}) = match item_form(&repo, &headers, id, form).await {
+        Ok(read) => read,
+        Err(page) => return page,
     };
-    if let Err(e) = form {
-        return form_refused(&repo, &headers, &e).await;
-    }
     match page_write(&repo, DeleteTodo { id }, false).await {
         Ok((Some(false), _)) => refused(&repo, &headers, &ApiError::not_found(id), None).await,
         Ok((_, last)) => redirect(&last),
         Err(e) => refused(&repo, &headers, &e, None).await,
+    }
+}
+
+/// The todo id and form of a button on one item, or the page refusing
+/// whichever of the two is bad.
+async fn item_form<F>(
+    repo: &Repo,
+    headers: &HeaderMap,
+    id: Result<Path<i64>, PathRejection>,
+    form: Result<Form<F>, FormRejection>,
+) -> Result<(i64, F), Response> {
+    // Unlike the JSON API, the page does not quote the client's path back.
+    let Ok(Path(id)) = id else {
+        let e = ApiError::bad_request("todo ids are integers");
+        return Err(refused(repo, headers, &e, None).await);
+    };
+    match form {
+        Ok(Form(form)) => Ok((id, form)),
+        Err(e) => Err(form_refused(repo, headers, &e).await),
     }
 }
 
