@@ -40,7 +40,7 @@ async fn a_reply_lost_after_commit_is_retried_once_and_not_run_twice() {
         .start()
         .await
         .unwrap();
-    cut.connect_to(doomed.node().local_addr());
+    cut.connect_to(doomed.node().local_addr().expect("rpc listener"));
     let cut_addr = cut.local_addr();
     assert!(proxy.set(cut).is_ok());
 
@@ -52,7 +52,7 @@ async fn a_reply_lost_after_commit_is_retried_once_and_not_run_twice() {
                 "lax",
                 StaticPeers::new()
                     .with("syd", cut_addr)
-                    .with("syd", app.syd.node().local_addr()),
+                    .with("syd", app.syd.node().local_addr().expect("rpc listener")),
             )
             .failure_quarantine(Duration::ZERO),
         )
@@ -108,7 +108,7 @@ async fn a_timed_out_attempt_is_retried_with_the_same_id() {
         .start()
         .await
         .unwrap();
-    slow.connect_to(syd.node().local_addr());
+    slow.connect_to(syd.node().local_addr().expect("rpc listener"));
     let lax = registered(Repo::builder())
         .pool(pool(app.cluster.replica().connect_options()).await)
         .node(node(
@@ -168,8 +168,8 @@ async fn a_primary_region_node_on_a_replica_is_skipped() {
             node(
                 "lax",
                 StaticPeers::new()
-                    .with("syd", wrong.node().local_addr())
-                    .with("syd", app.syd.node().local_addr()),
+                    .with("syd", wrong.node().local_addr().expect("rpc listener"))
+                    .with("syd", app.syd.node().local_addr().expect("rpc listener")),
             )
             .failure_quarantine(Duration::ZERO),
         )
@@ -195,7 +195,7 @@ async fn a_primary_region_node_on_a_replica_is_skipped() {
         .pool(pool(app.cluster.replica().connect_options()).await)
         .node(node(
             "lax",
-            StaticPeers::new().with("syd", wrong.node().local_addr()),
+            StaticPeers::new().with("syd", wrong.node().local_addr().expect("rpc listener")),
         ))
         .rpc_timeout(Duration::from_millis(500))
         .start()
@@ -300,7 +300,7 @@ async fn a_primary_region_node_that_never_answers_is_left_for_another() {
             "lax",
             StaticPeers::new()
                 .with("syd", hole_addr)
-                .with("syd", app.syd.node().local_addr()),
+                .with("syd", app.syd.node().local_addr().expect("rpc listener")),
         ))
         .rpc_timeout(Duration::from_millis(1500))
         .start()

@@ -56,7 +56,7 @@ async fn a_missing_migration_is_a_clear_error() {
         .pool(pool(cluster.replica().connect_options()).await)
         .node(node(
             "lax",
-            StaticPeers::new().with("syd", syd.node().local_addr()),
+            StaticPeers::new().with("syd", syd.node().local_addr().expect("rpc listener")),
         ))
         .start()
         .await
@@ -99,12 +99,18 @@ async fn two_repos_in_one_app_each_have_their_node_and_tracker() {
         .pool(pool(billing_replica).await)
         .node(node(
             "lax",
-            StaticPeers::new().with("syd", syd_billing.node().local_addr()),
+            StaticPeers::new().with(
+                "syd",
+                syd_billing.node().local_addr().expect("rpc listener"),
+            ),
         ))
         .start()
         .await
         .unwrap();
-    assert_ne!(lax_billing.node().local_addr(), app.lax.node().local_addr());
+    assert_ne!(
+        lax_billing.node().local_addr().expect("rpc listener"),
+        app.lax.node().local_addr().expect("rpc listener")
+    );
 
     lax_billing
         .write(CreateTodo {

@@ -1,7 +1,7 @@
 //! Configuring and starting a [`Node`].
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -31,8 +31,9 @@ pub const DEFAULT_AUTH_WINDOW: Duration = Duration::from_secs(15);
 // The constructors of a node live beside its builder, so that `node` does
 // not depend on `builder` (which depends on `node`).
 impl Node {
-    /// A builder with defaults: region `local`, listen on `[::]:7878`, no
-    /// peers, no secret (set one, or call [`NodeBuilder::insecure`]).
+    /// A builder with defaults: region `local`, no peers, no secret, port
+    /// 7878. Started as it is, it is a single-region node with no listener
+    /// (see [`NodeBuilder::start`]).
     pub fn builder() -> NodeBuilder {
         NodeBuilder::new(Regions::new(crate::DEFAULT_REGION, crate::DEFAULT_REGION))
     }
@@ -42,13 +43,17 @@ impl Node {
     /// | variable | meaning |
     /// | --- | --- |
     /// | `FLY_REGION` / `MY_REGION`, `PRIMARY_REGION` | see [`Regions::from_env`] |
-    /// | `FLY_RPC_PORT` | port to listen on (default 7878), on all interfaces |
+    /// | `FLY_RPC_PORT` | port to listen on (default 7878), on all interfaces (loopback when insecure) |
     /// | `FLY_RPC_LISTEN` | full listen address instead, e.g. `127.0.0.1:7001` |
     /// | `FLY_RPC_PEERS` | static peers, `region=ip:port,ip:port;region=...` ([`crate::StaticPeers`]) |
     /// | `FLY_APP_NAME` | without `FLY_RPC_PEERS`: discover peers by Fly DNS ([`crate::FlyDns`]) |
     /// | `FLY_RPC_SECRET` | the cluster's shared secret (at least 16 bytes) |
-    /// | `FLY_RPC_INSECURE` | `true`: run without a secret (development only) |
+    /// | `FLY_RPC_INSECURE` | `true`: run without a secret, on loopback only (development only) |
     /// | `FLY_RPC_VERSION`, else `FLY_IMAGE_REF` | the build version this node reports |
+    ///
+    /// With none of the RPC variables set and this instance in the primary
+    /// region (a laptop, CI, a single-region app), the node needs no secret
+    /// and opens no port: see [`NodeBuilder::start`].
     pub fn from_env() -> Result<NodeBuilder, Error> {
         NodeBuilder::from_env()
     }
@@ -57,8 +62,14 @@ impl Node {
 /// Configuration of a [`Node`]; from [`Node::builder`] or [`Node::from_env`].
 pub struct NodeBuilder {
     regions: Regions,
-    listen: SocketAddr,
+    /// `None`: the default address for the mode (all interfaces with a
+    /// secret, loopback when insecure).
+    listen: Option<SocketAddr>,
+    port: Option<u16>,
     discovery: Arc<dyn Discovery>,
+    /// Whether peers were configured (static or DNS): a node that may be
+    /// called needs a listener and a secret.
+    discovery_set: bool,
     secret: Option<Vec<u8>>,
     insecure: bool,
     rpc_timeout: Duration,
@@ -79,6 +90,7 @@ impl std::fmt::Debug for NodeBuilder {
         f.debug_struct("NodeBuilder")
             .field("regions", &self.regions)
             .field("listen", &self.listen)
+            .field("port", &self.port)
             .field("discovery", &self.discovery)
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
             .field("insecure", &self.insecure)
@@ -96,12 +108,12 @@ impl NodeBuilder {
     /// | variable | meaning |
     /// | --- | --- |
     /// | `FLY_REGION` / `MY_REGION`, `PRIMARY_REGION` | see [`Regions::from_env`] |
-    /// | `FLY_RPC_PORT` | port to listen on (default 7878), on all interfaces |
+    /// | `FLY_RPC_PORT` | port to listen on (default 7878), on all interfaces (loopback when insecure) |
     /// | `FLY_RPC_LISTEN` | full listen address instead, e.g. `127.0.0.1:7001` |
     /// | `FLY_RPC_PEERS` | static peers, `region=ip:port,ip:port;region=...` ([`StaticPeers`]) |
     /// | `FLY_APP_NAME` | without `FLY_RPC_PEERS`: discover peers by Fly DNS ([`FlyDns`]) |
     /// | `FLY_RPC_SECRET` | the cluster's shared secret (at least 16 bytes) |
-    /// | `FLY_RPC_INSECURE` | `true`: run without a secret (development only) |
+    /// | `FLY_RPC_INSECURE` | `true`: run without a secret, on loopback only (development only) |
     /// | `FLY_RPC_VERSION`, else `FLY_IMAGE_REF` | the build version this node reports |
     /// | `FLY_RPC_ADVERTISE` | other `ip:port`s callers reach this node at (a proxy, a NAT), comma-separated |
     /// | `FLY_RPC_MAX_CONNECTIONS` | cap on open connections (default: half the fd limit) |
@@ -117,17 +129,24 @@ impl NodeBuilder {
                 .map_err(|_| Error::Config(format!("FLY_RPC_PORT {p:?} is not a port number")))?,
             None => DEFAULT_PORT,
         };
-        let listen = match var("FLY_RPC_LISTEN") {
-            Some(addr) => addr.trim().parse::<SocketAddr>().map_err(|_| {
-                Error::Config(format!("FLY_RPC_LISTEN {addr:?} is not an ip:port address"))
-            })?,
-            None => SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port)),
+        let mut builder = NodeBuilder::new(Regions::from_env());
+        if var("FLY_RPC_PORT").is_some() {
+            builder = builder.port(port);
+        }
+        let port = match var("FLY_RPC_LISTEN") {
+            Some(addr) => {
+                let addr = addr.trim().parse::<SocketAddr>().map_err(|_| {
+                    Error::Config(format!("FLY_RPC_LISTEN {addr:?} is not an ip:port address"))
+                })?;
+                builder = builder.listen(addr);
+                addr.port()
+            }
+            None => port,
         };
-        let mut builder = NodeBuilder::new(Regions::from_env()).listen(listen);
         builder = if let Some(peers) = var("FLY_RPC_PEERS") {
             builder.discovery(StaticPeers::parse(&peers)?)
         } else if let Some(app) = var("FLY_APP_NAME") {
-            builder.discovery(FlyDns::new(app, listen.port())?)
+            builder.discovery(FlyDns::new(app, port)?)
         } else {
             builder
         };
@@ -200,8 +219,10 @@ impl NodeBuilder {
     pub(crate) fn new(regions: Regions) -> Self {
         NodeBuilder {
             regions,
-            listen: SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, DEFAULT_PORT)),
+            listen: None,
+            port: None,
             discovery: Arc::new(StaticPeers::new()),
+            discovery_set: false,
             secret: None,
             insecure: false,
             rpc_timeout: Duration::from_secs(5),
@@ -224,15 +245,25 @@ impl NodeBuilder {
         self
     }
 
-    /// Where to listen (default `[::]:7878`; port 0 picks a free port).
+    /// Where to listen (default `[::]:7878`, or `127.0.0.1:7878` when
+    /// [`NodeBuilder::insecure`]; port 0 picks a free port). An insecure
+    /// node refuses to start on an address that is not loopback.
     pub fn listen(mut self, addr: SocketAddr) -> Self {
-        self.listen = addr;
+        self.listen = Some(addr);
+        self
+    }
+
+    /// The port to listen on at the default address (default 7878);
+    /// [`NodeBuilder::listen`] overrides it.
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
         self
     }
 
     /// How to find the instances of a region (default: no peers).
     pub fn discovery(mut self, discovery: impl Discovery) -> Self {
         self.discovery = Arc::new(discovery);
+        self.discovery_set = true;
         self
     }
 
@@ -244,7 +275,9 @@ impl NodeBuilder {
     }
 
     /// Runs without authentication. Development only: anyone who reaches the
-    /// port can run every procedure. Logs a warning at start.
+    /// port can run every procedure, so the node listens on loopback
+    /// (`127.0.0.1:7878` unless told otherwise) and refuses to start on any
+    /// other address. Logs a warning at start.
     pub fn insecure(mut self) -> Self {
         self.insecure = true;
         self
@@ -370,21 +403,45 @@ impl NodeBuilder {
         &self.regions
     }
 
+    /// Whether this node can only ever be called by itself: it is in the
+    /// primary region and nothing about RPC was configured (no peers, no
+    /// listen address or port, no secret, not insecure).
+    fn is_single_region(&self) -> bool {
+        self.regions.is_primary()
+            && !self.discovery_set
+            && self.listen.is_none()
+            && self.port.is_none()
+            && self.secret.is_none()
+            && !self.insecure
+    }
+
     /// Binds the endpoint and starts serving.
+    ///
+    /// A node in the primary region with nothing about RPC configured (no
+    /// peers, listen address, port, secret or insecure flag: a laptop, CI,
+    /// a single-region app) starts without a listener: no other instance
+    /// can call it, so it needs no secret, and its calls to its own region
+    /// run here. It says so once in the log. As soon as peers, a listen
+    /// address or another region are configured, it needs a secret (or
+    /// [`NodeBuilder::insecure`], on loopback only).
     pub async fn start(self) -> Result<Node, Error> {
-        let key = match (self.secret, self.insecure) {
+        if self.is_single_region() {
+            tracing::info!(
+                region = self.regions.my_region(),
+                "fly-rpc: one region and no peers configured: no RPC listener, \
+                 calls to this region run here; set FLY_RPC_SECRET and peers to add regions"
+            );
+            let (inner, _) = self.into_inner(None);
+            return Ok(Node::new(inner, None));
+        }
+        let key = match (self.secret.clone(), self.insecure) {
             (Some(secret), _) if secret.len() < MIN_SECRET_LEN => {
                 return Err(Error::Config(format!(
                     "the cluster secret must be at least {MIN_SECRET_LEN} bytes"
                 )));
             }
             (Some(secret), _) => Some(secret),
-            (None, true) => {
-                tracing::warn!(
-                    "fly-rpc node running INSECURE: no authentication; development only"
-                );
-                None
-            }
+            (None, true) => None,
             (None, false) => {
                 return Err(Error::Config(
                     "no cluster secret: set FLY_RPC_SECRET (at least 16 bytes) or \
@@ -393,8 +450,56 @@ impl NodeBuilder {
                 ));
             }
         };
-        let listener = tokio::net::TcpListener::bind(self.listen).await?;
+        let port = self.port.unwrap_or(DEFAULT_PORT);
+        let listen = match (self.listen, key.is_none()) {
+            (Some(addr), true) if !addr.ip().to_canonical().is_loopback() => {
+                return Err(Error::Config(format!(
+                    "FLY_RPC_INSECURE / NodeBuilder::insecure() runs without authentication, so \
+                     it listens on loopback only, but FLY_RPC_LISTEN / NodeBuilder::listen asks \
+                     for {addr}: set FLY_RPC_SECRET to listen there, or listen on 127.0.0.1 or [::1]"
+                )));
+            }
+            (Some(addr), _) => addr,
+            (None, true) => SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port)),
+            (None, false) => SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port)),
+        };
+        if key.is_none() {
+            tracing::warn!(
+                %listen,
+                "fly-rpc node running INSECURE: no authentication, loopback only; development only"
+            );
+        }
+        let listener = tokio::net::TcpListener::bind(listen).await?;
         let local_addr = listener.local_addr()?;
+        let tls = self.tls.clone();
+        let (inner, limits) = self.into_inner(key);
+        let (stop, stopped) = watch::channel(false);
+        let app = crate::server::router(Arc::clone(&inner));
+        let acceptor = tls
+            .as_ref()
+            .map(|tls| tokio_rustls::TlsAcceptor::from(Arc::clone(&tls.server)));
+        let task = tokio::spawn(crate::serve::serve(
+            "rpc", listener, app, limits, acceptor, stopped,
+        ));
+        tracing::info!(
+            %local_addr,
+            regions = %inner.regions,
+            tls = tls.is_some(),
+            max_connections = limits.max_connections,
+            "fly-rpc node listening"
+        );
+        Ok(Node::new(
+            inner,
+            Some(Server {
+                stop,
+                task: tokio::sync::Mutex::new(Some(task)),
+                local_addr,
+            }),
+        ))
+    }
+
+    /// The node's shared state, with or without a server around it.
+    fn into_inner(self, key: Option<Vec<u8>>) -> (Arc<NodeInner>, Limits) {
         let limits = self.limits;
         let inner = Arc::new(NodeInner {
             regions: self.regions,
@@ -416,29 +521,6 @@ impl NodeBuilder {
             ),
             rejections: Rejections::default(),
         });
-        let (stop, stopped) = watch::channel(false);
-        let app = crate::server::router(Arc::clone(&inner));
-        let acceptor = self
-            .tls
-            .as_ref()
-            .map(|tls| tokio_rustls::TlsAcceptor::from(Arc::clone(&tls.server)));
-        let task = tokio::spawn(crate::serve::serve(
-            "rpc", listener, app, limits, acceptor, stopped,
-        ));
-        tracing::info!(
-            %local_addr,
-            regions = %inner.regions,
-            tls = self.tls.is_some(),
-            max_connections = limits.max_connections,
-            "fly-rpc node listening"
-        );
-        Ok(Node::new(
-            inner,
-            Server {
-                stop,
-                task: Mutex::new(Some(task)),
-                local_addr,
-            },
-        ))
+        (inner, limits)
     }
 }

@@ -1,7 +1,7 @@
 //! The node: one per app instance; serves procedures and calls peers.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{HeaderMap, Method, StatusCode};
@@ -22,7 +22,9 @@ use crate::wire::INFO_PATH;
 /// Stops the server when the last [`Node`] clone is dropped.
 pub(crate) struct Server {
     pub(crate) stop: watch::Sender<bool>,
-    pub(crate) task: Mutex<Option<JoinHandle<Result<(), std::io::Error>>>>,
+    /// Held across the whole shutdown, so a second caller returns only once
+    /// the first one's shutdown is complete.
+    pub(crate) task: tokio::sync::Mutex<Option<JoinHandle<Result<(), std::io::Error>>>>,
     pub(crate) local_addr: SocketAddr,
 }
 
@@ -35,7 +37,8 @@ impl Drop for Server {
 /// One app instance's RPC node: serves the registered procedures over
 /// HTTP/2 (h2c) and HTTP/1.1, and calls the instances of other regions.
 /// Cheap to clone; the server stops when the last clone is dropped or on
-/// [`Node::shutdown`].
+/// [`Node::shutdown`]. A single-region node has no server at all (see
+/// [`NodeBuilder::start`](crate::NodeBuilder::start)).
 ///
 /// ```no_run
 /// # use std::sync::Arc;
@@ -56,24 +59,24 @@ impl Drop for Server {
 #[derive(Clone)]
 pub struct Node {
     inner: Arc<NodeInner>,
-    server: Arc<Server>,
+    server: Option<Arc<Server>>,
 }
 
 impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Node")
             .field("regions", &self.inner.regions)
-            .field("local_addr", &self.server.local_addr)
+            .field("local_addr", &self.local_addr())
             .field("procedures", &self.inner.registry)
             .finish_non_exhaustive()
     }
 }
 
 impl Node {
-    pub(crate) fn new(inner: Arc<NodeInner>, server: Server) -> Self {
+    pub(crate) fn new(inner: Arc<NodeInner>, server: Option<Server>) -> Self {
         Node {
             inner,
-            server: Arc::new(server),
+            server: server.map(Arc::new),
         }
     }
 
@@ -82,9 +85,10 @@ impl Node {
         &self.inner.regions
     }
 
-    /// The address the RPC endpoint listens on (the real port when 0 was asked).
-    pub fn local_addr(&self) -> SocketAddr {
-        self.server.local_addr
+    /// The address the RPC endpoint listens on (the real port when 0 was
+    /// asked); `None` for a single-region node, which has no listener.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.server.as_ref().map(|server| server.local_addr)
     }
 
     /// What this node reports about itself.
@@ -182,15 +186,15 @@ impl Node {
     /// (callers fail over to a sibling instance), lets the calls in flight
     /// finish and send their replies (at most `grace`; [`Node::shutdown`]
     /// uses [`DEFAULT_GRACE`]), then returns once the server is down.
+    /// Calling it again, or from another clone, waits for the same
+    /// shutdown; a single-region node returns at once.
     pub async fn shutdown_within(&self, grace: Duration) -> Result<(), Error> {
-        let _ = self.server.stop.send(true);
-        let task = self
-            .server
-            .task
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(mut task) = task {
+        let Some(server) = &self.server else {
+            return Ok(());
+        };
+        let _ = server.stop.send(true);
+        let mut task = server.task.lock().await;
+        if let Some(mut task) = task.take() {
             match tokio::time::timeout(grace, &mut task).await {
                 Ok(Ok(result)) => result?,
                 Ok(Err(_)) => {}

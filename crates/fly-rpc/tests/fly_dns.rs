@@ -98,7 +98,7 @@ async fn resolves_regions_and_follows_instances_coming_and_going() {
         StaticPeers::new(),
     )
     .await;
-    let port = first.local_addr().port();
+    let port = first.local_addr().expect("rpc listener").port();
     let second_c = Counters::named("syd-b");
     let second = start(
         node("syd", "syd", &second_c).listen(SocketAddr::new(ip(3), port)),

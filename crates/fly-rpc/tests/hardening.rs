@@ -34,7 +34,7 @@ async fn idle_and_slowloris_connections_are_closed_by_the_timeouts() {
         StaticPeers::new(),
     )
     .await;
-    let addr = syd.local_addr();
+    let addr = syd.local_addr().expect("rpc listener");
 
     // Connects and says nothing.
     let idle = TcpStream::connect(addr).await.unwrap();
@@ -132,7 +132,7 @@ async fn bodies_share_one_budget_and_a_read_deadline_and_strangers_get_none() {
         StaticPeers::new(),
     )
     .await;
-    let addr = syd.local_addr();
+    let addr = syd.local_addr().expect("rpc listener");
     // A stranger's request with a made-up signature is refused from its
     // headers: 401 at once, no body byte read, no budget taken.
     let mut stranger = TcpStream::connect(addr).await.unwrap();
@@ -237,7 +237,7 @@ async fn mutual_tls_serves_its_own_ca_and_refuses_the_rest() {
         StaticPeers::new(),
     )
     .await;
-    let addr = syd.local_addr();
+    let addr = syd.local_addr().expect("rpc listener");
 
     let lax = start(
         node("lax", "syd", &Counters::named("lax")).tls(pki.tls(true)),
@@ -305,7 +305,7 @@ async fn server_only_tls_verifies_the_server_against_the_callers_roots() {
     // system roots does not.
     let trusting = start(
         node("lax", "syd", &Counters::named("lax")).tls(pki.tls(true)),
-        StaticPeers::new().with("syd", syd.local_addr()),
+        StaticPeers::new().with("syd", syd.local_addr().expect("rpc listener")),
     )
     .await;
     assert_eq!(
@@ -317,7 +317,7 @@ async fn server_only_tls_verifies_the_server_against_the_callers_roots() {
         node("lax", "syd", &Counters::named("sys"))
             .tls(TlsConfig::from_pem(cert.as_bytes(), key.as_bytes(), None).unwrap())
             .rpc_timeout(Duration::from_secs(2)),
-        StaticPeers::new().with("syd", syd.local_addr()),
+        StaticPeers::new().with("syd", syd.local_addr().expect("rpc listener")),
     )
     .await;
     assert!(

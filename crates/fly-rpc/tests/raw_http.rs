@@ -130,8 +130,12 @@ async fn server() -> (Node, std::sync::Arc<Counters>) {
 async fn a_valid_request_over_http1_runs() {
     let (node, counters) = server().await;
     let (status, body) = send(
-        node.local_addr(),
-        &Req::signed(node.local_addr(), PATH, br#""hello""#),
+        node.local_addr().expect("rpc listener"),
+        &Req::signed(
+            node.local_addr().expect("rpc listener"),
+            PATH,
+            br#""hello""#,
+        ),
     )
     .await;
     assert_eq!(status, 200, "{body}");
@@ -142,7 +146,7 @@ async fn a_valid_request_over_http1_runs() {
 #[tokio::test]
 async fn missing_wrong_stale_and_replayed_macs_are_401_and_never_run() {
     let (node, counters) = server().await;
-    let addr = node.local_addr();
+    let addr = node.local_addr().expect("rpc listener");
 
     let mut no_mac = Req::signed(addr, PATH, br#""x""#);
     no_mac.signature = None;
@@ -206,9 +210,13 @@ async fn missing_wrong_stale_and_replayed_macs_are_401_and_never_run() {
 #[tokio::test]
 async fn garbage_oversized_and_unknown_get_400_413_404() {
     let (node, counters) = server().await;
-    let addr = node.local_addr();
+    let addr = node.local_addr().expect("rpc listener");
 
-    let (status, body) = send(addr, &Req::signed(node.local_addr(), PATH, b"{not json")).await;
+    let (status, body) = send(
+        addr,
+        &Req::signed(node.local_addr().expect("rpc listener"), PATH, b"{not json"),
+    )
+    .await;
     assert_eq!(
         (status, body["kind"].as_str()),
         (400, Some("bad_request")),
@@ -220,7 +228,11 @@ async fn garbage_oversized_and_unknown_get_400_413_404() {
     );
 
     let big = vec![b'a'; 4096];
-    let (status, body) = send(addr, &Req::signed(node.local_addr(), PATH, &big)).await;
+    let (status, body) = send(
+        addr,
+        &Req::signed(node.local_addr().expect("rpc listener"), PATH, &big),
+    )
+    .await;
     assert_eq!(
         (status, body["kind"].as_str()),
         (413, Some("payload_too_large")),
@@ -248,7 +260,7 @@ async fn an_oversized_call_is_a_typed_client_error() {
     let (node, counters) = server().await;
     let client = start(
         common::node("lax", "syd", &Counters::named("lax")),
-        StaticPeers::new().with("syd", node.local_addr()),
+        StaticPeers::new().with("syd", node.local_addr().expect("rpc listener")),
     )
     .await;
     let err = client

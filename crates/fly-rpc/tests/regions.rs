@@ -16,7 +16,7 @@ async fn call_region_call_primary_and_local_short_circuit() {
     let syd = start(node("syd", "syd", &syd_c), StaticPeers::new()).await;
     let lax = start(
         node("lax", "syd", &lax_c),
-        StaticPeers::new().with("syd", syd.local_addr()),
+        StaticPeers::new().with("syd", syd.local_addr().expect("rpc listener")),
     )
     .await;
 
@@ -43,7 +43,10 @@ async fn call_region_call_primary_and_local_short_circuit() {
     assert_eq!(syd_c.runs(), 3);
     assert_eq!(lax_c.runs(), 1);
 
-    let info = lax.peer_info(syd.local_addr()).await.unwrap();
+    let info = lax
+        .peer_info(syd.local_addr().expect("rpc listener"))
+        .await
+        .unwrap();
     assert_eq!(info.region, "syd");
     assert_eq!(info.version, "test-syd-1");
     assert_eq!(info.procedures, vec!["buy", "echo", "explode", "sleep"]);
@@ -58,7 +61,7 @@ async fn handler_errors_come_back_typed_and_panics_do_not_kill_the_node() {
     let syd = start(node("syd", "syd", &syd_c), StaticPeers::new()).await;
     let lax = start(
         node("lax", "syd", &Counters::named("lax-1")),
-        StaticPeers::new().with("syd", syd.local_addr()),
+        StaticPeers::new().with("syd", syd.local_addr().expect("rpc listener")),
     )
     .await;
 
@@ -111,7 +114,7 @@ async fn version_skew_is_a_typed_error_naming_the_peer_version() {
     .await;
     let new = start(
         node("lax", "syd", &Counters::named("new")).procedure::<NewFeature>(Counters::named("new")),
-        StaticPeers::new().with("syd", old.local_addr()),
+        StaticPeers::new().with("syd", old.local_addr().expect("rpc listener")),
     )
     .await;
     let err = new.call_primary(NewFeature).await.unwrap_err();
@@ -162,8 +165,8 @@ async fn not_primary_nodes_are_skipped() {
     let lax = start(
         node("lax", "syd", &Counters::named("lax")).failure_quarantine(Duration::ZERO),
         StaticPeers::new()
-            .with("syd", not_primary.local_addr())
-            .with("syd", primary.local_addr()),
+            .with("syd", not_primary.local_addr().expect("rpc listener"))
+            .with("syd", primary.local_addr().expect("rpc listener")),
     )
     .await;
     for _ in 0..10 {
@@ -219,7 +222,7 @@ async fn timeouts_are_typed_and_the_handler_still_finishes() {
     let syd = start(node("syd", "syd", &syd_c), StaticPeers::new()).await;
     let lax = start(
         node("lax", "syd", &Counters::named("lax")).rpc_timeout(Duration::from_millis(200)),
-        StaticPeers::new().with("syd", syd.local_addr()),
+        StaticPeers::new().with("syd", syd.local_addr().expect("rpc listener")),
     )
     .await;
     let err = lax.call_primary(Sleep(500)).await.unwrap_err();
@@ -248,7 +251,7 @@ async fn wrong_secret_is_unauthorized_and_no_secret_refuses_to_start() {
     let syd = start(node("syd", "syd", &syd_c), StaticPeers::new()).await;
     let intruder = start(
         node("lax", "syd", &Counters::named("lax")).secret("another secret of 16+ bytes"),
-        StaticPeers::new().with("syd", syd.local_addr()),
+        StaticPeers::new().with("syd", syd.local_addr().expect("rpc listener")),
     )
     .await;
     let err = intruder.call_primary(Echo("x".into())).await.unwrap_err();
@@ -286,7 +289,7 @@ async fn concurrent_calls_share_one_connection_and_all_succeed() {
     let syd = start(node("syd", "syd", &syd_c), StaticPeers::new()).await;
     let lax = start(
         node("lax", "syd", &Counters::named("lax")),
-        StaticPeers::new().with("syd", syd.local_addr()),
+        StaticPeers::new().with("syd", syd.local_addr().expect("rpc listener")),
     )
     .await;
     let mut tasks = tokio::task::JoinSet::new();
@@ -310,7 +313,7 @@ async fn shutdown_stops_serving() {
         StaticPeers::new(),
     )
     .await;
-    let addr = syd.local_addr();
+    let addr = syd.local_addr().expect("rpc listener");
     syd.shutdown().await.unwrap();
     let lax = start(
         node("lax", "syd", &Counters::named("lax")),

@@ -11,7 +11,10 @@ pub(crate) async fn run(name: String) -> Result<(), Box<dyn std::error::Error>> 
         .procedure::<Noop>(Arc::new(name))
         .start()
         .await?;
-    println!("listening on {}", node.local_addr());
+    let Some(addr) = node.local_addr() else {
+        return Err("no RPC listener: configure peers or a listen address".into());
+    };
+    println!("listening on {addr}");
     crate::signal::stop_requested().await;
     node.shutdown().await?;
     Ok(())

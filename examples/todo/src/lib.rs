@@ -82,7 +82,9 @@ pub async fn run_from_env() -> Result<(), StartError> {
     println!(
         "todo listening http={} rpc={} region={}{}",
         listener.local_addr()?,
-        repo.node().local_addr(),
+        repo.node()
+            .local_addr()
+            .map_or_else(|| "none".to_owned(), |a| a.to_string()),
         repo.regions().my_region(),
         metrics.map(|m| format!(" metrics={m}")).unwrap_or_default()
     );

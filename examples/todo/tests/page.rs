@@ -302,9 +302,11 @@ async fn bad_input_gets_a_readable_message_and_the_right_status() {
 async fn a_write_committed_but_not_replayed_in_time_is_not_shown_as_failed() {
     let app = app().await;
     // A lax instance that waits only 300 ms for its replica, which stops.
-    let impatient = lax_repo(&app.cluster, app.syd.node().local_addr(), |b| {
-        b.replication_timeout(Duration::from_millis(300))
-    })
+    let impatient = lax_repo(
+        &app.cluster,
+        app.syd.node().local_addr().expect("rpc listener"),
+        |b| b.replication_timeout(Duration::from_millis(300)),
+    )
     .await;
     app.cluster.pause_replay().await.unwrap();
 

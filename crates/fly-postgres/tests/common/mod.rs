@@ -188,7 +188,7 @@ pub async fn syd_and_lax(
         .pool(lax_pool)
         .node(node(
             "lax",
-            StaticPeers::new().with("syd", syd.node().local_addr()),
+            StaticPeers::new().with("syd", syd.node().local_addr().expect("rpc listener")),
         ))
         .start()
         .await

@@ -50,7 +50,7 @@ pub async fn two_nodes() -> (fly_rpc::Node, fly_rpc::Node) {
     .await;
     let lax = start(
         node("lax", "syd", &Counters::named("lax")),
-        StaticPeers::new().with("syd", syd.local_addr()),
+        StaticPeers::new().with("syd", syd.local_addr().expect("rpc listener")),
     )
     .await;
     (syd, lax)

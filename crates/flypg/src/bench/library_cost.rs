@@ -83,7 +83,7 @@ pub(crate) async fn run(seconds: u64, json: bool) -> BenchResult<()> {
         )
         .node(node(
             "lax",
-            StaticPeers::new().with("syd", syd.node().local_addr()),
+            StaticPeers::new().with("syd", syd.node().local_addr().expect("rpc listener")),
         ))
         .mutation::<InsertItem>()
         .start()

@@ -130,7 +130,7 @@ pub(crate) async fn run(args: RepoArgs) -> BenchResult<()> {
         .start()
         .await?;
     syd.migrate().await?;
-    rpc_link.connect_to(syd.node().local_addr());
+    rpc_link.connect_to(syd.node().local_addr().expect("rpc listener"));
     let lax = Repo::builder()
         .pool(pool(cluster.replica().connect_options(), 8).await?)
         .node(node(

@@ -73,12 +73,12 @@ pub(crate) async fn run(args: RpcArgs) -> BenchResult<()> {
         .procedure::<Noop>(Arc::new("syd".to_owned()))
         .start()
         .await?;
-    proxy.connect_to(syd.local_addr());
+    proxy.connect_to(syd.local_addr().expect("rpc listener"));
     let lax = Node::builder()
         .regions(Regions::new("lax", "syd"))
         .listen(loopback)
         .secret(&secret)
-        .discovery(StaticPeers::new().with("syd", syd.local_addr()))
+        .discovery(StaticPeers::new().with("syd", syd.local_addr().expect("rpc listener")))
         .start()
         .await?;
 

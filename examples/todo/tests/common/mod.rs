@@ -38,7 +38,12 @@ pub(crate) async fn app_on(cluster: PgCluster) -> App {
         .await
         .unwrap();
     migrate(&syd).await.unwrap();
-    let lax = lax_repo(&cluster, syd.node().local_addr(), |b| b).await;
+    let lax = lax_repo(
+        &cluster,
+        syd.node().local_addr().expect("rpc listener"),
+        |b| b,
+    )
+    .await;
     migrate(&lax).await.unwrap(); // a no-op outside the primary region
     cluster
         .wait_for_catch_up(Duration::from_secs(10))
