@@ -13,11 +13,11 @@ use crate::lsn::{Lsn, LsnParseError};
 /// Everything `fly-postgres` can fail with. Match on the variant; new variants
 /// may be added in minor releases.
 ///
-/// A failed write is in one of three classes, and the type says which:
-/// **committed** anyway ([`Error::is_committed`]: the output is in
-/// [`Error::committed_output`]), **maybe committed**
-/// ([`Error::is_maybe_committed`]: settle it by retrying with
-/// [`Error::request_id`]), or **not committed** (every other variant).
+/// A failed write is in one of three classes, and [`Error::outcome`] says
+/// which as an exhaustive [`WriteOutcome`]: **committed** anyway (the
+/// output is in [`Error::committed_output`]), **unknown**, "maybe
+/// committed" (settle it by retrying with [`Error::request_id`]), or **not
+/// committed** (every other variant).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -143,13 +143,19 @@ pub enum Error {
         recorded_mutation: String,
     },
 
-    /// The primary region's node does not run forwarded ad-hoc statements
-    /// (`RepoBuilder::ad_hoc_statements(false)`); write a mutation instead.
-    /// Nothing was run.
+    /// Ad-hoc statements ([`crate::Repo::execute`] and the `fetch_*`
+    /// calls) are off, here or on the primary region's node: they are
+    /// opt-in with `RepoBuilder::ad_hoc_statements(true)` (in every
+    /// region's repo), or write a mutation instead. Nothing was run.
     #[error(
-        "the primary region's node does not run ad-hoc statements; register a mutation instead"
+        "ad-hoc statements are off{}: turn them on with RepoBuilder::ad_hoc_statements(true) \
+         in every region's repo, or register a mutation instead; nothing was run",
+        if *on_primary { " on the primary region's node" } else { "" }
     )]
-    AdHocStatementsDisabled,
+    AdHocStatementsDisabled {
+        /// Whether the primary region's node refused (rather than this repo).
+        on_primary: bool,
+    },
 
     /// A caller-chosen request id is not acceptable.
     #[error("invalid request id: {reason}")]
@@ -241,6 +247,10 @@ pub enum Error {
     /// The replay tracker's background task is gone.
     #[error("the replay tracker has stopped")]
     TrackerStopped,
+
+    /// The app's own listener failed while serving (see `Repo::serve`).
+    #[error("the app's listener failed: {0}")]
+    Listener(#[source] std::io::Error),
 }
 
 impl From<sqlx::Error> for Error {
@@ -254,15 +264,83 @@ impl From<sqlx::Error> for Error {
     }
 }
 
+/// Which of the three classes a failed write is in; from [`Error::outcome`].
+///
+/// ```
+/// use fly_postgres::{Error, WriteOutcome};
+///
+/// fn advice(error: &Error) -> &'static str {
+///     match error.outcome() {
+///         WriteOutcome::Committed => "it was written: do not send it again",
+///         WriteOutcome::NotCommitted => "nothing was written: safe to retry",
+///         WriteOutcome::Unknown => "retry with the same request id to settle it",
+///     }
+/// }
+/// # assert_eq!(advice(&Error::Config("x".into())), "nothing was written: safe to retry");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WriteOutcome {
+    /// The write committed although the call failed (not replayed locally in
+    /// time, or its output not readable as asked). Never retry it.
+    Committed,
+    /// Nothing was written: safe to retry, with or without the request id.
+    NotCommitted,
+    /// A request was sent and no definite answer came back: retry with the
+    /// same [`Error::request_id`] to settle it.
+    Unknown,
+}
+
+impl WriteOutcome {
+    /// The outcome as the JSON value a client reads: `true`, `false` or
+    /// `"unknown"`.
+    pub fn as_json(self) -> serde_json::Value {
+        match self {
+            WriteOutcome::Committed => serde_json::Value::Bool(true),
+            WriteOutcome::NotCommitted => serde_json::Value::Bool(false),
+            WriteOutcome::Unknown => serde_json::Value::String("unknown".into()),
+        }
+    }
+}
+
 impl Error {
+    /// Which class a failed write is in. The one classification:
+    /// [`Error::is_committed`] and [`Error::is_maybe_committed`] read it.
+    /// Errors that are not about a write (a failed read, bad configuration)
+    /// are [`WriteOutcome::NotCommitted`]: nothing was written.
+    pub fn outcome(&self) -> WriteOutcome {
+        match self {
+            Error::ReplicationTimeout { .. } | Error::CommittedButUnreadable { .. } => {
+                WriteOutcome::Committed
+            }
+            Error::MaybeCommitted { .. } | Error::RpcTimeout { .. } => WriteOutcome::Unknown,
+            Error::Database(_)
+            | Error::App(_)
+            | Error::Sql(_)
+            | Error::NoPrimaryNode { .. }
+            | Error::RequestIdReused { .. }
+            | Error::AdHocStatementsDisabled { .. }
+            | Error::InvalidRequestId { .. }
+            | Error::Unauthorized { .. }
+            | Error::UnknownProcedure { .. }
+            | Error::Rpc(_)
+            | Error::Primary { .. }
+            | Error::NoConnection { .. }
+            | Error::Decode { .. }
+            | Error::Config(_)
+            | Error::MissingEnv { .. }
+            | Error::InvalidDatabaseUrl { .. }
+            | Error::InvalidLsn(_)
+            | Error::TrackerStart(_)
+            | Error::TrackerStopped
+            | Error::Listener(_) => WriteOutcome::NotCommitted,
+        }
+    }
+
     /// Whether the write may or may not have committed
     /// ([`Error::MaybeCommitted`], [`Error::RpcTimeout`]): do not report it
     /// as failed; settle it with [`Error::request_id`].
     pub fn is_maybe_committed(&self) -> bool {
-        matches!(
-            self,
-            Error::MaybeCommitted { .. } | Error::RpcTimeout { .. }
-        )
+        self.outcome() == WriteOutcome::Unknown
     }
 
     /// Whether the write certainly committed although the call failed
@@ -270,10 +348,7 @@ impl Error {
     /// its output, where known, is in [`Error::committed_output`]. Do not
     /// retry it.
     pub fn is_committed(&self) -> bool {
-        matches!(
-            self,
-            Error::ReplicationTimeout { .. } | Error::CommittedButUnreadable { .. }
-        )
+        self.outcome() == WriteOutcome::Committed
     }
 
     /// The request id to retry with when the outcome is unknown (or the id
@@ -343,7 +418,13 @@ impl Error {
     /// result not readable as asked. For a mutation it is its `Output`; for
     /// an ad-hoc statement ([`crate::Repo::execute`] and the `fetch_*`
     /// calls) it is the [`crate::StatementResult`].
-    pub fn committed_output<T: DeserializeOwned>(&self) -> Option<T> {
+    ///
+    /// `Ok(None)`: there is no output (the write did not commit, or
+    /// committed without an output that could be had); `Err`
+    /// ([`Error::Decode`]): the write committed with an output that is not
+    /// a `T` (ask for the mutation's `Output` type). Either way a committed
+    /// write stays committed: do not retry it.
+    pub fn committed_output<T: DeserializeOwned>(&self) -> Result<Option<T>, Error> {
         match self {
             Error::ReplicationTimeout {
                 output: Some(value),
@@ -352,8 +433,13 @@ impl Error {
             | Error::CommittedButUnreadable {
                 output: Some(value),
                 ..
-            } => T::deserialize(value).ok(),
-            _ => None,
+            } => T::deserialize(value).map(Some).map_err(|e| Error::Decode {
+                message: format!(
+                    "the committed output is not a {}: {e}",
+                    std::any::type_name::<T>()
+                ),
+            }),
+            _ => Ok(None),
         }
     }
 }

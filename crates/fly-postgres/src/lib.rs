@@ -96,8 +96,12 @@ mod pool_options;
 mod read_only;
 mod repo;
 mod request_key;
+mod shutdown_signal;
 mod statement;
 mod tracker;
+
+#[cfg(feature = "axum")]
+mod edge;
 
 pub use sqlx;
 
@@ -108,7 +112,7 @@ pub use consistency::{
 };
 pub use database_url::{REPLICA_PORT, database_url_from_env, rewrite_database_url};
 pub use db_error::DbError;
-pub use error::Error;
+pub use error::{Error, WriteOutcome};
 pub use fly_replay::{
     FLY_REPLAY_HEADER, FlyReplayLayer, FlyReplayService, ReplayInPrimary, replay_response,
 };
@@ -118,9 +122,15 @@ pub use pool_diagnosis::explain_pool_error;
 pub use pool_options::pool_options;
 pub use read_only::read_only;
 pub use repo::{
-    MIGRATION_SQL, Repo, RepoBuilder, RepoStats, Timed, Write, WriteMode, WriteTimings,
-    rpc_and_wait,
+    MIGRATION_SQL, Repo, RepoBuilder, RepoStats, Timed, Write, WriteMode, WriteTimings, Written,
+    WrittenWrite, rpc_and_wait,
 };
+pub use shutdown_signal::shutdown_signal;
 pub use request_key::MAX_REQUEST_ID_LEN;
 pub use statement::{Param, Statement, StatementResult, query};
 pub use tracker::{DEFAULT_POLL_INTERVAL, Tracker, TrackerBuilder, TrackerStats};
+
+#[cfg(feature = "axum")]
+pub use edge::{
+    ErrorResponse, IDEMPOTENCY_KEY, IdempotencyKey, IdempotencyKeyRejection, REPLICATED_HEADER,
+};

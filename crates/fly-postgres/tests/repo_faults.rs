@@ -231,7 +231,7 @@ async fn with_the_local_replica_down_a_write_commits_and_says_so_without_hanging
         started.elapsed()
     );
     assert!(matches!(err, Error::ReplicationTimeout { .. }), "{err:?}");
-    let todo: Todo = err.committed_output().unwrap();
+    let todo: Todo = err.committed_output().unwrap().unwrap();
     assert_eq!(count_todos(app.syd.local()).await, 1, "the write committed");
     // Reads get the pool's error, not a hang.
     let read = tokio::time::timeout(

@@ -5,7 +5,8 @@ mod common;
 use common::*;
 use fly_postgres::sqlx::types::chrono::{DateTime, NaiveDate, Utc};
 use fly_postgres::sqlx::types::{Decimal, Uuid};
-use fly_postgres::{Error, Param, query, sqlx};
+use fly_postgres::{Error, Param, Repo, WriteOutcome, query, sqlx};
+use fly_rpc::StaticPeers;
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize, PartialEq)]
@@ -35,7 +36,7 @@ const KINDS: &str = "create table kinds (
 
 #[tokio::test]
 async fn every_parameter_type_round_trips_through_returning_from_lax() {
-    let app = two_regions().await;
+    let app = with_statements().await;
     sqlx::query(KINDS).execute(app.syd.local()).await.unwrap();
 
     let u = Uuid::from_u128(0x1234_5678_9abc_def0_1234_5678_9abc_def0);
@@ -100,7 +101,7 @@ async fn every_parameter_type_round_trips_through_returning_from_lax() {
 
 #[tokio::test]
 async fn execute_fetch_all_and_fetch_optional() {
-    let app = two_regions().await;
+    let app = with_statements().await;
     for title in ["a", "b", "c"] {
         app.lax
             .write(CreateTodo {
@@ -138,7 +139,7 @@ async fn execute_fetch_all_and_fetch_optional() {
 
 #[tokio::test]
 async fn bad_statements_and_parameters_are_typed_errors() {
-    let app = two_regions().await;
+    let app = with_statements().await;
     let err = app.lax.execute(query("updte todos")).await.unwrap_err();
     assert_eq!(
         err.as_database_error().map(|d| d.code()),
@@ -184,7 +185,7 @@ async fn bad_statements_and_parameters_are_typed_errors() {
         "{err:?}"
     );
     // What did commit is still there for the caller to use.
-    let result: fly_postgres::StatementResult = err.committed_output().expect("the output");
+    let result: fly_postgres::StatementResult = err.committed_output().unwrap().expect("the output");
     assert_eq!(result.rows()[0]["title"], "not a todo");
 
     let err = app
@@ -198,16 +199,56 @@ async fn bad_statements_and_parameters_are_typed_errors() {
     );
 }
 
+/// Both regions opted in to ad-hoc statements (off by default).
+async fn with_statements() -> TwoRegions {
+    two_regions_with(
+        |syd| syd.ad_hoc_statements(true),
+        |lax| lax.ad_hoc_statements(true),
+    )
+    .await
+}
+
 #[tokio::test]
-async fn a_primary_region_node_can_refuse_ad_hoc_statements() {
-    let app = two_regions_with(|syd| syd.ad_hoc_statements(false), |lax| lax).await;
+async fn ad_hoc_statements_are_opt_in_and_refused_before_anything_runs() {
+    // Both repos as built by default: off.
+    let app = two_regions().await;
+    let created = app
+        .lax
+        .write(CreateTodo {
+            title: "typed".into(),
+        })
+        .await
+        .unwrap();
+    let served = app.syd.stats().served_writes;
+    for repo in [&app.lax, &app.syd] {
+        let err = repo.execute(query("delete from todos")).await.unwrap_err();
+        assert!(
+            matches!(err, Error::AdHocStatementsDisabled { on_primary: false }),
+            "{err:?}"
+        );
+        assert_eq!(err.outcome(), WriteOutcome::NotCommitted);
+        assert!(err.to_string().contains("ad_hoc_statements(true)"), "{err}");
+    }
+    // lax refused it itself: nothing was sent, nothing deleted.
+    assert_eq!(app.syd.stats().served_writes, served);
+    assert_eq!(find_todo(app.syd.local(), created.id).await, Some(created));
+}
+
+#[tokio::test]
+async fn a_primary_region_node_without_the_opt_in_refuses_forwarded_statements() {
+    // lax opted in, syd (the default) did not.
+    let app = two_regions_with(|syd| syd, |lax| lax.ad_hoc_statements(true)).await;
     let err = app
         .lax
         .execute(query("delete from todos"))
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::AdHocStatementsDisabled), "{err:?}");
+    assert!(
+        matches!(err, Error::AdHocStatementsDisabled { on_primary: true }),
+        "{err:?}"
+    );
     assert!(!err.is_maybe_committed());
+    assert!(err.to_string().contains("ad_hoc_statements(true)"), "{err}");
     // Its registered mutations still run.
     app.lax
         .write(CreateTodo {
@@ -216,4 +257,25 @@ async fn a_primary_region_node_can_refuse_ad_hoc_statements() {
         .await
         .unwrap();
     assert_eq!(count_todos(app.syd.local()).await, 1);
+
+    // A syd repo with the opt-in on the same database takes it.
+    let syd = registered(Repo::builder())
+        .ad_hoc_statements(true)
+        .pool(app.syd.local().clone())
+        .node(node("syd", StaticPeers::new()))
+        .start()
+        .await
+        .unwrap();
+    let lax = registered(Repo::builder())
+        .ad_hoc_statements(true)
+        .pool(app.lax.local().clone())
+        .node(node(
+            "lax",
+            StaticPeers::new().with("syd", syd.node().local_addr().expect("rpc listener")),
+        ))
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(lax.execute(query("delete from todos")).await.unwrap(), 1);
+    assert_eq!(count_todos(app.syd.local()).await, 0);
 }

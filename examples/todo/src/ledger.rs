@@ -6,13 +6,11 @@ use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::Response;
-use fly_postgres::{Error, Mutation, Repo, sqlx};
+use fly_postgres::{Error, IdempotencyKey, Mutation, Repo, Written, sqlx};
 use serde::{Deserialize, Serialize};
 
 use crate::api_error::ApiError;
-use crate::idempotency::IdempotencyKey;
-use crate::routes::{json_body, reply, repo_write};
+use crate::routes::{json_body, repo_write};
 
 /// Longest token accepted.
 const MAX_TOKEN: usize = 128;
@@ -60,13 +58,13 @@ pub(crate) struct TokenCount {
 
 pub(crate) async fn append(
     State(repo): State<Repo>,
-    key: IdempotencyKey,
+    key: Option<IdempotencyKey>,
     body: Result<Json<NewEntry>, JsonRejection>,
-) -> Result<Response, ApiError> {
+) -> Result<(StatusCode, Written<LedgerEntry>), ApiError> {
     let NewEntry { token } = json_body(body)?;
     let token = valid_token(token)?;
-    let (entry, replicated) = repo_write(&repo, AppendLedger { token }, None, key).await?;
-    Ok(reply(StatusCode::CREATED, Json(entry), replicated))
+    let written = repo_write(&repo, AppendLedger { token }, None, key).await?;
+    Ok((StatusCode::CREATED, written))
 }
 
 pub(crate) async fn count(
@@ -74,7 +72,7 @@ pub(crate) async fn count(
     token: Result<Path<String>, PathRejection>,
 ) -> Result<Json<TokenCount>, ApiError> {
     let Path(token) =
-        token.map_err(|e| ApiError::bad_request(format!("bad token: {}", e.body_text())))?;
+        token.map_err(|e| crate::api_error::bad_request(format!("bad token: {}", e.body_text())))?;
     let token = valid_token(token)?;
     let rows: i64 = sqlx::query_scalar("select count(*) from ledger where token = $1")
         .bind(&token)
@@ -86,7 +84,7 @@ pub(crate) async fn count(
 
 fn valid_token(token: String) -> Result<String, ApiError> {
     if token.is_empty() || token.len() > MAX_TOKEN {
-        return Err(ApiError::bad_request(format!(
+        return Err(crate::api_error::bad_request(format!(
             "token must be 1 to {MAX_TOKEN} bytes"
         )));
     }

@@ -21,7 +21,6 @@
 
 mod api_error;
 mod body_deadline;
-mod idempotency;
 mod instance;
 mod ledger;
 mod metrics_endpoint;
@@ -35,7 +34,6 @@ use std::net::SocketAddr;
 use fly_postgres::Repo;
 
 pub use api_error::ApiError;
-pub use idempotency::{IDEMPOTENCY_KEY, IdempotencyKey};
 pub use ledger::{AppendLedger, LedgerEntry};
 pub use mutations::{CreateBatch, CreateTodo, DeleteTodo, Todo, UpdateTodo};
 pub use routes::router;
@@ -69,12 +67,12 @@ pub async fn run_from_env() -> Result<(), StartError> {
         None => None,
     };
     let node = fly_rpc::Node::from_env()?.version(env!("CARGO_PKG_VERSION"));
-    // The app writes only through its typed mutations: a node in the
-    // primary region has no reason to run arbitrary SQL for its peers.
+    // The app writes only through its typed mutations, so ad-hoc
+    // statements stay off (the default): a node in the primary region has
+    // no reason to run arbitrary SQL for its peers.
     let repo = mutations(Repo::builder())
         .database_url(fly_postgres::database_url_from_env()?)
         .node(node)
-        .ad_hoc_statements(false)
         .start()
         .await?;
     migrate(&repo).await?;
@@ -88,26 +86,10 @@ pub async fn run_from_env() -> Result<(), StartError> {
         repo.regions().my_region(),
         metrics.map(|m| format!(" metrics={m}")).unwrap_or_default()
     );
-    let (stop, stopping) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        let _ = stop.send(true);
-    });
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
-    let http = async {
-        // Not `axum::serve`: this port faces the internet, and fly-rpc's
-        // loop times out slow headers and idle connections and caps them.
-        fly_rpc::serve_app(listener, router(repo.clone()), stopped(stopping.clone()))
-            .await
-            .map_err(StartError::from)
-    };
-    let rpc = async {
-        stopped(stopping.clone()).await;
-        repo.node().shutdown().await.map_err(StartError::from)
-    };
-    tokio::try_join!(http, rpc)?;
+    // Not `axum::serve`: this port faces the internet, and the library's
+    // loop times out slow headers and idle connections and caps them; on
+    // SIGTERM both ports stop accepting and what is in flight finishes.
+    repo.serve(listener, router(repo.clone())).await?;
     Ok(())
 }
 
@@ -135,27 +117,6 @@ pub(crate) fn env_listen_addr(
             .map_err(|_| format!("{port_var} {p:?} is not a port number").into()),
         Err(_) => Ok(None),
     }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }
 
 /// The README's Rust examples, compiled as doctests so they stay true.

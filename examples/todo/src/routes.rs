@@ -2,16 +2,16 @@
 
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use fly_postgres::{Mutation, Repo, sqlx};
+use fly_postgres::{Mutation, Repo, Written, sqlx};
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::api_error::ApiError;
-use crate::idempotency::IdempotencyKey;
+use fly_postgres::IdempotencyKey;
 use crate::mutations::{CreateBatch, CreateTodo, DeleteTodo, Todo, UpdateTodo};
 
 pub(crate) const MAX_TITLE: usize = 500;
@@ -95,7 +95,7 @@ async fn show(
         .fetch_optional(repo.local())
         .await
         .map_err(fly_postgres::Error::from)?;
-    todo.map(Json).ok_or(ApiError::not_found(id))
+    todo.map(Json).ok_or(crate::api_error::not_found(id))
 }
 
 /// `?wait=false` skips the replication wait (to show what it is for).
@@ -123,62 +123,52 @@ struct Patch {
 async fn create(
     State(repo): State<Repo>,
     params: Query<WriteParams>,
-    key: IdempotencyKey,
+    key: Option<IdempotencyKey>,
     body: Result<Json<NewTodo>, JsonRejection>,
-) -> Result<Response, ApiError> {
+) -> Result<(StatusCode, Written<Todo>), ApiError> {
     let NewTodo { title } = json_body(body)?;
     let title = valid_title(title)?;
-    write(
-        &repo,
-        CreateTodo { title },
-        params.wait,
-        key,
-        StatusCode::CREATED,
-    )
-    .await
+    let written = repo_write(&repo, CreateTodo { title }, params.wait, key).await?;
+    Ok((StatusCode::CREATED, written))
 }
 
 async fn create_batch(
     State(repo): State<Repo>,
     params: Query<WriteParams>,
-    key: IdempotencyKey,
+    key: Option<IdempotencyKey>,
     body: Result<Json<NewBatch>, JsonRejection>,
-) -> Result<Response, ApiError> {
+) -> Result<(StatusCode, Written<Vec<Todo>>), ApiError> {
     let NewBatch { titles } = json_body(body)?;
     if titles.is_empty() || titles.len() > 100 {
-        return Err(ApiError::bad_request("titles must hold 1 to 100 titles"));
+        return Err(crate::api_error::bad_request(
+            "titles must hold 1 to 100 titles",
+        ));
     }
     let titles = titles
         .into_iter()
         .map(valid_title)
         .collect::<Result<_, _>>()?;
-    write(
-        &repo,
-        CreateBatch { titles },
-        params.wait,
-        key,
-        StatusCode::CREATED,
-    )
-    .await
+    let written = repo_write(&repo, CreateBatch { titles }, params.wait, key).await?;
+    Ok((StatusCode::CREATED, written))
 }
 
 async fn update(
     State(repo): State<Repo>,
     id: Result<Path<i64>, PathRejection>,
     params: Query<WriteParams>,
-    key: IdempotencyKey,
+    key: Option<IdempotencyKey>,
     body: Result<Json<Patch>, JsonRejection>,
-) -> Result<Response, ApiError> {
+) -> Result<Written<Todo>, ApiError> {
     let id = todo_id(id)?;
     let Patch { title, done } = json_body(body)?;
     let title = title.map(valid_title).transpose()?;
     if title.is_none() && done.is_none() {
-        return Err(ApiError::bad_request("give a title or done"));
+        return Err(crate::api_error::bad_request("give a title or done"));
     }
-    let changed = repo_write(&repo, UpdateTodo { id, title, done }, params.wait, key).await?;
-    match changed {
-        (Some(todo), replicated) => Ok(reply(StatusCode::OK, Json(todo), replicated)),
-        (None, _) => Err(ApiError::not_found(id)),
+    let written = repo_write(&repo, UpdateTodo { id, title, done }, params.wait, key).await?;
+    match written.output {
+        Some(todo) => Ok(Written::new(todo, written.replicated)),
+        None => Err(crate::api_error::not_found(id)),
     }
 }
 
@@ -186,67 +176,39 @@ async fn remove(
     State(repo): State<Repo>,
     id: Result<Path<i64>, PathRejection>,
     params: Query<WriteParams>,
-    key: IdempotencyKey,
+    key: Option<IdempotencyKey>,
 ) -> Result<Response, ApiError> {
     let id = todo_id(id)?;
-    match repo_write(&repo, DeleteTodo { id }, params.wait, key).await? {
-        (true, replicated) => Ok(reply(StatusCode::NO_CONTENT, (), replicated)),
-        (false, _) => Err(ApiError::not_found(id)),
+    let written = repo_write(&repo, DeleteTodo { id }, params.wait, key).await?;
+    if !written.output {
+        return Err(crate::api_error::not_found(id));
     }
+    let replicated = if written.replicated { "true" } else { "false" };
+    Ok((
+        StatusCode::NO_CONTENT,
+        [(fly_postgres::REPLICATED_HEADER, replicated)],
+    )
+        .into_response())
 }
 
-async fn write<M>(
-    repo: &Repo,
-    mutation: M,
-    wait: Option<bool>,
-    key: IdempotencyKey,
-    status: StatusCode,
-) -> Result<Response, ApiError>
-where
-    M: Mutation,
-    M::Output: serde::Serialize,
-{
-    let (output, replicated) = repo_write(repo, mutation, wait, key).await?;
-    Ok(reply(status, Json(output), replicated))
-}
-
-/// Runs a write. A write that committed but is not yet replayed locally is
-/// still a success (it must not be retried): `false` marks it. With an
+/// Runs a write; `?wait=false` skips the replica wait. A write that
+/// committed but is not yet replayed here is still a success
+/// (`fly-replicated: false`): it must not be sent again. With an
 /// `Idempotency-Key`, the key is the write's request id: a repeat returns
 /// the first write's output.
 pub(crate) async fn repo_write<M: Mutation>(
     repo: &Repo,
     mutation: M,
     wait: Option<bool>,
-    IdempotencyKey(key): IdempotencyKey,
-) -> Result<(M::Output, bool), ApiError> {
-    let call = repo.write(mutation);
-    let call = match key {
-        Some(key) => call.request_id(key),
-        None => call,
-    };
+    key: Option<IdempotencyKey>,
+) -> Result<Written<M::Output>, fly_postgres::Error> {
+    let call = repo.write(mutation).request_id_opt(key);
     let call = if wait == Some(false) {
         call.no_wait()
     } else {
         call
     };
-    match call.await {
-        Ok(output) => Ok((output, wait != Some(false))),
-        Err(error) => match error.committed_output::<M::Output>() {
-            Some(output) => Ok((output, false)),
-            None => Err(error.into()),
-        },
-    }
-}
-
-pub(crate) fn reply(status: StatusCode, body: impl IntoResponse, replicated: bool) -> Response {
-    let mut response = (status, body).into_response();
-    // Tells the client whether its next read here is sure to see the write.
-    response.headers_mut().insert(
-        "fly-replicated",
-        HeaderValue::from_static(if replicated { "true" } else { "false" }),
-    );
-    response
+    call.written().await
 }
 
 pub(crate) fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
@@ -257,22 +219,22 @@ pub(crate) fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, Ap
             message.truncate(cut);
             message.push('…');
         }
-        ApiError::unreadable_body(e.status(), message)
+        crate::api_error::unreadable_body(e.status(), message)
     })
 }
 
 fn todo_id(id: Result<Path<i64>, PathRejection>) -> Result<i64, ApiError> {
     id.map(|Path(id)| id)
-        .map_err(|e| ApiError::bad_request(format!("todo ids are integers: {}", e.body_text())))
+        .map_err(|e| crate::api_error::bad_request(format!("todo ids are integers: {}", e.body_text())))
 }
 
 pub(crate) fn valid_title(title: String) -> Result<String, ApiError> {
     let title = title.trim().to_owned();
     if title.is_empty() {
-        return Err(ApiError::bad_request("title must not be empty"));
+        return Err(crate::api_error::bad_request("title must not be empty"));
     }
     if title.chars().count() > MAX_TITLE {
-        return Err(ApiError::bad_request(format!(
+        return Err(crate::api_error::bad_request(format!(
             "title is over {MAX_TITLE} characters"
         )));
     }

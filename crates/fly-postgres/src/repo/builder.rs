@@ -67,7 +67,7 @@ impl RepoBuilder {
             name: "default".into(),
             sweep_interval: Duration::from_secs(3600),
             after_commit: None,
-            ad_hoc_statements: true,
+            ad_hoc_statements: false,
             follow_primary: None,
         }
     }
@@ -188,12 +188,14 @@ impl RepoBuilder {
         self
     }
 
-    /// Whether this node runs ad-hoc statements ([`Repo::execute`] and the
-    /// `fetch_*` calls) that other regions forward to it (default: true).
-    /// With `false` it serves only the registered mutations, and callers
-    /// get [`Error::AdHocStatementsDisabled`]. Either way, whoever holds the
-    /// RPC secret can do on the primary what the registered procedures do;
-    /// with ad-hoc statements that is anything the app's database user may.
+    /// Whether this repo runs ad-hoc statements ([`Repo::execute`] and the
+    /// `fetch_*` calls): its own, and those other regions forward to it
+    /// (default: false). Off, it runs only the registered mutations, and
+    /// ad-hoc statements fail with [`Error::AdHocStatementsDisabled`]
+    /// before anything runs. Turn it on in every region's repo, knowing
+    /// what it grants: whoever holds the RPC secret can then run on the
+    /// primary anything the app's database user may, not only the
+    /// registered mutations.
     pub fn ad_hoc_statements(mut self, enabled: bool) -> Self {
         self.ad_hoc_statements = enabled;
         self

@@ -162,7 +162,7 @@ impl From<WireError> for Error {
                 request_id,
                 recorded_mutation,
             },
-            WireError::AdHocDisabled => Error::AdHocStatementsDisabled,
+            WireError::AdHocDisabled => Error::AdHocStatementsDisabled { on_primary: true },
         }
     }
 }
@@ -179,6 +179,9 @@ impl<M: Mutation> Procedure for Forwarded<M> {
         ctx: CallContext,
     ) -> Result<Committed<M::Output>, WireError> {
         if M::NAME == <crate::statement::Statement as Mutation>::NAME && !state.ad_hoc_statements {
+            metrics::counter!("fly_postgres_ad_hoc_refused_total", "from" => "forwarded")
+                .increment(1);
+            tracing::debug!(caller_region = %ctx.caller_region, "refused a forwarded ad-hoc statement: ad_hoc_statements is off");
             return Err(WireError::AdHocDisabled);
         }
         let bad_args = |e: serde_json::Error| {

@@ -12,6 +12,7 @@ mod timings;
 mod transaction;
 mod write;
 mod write_mode;
+mod written;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,6 +27,7 @@ pub use timings::WriteTimings;
 pub(crate) use timings::metric as server_timing_metric;
 pub use write::{Timed, Write};
 pub use write_mode::WriteMode;
+pub use written::{Written, WrittenWrite};
 
 use crate::error::Error;
 use crate::lsn::Lsn;
@@ -274,6 +276,21 @@ impl Repo {
     /// also does it periodically in the primary region).
     pub async fn sweep(&self) -> Result<u64, Error> {
         sweeper::sweep(&self.inner.pool, self.inner.config.retention).await
+    }
+
+    /// Stops as a deploy's SIGTERM needs: the RPC port stops accepting at
+    /// once (callers in other regions move to a sibling instance), the
+    /// forwarded writes in flight finish and get their replies (at most
+    /// [`fly_rpc::DEFAULT_GRACE`]), then it returns. Writes of this
+    /// instance's own and its pool keep working; a single-region repo
+    /// returns at once. Calling it again waits for the same stop. With the
+    /// `axum` feature, `Repo::serve` does this and the app's port together.
+    pub async fn shutdown(&self) -> Result<(), Error> {
+        self.inner.node.shutdown().await.map_err(Error::Rpc)?;
+        if let Some(task) = &self.inner.sweeper {
+            task.abort();
+        }
+        Ok(())
     }
 
     /// The repo's counters.

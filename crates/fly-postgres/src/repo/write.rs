@@ -23,8 +23,8 @@ use crate::request_key::{self, RequestKey};
 pub struct Write<'r, M: Mutation, T> {
     repo: &'r Repo,
     mutation: M,
-    finish: fn(M::Output) -> Result<T, Error>,
-    wait: bool,
+    pub(super) finish: fn(M::Output) -> Result<T, Error>,
+    pub(super) wait: bool,
     rpc_timeout: Option<Duration>,
     replication_timeout: Option<Duration>,
     request_id: Option<String>,
@@ -106,6 +106,34 @@ impl<'r, M: Mutation, T> Write<'r, M, T> {
     pub fn timed(self) -> Timed<'r, M, T> {
         Timed(self)
     }
+
+    /// Resolves to [`Written`]: the output, and whether the local replica
+    /// had replayed the write when the call returned. A write that
+    /// committed but was not replayed here in time
+    /// ([`Error::ReplicationTimeout`]) is then a success with `replicated:
+    /// false`, as it should be for a client: it must not be sent again.
+    ///
+    /// ```no_run
+    /// # async fn demo(repo: fly_postgres::Repo, statement: fly_postgres::Statement) -> Result<(), fly_postgres::Error> {
+    /// let written = repo.execute(statement).written().await?;
+    /// if !written.replicated {
+    ///     println!("{} rows changed; a read here may not see them yet", written.output);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn written(self) -> super::written::WrittenWrite<'r, M, T> {
+        super::written::WrittenWrite(self)
+    }
+
+    /// [`Write::request_id`] when a key is given: the request's
+    /// `Idempotency-Key`, if the client sent one (with the `axum` feature,
+    /// `Option<IdempotencyKey>` is an extractor).
+    pub fn request_id_opt(self, id: Option<impl Into<String>>) -> Self {
+        match id {
+            Some(id) => self.request_id(id),
+            None => self,
+        }
+    }
 }
 
 /// A [`Write`] that also returns its [`WriteTimings`]; from [`Write::timed`].
@@ -143,7 +171,7 @@ impl<'r, M: Mutation, T: Send + 'r> IntoFuture for Write<'r, M, T> {
 
 /// A committed write whose output did not turn into what the call asked
 /// for is committed-class, whatever the reason.
-fn unreadable(error: Error) -> Error {
+pub(super) fn unreadable(error: Error) -> Error {
     if error.is_committed() {
         return error;
     }
@@ -153,7 +181,7 @@ fn unreadable(error: Error) -> Error {
     }
 }
 
-async fn run<M: Mutation, T>(write: Write<'_, M, T>) -> Result<(M::Output, WriteTimings), Error> {
+pub(super) async fn run<M: Mutation, T>(write: Write<'_, M, T>) -> Result<(M::Output, WriteTimings), Error> {
     let Write {
         repo,
         mutation,
@@ -166,6 +194,13 @@ async fn run<M: Mutation, T>(write: Write<'_, M, T>) -> Result<(M::Output, Write
     } = write;
     let inner = &repo.inner;
     let started = Instant::now();
+    // Checked here too, not only where they are served, so an app that
+    // forgot the opt-in finds out on a laptop, not in its second region.
+    if M::NAME == <crate::statement::Statement as Mutation>::NAME && !inner.server.ad_hoc_statements
+    {
+        metrics::counter!("fly_postgres_ad_hoc_refused_total", "from" => "local").increment(1);
+        return Err(Error::AdHocStatementsDisabled { on_primary: false });
+    }
     if let Some(id) = &request_id {
         request_key::validate(id)?;
     }

@@ -147,7 +147,9 @@ async fn page_write<M: Mutation>(
             // The page says so; with the write's LSN the browser's next page
             // would wait for the same lagging replica and fail.
             fly_postgres::forget_written_lsn();
-            Ok((e.committed_output(), LastWrite::late(started.elapsed())))
+            // `None` when the output could not be read: still committed.
+            let output = e.committed_output().ok().flatten();
+            Ok((output, LastWrite::late(started.elapsed())))
         }
         Err(e) => Err(ApiError::from(e)),
     }
@@ -176,7 +178,7 @@ async fn add(
         None => false,
         Some("on") => true,
         Some(_) => {
-            let e = ApiError::bad_request("“skip the wait” is a checkbox: on or absent");
+            let e = crate::api_error::bad_request("“skip the wait” is a checkbox: on or absent");
             return refused(&repo, &headers, &e, shown).await;
         }
     };
@@ -220,7 +222,7 @@ async fn toggle(
         done: Some(done),
     };
     match page_write(&repo, update, false).await {
-        Ok((Some(None), _)) => refused(&repo, &headers, &ApiError::not_found(id), None).await,
+        Ok((Some(None), _)) => refused(&repo, &headers, &crate::api_error::not_found(id), None).await,
         Ok((_, last)) => redirect(&last),
         Err(e) => refused(&repo, &headers, &e, None).await,
     }
@@ -241,7 +243,7 @@ async fn delete(
         Err(page) => return page,
     };
     match page_write(&repo, DeleteTodo { id }, false).await {
-        Ok((Some(false), _)) => refused(&repo, &headers, &ApiError::not_found(id), None).await,
+        Ok((Some(false), _)) => refused(&repo, &headers, &crate::api_error::not_found(id), None).await,
         Ok((_, last)) => redirect(&last),
         Err(e) => refused(&repo, &headers, &e, None).await,
     }
@@ -257,7 +259,7 @@ async fn item_form<F>(
 ) -> Result<(i64, F), Response> {
     // Unlike the JSON API, the page does not quote the client's path back.
     let Ok(Path(id)) = id else {
-        let e = ApiError::bad_request("todo ids are integers");
+        let e = crate::api_error::bad_request("todo ids are integers");
         return Err(refused(repo, headers, &e, None).await);
     };
     match form {
@@ -275,6 +277,6 @@ async fn form_refused(repo: &Repo, headers: &HeaderMap, rejection: &FormRejectio
         StatusCode::UNSUPPORTED_MEDIA_TYPE => "That was not a form submission.",
         _ => "The form did not make sense to the server.",
     };
-    let e = ApiError::unreadable_body(rejection.status(), message);
+    let e = crate::api_error::unreadable_body(rejection.status(), message);
     refused(repo, headers, &e, None).await
 }
