@@ -125,8 +125,8 @@ pub use repo::{
     MIGRATION_SQL, Repo, RepoBuilder, RepoStats, Timed, Write, WriteMode, WriteTimings, Written,
     WrittenWrite, rpc_and_wait,
 };
-pub use shutdown_signal::shutdown_signal;
 pub use request_key::MAX_REQUEST_ID_LEN;
+pub use shutdown_signal::shutdown_signal;
 pub use statement::{Param, Statement, StatementResult, query};
 pub use tracker::{DEFAULT_POLL_INTERVAL, Tracker, TrackerBuilder, TrackerStats};
 

@@ -185,7 +185,8 @@ async fn bad_statements_and_parameters_are_typed_errors() {
         "{err:?}"
     );
     // What did commit is still there for the caller to use.
-    let result: fly_postgres::StatementResult = err.committed_output().unwrap().expect("the output");
+    let result: fly_postgres::StatementResult =
+        err.committed_output().unwrap().expect("the output");
     assert_eq!(result.rows()[0]["title"], "not a todo");
 
     let err = app

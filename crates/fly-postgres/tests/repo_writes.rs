@@ -78,7 +78,10 @@ async fn paused_replay_gives_a_replication_timeout_that_carries_the_output() {
         panic!("expected ReplicationTimeout, got {err:?}");
     };
     assert!(*committed_lsn > Lsn::ZERO);
-    let todo: Todo = err.committed_output().unwrap().expect("the committed output");
+    let todo: Todo = err
+        .committed_output()
+        .unwrap()
+        .expect("the committed output");
     assert_eq!(todo.title, "slow");
     assert!(err.to_string().contains("committed"), "{err}");
     assert_eq!(count_todos(app.lax.local()).await, 0);

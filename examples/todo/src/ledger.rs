@@ -71,8 +71,8 @@ pub(crate) async fn count(
     State(repo): State<Repo>,
     token: Result<Path<String>, PathRejection>,
 ) -> Result<Json<TokenCount>, ApiError> {
-    let Path(token) =
-        token.map_err(|e| crate::api_error::bad_request(format!("bad token: {}", e.body_text())))?;
+    let Path(token) = token
+        .map_err(|e| crate::api_error::bad_request(format!("bad token: {}", e.body_text())))?;
     let token = valid_token(token)?;
     let rows: i64 = sqlx::query_scalar("select count(*) from ledger where token = $1")
         .bind(&token)

@@ -11,8 +11,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::api_error::ApiError;
-use fly_postgres::IdempotencyKey;
 use crate::mutations::{CreateBatch, CreateTodo, DeleteTodo, Todo, UpdateTodo};
+use fly_postgres::IdempotencyKey;
 
 pub(crate) const MAX_TITLE: usize = 500;
 
@@ -224,8 +224,9 @@ pub(crate) fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, Ap
 }
 
 fn todo_id(id: Result<Path<i64>, PathRejection>) -> Result<i64, ApiError> {
-    id.map(|Path(id)| id)
-        .map_err(|e| crate::api_error::bad_request(format!("todo ids are integers: {}", e.body_text())))
+    id.map(|Path(id)| id).map_err(|e| {
+        crate::api_error::bad_request(format!("todo ids are integers: {}", e.body_text()))
+    })
 }
 
 pub(crate) fn valid_title(title: String) -> Result<String, ApiError> {

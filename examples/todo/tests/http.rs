@@ -86,7 +86,10 @@ async fn an_idempotency_key_makes_a_repeated_write_return_the_first_result() {
     let (status, body) = call_with_key(&app.lax, "/todos", "has spaces", r#"{"title":"x"}"#).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(
-        body["message"].as_str().unwrap().contains("Idempotency-Key"),
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("Idempotency-Key"),
         "{body}"
     );
 }

@@ -107,7 +107,9 @@ impl From<&Error> for ErrorResponse {
         let (status, code, message) = classify(error);
         let constraint = error
             .as_database_error()
-            .filter(|_| status == StatusCode::CONFLICT || status == StatusCode::UNPROCESSABLE_ENTITY)
+            .filter(|_| {
+                status == StatusCode::CONFLICT || status == StatusCode::UNPROCESSABLE_ENTITY
+            })
             .and_then(|db| db.constraint())
             .map(str::to_owned);
         if status.is_server_error() {
@@ -150,7 +152,13 @@ fn classify(error: &Error) -> (StatusCode, &'static str, String) {
             "the database cannot serve right now; try again shortly".to_owned(),
         )
     };
-    let internal = || (S::INTERNAL_SERVER_ERROR, "internal", "internal error".to_owned());
+    let internal = || {
+        (
+            S::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error".to_owned(),
+        )
+    };
     match error {
         Error::ReplicationTimeout { .. } => (
             S::ACCEPTED,
@@ -185,11 +193,23 @@ fn classify(error: &Error) -> (StatusCode, &'static str, String) {
                 None => what.to_owned(),
             };
             if db.is_unique_violation() {
-                (S::CONFLICT, "conflict", on("a row with this value already exists"))
+                (
+                    S::CONFLICT,
+                    "conflict",
+                    on("a row with this value already exists"),
+                )
             } else if db.is_foreign_key_violation() {
-                (S::CONFLICT, "conflict", on("a row this refers to does not exist, or is still referred to"))
+                (
+                    S::CONFLICT,
+                    "conflict",
+                    on("a row this refers to does not exist, or is still referred to"),
+                )
             } else if db.is_check_violation() || db.is_not_null_violation() {
-                (S::UNPROCESSABLE_ENTITY, "invalid", on("the data is not valid"))
+                (
+                    S::UNPROCESSABLE_ENTITY,
+                    "invalid",
+                    on("the data is not valid"),
+                )
             } else if db.is_serialization_failure() || db.code() == "40P01" {
                 (
                     S::SERVICE_UNAVAILABLE,

@@ -100,10 +100,7 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
 impl<S: Send + Sync> OptionalFromRequestParts<S> for IdempotencyKey {
     type Rejection = IdempotencyKeyRejection;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        _: &S,
-    ) -> Result<Option<Self>, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Option<Self>, Self::Rejection> {
         IdempotencyKey::from_parts(parts)
     }
 }

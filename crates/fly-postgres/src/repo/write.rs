@@ -181,7 +181,9 @@ pub(super) fn unreadable(error: Error) -> Error {
     }
 }
 
-pub(super) async fn run<M: Mutation, T>(write: Write<'_, M, T>) -> Result<(M::Output, WriteTimings), Error> {
+pub(super) async fn run<M: Mutation, T>(
+    write: Write<'_, M, T>,
+) -> Result<(M::Output, WriteTimings), Error> {
     let Write {
         repo,
         mutation,

@@ -222,7 +222,9 @@ async fn toggle(
         done: Some(done),
     };
     match page_write(&repo, update, false).await {
-        Ok((Some(None), _)) => refused(&repo, &headers, &crate::api_error::not_found(id), None).await,
+        Ok((Some(None), _)) => {
+            refused(&repo, &headers, &crate::api_error::not_found(id), None).await
+        }
         Ok((_, last)) => redirect(&last),
         Err(e) => refused(&repo, &headers, &e, None).await,
     }
@@ -243,7 +245,9 @@ async fn delete(
         Err(page) => return page,
     };
     match page_write(&repo, DeleteTodo { id }, false).await {
-        Ok((Some(false), _)) => refused(&repo, &headers, &crate::api_error::not_found(id), None).await,
+        Ok((Some(false), _)) => {
+            refused(&repo, &headers, &crate::api_error::not_found(id), None).await
+        }
         Ok((_, last)) => redirect(&last),
         Err(e) => refused(&repo, &headers, &e, None).await,
     }
