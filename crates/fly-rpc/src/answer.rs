@@ -13,6 +13,15 @@ pub(crate) fn parse_wire_error(body: &[u8]) -> Option<WireError> {
     serde_json::from_slice(body).ok()
 }
 
+/// The peer's answer when it says it has no such procedure (an older or
+/// newer build during a deploy): it ran nothing.
+pub(crate) fn unknown_procedure(status: StatusCode, body: &[u8]) -> Option<WireError> {
+    if status != StatusCode::NOT_FOUND {
+        return None;
+    }
+    parse_wire_error(body).filter(|e| e.kind == WireErrorKind::UnknownProcedure)
+}
+
 /// Whether the answer is the peer saying it cannot serve primary-only calls.
 pub(crate) fn is_not_primary(status: StatusCode, body: &[u8]) -> bool {
     status == StatusCode::SERVICE_UNAVAILABLE
@@ -82,5 +91,49 @@ pub(crate) fn wire_error_to_error(
             peer: peer_text,
             message: error.message,
         },
+        // A newer peer's kind: it may have run the call, so the outcome is
+        // unknown (a retry with the same idempotency key settles it).
+        WireErrorKind::Unknown => {
+            note_unknown_kind(&peer_text);
+            Error::Transport {
+                peer: peer_text,
+                message: format!(
+                    "answered {status} with an error kind this version does not know: {}",
+                    error.message
+                ),
+            }
+        }
+    }
+}
+
+/// Counts an error kind from a newer peer; logs the first one only, since
+/// during a deploy every call to that peer would log the same line.
+fn note_unknown_kind(peer: &str) {
+    static LOGGED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    metrics::counter!("fly_rpc_unknown_wire_errors_total").increment(1);
+    if !LOGGED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        tracing::warn!(
+            %peer,
+            "a peer answered with an error kind this version does not know (a newer build?); \
+             read as \"may have run\"; logged once"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_kind_from_a_newer_peer_reads_as_may_have_run() {
+        let peer: SocketAddr = "127.0.0.1:7878".parse().unwrap();
+        let body = br#"{"kind":"rate_limited_in_v9","message":"slow down"}"#;
+        let error = wire_error_to_error(peer, StatusCode::TOO_MANY_REQUESTS, body, "p");
+        assert!(error.may_have_run(), "{error:?}");
+        assert!(error.to_string().contains("slow down"), "{error}");
+        // A kind this version knows keeps its meaning.
+        let body = br#"{"kind":"busy","message":"later"}"#;
+        let error = wire_error_to_error(peer, StatusCode::SERVICE_UNAVAILABLE, body, "p");
+        assert!(matches!(error, Error::Busy { .. }), "{error:?}");
     }
 }

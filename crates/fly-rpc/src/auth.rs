@@ -62,6 +62,9 @@ impl Rejection {
 #[derive(Debug)]
 pub(crate) struct Auth {
     key: Option<Vec<u8>>,
+    /// Secrets that still verify but no longer sign (a rotation in
+    /// progress), tried after `key`.
+    previous: Vec<Vec<u8>>,
     window: Duration,
     started_ms: u64,
     seen: Mutex<SeenIds>,
@@ -117,9 +120,17 @@ pub(crate) struct Arrival<'a> {
 
 impl Auth {
     /// `key: None` is the explicit insecure mode: nothing is signed or checked.
+    #[cfg(test)]
     pub(crate) fn new(key: Option<Vec<u8>>, window: Duration) -> Self {
+        Self::rotating(key, Vec::new(), window)
+    }
+
+    /// Signs with `key`; verifies with `key`, then each of `previous`
+    /// (`key: None`: the insecure mode, nothing signed or checked).
+    pub(crate) fn rotating(key: Option<Vec<u8>>, previous: Vec<Vec<u8>>, window: Duration) -> Self {
         Auth {
             key,
+            previous,
             window,
             started_ms: unix_millis(),
             seen: Mutex::new(SeenIds {
@@ -216,21 +227,20 @@ impl Auth {
             .and_then(|d| d.try_into().ok())
             .ok_or(Rejection::Malformed(H_BODY_SHA256))?;
         let target = arrival.target.ok_or(Rejection::WrongTarget)?;
+        let fields = fields(
+            method,
+            path,
+            target,
+            timestamp,
+            request_id,
+            body_sha256,
+            extra,
+        );
         // verify_slice compares in constant time.
-        mac(
-            key,
-            &fields(
-                method,
-                path,
-                target,
-                timestamp,
-                request_id,
-                body_sha256,
-                extra,
-            ),
-        )
-        .verify_slice(&signature)
-        .map_err(|_| Rejection::BadSignature)?;
+        let verified_by = std::iter::once(key)
+            .chain(&self.previous)
+            .position(|key| mac(key, &fields).verify_slice(&signature).is_ok())
+            .ok_or(Rejection::BadSignature)?;
         let skew = unix_millis().abs_diff(sent);
         if u128::from(skew) > self.window.as_millis() {
             return Err(Rejection::Stale(self.window));
@@ -242,6 +252,13 @@ impl Auth {
             return Err(Rejection::WrongTarget);
         }
         self.remember(id)?;
+        // Tells an operator when the previous secret is no longer used, so
+        // it can be removed.
+        metrics::counter!(
+            "fly_rpc_server_verified_total",
+            "secret" => if verified_by == 0 { "current" } else { "previous" }
+        )
+        .increment(1);
         Ok(Pending {
             body_sha256: Some(digest),
         })

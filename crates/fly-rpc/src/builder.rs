@@ -71,6 +71,7 @@ pub struct NodeBuilder {
     /// called needs a listener and a secret.
     discovery_set: bool,
     secret: Option<Vec<u8>>,
+    previous_secrets: Vec<Vec<u8>>,
     insecure: bool,
     rpc_timeout: Duration,
     connect_timeout: Duration,
@@ -93,6 +94,7 @@ impl std::fmt::Debug for NodeBuilder {
             .field("port", &self.port)
             .field("discovery", &self.discovery)
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("previous_secrets", &self.previous_secrets.len())
             .field("insecure", &self.insecure)
             .field("procedures", &self.registry)
             .field("limits", &self.limits)
@@ -113,6 +115,7 @@ impl NodeBuilder {
     /// | `FLY_RPC_PEERS` | static peers, `region=ip:port,ip:port;region=...` ([`StaticPeers`]) |
     /// | `FLY_APP_NAME` | without `FLY_RPC_PEERS`: discover peers by Fly DNS ([`FlyDns`]) |
     /// | `FLY_RPC_SECRET` | the cluster's shared secret (at least 16 bytes) |
+    /// | `FLY_RPC_SECRET_PREVIOUS` | secrets that still verify, comma-separated (a rotation in progress) |
     /// | `FLY_RPC_INSECURE` | `true`: run without a secret, on loopback only (development only) |
     /// | `FLY_RPC_VERSION`, else `FLY_IMAGE_REF` | the build version this node reports |
     /// | `FLY_RPC_ADVERTISE` | other `ip:port`s callers reach this node at (a proxy, a NAT), comma-separated |
@@ -152,6 +155,18 @@ impl NodeBuilder {
         };
         if let Some(secret) = var("FLY_RPC_SECRET") {
             builder = builder.secret(secret);
+        }
+        if let Some(list) = var("FLY_RPC_SECRET_PREVIOUS") {
+            for (i, secret) in list.split(',').enumerate() {
+                if secret.trim().is_empty() {
+                    return Err(Error::Config(format!(
+                        "FLY_RPC_SECRET_PREVIOUS entry {} is empty (comma-separated secrets, \
+                         each at least {MIN_SECRET_LEN} bytes)",
+                        i + 1
+                    )));
+                }
+                builder = builder.previous_secret(secret.trim());
+            }
         }
         match var("FLY_RPC_INSECURE").as_deref().map(str::trim) {
             Some("1" | "true" | "yes") => builder = builder.insecure(),
@@ -224,6 +239,7 @@ impl NodeBuilder {
             discovery: Arc::new(StaticPeers::new()),
             discovery_set: false,
             secret: None,
+            previous_secrets: Vec::new(),
             insecure: false,
             rpc_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(1),
@@ -271,6 +287,15 @@ impl NodeBuilder {
     /// the node refuses to start without one unless [`NodeBuilder::insecure`]).
     pub fn secret(mut self, secret: impl AsRef<[u8]>) -> Self {
         self.secret = Some(secret.as_ref().to_vec());
+        self
+    }
+
+    /// A secret that still verifies incoming calls but no longer signs
+    /// outgoing ones, for rotating the cluster secret without a failed
+    /// call (see README's Security section); call it once per secret. Each
+    /// must be at least 16 bytes, like the secret (default: none).
+    pub fn previous_secret(mut self, secret: impl AsRef<[u8]>) -> Self {
+        self.previous_secrets.push(secret.as_ref().to_vec());
         self
     }
 
@@ -412,6 +437,7 @@ impl NodeBuilder {
             && self.listen.is_none()
             && self.port.is_none()
             && self.secret.is_none()
+            && self.previous_secrets.is_empty()
             && !self.insecure
     }
 
@@ -433,6 +459,25 @@ impl NodeBuilder {
             );
             let (inner, _) = self.into_inner(None);
             return Ok(Node::new(inner, None));
+        }
+        if let Some(position) = self
+            .previous_secrets
+            .iter()
+            .position(|s| s.len() < MIN_SECRET_LEN)
+        {
+            return Err(Error::Config(format!(
+                "previous secret #{} (FLY_RPC_SECRET_PREVIOUS entry {}) is shorter than \
+                 {MIN_SECRET_LEN} bytes",
+                position + 1,
+                position + 1
+            )));
+        }
+        if !self.previous_secrets.is_empty() && self.secret.is_none() {
+            return Err(Error::Config(
+                "FLY_RPC_SECRET_PREVIOUS / NodeBuilder::previous_secret needs a current secret \
+                 (FLY_RPC_SECRET) to sign with"
+                    .into(),
+            ));
         }
         let key = match (self.secret.clone(), self.insecure) {
             (Some(secret), _) if secret.len() < MIN_SECRET_LEN => {
@@ -504,7 +549,7 @@ impl NodeBuilder {
         let inner = Arc::new(NodeInner {
             regions: self.regions,
             registry: self.registry,
-            auth: Auth::new(key, self.auth_window),
+            auth: Auth::rotating(key, self.previous_secrets, self.auth_window),
             config: NodeConfig {
                 rpc_timeout: self.rpc_timeout,
                 version: self.version,

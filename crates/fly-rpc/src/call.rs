@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, HeaderValue, Method};
 use bytes::Bytes;
 use tracing::Instrument;
 
-use crate::answer::{decode_response, is_not_primary};
+use crate::answer::{decode_response, is_not_primary, unknown_procedure};
 use crate::auth::Extra;
 use crate::error::Error;
 use crate::procedure::{CallContext, Procedure};
@@ -83,7 +83,10 @@ pub(crate) async fn call<P: Procedure>(
             sent.fetch_add(1, Ordering::Relaxed);
             call_local(inner, procedure, options).await
         } else {
-            call_remote::<P>(inner, region, procedure, &options, timeout, deadline, &sent).await
+            call_remote_until_known::<P>(
+                inner, region, procedure, &options, timeout, deadline, &sent,
+            )
+            .await
         }
     };
     let result = match tokio::time::timeout(timeout, work.instrument(span.clone())).await {
@@ -159,7 +162,16 @@ async fn call_local<P: Procedure>(
     }
 }
 
-async fn call_remote<P: Procedure>(
+/// First and longest pause before asking a region again when none of its
+/// instances knew the procedure.
+const SKEW_FIRST_BACKOFF: Duration = Duration::from_millis(25);
+const SKEW_MAX_BACKOFF: Duration = Duration::from_millis(500);
+
+/// A remote call that, when every instance of the region answers that it
+/// does not know the procedure (a deploy in progress: they ran nothing),
+/// asks again with backoff and fresh discovery until the deadline, then
+/// returns [`Error::UnknownProcedure`] naming the versions that answered.
+async fn call_remote_until_known<P: Procedure>(
     inner: &NodeInner,
     region: &str,
     procedure: P,
@@ -172,11 +184,54 @@ async fn call_remote<P: Procedure>(
         procedure: P::NAME,
         message: e.to_string(),
     })?);
+    drop(procedure);
+    let mut backoff = SKEW_FIRST_BACKOFF;
+    loop {
+        match call_remote::<P>(
+            inner,
+            region,
+            body.clone(),
+            options,
+            timeout,
+            deadline,
+            sent,
+        )
+        .await
+        {
+            Err(error @ Error::UnknownProcedure { .. }) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left <= backoff {
+                    return Err(error);
+                }
+                tracing::info!(region, procedure = P::NAME, %error, "no instance knows the procedure yet (a deploy?); asking again");
+                metrics::counter!("fly_rpc_skew_retries_total", "procedure" => P::NAME)
+                    .increment(1);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(SKEW_MAX_BACKOFF);
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn call_remote<P: Procedure>(
+    inner: &NodeInner,
+    region: &str,
+    body: Bytes,
+    options: &CallOptions,
+    timeout: Duration,
+    deadline: Instant,
+    sent: &AtomicUsize,
+) -> Result<P::Output, Error> {
     let instances = inner.discovery.instances(region).await?;
     let path = format!("{CALL_PATH}{}", P::NAME);
     let retry_safe = P::RETRY_SAFE || options.idempotency_key.is_some();
     let mut tried = 0;
     let mut last_error = None;
+    // Versions of the instances that answered "no such procedure".
+    let mut unknown_to: Vec<String> = Vec::new();
+    let mut unknown_answers = 0;
+    let mut peer_procedures = Vec::new();
     for peer in inner.choice.order(instances) {
         tried += 1;
         tracing::Span::current().record("peer", tracing::field::display(peer));
@@ -231,6 +286,26 @@ async fn call_remote<P: Procedure>(
                 metrics::counter!("fly_rpc_failovers_total", "region" => region.to_owned())
                     .increment(1);
             }
+            Ok((status, body)) if unknown_procedure(status, &body).is_some() => {
+                // An instance of another build (a deploy in progress): it
+                // ran nothing, and a sibling may have the procedure.
+                sent.fetch_sub(1, Ordering::Relaxed);
+                let answer = unknown_procedure(status, &body);
+                let version = answer
+                    .as_ref()
+                    .and_then(|a| a.version.clone())
+                    .unwrap_or_else(|| "unknown".into());
+                peer_procedures = answer.and_then(|a| a.procedures).unwrap_or_default();
+                tracing::info!(%peer, region, %version, procedure = P::NAME, "peer does not know the procedure; trying the next instance");
+                last_error = Some(format!(
+                    "{peer} (version {version}): no procedure `{}`",
+                    P::NAME
+                ));
+                if !unknown_to.contains(&version) {
+                    unknown_to.push(version);
+                }
+                unknown_answers += 1;
+            }
             Ok((status, body)) => {
                 inner.choice.succeeded(peer);
                 let earlier = sent.load(Ordering::Relaxed).saturating_sub(1);
@@ -252,6 +327,14 @@ async fn call_remote<P: Procedure>(
                 };
             }
         }
+    }
+    if unknown_answers > 0 && unknown_answers == tried {
+        return Err(Error::UnknownProcedure {
+            name: P::NAME.to_owned(),
+            peer: format!("{tried} instance(s) of region {region}"),
+            peer_version: unknown_to.join(", "),
+            peer_procedures,
+        });
     }
     Err(Error::NoNodeInRegion {
         region: region.to_owned(),

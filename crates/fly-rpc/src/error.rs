@@ -53,10 +53,13 @@ pub enum Error {
     },
 
     /// The peer does not know this procedure: most often version skew during
-    /// a deploy (the Elixir library's "Where did my function go?").
+    /// a deploy (the Elixir library's "Where did my function go?"). It ran
+    /// nothing. A remote call gets this only once every instance of the
+    /// region said so until the call's deadline; `peer_version` lists the
+    /// versions that answered.
     #[error(
-        "peer {peer} (version {peer_version}) has no procedure `{name}`; it serves: {}",
-        peer_procedures.join(", ")
+        "peer {peer} (version {peer_version}) has no procedure `{name}`{}",
+        if peer_procedures.is_empty() { String::new() } else { format!("; it serves: {}", peer_procedures.join(", ")) }
     )]
     UnknownProcedure {
         /// The procedure asked for.

@@ -45,6 +45,10 @@ pub(crate) enum WireErrorKind {
     /// The node could not take the request now (body budget, body read
     /// timeout); it did not run.
     Busy,
+    /// A kind a newer version sends and this one does not know; never
+    /// sent. Read as "may have run", the class that cannot mislead.
+    #[serde(other)]
+    Unknown,
 }
 
 impl WireError {

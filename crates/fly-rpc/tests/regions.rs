@@ -117,7 +117,12 @@ async fn version_skew_is_a_typed_error_naming_the_peer_version() {
         StaticPeers::new().with("syd", old.local_addr().expect("rpc listener")),
     )
     .await;
-    let err = new.call_primary(NewFeature).await.unwrap_err();
+    // Every instance lacks it until the deadline: the typed error, with the
+    // version that answered.
+    let options = fly_rpc::CallOptions::new()
+        .timeout(Duration::from_millis(300))
+        .require_primary();
+    let err = new.call("syd", NewFeature, options).await.unwrap_err();
     match &err {
         Error::UnknownProcedure {
             name,

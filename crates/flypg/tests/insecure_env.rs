@@ -52,3 +52,28 @@ fn insecure_from_env_refuses_all_interfaces() {
         }
     }
 }
+
+#[test]
+fn bad_previous_secrets_from_env_refuse_to_start_naming_the_entry() {
+    let secret = "a cluster secret of 16+ bytes";
+    for (previous, needles) in [
+        (
+            "another secret of 16+ bytes,,x",
+            ["FLY_RPC_SECRET_PREVIOUS", "entry 2", "empty"],
+        ),
+        ("short", ["FLY_RPC_SECRET_PREVIOUS", "entry 1", "16 bytes"]),
+    ] {
+        let out = rpc_node(&[
+            ("FLY_RPC_SECRET", secret),
+            ("FLY_RPC_SECRET_PREVIOUS", previous),
+            ("FLY_RPC_LISTEN", "127.0.0.1:0"),
+        ])
+        .output()
+        .unwrap();
+        assert!(!out.status.success(), "{previous:?}: started");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        for needle in needles {
+            assert!(stderr.contains(needle), "{previous:?}: {stderr}");
+        }
+    }
+}

@@ -21,10 +21,12 @@ impl Mutation for CreateTodo {
     type Output = Todo;
 
     async fn run(self, tx: &mut sqlx::PgConnection) -> Result<Todo, Error> {
-        Ok(sqlx::query_as("insert into todos (title) values ($1) returning id, title")
-            .bind(self.title)
-            .fetch_one(&mut *tx)
-            .await?)
+        Ok(
+            sqlx::query_as("insert into todos (title) values ($1) returning id, title")
+                .bind(self.title)
+                .fetch_one(&mut *tx)
+                .await?,
+        )
     }
 }
 

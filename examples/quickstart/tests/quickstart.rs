@@ -18,7 +18,10 @@ const MARKER: &str = "<!-- the quick start: examples/quickstart/src/main.rs -->"
 fn readme_quick_start_is_this_crate() {
     let readme = include_str!("../../../README.md");
     let at = readme.find(MARKER).expect("README marks its quick start") + MARKER.len();
-    let start = at + readme[at..].find("```rust").expect("a rust block follows the marker");
+    let start = at
+        + readme[at..]
+            .find("```rust")
+            .expect("a rust block follows the marker");
     let start = start + readme[start..].find('\n').unwrap() + 1;
     let end = start + readme[start..].find("\n```").expect("the block ends") + 1;
     assert_eq!(

@@ -261,16 +261,26 @@ pub(crate) fn classify(error: fly_rpc::Error) -> AttemptFailure {
         | fly_rpc::Error::NoNodeInRegion { .. }
         | fly_rpc::Error::Busy { .. }
         | fly_rpc::Error::Discovery { .. } => AttemptFailure::Transient { sent, error },
+        // Every instance asked lacked the mutation until the attempt's
+        // deadline (a deploy in progress): nothing ran; a sibling or the
+        // next build may have it.
+        fly_rpc::Error::UnknownProcedure { .. } => AttemptFailure::Transient { sent: false, error },
         fly_rpc::Error::Remote(remote) => match remote.decode::<WireError>() {
             // The primary region could not start the write (pool, failover):
             // nothing ran for this attempt.
             Ok(WireError::Unavailable(_)) => AttemptFailure::Transient { sent: false, error },
             // It may have committed; the record will tell.
             Ok(WireError::Retry(_)) => AttemptFailure::Transient { sent: true, error },
-            _ => AttemptFailure::Final {
+            Ok(_) => AttemptFailure::Final {
                 maybe: false,
                 error,
             },
+            // A kind a newer build sends: it may have run the write, so only
+            // a retry with the same request id can settle it.
+            Err(_) => {
+                note_unknown_wire_error(remote.message());
+                AttemptFailure::Transient { sent: true, error }
+            }
         },
         _ => AttemptFailure::Final { maybe: sent, error },
     }
@@ -290,5 +300,18 @@ pub(crate) fn from_rpc(error: fly_rpc::Error) -> Error {
             name, peer_version, ..
         } => Error::UnknownProcedure { name, peer_version },
         other => Error::Rpc(other),
+    }
+}
+
+/// Counts a wire error this version cannot read; logs the first only.
+fn note_unknown_wire_error(message: &str) {
+    static LOGGED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    metrics::counter!("fly_postgres_unknown_wire_errors_total").increment(1);
+    if !LOGGED.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            message,
+            "the primary region answered with an error this version cannot read (a newer \
+             build?); retrying with the same request id to settle the write; logged once"
+        );
     }
 }

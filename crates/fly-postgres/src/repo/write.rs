@@ -578,6 +578,11 @@ fn give_up(
     last: Option<fly_rpc::Error>,
 ) -> Error {
     match last {
+        // Every instance asked said it has no such mutation: the caller
+        // learns which versions answered.
+        Some(fly_rpc::Error::UnknownProcedure {
+            name, peer_version, ..
+        }) if !sent_any => Error::UnknownProcedure { name, peer_version },
         _ if !sent_any => Error::NoPrimaryNode {
             region: primary.to_owned(),
             tried: attempts as usize,
