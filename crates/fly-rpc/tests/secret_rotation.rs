@@ -12,6 +12,9 @@ use fly_rpc::{Error, Node, NodeBuilder, Regions, StaticPeers};
 const OLD: &str = "the old cluster secret, 16+ bytes";
 const NEW: &str = "the new cluster secret, 16+ bytes";
 
+/// A node's secrets: the current one, and the previous ones that still verify.
+type Secrets<'a> = (&'a str, &'a [&'a str]);
+
 fn bare(region: &str, counters: &Arc<Counters>) -> NodeBuilder {
     Node::builder()
         .regions(Regions::new(region, "syd"))
@@ -58,7 +61,7 @@ async fn both_ways(
 async fn the_three_deploy_rotation_never_fails_a_call() {
     // Each stage is a moment of a rolling deploy: the two instances run
     // neighbouring configurations.
-    let stages: [((&str, &[&str]), (&str, &[&str])); 6] = [
+    let stages: [(Secrets<'_>, Secrets<'_>); 6] = [
         // Deploy 1: the new secret is added as previous, one instance first.
         ((OLD, &[NEW]), (OLD, &[])),
         ((OLD, &[NEW]), (OLD, &[NEW])),
