@@ -402,6 +402,15 @@ impl NodeBuilder {
         self
     }
 
+    /// How long after accept a connection may take to deliver its first
+    /// complete request head (default 10 s); a silent socket, a partial
+    /// head or a lone HTTP/2 preface is closed then. Connections that have
+    /// served a request are governed by the idle timeout instead.
+    pub fn first_request_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.first_request_timeout = timeout;
+        self
+    }
+
     /// How long a request body may take to arrive once its headers passed
     /// the auth checks (default 10 s); slower is HTTP 408.
     pub fn body_read_timeout(mut self, timeout: Duration) -> Self {

@@ -14,6 +14,9 @@ pub(crate) struct Limits {
     pub(crate) header_read_timeout: Duration,
     /// A connection with no request in flight for this long is closed.
     pub(crate) idle_timeout: Duration,
+    /// A connection that has not delivered one complete request head this
+    /// long after accept is closed: silent sockets, a lone HTTP/2 preface.
+    pub(crate) first_request_timeout: Duration,
     /// How long a closed connection may take to wind down.
     pub(crate) close_grace: Duration,
     /// HTTP/2 pings: how often, and how long to wait for the answer.
@@ -33,6 +36,7 @@ impl Default for Limits {
             max_connections: default_max_connections(),
             header_read_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(120),
+            first_request_timeout: Duration::from_secs(10),
             close_grace: Duration::from_secs(1),
             keep_alive_interval: Duration::from_secs(20),
             keep_alive_timeout: Duration::from_secs(10),

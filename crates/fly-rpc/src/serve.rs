@@ -39,6 +39,8 @@ struct Conn {
     last_active: AtomicU64,
     /// A request on it authenticated: a peer's pooled connection.
     trusted: Arc<std::sync::atomic::AtomicBool>,
+    /// A complete request head arrived on it (it is not a silent socket).
+    spoke: std::sync::atomic::AtomicBool,
     /// Closes the connection at once (its task is aborted).
     abort: std::sync::OnceLock<tokio::task::AbortHandle>,
 }
@@ -161,6 +163,7 @@ pub(crate) async fn serve(
             in_flight: AtomicUsize::new(0),
             last_active: AtomicU64::new(elapsed_ms(epoch)),
             trusted: Arc::default(),
+            spoke: std::sync::atomic::AtomicBool::new(false),
             abort: std::sync::OnceLock::new(),
         });
         table.lock().insert(id, Arc::clone(&conn));
@@ -174,6 +177,7 @@ pub(crate) async fn serve(
             epoch,
             limits,
             stop: stop.clone(),
+            accepted: Instant::now(),
         };
         let abort = conns.spawn(task.run(tcp, local, tls.clone()));
         let _ = conn_handle.abort.set(abort);
@@ -197,6 +201,7 @@ struct ConnTask {
     epoch: Instant,
     limits: Limits,
     stop: watch::Receiver<bool>,
+    accepted: Instant,
 }
 
 impl ConnTask {
@@ -249,6 +254,12 @@ impl ConnTask {
         tokio::pin!(connection);
         let idle = self.limits.idle_timeout;
         let mut check = tokio::time::interval((idle / 4).max(Duration::from_millis(50)));
+        // hyper's header-read timeout starts with the first byte, and its
+        // protocol detection waits without one: this closes a socket that
+        // sends nothing, part of a head, or only an HTTP/2 preface.
+        let first_request =
+            tokio::time::sleep_until((self.accepted + self.limits.first_request_timeout).into());
+        tokio::pin!(first_request);
         // Stopping (a deploy) waits for the requests in flight, bounded by
         // the node's shutdown grace; closing an idle or stalled connection
         // waits at most `close_grace`, so a peer that never finishes its
@@ -256,6 +267,11 @@ impl ConnTask {
         loop {
             let grace = tokio::select! {
                 _ = connection.as_mut() => break,
+                () = &mut first_request, if !self.conn.spoke.load(Ordering::Relaxed) => {
+                    metrics::counter!("fly_rpc_server_silent_connections_closed_total", "listener" => self.table.listener)
+                        .increment(1);
+                    break;
+                }
                 _ = self.stop.wait_for(|s| *s) => None,
                 _ = check.tick() => {
                     let quiet = elapsed_ms(epoch)
@@ -291,6 +307,7 @@ struct Activity {
 
 impl Activity {
     fn begin(conn: Arc<Conn>, epoch: Instant) -> Self {
+        conn.spoke.store(true, Ordering::Relaxed);
         conn.in_flight.fetch_add(1, Ordering::Relaxed);
         Activity { conn, epoch }
     }
