@@ -20,5 +20,12 @@ create table if not exists fly_postgres_requests (
 -- Tables created before these columns existed.
 alter table fly_postgres_requests add column if not exists args_digest text;
 alter table fly_postgres_requests add column if not exists failure text;
+-- When the sweeper may delete the row: soon for a request id the library
+-- generated (only the retries of one call use it), after the request
+-- retention for one the caller chose (an Idempotency-Key). Rows written
+-- before this column existed are swept by created_at.
+alter table fly_postgres_requests add column if not exists keep_until timestamptz;
 create index if not exists fly_postgres_requests_created_at
     on fly_postgres_requests (created_at);
+create index if not exists fly_postgres_requests_keep_until
+    on fly_postgres_requests (keep_until);

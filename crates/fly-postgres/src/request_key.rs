@@ -1,6 +1,8 @@
 //! The identity of one logical write: its request id, and a digest of what
 //! it does, so a reused id with different content is refused, not replayed.
 
+use std::time::Duration;
+
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -14,13 +16,22 @@ pub const MAX_REQUEST_ID_LEN: usize = 128;
 pub(crate) struct RequestKey {
     pub(crate) id: String,
     pub(crate) digest: String,
+    /// How long its record is kept: long for a caller-chosen id (a client
+    /// may retry tomorrow), short for a generated one (only this call's
+    /// retries use it).
+    pub(crate) keep: Duration,
 }
 
 impl RequestKey {
     /// Digests `args` (any JSON the mutation serializes to) in canonical form:
     /// object keys sorted, so a map field serialized in another order by a
     /// client's retry still matches.
-    pub(crate) fn new(id: String, mutation: &str, args: &serde_json::Value) -> Self {
+    pub(crate) fn new(
+        id: String,
+        mutation: &str,
+        args: &serde_json::Value,
+        keep: Duration,
+    ) -> Self {
         let mut hasher = Sha256::new();
         hasher.update(mutation.as_bytes());
         hasher.update([0]);
@@ -28,11 +39,17 @@ impl RequestKey {
         RequestKey {
             id,
             digest: hex::encode(hasher.finalize()),
+            keep,
         }
     }
 
     /// The key of `mutation` under `id`.
-    pub(crate) fn of<M: Serialize>(id: String, name: &str, mutation: &M) -> Result<Self, Error> {
+    pub(crate) fn of<M: Serialize>(
+        id: String,
+        name: &str,
+        mutation: &M,
+        keep: Duration,
+    ) -> Result<Self, Error> {
         // Through the text, as a forwarded write's arguments arrive: the two
         // paths must digest the same value (an f32 differs otherwise).
         let args = serde_json::to_string(mutation)
@@ -40,7 +57,7 @@ impl RequestKey {
             .map_err(|e| Error::Decode {
                 message: format!("mutation `{name}` does not serialize: {e}"),
             })?;
-        Ok(RequestKey::new(id, name, &args))
+        Ok(RequestKey::new(id, name, &args, keep))
     }
 }
 
@@ -91,9 +108,13 @@ mod tests {
         let a: serde_json::Value = serde_json::from_str(r#"{"a":1,"b":[1,2]}"#).unwrap();
         let b: serde_json::Value = serde_json::from_str(r#"{"b":[1,2],"a":1}"#).unwrap();
         let c: serde_json::Value = serde_json::from_str(r#"{"a":2,"b":[1,2]}"#).unwrap();
-        let key = |v| RequestKey::new("id".into(), "m", v).digest;
+        let day = Duration::from_secs(86_400);
+        let key = |v| RequestKey::new("id".into(), "m", v, day).digest;
         assert_eq!(key(&a), key(&b));
         assert_ne!(key(&a), key(&c));
-        assert_ne!(key(&a), RequestKey::new("id".into(), "other", &a).digest);
+        assert_ne!(
+            key(&a),
+            RequestKey::new("id".into(), "other", &a, day).digest
+        );
     }
 }

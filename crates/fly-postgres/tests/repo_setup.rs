@@ -136,7 +136,7 @@ async fn two_repos_in_one_app_each_have_their_node_and_tracker() {
 }
 
 #[tokio::test]
-async fn old_exactly_once_records_are_swept() {
+async fn expired_exactly_once_records_are_swept_and_kept_by_kind() {
     let app = two_regions_with(|b| b.request_retention(Duration::from_secs(3600)), |b| b).await;
     for i in 0..5 {
         app.lax
@@ -146,17 +146,82 @@ async fn old_exactly_once_records_are_swept() {
             .await
             .unwrap();
     }
-    sqlx::query("update fly_postgres_requests set created_at = now() - interval '2 hours' where mutation = 'create_todo' and id in (select id from fly_postgres_requests limit 3)")
+    for i in 0..2 {
+        app.lax
+            .write(CreateTodo {
+                title: format!("keyed {i}"),
+            })
+            .request_id(format!("client-key-{i}"))
+            .await
+            .unwrap();
+    }
+    // Generated ids are kept for the retries of one call (10 minutes by
+    // default), caller-chosen ones for the request retention (1 h here).
+    let kept: Vec<(String, f64)> = sqlx::query_as(
+        "select id, extract(epoch from keep_until - now())::float8 from fly_postgres_requests",
+    )
+    .fetch_all(app.syd.local())
+    .await
+    .unwrap();
+    assert_eq!(kept.len(), 7);
+    for (id, secs) in &kept {
+        let expected = if id.starts_with("client-key-") {
+            3600.0
+        } else {
+            600.0
+        };
+        assert!((secs - expected).abs() < 30.0, "{id}: kept {secs} s");
+    }
+    sqlx::query("update fly_postgres_requests set keep_until = now() - interval '1 second' where id in (select id from fly_postgres_requests where id not like 'client-key-%' limit 3)")
         .execute(app.syd.local())
         .await
         .unwrap();
-    assert_eq!(app.syd.sweep().await.unwrap(), 3);
+    assert_eq!(app.syd.sweep().await.unwrap(), Some(3));
     let left: i64 = sqlx::query_scalar("select count(*) from fly_postgres_requests")
         .fetch_one(app.syd.local())
         .await
         .unwrap();
-    assert_eq!(left, 2);
+    assert_eq!(left, 4);
 }
+
+#[tokio::test]
+async fn sweeps_delete_in_batches_and_one_instance_at_a_time() {
+    let app = two_regions().await;
+    // 12,000 expired records, and 3 from before `keep_until` existed.
+    sqlx::raw_sql(
+        "insert into fly_postgres_requests (id, mutation, keep_until)
+           select 'old-' || n, 'm', now() - interval '1 minute' from generate_series(1, 12000) n;
+         insert into fly_postgres_requests (id, mutation, created_at)
+           select 'legacy-' || n, 'm', now() - interval '2 days' from generate_series(1, 3) n;",
+    )
+    .execute(app.syd.local())
+    .await
+    .unwrap();
+    // Another instance is sweeping: this one skips.
+    let mut other = app.syd.local().acquire().await.unwrap();
+    sqlx::query("select pg_advisory_lock($1)")
+        .bind(SWEEP_LOCK)
+        .execute(&mut *other)
+        .await
+        .unwrap();
+    assert_eq!(app.syd.sweep().await.unwrap(), None);
+    sqlx::query("select pg_advisory_unlock($1)")
+        .bind(SWEEP_LOCK)
+        .execute(&mut *other)
+        .await
+        .unwrap();
+    assert_eq!(app.syd.sweep().await.unwrap(), Some(12_003));
+    let stats = app.syd.stats();
+    assert_eq!(
+        stats.largest_sweep_batch, 5_000,
+        "no statement deleted more"
+    );
+    assert_eq!(stats.swept_records, 12_003);
+    assert_eq!(stats.sweeps_skipped, 1);
+}
+
+/// The advisory lock key the sweeper takes ("flypg_sw").
+const SWEEP_LOCK: i64 = 0x666c_7970_675f_7377;
 
 #[tokio::test]
 async fn a_repo_without_a_database_is_a_config_error() {

@@ -10,7 +10,7 @@ use sqlx::PgPool;
 
 use super::forward::Forwarded;
 use super::primary_status::PrimaryStatus;
-use super::server_state::{AfterCommit, ServerState};
+use super::server_state::{AfterCommit, Retention, ServerState};
 use super::{Repo, RepoConfig, RepoInner, WriteMode, sweeper};
 use crate::error::Error;
 use crate::mutation::Mutation;
@@ -31,6 +31,7 @@ pub struct RepoBuilder {
     config: RepoConfig,
     name: String,
     sweep_interval: Duration,
+    generated_retention: Option<Duration>,
     after_commit: Option<AfterCommit>,
     ad_hoc_statements: bool,
     follow_primary: Option<bool>,
@@ -65,7 +66,8 @@ impl RepoBuilder {
                 direct_fallback: false,
             },
             name: "default".into(),
-            sweep_interval: Duration::from_secs(3600),
+            sweep_interval: Duration::from_secs(60),
+            generated_retention: None,
             after_commit: None,
             ad_hoc_statements: false,
             follow_primary: None,
@@ -173,16 +175,31 @@ impl RepoBuilder {
         self
     }
 
-    /// How long exactly-once records are kept (default 24 h). It must
-    /// outlast every retry of a write: at least a minute and twice the
-    /// RPC timeout, or `start` refuses.
+    /// How long the exactly-once records of caller-chosen request ids
+    /// ([`Write::request_id`](super::Write::request_id), an
+    /// `Idempotency-Key`) are kept (default 24 h): a client may repeat a
+    /// request that long. It must outlast every retry of a write: at least
+    /// twice the RPC timeout, or `start` refuses.
     pub fn request_retention(mut self, retention: Duration) -> Self {
         self.config.retention = retention;
         self
     }
 
-    /// How often old records are swept in the primary region (default 1 h,
-    /// at least 1 s).
+    /// How long the records of request ids the library generated are kept
+    /// (default: four RPC timeouts, at least 10 minutes): only the retries
+    /// of one call use them, so at 1,000 writes a second the table holds
+    /// minutes of writes, not a day. At least twice the RPC timeout, or
+    /// `start` refuses.
+    pub fn generated_id_retention(mut self, retention: Duration) -> Self {
+        self.generated_retention = Some(retention);
+        self
+    }
+
+    /// How often expired records are swept in the primary region (default
+    /// 60 s, at least 1 s). A sweep deletes in batches of at most 5,000
+    /// rows with a pause between them, and one instance sweeps a database
+    /// at a time (session advisory lock `7380407413031007095`, "flypg_sw";
+    /// the others skip).
     pub fn sweep_interval(mut self, interval: Duration) -> Self {
         self.sweep_interval = interval.max(Duration::from_secs(1));
         self
@@ -221,13 +238,27 @@ impl RepoBuilder {
     /// is logged if not) and starts sweeping old exactly-once records.
     pub async fn start(self) -> Result<Repo, Error> {
         let retry_span = self.config.rpc_timeout.saturating_mul(2);
-        if self.config.retention < retry_span.max(Duration::from_secs(60)) {
-            return Err(Error::Config(format!(
-                "request_retention {:?} is shorter than a write's retries can take; use at least {:?}",
-                self.config.retention,
-                retry_span.max(Duration::from_secs(60))
-            )));
+        let generated_retention = self.generated_retention.unwrap_or_else(|| {
+            self.config
+                .rpc_timeout
+                .saturating_mul(4)
+                .max(Duration::from_secs(600))
+        });
+        for (name, retention) in [
+            ("request_retention", self.config.retention),
+            ("generated_id_retention", generated_retention),
+        ] {
+            if retention < retry_span {
+                return Err(Error::Config(format!(
+                    "{name} {retention:?} is shorter than a write's retries can take \
+                     (twice the RPC timeout); use at least {retry_span:?}"
+                )));
+            }
         }
+        let retention = Retention {
+            chosen: self.config.retention,
+            generated: generated_retention,
+        };
         let pool = match (self.pool, &self.database_url) {
             (Some(pool), _) => pool,
             (None, Some(url)) => {
@@ -278,6 +309,7 @@ impl RepoBuilder {
                 after_commit: None,
                 async_commit: tokio::sync::OnceCell::new(),
                 ad_hoc_statements: true,
+                retention,
             })
         });
         let node = match self.node {
@@ -294,7 +326,9 @@ impl RepoBuilder {
             after_commit: self.after_commit,
             async_commit: tokio::sync::OnceCell::new(),
             ad_hoc_statements: self.ad_hoc_statements,
+            retention,
         });
+        let sweeps = Arc::new(super::sweeper::SweepCounters::default());
         let status = Arc::new(PrimaryStatus::new(pool.clone()));
         let check_status = Arc::clone(&status);
         let follow = self.follow_primary.unwrap_or_else(|| {
@@ -325,6 +359,7 @@ impl RepoBuilder {
                 pool.clone(),
                 self.config.retention,
                 self.sweep_interval,
+                Arc::clone(&sweeps),
             )))
         } else {
             None
@@ -346,6 +381,7 @@ impl RepoBuilder {
                 forwarded_writes: AtomicU64::new(0),
                 retries: AtomicU64::new(0),
                 sweeper,
+                sweeps,
             }),
         })
     }

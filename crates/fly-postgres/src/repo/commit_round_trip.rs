@@ -58,12 +58,13 @@ pub(crate) async fn commit_with_record(
     let mut sql = String::new();
     if let Some(r) = &record {
         sql.push_str(&format!(
-            "insert into fly_postgres_requests (id, mutation, args_digest, output) \
-             values ({}, {}, {}, {});\n",
+            "insert into fly_postgres_requests (id, mutation, args_digest, output, keep_until) \
+             values ({}, {}, {}, {}, now() + make_interval(secs => {}));\n",
             literal(&r.key.id),
             literal(r.mutation),
             literal(&r.key.digest),
-            literal(r.output)
+            literal(r.output),
+            r.key.keep.as_secs()
         ));
     }
     if force_local_flush {

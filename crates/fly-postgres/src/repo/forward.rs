@@ -23,6 +23,10 @@ use tracing::Instrument;
 #[serde(bound = "")]
 pub(crate) struct Forwarded<M> {
     args: Box<RawValue>,
+    /// The library generated the request id (the caller did not choose
+    /// one), so the record only has to outlive this call's retries.
+    /// Absent from older callers: kept as long as a chosen one then.
+    generated: bool,
     #[serde(skip)]
     _mutation: PhantomData<fn() -> M>,
 }
@@ -35,6 +39,8 @@ impl<'de, M: Mutation> Deserialize<'de> for Forwarded<M> {
         #[derive(Deserialize)]
         struct Wire {
             args: Box<RawValue>,
+            #[serde(default)]
+            generated: bool,
         }
         let wire = Wire::deserialize(deserializer)?;
         serde_json::from_str::<M>(wire.args.get()).map_err(|e| {
@@ -42,6 +48,7 @@ impl<'de, M: Mutation> Deserialize<'de> for Forwarded<M> {
         })?;
         Ok(Forwarded {
             args: wire.args,
+            generated: wire.generated,
             _mutation: PhantomData,
         })
     }
@@ -51,6 +58,7 @@ impl<M> Clone for Forwarded<M> {
     fn clone(&self) -> Self {
         Forwarded {
             args: self.args.clone(),
+            generated: self.generated,
             _mutation: PhantomData,
         }
     }
@@ -65,14 +73,20 @@ impl<M: Mutation> Forwarded<M> {
         })
     }
 
-    pub(crate) fn new(mutation: &M) -> Result<Self, Error> {
+    pub(crate) fn new(mutation: &M, generated_id: bool) -> Result<Self, Error> {
         let args = serde_json::value::to_raw_value(mutation).map_err(|e| Error::Decode {
             message: format!("mutation `{}` does not serialize: {e}", M::NAME),
         })?;
         Ok(Forwarded {
             args,
+            generated: generated_id,
             _mutation: PhantomData,
         })
+    }
+
+    /// Whether the library generated the write's request id.
+    pub(crate) fn generated_id(&self) -> bool {
+        self.generated
     }
 }
 
@@ -198,7 +212,12 @@ impl<M: Mutation> Procedure for Forwarded<M> {
             Some(id) => {
                 let args: serde_json::Value =
                     serde_json::from_str(self.args.get()).map_err(bad_args)?;
-                Some(RequestKey::new(id, M::NAME, &args))
+                Some(RequestKey::new(
+                    id,
+                    M::NAME,
+                    &args,
+                    state.retention.of(self.generated),
+                ))
             }
             None => None,
         };

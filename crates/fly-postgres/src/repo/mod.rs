@@ -67,6 +67,7 @@ pub(crate) struct RepoInner {
     forwarded_writes: AtomicU64,
     retries: AtomicU64,
     sweeper: Option<tokio::task::JoinHandle<()>>,
+    sweeps: Arc<sweeper::SweepCounters>,
 }
 
 impl Drop for RepoInner {
@@ -92,6 +93,14 @@ pub struct RepoStats {
     /// Writes this instance ran on the primary over PostgreSQL
     /// ([`WriteMode::Direct`] or the direct fallback).
     pub direct_writes: u64,
+    /// Exactly-once records this instance's sweeps deleted.
+    pub swept_records: u64,
+    /// The most rows one sweep statement deleted (at most 5,000).
+    pub largest_sweep_batch: u64,
+    /// The longest one sweep statement took.
+    pub longest_sweep_statement: Duration,
+    /// Sweeps skipped because another instance was sweeping the database.
+    pub sweeps_skipped: u64,
 }
 
 /// One app database across regions: reads on the local database, writes
@@ -272,10 +281,16 @@ impl Repo {
         Ok(())
     }
 
-    /// Deletes exactly-once records older than the retention now (the repo
-    /// also does it periodically in the primary region).
-    pub async fn sweep(&self) -> Result<u64, Error> {
-        sweeper::sweep(&self.inner.pool, self.inner.config.retention).await
+    /// Deletes the expired exactly-once records now, in batches (the repo
+    /// also does it every sweep interval in the primary region); returns
+    /// how many, or `None` when another instance is sweeping the database.
+    pub async fn sweep(&self) -> Result<Option<u64>, Error> {
+        sweeper::sweep(
+            &self.inner.pool,
+            self.inner.config.retention,
+            &self.inner.sweeps,
+        )
+        .await
     }
 
     /// Stops as a deploy's SIGTERM needs: the RPC port stops accepting at
@@ -305,6 +320,15 @@ impl Repo {
                 .direct
                 .as_ref()
                 .map_or(0, |d| d.served.load(Ordering::Relaxed)),
+            swept_records: self.inner.sweeps.deleted.load(Ordering::Relaxed),
+            largest_sweep_batch: self.inner.sweeps.largest_batch.load(Ordering::Relaxed),
+            longest_sweep_statement: Duration::from_micros(
+                self.inner
+                    .sweeps
+                    .longest_statement_us
+                    .load(Ordering::Relaxed),
+            ),
+            sweeps_skipped: self.inner.sweeps.skipped.load(Ordering::Relaxed),
         }
     }
 }

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::time::Duration;
 
 use sqlx::PgPool;
 
@@ -17,6 +18,28 @@ pub(crate) struct ServerState {
     pub(crate) async_commit: tokio::sync::OnceCell<bool>,
     /// Whether forwarded ad-hoc statements are served.
     pub(crate) ad_hoc_statements: bool,
+    /// How long exactly-once records are kept.
+    pub(crate) retention: Retention,
+}
+
+/// How long an exactly-once record is kept, by who chose its request id.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Retention {
+    /// A caller-chosen id (`Write::request_id`, an `Idempotency-Key`).
+    pub(crate) chosen: Duration,
+    /// An id the library generated: only the retries of one call use it.
+    pub(crate) generated: Duration,
+}
+
+impl Retention {
+    /// The retention of a record whose id was `generated` or chosen.
+    pub(crate) fn of(&self, generated: bool) -> Duration {
+        if generated {
+            self.generated
+        } else {
+            self.chosen
+        }
+    }
 }
 
 impl ServerState {

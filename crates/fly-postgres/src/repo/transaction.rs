@@ -209,13 +209,14 @@ async fn insert_failure<M: Mutation>(
     failure: &str,
 ) -> Result<u64, sqlx::Error> {
     let done = sqlx::query(
-        "insert into fly_postgres_requests (id, mutation, args_digest, failure) \
-         values ($1, $2, $3, $4) on conflict (id) do nothing",
+        "insert into fly_postgres_requests (id, mutation, args_digest, failure, keep_until) \
+         values ($1, $2, $3, $4, now() + make_interval(secs => $5)) on conflict (id) do nothing",
     )
     .bind(&key.id)
     .bind(M::NAME)
     .bind(&key.digest)
     .bind(failure)
+    .bind(key.keep.as_secs_f64())
     .execute(conn)
     .await?;
     Ok(done.rows_affected())

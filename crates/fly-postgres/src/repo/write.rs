@@ -209,7 +209,12 @@ pub(super) async fn run<M: Mutation, T>(
     if repo.is_primary().await {
         inner.local_writes.fetch_add(1, Ordering::Relaxed);
         let key = match request_id {
-            Some(id) => Some(RequestKey::of(id, M::NAME, &mutation)?),
+            Some(id) => Some(RequestKey::of(
+                id,
+                M::NAME,
+                &mutation,
+                inner.server.retention.chosen,
+            )?),
             None => None,
         };
         let result = match run_once(&inner.server, mutation, key.as_ref()).await {
@@ -249,7 +254,7 @@ pub(super) async fn run<M: Mutation, T>(
         inner.forwarded_writes.fetch_add(1, Ordering::Relaxed);
     }
     // Serialized once, before the first await: retries resend these bytes.
-    let call = Forwarded::new(&mutation)?;
+    let call = Forwarded::new(&mutation, request_id.is_none())?;
     drop(mutation);
     let rpc_timeout = rpc_timeout.unwrap_or(inner.config.rpc_timeout);
     let request_id = request_id.unwrap_or_else(request_key::generate);
@@ -380,7 +385,8 @@ async fn direct_once<M: Mutation>(
         ));
     };
     let mutation = call.mutation()?;
-    let key = RequestKey::of(request_id.to_owned(), M::NAME, &mutation)?;
+    let keep = state.retention.of(call.generated_id());
+    let key = RequestKey::of(request_id.to_owned(), M::NAME, &mutation, keep)?;
     state.served.fetch_add(1, Ordering::Relaxed);
     let started = Instant::now();
     let outcome = run_once(state, mutation, Some(&key)).await;
