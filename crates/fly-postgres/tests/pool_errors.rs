@@ -32,13 +32,19 @@ impl Mutation for Hold {
 
 /// A primary-region repo on `pool` that can run [`Hold`].
 async fn syd_holding(pool: sqlx::PgPool) -> Repo {
-    Repo::builder()
+    let syd = Repo::builder()
         .pool(pool)
         .node(node("syd", StaticPeers::new()))
+        // A write that gets no connection retries until this deadline,
+        // then says why.
+        .rpc_timeout(Duration::from_millis(600))
         .mutation::<Hold>()
         .start()
         .await
-        .unwrap()
+        .unwrap();
+    // Every write in the primary region keeps an exactly-once record.
+    syd.migrate().await.unwrap();
+    syd
 }
 
 #[tokio::test]

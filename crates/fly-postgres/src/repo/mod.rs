@@ -4,6 +4,7 @@
 mod builder;
 mod commit_round_trip;
 mod forward;
+mod local_write;
 mod primary_follower;
 mod primary_status;
 mod server_state;

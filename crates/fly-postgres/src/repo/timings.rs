@@ -23,7 +23,9 @@ pub struct WriteTimings {
     /// Waiting for the local replica to replay the commit; `None` with
     /// [`Write::no_wait`](super::Write::no_wait) or in the primary region.
     pub replication_wait: Option<Duration>,
-    /// RPC attempts (0 for a write this instance ran itself).
+    /// Attempts the write took: RPC attempts, or for a write this instance
+    /// ran itself, its attempts on the local database (more than one when
+    /// the first ones met a connection that died, as in a failover).
     pub attempts: u32,
 }
 

@@ -76,6 +76,12 @@ pub(crate) async fn run_once<M: Mutation>(
     let mut tx = begin(state).await?;
     let output = match mutation.run(&mut tx).await {
         Ok(output) => output,
+        Err(e) if connection_lost(&e) => {
+            // COMMIT was never sent, so the server cannot have committed:
+            // the write did not run, and a fresh connection may take it.
+            let _ = tx.rollback().await;
+            return Err(Failure::NotStarted(e));
+        }
         Err(e) => {
             let _ = tx.rollback().await;
             return settle_failure::<M>(state, key, e).await;
@@ -135,6 +141,28 @@ pub(crate) async fn run_once<M: Mutation>(
             settle_failure::<M>(state, key, missing_table_hint(error.into())).await
         }
         Finished::Unknown(e) => Err(Failure::Unknown(e.into())),
+    }
+}
+
+/// Whether a statement failed because the connection or the server went
+/// away (a crash, a failover, an administrator's shutdown), not because
+/// the server refused it: I/O and protocol errors, SQLSTATE class 08, and
+/// 57P01-57P03.
+fn connection_lost(error: &Error) -> bool {
+    match error {
+        Error::Sql(e) => matches!(
+            e,
+            sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::Protocol(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed
+        ),
+        Error::Database(db) => {
+            db.code().starts_with("08") || matches!(db.code(), "57P01" | "57P02" | "57P03")
+        }
+        _ => false,
     }
 }
 

@@ -2,6 +2,7 @@
 
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -9,6 +10,7 @@ use fly_rpc::CallOptions;
 use tracing::Instrument;
 
 use super::forward::{AttemptFailure, Committed, Forwarded, WireError, classify, from_rpc};
+use super::local_write::write_locally;
 use super::timings::WriteTimings;
 use super::transaction::{Failure, Outcome, run_once};
 use super::{Repo, WriteMode};
@@ -27,7 +29,10 @@ pub struct Write<'r, M: Mutation, T> {
     pub(super) wait: bool,
     rpc_timeout: Option<Duration>,
     replication_timeout: Option<Duration>,
-    request_id: Option<String>,
+    /// Fixed when the write is created, so it is known before awaiting.
+    request_id: String,
+    /// The caller chose the id (its record is kept longer).
+    chosen_id: bool,
     direct_fallback: Option<bool>,
 }
 
@@ -44,9 +49,36 @@ impl<'r, M: Mutation, T> Write<'r, M, T> {
             wait: true,
             rpc_timeout: None,
             replication_timeout: None,
-            request_id: None,
+            request_id: request_key::generate(),
+            chosen_id: false,
             direct_fallback: None,
         }
+    }
+
+    /// The write's request id, known before the write is awaited: a fresh
+    /// random one, or the one given to [`Write::request_id`]. If the
+    /// future is dropped before it finishes (a client that went away, a
+    /// `tokio::time::timeout`, a `select!`), the write may still commit:
+    /// in the primary region it runs to its end in a task of its own, and
+    /// a forwarded one may have reached the primary region. Either way a
+    /// write with this id settles it: it answers with the first write's
+    /// output if that one committed, and runs it otherwise. Ids the library
+    /// generated are remembered for the repo's `generated_id_retention`
+    /// (10 minutes by default).
+    ///
+    /// ```no_run
+    /// # async fn demo(repo: fly_postgres::Repo, statement: fly_postgres::Statement, again: fly_postgres::Statement) -> Result<(), fly_postgres::Error> {
+    /// let write = repo.execute(statement);
+    /// let id = write.id().to_owned();
+    /// match tokio::time::timeout(std::time::Duration::from_millis(50), write).await {
+    ///     Ok(result) => { result?; }
+    ///     // Gave up waiting: the same write with the same id settles it.
+    ///     Err(_) => { repo.execute(again).request_id(id).await?; }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn id(&self) -> &str {
+        &self.request_id
     }
 
     /// The write's request id (default: a fresh random one). Pass a
@@ -59,7 +91,8 @@ impl<'r, M: Mutation, T> Write<'r, M, T> {
     /// [`Error::InvalidRequestId`]. Also how an [`Error::MaybeCommitted`]
     /// is settled: write again with its [`Error::request_id`].
     pub fn request_id(mut self, id: impl Into<String>) -> Self {
-        self.request_id = Some(id.into());
+        self.request_id = id.into();
+        self.chosen_id = true;
         self
     }
 
@@ -181,7 +214,17 @@ pub(super) fn unreadable(error: Error) -> Error {
     }
 }
 
+/// Runs the write; a drop before it finishes is counted as cancelled.
 pub(super) async fn run<M: Mutation, T>(
+    write: Write<'_, M, T>,
+) -> Result<(M::Output, WriteTimings), Error> {
+    let mut cancelled = Cancelled::arm(M::NAME, Instant::now());
+    let result = run_to_end(write).await;
+    cancelled.disarm();
+    result
+}
+
+async fn run_to_end<M: Mutation, T>(
     write: Write<'_, M, T>,
 ) -> Result<(M::Output, WriteTimings), Error> {
     let Write {
@@ -191,6 +234,7 @@ pub(super) async fn run<M: Mutation, T>(
         rpc_timeout,
         replication_timeout,
         request_id,
+        chosen_id,
         direct_fallback,
         ..
     } = write;
@@ -203,44 +247,45 @@ pub(super) async fn run<M: Mutation, T>(
         metrics::counter!("fly_postgres_ad_hoc_refused_total", "from" => "local").increment(1);
         return Err(Error::AdHocStatementsDisabled { on_primary: false });
     }
-    if let Some(id) = &request_id {
-        request_key::validate(id)?;
+    if chosen_id {
+        request_key::validate(&request_id)?;
     }
     if repo.is_primary().await {
         inner.local_writes.fetch_add(1, Ordering::Relaxed);
-        let key = match request_id {
-            Some(id) => Some(RequestKey::of(
-                id,
-                M::NAME,
-                &mutation,
-                inner.server.retention.chosen,
-            )?),
-            None => None,
-        };
-        let result = match run_once(&inner.server, mutation, key.as_ref()).await {
-            Ok(Outcome::Committed(output, lsn)) => {
-                crate::consistency::record_write(lsn);
-                Ok(output)
-            }
-            // Committed; only the consistency cookie misses its LSN.
-            Ok(Outcome::CommittedLsnUnknown(output)) => Ok(output),
-            Err(Failure::NotCommitted(e) | Failure::NotStarted(e)) => Err(e),
-            Err(Failure::Unknown(e)) => Err(Error::MaybeCommitted {
-                mutation: M::NAME.to_owned(),
-                request_id: key.map(|k| k.id),
-                attempts: 1,
-                reason: format!("COMMIT's outcome is unknown: {e}"),
-            }),
-        };
+        let args = serde_json::to_string(&mutation).map_err(|e| Error::Decode {
+            message: format!("mutation `{}` does not serialize: {e}", M::NAME),
+        })?;
+        drop(mutation);
+        let value: serde_json::Value = serde_json::from_str(&args).map_err(|e| Error::Decode {
+            message: format!("mutation `{}` does not serialize: {e}", M::NAME),
+        })?;
+        let key = RequestKey::new(
+            request_id,
+            M::NAME,
+            &value,
+            inner.server.retention.of(!chosen_id),
+        );
+        let deadline = rpc_timeout.unwrap_or(inner.config.rpc_timeout);
+        let result = write_locally::<M>(Arc::clone(&inner.server), args.into(), key, deadline)
+            .await
+            .map(|reply| {
+                if let Some(lsn) = reply.lsn {
+                    crate::consistency::record_write(lsn);
+                }
+                (reply.output, reply.attempts)
+            });
         record(M::NAME, "local", started, &result);
         let total = started.elapsed();
-        let timings = WriteTimings {
-            total,
-            primary: Some(total),
-            ..WriteTimings::default()
-        };
-        crate::consistency::record_timings(&timings);
-        return result.map(|output| (output, timings));
+        return result.map(|(output, attempts)| {
+            let timings = WriteTimings {
+                total,
+                primary: Some(total),
+                attempts,
+                ..WriteTimings::default()
+            };
+            crate::consistency::record_timings(&timings);
+            (output, timings)
+        });
     }
 
     let fallback = direct_fallback.unwrap_or(inner.config.direct_fallback);
@@ -254,10 +299,9 @@ pub(super) async fn run<M: Mutation, T>(
         inner.forwarded_writes.fetch_add(1, Ordering::Relaxed);
     }
     // Serialized once, before the first await: retries resend these bytes.
-    let call = Forwarded::new(&mutation, request_id.is_none())?;
+    let call = Forwarded::new(&mutation, !chosen_id)?;
     drop(mutation);
     let rpc_timeout = rpc_timeout.unwrap_or(inner.config.rpc_timeout);
-    let request_id = request_id.unwrap_or_else(request_key::generate);
     let span = tracing::info_span!(
         "fly_postgres.write",
         mutation = M::NAME,
@@ -615,6 +659,40 @@ const MIN_ATTEMPT: Duration = Duration::from_millis(250);
 /// instance back after a 1 s restart is found within ~0.5 s.
 const FIRST_BACKOFF: Duration = Duration::from_millis(25);
 const MAX_BACKOFF: Duration = Duration::from_millis(500);
+
+/// Counts a write whose future was dropped before it finished
+/// (`outcome="cancelled"`): its request id ([`Write::id`]) settles it.
+struct Cancelled {
+    mutation: &'static str,
+    started: Instant,
+    armed: bool,
+}
+
+impl Cancelled {
+    fn arm(mutation: &'static str, started: Instant) -> Self {
+        Cancelled {
+            mutation,
+            started,
+            armed: true,
+        }
+    }
+
+    fn disarm(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Cancelled {
+    fn drop(&mut self) {
+        if self.armed {
+            metrics::histogram!(
+                "fly_postgres_write_seconds",
+                "mutation" => self.mutation, "path" => "any", "outcome" => "cancelled"
+            )
+            .record(self.started.elapsed().as_secs_f64());
+        }
+    }
+}
 
 fn outcome_label<T>(result: &Result<T, Error>) -> &'static str {
     match result {

@@ -1,0 +1,124 @@
+//! A write in the primary region: run here, next to the primary, with the
+//! same exactly-once record and the same retry rule as a forwarded write.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::server_state::ServerState;
+use super::transaction::{Failure, Outcome, run_once};
+use crate::error::Error;
+use crate::lsn::Lsn;
+use crate::mutation::Mutation;
+use crate::request_key::RequestKey;
+
+/// First and longest pause between two attempts of a write that did not run.
+const FIRST_BACKOFF: Duration = Duration::from_millis(25);
+const MAX_BACKOFF: Duration = Duration::from_millis(500);
+
+/// How a local write ended, with the attempts it took.
+pub(super) struct LocalReply<O> {
+    pub(super) output: O,
+    pub(super) lsn: Option<Lsn>,
+    pub(super) attempts: u32,
+}
+
+/// Runs `mutation` on the local database (the primary) under `key`, in a
+/// task of its own: a caller that is dropped (a client gone, a timeout)
+/// never leaves COMMIT half-done, and the write's record tells its outcome
+/// to a retry with the same request id.
+///
+/// An attempt whose failure proves it did not run (no connection, a
+/// connection that died before COMMIT was sent, a server shutting down or
+/// in recovery while the leader moves), or whose COMMIT's outcome is
+/// unknown, is retried with the same request id on a fresh connection,
+/// with backoff from 25 ms to 500 ms, until `deadline`: the record answers
+/// a retry of a write that did commit, so it commits once, and a
+/// PostgreSQL failover costs a primary-region caller latency, as it costs
+/// a forwarded one. At the deadline an unknown outcome is
+/// [`Error::MaybeCommitted`] with the id; a definite failure keeps its
+/// class.
+pub(super) async fn write_locally<M: Mutation>(
+    state: Arc<ServerState>,
+    args: Arc<str>,
+    key: RequestKey,
+    deadline: Duration,
+) -> Result<LocalReply<M::Output>, Error> {
+    let task = tokio::spawn(attempts::<M>(state, args, key, deadline));
+    match task.await {
+        Ok(result) => result,
+        Err(e) => Err(Error::MaybeCommitted {
+            mutation: M::NAME.to_owned(),
+            request_id: None,
+            attempts: 1,
+            reason: format!("the write's task ended abnormally: {e}"),
+        }),
+    }
+}
+
+async fn attempts<M: Mutation>(
+    state: Arc<ServerState>,
+    args: Arc<str>,
+    key: RequestKey,
+    deadline: Duration,
+) -> Result<LocalReply<M::Output>, Error> {
+    let deadline = Instant::now() + deadline;
+    let mut backoff = FIRST_BACKOFF;
+    let mut attempt = 0u32;
+    // An attempt's COMMIT had an unknown outcome: the write may have
+    // committed, and only its record can tell.
+    let mut maybe = false;
+    loop {
+        attempt += 1;
+        // Each attempt gets the mutation anew from its arguments, as a
+        // forwarded write does: what runs here is what would run if this
+        // write came from another region.
+        let mutation: M = serde_json::from_str(&args).map_err(|e| Error::Decode {
+            message: format!(
+                "the arguments of `{}` do not survive JSON (as a forwarded write's must): {e}",
+                M::NAME
+            ),
+        })?;
+        match run_once(&state, mutation, Some(&key)).await {
+            Ok(Outcome::Committed(output, lsn)) => {
+                return Ok(LocalReply {
+                    output,
+                    lsn: Some(lsn),
+                    attempts: attempt,
+                });
+            }
+            // Committed; only the consistency cookie misses its LSN.
+            Ok(Outcome::CommittedLsnUnknown(output)) => {
+                return Ok(LocalReply {
+                    output,
+                    lsn: None,
+                    attempts: attempt,
+                });
+            }
+            Err(Failure::NotCommitted(e)) => return Err(e),
+            Err(failure @ (Failure::NotStarted(_) | Failure::Unknown(_))) => {
+                let (e, unknown) = match failure {
+                    Failure::Unknown(e) => (e, true),
+                    Failure::NotStarted(e) | Failure::NotCommitted(e) => (e, false),
+                };
+                maybe |= unknown;
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    if maybe {
+                        return Err(Error::MaybeCommitted {
+                            mutation: M::NAME.to_owned(),
+                            request_id: Some(key.id.clone()),
+                            attempts: attempt,
+                            reason: format!("COMMIT's outcome is unknown: {e}"),
+                        });
+                    }
+                    return Err(e);
+                }
+                metrics::counter!("fly_postgres_write_retries_total", "mutation" => M::NAME)
+                    .increment(1);
+                tracing::warn!(error = %e, attempt, unknown, request_id = %key.id, "local write did not finish; retrying with the same request id");
+                tokio::time::sleep(backoff.min(left)).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
