@@ -170,6 +170,21 @@ impl AppProcess {
         None
     }
 
+    /// Sets (or replaces) a variable of its environment for the next
+    /// [`AppProcess::restart`]: a deploy that changes the configuration.
+    pub fn set_env(&mut self, name: &str, value: impl Into<String>) {
+        let value = value.into();
+        match self.env.iter_mut().find(|(n, _)| n == name) {
+            Some(entry) => entry.1 = value,
+            None => self.env.push((name.to_owned(), value)),
+        }
+    }
+
+    /// Removes a variable of its environment for the next restart.
+    pub fn remove_env(&mut self, name: &str) {
+        self.env.retain(|(n, _)| n != name);
+    }
+
     /// Starts it again with the same environment on the same HTTP and RPC
     /// addresses (peers keep finding it there), after a kill or terminate.
     pub fn restart(&mut self) -> Result<()> {

@@ -260,6 +260,9 @@ impl ConnTask {
         let first_request =
             tokio::time::sleep_until((self.accepted + self.limits.first_request_timeout).into());
         tokio::pin!(first_request);
+        // A select! branch's condition is read when the select! starts, not
+        // when the branch fires: the first request may come meanwhile.
+        let mut awaiting_first_request = true;
         // Stopping (a deploy) waits for the requests in flight, bounded by
         // the node's shutdown grace; closing an idle or stalled connection
         // waits at most `close_grace`, so a peer that never finishes its
@@ -267,7 +270,11 @@ impl ConnTask {
         loop {
             let grace = tokio::select! {
                 _ = connection.as_mut() => break,
-                () = &mut first_request, if !self.conn.spoke.load(Ordering::Relaxed) => {
+                () = &mut first_request, if awaiting_first_request => {
+                    awaiting_first_request = false;
+                    if self.conn.spoke.load(Ordering::Relaxed) {
+                        continue;
+                    }
                     metrics::counter!("fly_rpc_server_silent_connections_closed_total", "listener" => self.table.listener)
                         .increment(1);
                     break;

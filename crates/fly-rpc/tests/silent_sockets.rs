@@ -96,3 +96,44 @@ async fn both_listeners_close_a_silent_socket_within_ten_seconds_by_default() {
     stop.send(()).unwrap();
     app.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn a_connection_that_served_a_request_outlives_the_first_request_timeout() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopping) = tokio::sync::oneshot::channel::<()>();
+    let app = tokio::spawn(fly_rpc::serve_app(
+        listener,
+        axum::Router::new().route("/", axum::routing::get(|| async { "hello" })),
+        async move {
+            let _ = stopping.await;
+        },
+    ));
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let ask = async |stream: &mut TcpStream| {
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .expect("an answer")
+            .unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    // A request every 2 s on one keep-alive connection, past the 10 s a
+    // silent socket gets.
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(12) {
+        let answer = ask(&mut stream).await;
+        assert!(
+            answer.ends_with("hello"),
+            "cut after {:?}: {answer:?}",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    stop.send(()).unwrap();
+    app.await.unwrap().unwrap();
+}

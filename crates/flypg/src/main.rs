@@ -52,6 +52,15 @@ enum Command {
     },
 }
 
+/// The todo app's mutations before `AppendLedger` was added.
+fn old_build_mutations(builder: fly_postgres::RepoBuilder) -> fly_postgres::RepoBuilder {
+    builder
+        .mutation::<fly_postgres_todo::CreateTodo>()
+        .mutation::<fly_postgres_todo::CreateBatch>()
+        .mutation::<fly_postgres_todo::UpdateTodo>()
+        .mutation::<fly_postgres_todo::DeleteTodo>()
+}
+
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -75,9 +84,18 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Demo(args) => demo::run(args).await,
             Command::Chaos(args) => chaos::run(args).await,
-            Command::TodoApp => fly_postgres_todo::run_from_env()
-                .await
-                .map_err(|e| -> Box<dyn std::error::Error> { e.to_string().into() }),
+            Command::TodoApp => {
+                // The skew drill's "old build": the ledger's mutation is
+                // not there yet.
+                let register = if std::env::var_os("FLYPG_DRILL_OLD_BUILD").is_some() {
+                    old_build_mutations
+                } else {
+                    fly_postgres_todo::mutations
+                };
+                fly_postgres_todo::run_from_env_with(register)
+                    .await
+                    .map_err(|e| -> Box<dyn std::error::Error> { e.to_string().into() })
+            }
             Command::Bench { which } => bench::run(which).await,
             Command::Status { json } => status::run(json).await,
             Command::RpcNode { name } => rpc_node::run(name).await,

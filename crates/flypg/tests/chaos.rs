@@ -33,6 +33,8 @@ fn a_short_chaos_run_keeps_every_promise() {
         "replica-down",
         "failover",
         "failover-async",
+        "skew",
+        "rotate",
     ] {
         let s = &report["scenarios"][name];
         for key in [
@@ -84,6 +86,23 @@ fn a_short_chaos_run_keeps_every_promise() {
         let s = &report["scenarios"][failover];
         assert!(s["promoted_ms"].is_number(), "{s}");
         assert!(s["resumed_ms"].is_number(), "writes resumed: {s}");
+        assert!(s["syd_max_write_ms"].is_number(), "syd wrote too: {s}");
+    }
+    // A failover costs writers in both regions no error; deploys that add
+    // a mutation or rotate the secret cost nobody an error.
+    let write_errors = |s: &serde_json::Value| {
+        s["errors"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k.starts_with("write:"))
+            .count()
+    };
+    assert_eq!(write_errors(&report["scenarios"]["failover"]), 0);
+    for deploy in ["skew", "rotate"] {
+        let s = &report["scenarios"][deploy];
+        assert_eq!(s["errors"], serde_json::json!({}), "{deploy}: {s}");
+        assert_eq!(s["restarts"], s["clean_exits"], "{deploy}: {s}");
     }
 }
 

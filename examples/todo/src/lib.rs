@@ -61,6 +61,14 @@ pub fn mutations(builder: fly_postgres::RepoBuilder) -> fly_postgres::RepoBuilde
 /// once: callers in other regions fail over to a sibling instance, while the
 /// requests and forwarded writes in flight finish and get their replies.
 pub async fn run_from_env() -> Result<(), StartError> {
+    run_from_env_with(mutations).await
+}
+
+/// [`run_from_env`] with the mutations `register` adds (the fault drills
+/// run an "old build" that lacks one).
+pub async fn run_from_env_with(
+    register: fn(fly_postgres::RepoBuilder) -> fly_postgres::RepoBuilder,
+) -> Result<(), StartError> {
     // First, so the repo's own metrics from the start are recorded.
     let metrics = match env_listen_addr("METRICS_LISTEN", "METRICS_PORT")? {
         Some(addr) => Some(metrics_endpoint::start(addr).await?),
@@ -70,7 +78,7 @@ pub async fn run_from_env() -> Result<(), StartError> {
     // The app writes only through its typed mutations, so ad-hoc
     // statements stay off (the default): a node in the primary region has
     // no reason to run arbitrary SQL for its peers.
-    let repo = mutations(Repo::builder())
+    let repo = register(Repo::builder())
         .database_url(fly_postgres::database_url_from_env()?)
         .node(node)
         .start()

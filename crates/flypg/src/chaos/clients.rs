@@ -59,11 +59,22 @@ pub(crate) async fn run(
         let token = format!("{prefix}-{n}");
         n += 1;
         let started = Instant::now();
-        let answer = tokio::time::timeout(
-            CLIENT_TIMEOUT,
-            http.post(&format!("{base}/ledger"), json!({ "token": token })),
-        )
-        .await;
+        let answer = loop {
+            let answer = tokio::time::timeout(
+                CLIENT_TIMEOUT,
+                http.post(&format!("{base}/ledger"), json!({ "token": token })),
+            )
+            .await;
+            // The instance is restarting (a deploy) and refused the
+            // connection: nothing was sent, so a client (or Fly's proxy,
+            // which would pick another instance) simply tries again.
+            match &answer {
+                Ok(Err(e)) if is_connect_error(e.as_ref()) && !stop.load(Ordering::Relaxed) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                _ => break answer,
+            }
+        };
         let write_ms = millis(started.elapsed());
         let told = match answer {
             Err(_) => Told::Maybe("client_timeout".into()),
@@ -78,9 +89,20 @@ pub(crate) async fn run(
         };
         let (read, read_ms) = if matches!(told, Told::Ok { .. }) {
             let started = Instant::now();
-            let answer =
-                tokio::time::timeout(CLIENT_TIMEOUT, http.get(&format!("{base}/ledger/{token}")))
-                    .await;
+            let answer = loop {
+                let answer = tokio::time::timeout(
+                    CLIENT_TIMEOUT,
+                    http.get(&format!("{base}/ledger/{token}")),
+                )
+                .await;
+                match &answer {
+                    // Restarting (see the write above): nothing was sent.
+                    Ok(Err(e)) if is_connect_error(e.as_ref()) && !stop.load(Ordering::Relaxed) => {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    _ => break answer,
+                }
+            };
             let read = match answer {
                 Err(_) => Read::Failed("client_timeout".into()),
                 Ok(Err(_)) => Read::Failed("http".into()),
@@ -108,6 +130,13 @@ pub(crate) async fn run(
         });
     }
     ops
+}
+
+/// Whether the request failed to connect, before any byte was sent.
+fn is_connect_error(error: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
+    error
+        .downcast_ref::<hyper_util::client::legacy::Error>()
+        .is_some_and(hyper_util::client::legacy::Error::is_connect)
 }
 
 fn error_code(body: &serde_json::Value, status: StatusCode) -> String {

@@ -44,6 +44,8 @@ pub(crate) async fn inject(
         Scenario::Rolling => rolling(world, gap, started, notes).await,
         Scenario::ReplicaDown => replica_down_for(world, gap, replica_down, started, notes).await,
         Scenario::Failover | Scenario::FailoverAsync => failover(world, gap, started, notes).await,
+        Scenario::Skew => skew(world, gap, started, notes).await,
+        Scenario::Rotate => rotate(world, gap, started, notes).await,
     }
 }
 
@@ -199,6 +201,149 @@ async fn rolling(
         tokio::time::sleep(Duration::from_millis(300)).await;
         tokio::task::block_in_place(|| world.syd[i].restart())?;
     }
+    tokio::time::sleep(gap).await;
+    Ok(())
+}
+
+/// Which instance of the drill's world.
+#[derive(Debug, Clone, Copy)]
+enum Instance {
+    Syd(usize),
+    Lax,
+}
+
+/// A deploy of one instance: SIGTERM, the new configuration, restart on
+/// the same addresses; counted in `restarts` and `clean_exits`.
+async fn redeploy(
+    world: &mut World,
+    which: Instance,
+    configure: impl FnOnce(&mut fly_postgres_testkit::AppProcess),
+    started: Instant,
+    notes: &mut Notes,
+    what: &str,
+) -> ChaosResult<()> {
+    let process = match which {
+        Instance::Syd(i) => &mut world.syd[i],
+        Instance::Lax => &mut world.lax,
+    };
+    let stopping = Instant::now();
+    let status = tokio::task::block_in_place(|| process.terminate(Duration::from_secs(15)));
+    let clean = status.is_some_and(|s| s.success());
+    configure(process);
+    tokio::task::block_in_place(|| process.restart())?;
+    notes.fault(
+        started,
+        format!(
+            "{what}: {which:?} stopped {} in {:.0} ms and restarted",
+            if clean { "cleanly" } else { "UNCLEANLY" },
+            millis(stopping.elapsed())
+        ),
+    );
+    for (key, add) in [("restarts", 1), ("clean_exits", u64::from(clean))] {
+        let n = notes.extra.get(key).and_then(|n| n.as_u64()).unwrap_or(0);
+        notes.extra.insert(key.into(), json!(n + add));
+    }
+    Ok(())
+}
+
+/// Writes served by each syd instance since it started.
+async fn served_split(world: &World) -> ChaosResult<Vec<u64>> {
+    let http = Http::new();
+    let mut split = Vec::new();
+    for instance in &world.syd {
+        let answer = http.get(&instance.url("/stats")).await?;
+        split.push(answer.body["served_writes"].as_u64().unwrap_or(0));
+    }
+    Ok(split)
+}
+
+/// A rolling deploy that adds the ledger's mutation: syd instance 1 runs
+/// the old build (it answers "unknown procedure" and runs nothing), so
+/// every write goes to instance 2; then instance 1 is replaced by the new
+/// build and takes writes again.
+async fn skew(
+    world: &mut World,
+    gap: Duration,
+    started: Instant,
+    notes: &mut Notes,
+) -> ChaosResult<()> {
+    tokio::time::sleep(gap * 2).await;
+    let before = served_split(world).await?;
+    notes.fault(
+        started,
+        format!("writes served per syd instance (old build v1, new build v2): {before:?}"),
+    );
+    notes
+        .extra
+        .insert("split_during_skew".into(), json!(before));
+    redeploy(
+        world,
+        Instance::Syd(0),
+        |p| {
+            p.remove_env("FLYPG_DRILL_OLD_BUILD");
+            p.set_env("FLY_RPC_VERSION", "v2");
+        },
+        started,
+        notes,
+        "the old build replaced by the new",
+    )
+    .await?;
+    tokio::time::sleep(gap * 2).await;
+    let after = served_split(world).await?;
+    notes.fault(
+        started,
+        format!("writes served per syd instance since: {after:?}"),
+    );
+    notes.extra.insert("split_after".into(), json!(after));
+    Ok(())
+}
+
+/// The secret rotated with writes throughout, in three rolling deploys of
+/// every instance: the new secret added as previous; the new secret signs
+/// and the old one verifies; the old one removed.
+async fn rotate(
+    world: &mut World,
+    gap: Duration,
+    started: Instant,
+    notes: &mut Notes,
+) -> ChaosResult<()> {
+    let old = world.secret.clone();
+    let new = format!("chaos-{:032x}", rand::random::<u128>());
+    let instances: Vec<Instance> = (0..world.syd.len())
+        .map(Instance::Syd)
+        .chain([Instance::Lax])
+        .collect();
+    let deploys: [(&str, String, Option<String>); 3] = [
+        (
+            "deploy 1, new secret as previous",
+            old.clone(),
+            Some(new.clone()),
+        ),
+        ("deploy 2, new secret signs", new.clone(), Some(old.clone())),
+        ("deploy 3, old secret removed", new.clone(), None),
+    ];
+    for (what, current, previous) in deploys {
+        for &instance in &instances {
+            tokio::time::sleep(gap / 2).await;
+            let (current, previous) = (current.clone(), previous.clone());
+            redeploy(
+                world,
+                instance,
+                move |p| {
+                    p.set_env("FLY_RPC_SECRET", current);
+                    match previous {
+                        Some(previous) => p.set_env("FLY_RPC_SECRET_PREVIOUS", previous),
+                        None => p.remove_env("FLY_RPC_SECRET_PREVIOUS"),
+                    }
+                },
+                started,
+                notes,
+                what,
+            )
+            .await?;
+        }
+    }
+    world.secret = new;
     tokio::time::sleep(gap).await;
     Ok(())
 }

@@ -44,6 +44,11 @@ pub(crate) enum Scenario {
     /// streamed die with the old primary (counted as `lost`, not a broken
     /// promise: that is what asynchronous replication means).
     FailoverAsync,
+    /// A rolling deploy that adds the ledger's mutation: one syd instance
+    /// runs the old build without it, then is replaced by the new one.
+    Skew,
+    /// The RPC secret rotated in three rolling deploys of every instance.
+    Rotate,
 }
 
 impl Scenario {
@@ -55,11 +60,21 @@ impl Scenario {
             Scenario::ReplicaDown => "replica-down",
             Scenario::Failover => "failover",
             Scenario::FailoverAsync => "failover-async",
+            Scenario::Skew => "skew",
+            Scenario::Rotate => "rotate",
         }
     }
 
     fn syd_instances(self) -> usize {
-        if self == Scenario::Rolling { 2 } else { 1 }
+        match self {
+            Scenario::Rolling | Scenario::Skew | Scenario::Rotate => 2,
+            _ => 1,
+        }
+    }
+
+    /// Whether clients also write through the primary region's instance.
+    fn writes_in_syd(self) -> bool {
+        matches!(self, Scenario::Failover | Scenario::FailoverAsync)
     }
 
     fn standby(self) -> world::Standby {
@@ -101,9 +116,18 @@ impl Scenario {
                 .extra
                 .get("recovery_ms")
                 .is_some_and(|v| !v.is_null()),
-            // Writes resumed without restarting any app.
-            Scenario::Failover | Scenario::FailoverAsync => {
+            // Writes resumed without restarting any app, and no writer in
+            // either region saw an error.
+            Scenario::Failover => {
                 report.extra.get("resumed_ms").is_some_and(|v| !v.is_null())
+                    && report.write_error_count() == 0
+            }
+            Scenario::FailoverAsync => report.extra.get("resumed_ms").is_some_and(|v| !v.is_null()),
+            // A deploy, whatever it changes, costs latency, never an error.
+            Scenario::Skew | Scenario::Rotate => {
+                report.error_count() == 0
+                    && report.extra.get("clean_exits").and_then(|n| n.as_u64())
+                        == report.extra.get("restarts").and_then(|n| n.as_u64())
             }
             Scenario::Load | Scenario::Crash => true,
         }
@@ -145,6 +169,8 @@ pub(crate) async fn run(args: ChaosArgs) -> Result<(), Box<dyn std::error::Error
             Scenario::ReplicaDown,
             Scenario::Failover,
             Scenario::FailoverAsync,
+            Scenario::Skew,
+            Scenario::Rotate,
         ]
     } else {
         args.scenarios.clone()
@@ -207,7 +233,13 @@ pub(crate) async fn run(args: ChaosArgs) -> Result<(), Box<dyn std::error::Error
 async fn run_scenario(scenario: Scenario, args: &ChaosArgs) -> ChaosResult<ScenarioReport> {
     let rtt = Duration::from_millis(args.rtt_ms);
     let seconds = Duration::from_secs(args.seconds.max(1));
-    let mut world = World::start(rtt, scenario.syd_instances(), scenario.standby()).await?;
+    let mut world = World::start(
+        rtt,
+        scenario.syd_instances(),
+        scenario.standby(),
+        scenario == Scenario::Skew,
+    )
+    .await?;
     let stop = Arc::new(AtomicBool::new(false));
     let http = Http::new();
     let count = if scenario == Scenario::Load {
@@ -224,6 +256,17 @@ async fn run_scenario(scenario: Scenario, args: &ChaosArgs) -> ChaosResult<Scena
             format!("{}-{c}", scenario.name()),
             Arc::clone(&stop),
         ));
+    }
+    let syd_prefix = format!("{}-syd-", scenario.name());
+    if scenario.writes_in_syd() {
+        for c in 0..(count / 2).max(2) {
+            clients.spawn(clients::run(
+                http.clone(),
+                world.syd[0].url(""),
+                format!("{syd_prefix}{c}"),
+                Arc::clone(&stop),
+            ));
+        }
     }
     let started = Instant::now();
     let mut notes = faults::Notes::default();
@@ -250,6 +293,18 @@ async fn run_scenario(scenario: Scenario, args: &ChaosArgs) -> ChaosResult<Scena
     let mut report = ledger::reconcile(scenario.name(), &ops, &rows);
     report.faults = notes.faults;
     report.extra = notes.extra;
+    if scenario.writes_in_syd() {
+        // What a caller in the primary region waited, at worst, across the
+        // failover.
+        let worst = ops
+            .iter()
+            .filter(|op| op.token.starts_with(&syd_prefix))
+            .map(|op| op.write_ms)
+            .fold(0.0, f64::max);
+        report
+            .extra
+            .insert("syd_max_write_ms".into(), json!(worst.round()));
+    }
     report.promises_held =
         scenario.core_promises_held(&report) && scenario.extra_promises_held(&report);
     drop(world);

@@ -81,6 +81,16 @@ impl ScenarioReport {
     pub(crate) fn error_count(&self) -> usize {
         self.errors.values().sum()
     }
+
+    /// Errors of writes only (a read of a database that is failing over
+    /// may fail; a write must not).
+    pub(crate) fn write_error_count(&self) -> usize {
+        self.errors
+            .iter()
+            .filter(|(kind, _)| kind.starts_with("write:"))
+            .map(|(_, n)| n)
+            .sum()
+    }
 }
 
 /// The human-readable table.

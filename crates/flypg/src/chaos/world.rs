@@ -21,6 +21,8 @@ pub(crate) enum Standby {
 
 pub(crate) struct World {
     pub(crate) topology: PgTopology,
+    /// The cluster's RPC secret the instances started with.
+    pub(crate) secret: String,
     /// The primary-region instances.
     pub(crate) syd: Vec<AppProcess>,
     /// lax -> syd[i] RPC links, one per instance.
@@ -30,10 +32,13 @@ pub(crate) struct World {
 }
 
 impl World {
+    /// With `old_first`, the first syd instance runs the "old build" (no
+    /// ledger mutation, version `v1`); every other instance is `v2`.
     pub(crate) async fn start(
         rtt: Duration,
         syd_instances: usize,
         standby: Standby,
+        old_first: bool,
     ) -> ChaosResult<World> {
         // WAL crosses the same ocean as the RPC, one way.
         let mut builder = PgTopology::builder("syd")
@@ -57,11 +62,17 @@ impl World {
         };
         let mut syd = Vec::new();
         let mut links = Vec::new();
-        for _ in 0..syd_instances.max(1) {
+        for i in 0..syd_instances.max(1) {
             // Bound first: the instance accepts calls signed for the link's
             // address, and keeps it across restarts.
             let link = LatencyProxy::bind(Delay::rtt(rtt)).await?;
             let mut env = common("syd");
+            if old_first && i == 0 {
+                env.push(("FLYPG_DRILL_OLD_BUILD", "1".into()));
+                env.push(("FLY_RPC_VERSION", "v1".into()));
+            } else {
+                env.push(("FLY_RPC_VERSION", "v2".into()));
+            }
             env.push(("DATABASE_URL", topology.leader_url()));
             env.push(("FLY_RPC_ADVERTISE", link.local_addr().to_string()));
             let instance = spawn_todo_app(env).await?;
@@ -76,11 +87,13 @@ impl World {
             .collect::<Vec<_>>()
             .join(",");
         let mut env = common("lax");
+        env.push(("FLY_RPC_VERSION", "v2".into()));
         env.push(("DATABASE_URL", topology.replica("lax")?.url()));
         env.push(("FLY_RPC_PEERS", format!("syd={peers}")));
         let lax = spawn_todo_app(env).await?;
         Ok(World {
             topology,
+            secret,
             syd,
             links,
             lax,
