@@ -7,6 +7,7 @@ mod loopback_node;
 mod mutations;
 mod repo;
 mod rpc;
+mod soak;
 mod throughput;
 mod tracker;
 

@@ -48,6 +48,12 @@ pub(crate) struct RepoArgs {
     /// directory.
     #[arg(long, value_name = "DIR")]
     svg: Option<std::path::PathBuf>,
+    /// Soak instead: forwarded writes for this many seconds with the
+    /// exactly-once retention compressed to 2 s and a sweep every second;
+    /// reports the record table's size over time, the largest sweep
+    /// statement, write p99 during sweeps against outside, and memory.
+    #[arg(long, value_name = "SECONDS")]
+    soak: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -100,6 +106,12 @@ pub(crate) async fn run(args: RepoArgs) -> BenchResult<()> {
     }
     if args.no_proxy {
         return super::library_cost::run(args.seconds, args.json).await;
+    }
+    if let Some(seconds) = args.soak {
+        if seconds < 3 {
+            return Err("--soak needs at least 3 seconds".into());
+        }
+        return super::soak::run(seconds, args.json).await;
     }
     let say = |text: &str| {
         if !args.json {
