@@ -253,6 +253,20 @@ pub enum Error {
     Listener(#[source] std::io::Error),
 }
 
+/// Whether sqlx failed to reach or keep its connection (not the server
+/// refusing a statement).
+pub(crate) fn connection_failed(error: &sqlx::Error) -> bool {
+    matches!(
+        error,
+        sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+    )
+}
+
 impl From<sqlx::Error> for Error {
     /// A database error becomes [`Error::Database`] (matchable by SQLSTATE
     /// wherever it is handled); anything else stays [`Error::Sql`].
@@ -394,15 +408,7 @@ impl Error {
         match self {
             Error::NoConnection { .. } => true,
             Error::Database(db) => db.is_unavailable(),
-            Error::Sql(e) => matches!(
-                e,
-                sqlx::Error::Io(_)
-                    | sqlx::Error::Tls(_)
-                    | sqlx::Error::Protocol(_)
-                    | sqlx::Error::PoolTimedOut
-                    | sqlx::Error::PoolClosed
-                    | sqlx::Error::WorkerCrashed
-            ),
+            Error::Sql(e) => connection_failed(e),
             _ => false,
         }
     }

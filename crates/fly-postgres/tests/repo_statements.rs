@@ -267,16 +267,7 @@ async fn a_primary_region_node_without_the_opt_in_refuses_forwarded_statements()
         .start()
         .await
         .unwrap();
-    let lax = registered(Repo::builder())
-        .ad_hoc_statements(true)
-        .pool(app.lax.local().clone())
-        .node(node(
-            "lax",
-            StaticPeers::new().with("syd", syd.node().local_addr().expect("rpc listener")),
-        ))
-        .start()
-        .await
-        .unwrap();
+    let lax = lax_for(&syd, app.lax.local().clone(), |b| b.ad_hoc_statements(true)).await;
     assert_eq!(lax.execute(query("delete from todos")).await.unwrap(), 1);
     assert_eq!(count_todos(app.syd.local()).await, 0);
 }

@@ -41,8 +41,17 @@ impl Mutation for CutBeforeAnswer {
     }
 }
 
-/// A primary-region repo whose one connection goes through `proxy`.
-async fn syd_through(cluster: &PgCluster, proxy: &LatencyProxy) -> Repo {
+/// A primary-region repo whose one connection goes through a proxy, and
+/// the proxy.
+async fn syd_through(cluster: &PgCluster) -> (std::sync::Arc<LatencyProxy>, Repo) {
+    let proxy = std::sync::Arc::new(
+        LatencyProxy::start(
+            std::net::SocketAddr::from(([127, 0, 0, 1], cluster.primary().port())),
+            Delay::NONE,
+        )
+        .await
+        .unwrap(),
+    );
     let mut options = cluster.primary().connect_options();
     options = options.host("127.0.0.1").port(proxy.local_addr().port());
     let pool = fly_postgres::pool_options()
@@ -66,7 +75,7 @@ async fn syd_through(cluster: &PgCluster, proxy: &LatencyProxy) -> Repo {
     })
     .await
     .unwrap();
-    syd
+    (proxy, syd)
 }
 
 async fn rows(cluster: &PgCluster, title: &str) -> i64 {
@@ -81,15 +90,7 @@ async fn rows(cluster: &PgCluster, title: &str) -> i64 {
 #[tokio::test]
 async fn a_lost_commit_answer_is_maybe_committed_with_an_id_that_settles_it() {
     let cluster = PgCluster::start().await.unwrap();
-    let proxy = std::sync::Arc::new(
-        LatencyProxy::start(
-            std::net::SocketAddr::from(([127, 0, 0, 1], cluster.primary().port())),
-            Delay::NONE,
-        )
-        .await
-        .unwrap(),
-    );
-    let syd = syd_through(&cluster, &proxy).await;
+    let (proxy, syd) = syd_through(&cluster).await;
     // Every answer takes 300 ms to come back. The mutation cuts the link
     // 150 ms after its last statement: COMMIT has reached the server (bytes
     // to it are not delayed) and its answer is on the way back.
@@ -127,15 +128,7 @@ async fn a_lost_commit_answer_is_maybe_committed_with_an_id_that_settles_it() {
 #[tokio::test]
 async fn a_dropped_write_runs_to_its_end_and_its_id_settles_it() {
     let cluster = PgCluster::start().await.unwrap();
-    let proxy = std::sync::Arc::new(
-        LatencyProxy::start(
-            std::net::SocketAddr::from(([127, 0, 0, 1], cluster.primary().port())),
-            Delay::NONE,
-        )
-        .await
-        .unwrap(),
-    );
-    let syd = syd_through(&cluster, &proxy).await;
+    let (proxy, syd) = syd_through(&cluster).await;
     proxy.set_delay(Delay::to_client_only(Duration::from_millis(150)));
     let write = syd.write(CreateTodo {
         title: "dropped".into(),

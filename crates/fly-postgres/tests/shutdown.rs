@@ -37,17 +37,10 @@ impl Mutation for SlowCreate {
 async fn sigterm_lets_a_forwarded_write_in_flight_finish() {
     let app = two_regions_with(|syd| syd.mutation::<SlowCreate>(), |lax| lax).await;
     let syd: Repo = app.syd.clone();
-    let lax = registered(Repo::builder())
-        .mutation::<SlowCreate>()
-        .pool(app.lax.local().clone())
-        .rpc_timeout(Duration::from_secs(3))
-        .node(node(
-            "lax",
-            StaticPeers::new().with("syd", syd.node().local_addr().expect("rpc listener")),
-        ))
-        .start()
-        .await
-        .unwrap();
+    let lax = lax_for(&syd, app.lax.local().clone(), |b| {
+        b.mutation::<SlowCreate>().rpc_timeout(Duration::from_secs(3))
+    })
+    .await;
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let http_addr = listener.local_addr().unwrap();

@@ -150,15 +150,7 @@ pub(crate) async fn run_once<M: Mutation>(
 /// 57P01-57P03.
 fn connection_lost(error: &Error) -> bool {
     match error {
-        Error::Sql(e) => matches!(
-            e,
-            sqlx::Error::Io(_)
-                | sqlx::Error::Tls(_)
-                | sqlx::Error::Protocol(_)
-                | sqlx::Error::PoolTimedOut
-                | sqlx::Error::PoolClosed
-                | sqlx::Error::WorkerCrashed
-        ),
+        Error::Sql(e) => crate::error::connection_failed(e),
         Error::Database(db) => {
             db.code().starts_with("08") || matches!(db.code(), "57P01" | "57P02" | "57P03")
         }

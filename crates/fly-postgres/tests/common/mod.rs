@@ -184,7 +184,18 @@ pub async fn syd_and_lax(
         .unwrap();
     syd.migrate().await.unwrap();
     sqlx::raw_sql(SCHEMA).execute(syd.local()).await.unwrap();
-    let lax = lax_extra(registered(Repo::builder()))
+    let lax = lax_for(&syd, lax_pool, lax_extra).await;
+    (syd, lax)
+}
+
+/// A lax repo on `lax_pool` (with the test mutations and `extra`) that
+/// sends its writes to `syd`.
+pub async fn lax_for(
+    syd: &Repo,
+    lax_pool: PgPool,
+    extra: impl FnOnce(RepoBuilder) -> RepoBuilder,
+) -> Repo {
+    extra(registered(Repo::builder()))
         .pool(lax_pool)
         .node(node(
             "lax",
@@ -192,8 +203,7 @@ pub async fn syd_and_lax(
         ))
         .start()
         .await
-        .unwrap();
-    (syd, lax)
+        .unwrap()
 }
 
 pub async fn count_todos(pool: &PgPool) -> i64 {

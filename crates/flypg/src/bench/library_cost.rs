@@ -6,14 +6,12 @@
 
 use std::time::Duration;
 
-use fly_postgres::Repo;
 use fly_postgres::sqlx::{self, Acquire, PgPool};
 use fly_postgres_testkit::PgCluster;
-use fly_rpc::StaticPeers;
 use serde::Serialize;
 
 use super::cpu_meter::CpuMeter;
-use super::loopback_node::node;
+use super::loopback_node::syd_and_lax;
 use super::mutations::{InsertItem, SCHEMA};
 use super::throughput::throughput;
 
@@ -67,27 +65,7 @@ pub(crate) async fn run(seconds: u64, json: bool) -> BenchResult<()> {
         .connect_with(cluster.primary().connect_options())
         .await?;
     sqlx::raw_sql(SCHEMA).execute(&primary).await?;
-    let syd = Repo::builder()
-        .pool(primary.clone())
-        .node(node("syd", StaticPeers::new()))
-        .mutation::<InsertItem>()
-        .start()
-        .await?;
-    syd.migrate().await?;
-    let lax = Repo::builder()
-        .pool(
-            fly_postgres::pool_options()
-                .max_connections(8)
-                .connect_with(cluster.replica().connect_options())
-                .await?,
-        )
-        .node(node(
-            "lax",
-            StaticPeers::new().with("syd", syd.node().local_addr().expect("rpc listener")),
-        ))
-        .mutation::<InsertItem>()
-        .start()
-        .await?;
+    let (syd, lax) = syd_and_lax(&cluster, primary.clone(), |b| b).await?;
     cluster.wait_for_catch_up(Duration::from_secs(30)).await?;
     let meter = CpuMeter::new(
         [cluster.primary().pid(), cluster.replica().pid()]

@@ -7,13 +7,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use fly_postgres::{Repo, sqlx};
+use fly_postgres::sqlx;
 use fly_postgres_testkit::PgCluster;
-use fly_rpc::StaticPeers;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use super::loopback_node::node;
+use super::loopback_node::syd_and_lax;
 use super::mutations::{InsertItem, SCHEMA};
 
 type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
@@ -44,6 +43,8 @@ struct SoakReport {
     sweep_p99_ratio: f64,
     rss_start_mib: f64,
     rss_end_mib: f64,
+    /// Resident memory, sampled every second with the rows.
+    rss_mib: Vec<f64>,
 }
 
 /// This process's resident memory (it is the app here: both repos, their
@@ -70,32 +71,14 @@ pub(crate) async fn run(seconds: u64, json: bool) -> BenchResult<()> {
         .await?;
     sqlx::raw_sql(SCHEMA).execute(&primary).await?;
     let rpc_timeout = RETENTION / 2;
-    let syd = Repo::builder()
-        .pool(primary.clone())
-        .node(node("syd", StaticPeers::new()))
-        .mutation::<InsertItem>()
-        .rpc_timeout(rpc_timeout)
-        .request_retention(RETENTION)
-        .generated_id_retention(RETENTION)
-        // The bench sweeps itself, to know when a sweep runs.
-        .sweep_interval(Duration::from_secs(24 * 3600))
-        .start()
-        .await?;
-    syd.migrate().await?;
-    let lax = Repo::builder()
-        .pool(
-            fly_postgres::pool_options()
-                .max_connections(8)
-                .connect_with(cluster.replica().connect_options())
-                .await?,
-        )
-        .node(node(
-            "lax",
-            StaticPeers::new().with("syd", syd.node().local_addr().ok_or("no RPC listener")?),
-        ))
-        .mutation::<InsertItem>()
-        .start()
-        .await?;
+    let (syd, lax) = syd_and_lax(&cluster, primary.clone(), |b| {
+        b.rpc_timeout(rpc_timeout)
+            .request_retention(RETENTION)
+            .generated_id_retention(RETENTION)
+            // The bench sweeps itself, to know when a sweep runs.
+            .sweep_interval(Duration::from_secs(24 * 3600))
+    })
+    .await?;
     cluster.wait_for_catch_up(Duration::from_secs(30)).await?;
     let rss_start = rss_mib();
     say(&format!(
@@ -141,6 +124,7 @@ pub(crate) async fn run(seconds: u64, json: bool) -> BenchResult<()> {
     }
     let started = Instant::now();
     let mut record_rows = Vec::new();
+    let mut rss_samples = Vec::new();
     let mut next_sample = started + Duration::from_secs(1);
     let mut next_sweep = started + SWEEP_EVERY;
     while started.elapsed() < Duration::from_secs(seconds) {
@@ -157,6 +141,7 @@ pub(crate) async fn run(seconds: u64, json: bool) -> BenchResult<()> {
                 .fetch_one(&primary)
                 .await?;
             record_rows.push(rows);
+            rss_samples.push((rss_mib() * 10.0).round() / 10.0);
             next_sample += Duration::from_secs(1);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -195,6 +180,7 @@ pub(crate) async fn run(seconds: u64, json: bool) -> BenchResult<()> {
         },
         rss_start_mib: rss_start,
         rss_end_mib: rss_mib(),
+        rss_mib: rss_samples,
     };
     if json {
         println!("{}", serde_json::to_string(&report)?);

@@ -59,17 +59,31 @@ pub(crate) async fn run(
         let token = format!("{prefix}-{n}");
         n += 1;
         let started = Instant::now();
+        let mut tries = 0;
         let answer = loop {
+            // The token is the write's Idempotency-Key, as the library asks
+            // of clients: a repeat after a lost answer writes nothing twice.
             let answer = tokio::time::timeout(
                 CLIENT_TIMEOUT,
-                http.post(&format!("{base}/ledger"), json!({ "token": token })),
+                http.send_with(
+                    hyper::Method::POST,
+                    &format!("{base}/ledger"),
+                    Some(json!({ "token": token })),
+                    &[("idempotency-key", &token)],
+                ),
             )
             .await;
-            // The instance is restarting (a deploy) and refused the
-            // connection: nothing was sent, so a client (or Fly's proxy,
-            // which would pick another instance) simply tries again.
+            tries += 1;
             match &answer {
-                Ok(Err(e)) if is_connect_error(e.as_ref()) && !stop.load(Ordering::Relaxed) => {
+                // The instance is restarting (a deploy): it refused the
+                // connection (nothing was sent; Fly's proxy would pick
+                // another instance), or closed its keep-alive connection
+                // as the request went out. A client repeats the request
+                // with the same key.
+                Ok(Err(e))
+                    if (is_connect_error(e.as_ref()) || tries < 3)
+                        && !stop.load(Ordering::Relaxed) =>
+                {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 _ => break answer,
@@ -89,15 +103,22 @@ pub(crate) async fn run(
         };
         let (read, read_ms) = if matches!(told, Told::Ok { .. }) {
             let started = Instant::now();
+            let mut tries = 0;
             let answer = loop {
                 let answer = tokio::time::timeout(
                     CLIENT_TIMEOUT,
                     http.get(&format!("{base}/ledger/{token}")),
                 )
                 .await;
+                tries += 1;
                 match &answer {
-                    // Restarting (see the write above): nothing was sent.
-                    Ok(Err(e)) if is_connect_error(e.as_ref()) && !stop.load(Ordering::Relaxed) => {
+                    // A restarting instance refused it, or closed its
+                    // keep-alive connection as the request went out: a GET
+                    // is safe to send again, as any HTTP client does.
+                    Ok(Err(e))
+                        if (is_connect_error(e.as_ref()) || tries < 3)
+                            && !stop.load(Ordering::Relaxed) =>
+                    {
                         tokio::time::sleep(Duration::from_millis(20)).await;
                     }
                     _ => break answer,

@@ -288,7 +288,9 @@ async fn skew(
         "the old build replaced by the new",
     )
     .await?;
-    tokio::time::sleep(gap * 2).await;
+    // Callers try an instance whose connections just failed (it restarted)
+    // last for 5 s: wait that out to see it take writes again.
+    tokio::time::sleep(gap * 2 + Duration::from_secs(5)).await;
     let after = served_split(world).await?;
     notes.fault(
         started,
