@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use common::*;
 use fly_postgres::{Error, Mutation, Repo, sqlx};
-use fly_rpc::StaticPeers;
 use serde::{Deserialize, Serialize};
 
 /// Inserts, then holds its transaction open for a while.
@@ -38,7 +37,8 @@ async fn sigterm_lets_a_forwarded_write_in_flight_finish() {
     let app = two_regions_with(|syd| syd.mutation::<SlowCreate>(), |lax| lax).await;
     let syd: Repo = app.syd.clone();
     let lax = lax_for(&syd, app.lax.local().clone(), |b| {
-        b.mutation::<SlowCreate>().rpc_timeout(Duration::from_secs(3))
+        b.mutation::<SlowCreate>()
+            .rpc_timeout(Duration::from_secs(3))
     })
     .await;
 
