@@ -107,7 +107,7 @@ impl Node {
     }
 
     /// Runs `procedure` on an instance of the primary region that can serve
-    /// primary-only calls (see [`NodeBuilder::primary_check`]). In the
+    /// primary-only calls (see [`NodeBuilder::primary_check`](crate::NodeBuilder::primary_check)). In the
     /// primary region itself it runs here, without the check.
     pub async fn call_primary<P: Procedure>(&self, procedure: P) -> Result<P::Output, Error> {
         let primary = self.inner.regions.primary_region().to_owned();

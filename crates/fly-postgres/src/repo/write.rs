@@ -140,7 +140,7 @@ impl<'r, M: Mutation, T> Write<'r, M, T> {
         Timed(self)
     }
 
-    /// Resolves to [`Written`]: the output, and whether the local replica
+    /// Resolves to [`Written`](crate::Written): the output, and whether the local replica
     /// had replayed the write when the call returned. A write that
     /// committed but was not replayed here in time
     /// ([`Error::ReplicationTimeout`]) is then a success with `replicated:

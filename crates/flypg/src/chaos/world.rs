@@ -25,7 +25,7 @@ pub(crate) struct World {
     pub(crate) secret: String,
     /// The primary-region instances.
     pub(crate) syd: Vec<AppProcess>,
-    /// lax -> syd[i] RPC links, one per instance.
+    /// lax -> syd RPC links, one per syd instance, in the same order.
     pub(crate) links: Vec<LatencyProxy>,
     pub(crate) lax: AppProcess,
     pub(crate) rtt: Duration,
