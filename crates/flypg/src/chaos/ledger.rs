@@ -52,7 +52,10 @@ pub(crate) fn reconcile(scenario: &str, ops: &[Op], rows: &HashMap<String, i64>)
                     report.lost += 1;
                 }
                 match &op.read {
-                    Some(Read::Stale) if *replicated => report.stale_reads += 1,
+                    // A write that is gone (lost with an asynchronous
+                    // primary) reads as missing: that is its loss, counted
+                    // above, not a stale read.
+                    Some(Read::Stale) if *replicated && present > 0 => report.stale_reads += 1,
                     Some(Read::Failed(code)) => {
                         *errors.entry(format!("read:{code}")).or_insert(0) += 1;
                     }
@@ -97,6 +100,17 @@ mod tests {
             read_ms: 1.0,
         }
     }
+    #[test]
+    fn a_lost_write_that_reads_as_missing_is_lost_not_stale() {
+        let ops = [
+            op("gone", Told::Ok { replicated: true }, Some(Read::Stale)),
+            op("here", Told::Ok { replicated: true }, Some(Read::Stale)),
+        ];
+        let rows = HashMap::from([("here".to_owned(), 1)]);
+        let r = reconcile("t", &ops, &rows);
+        assert_eq!((r.lost, r.stale_reads), (1, 1));
+    }
+
 
     #[test]
     fn every_broken_promise_is_counted() {
