@@ -111,7 +111,6 @@ mod tests {
         assert_eq!((r.lost, r.stale_reads), (1, 1));
     }
 
-
     #[test]
     fn every_broken_promise_is_counted() {
         let ok = || Told::Ok { replicated: true };
