@@ -59,36 +59,21 @@ pub(crate) async fn run(
         let token = format!("{prefix}-{n}");
         n += 1;
         let started = Instant::now();
-        let mut tries = 0;
-        let answer = loop {
-            // The token is the write's Idempotency-Key, as the library asks
-            // of clients: a repeat after a lost answer writes nothing twice.
-            let answer = tokio::time::timeout(
-                CLIENT_TIMEOUT,
-                http.send_with(
-                    hyper::Method::POST,
-                    &format!("{base}/ledger"),
-                    Some(json!({ "token": token })),
-                    &[("idempotency-key", &token)],
-                ),
+        // The token is the write's Idempotency-Key, as the library asks of
+        // clients: a repeat after a lost answer writes nothing twice.
+        let (url, key) = (
+            format!("{base}/ledger"),
+            [("idempotency-key", token.as_str())],
+        );
+        let answer = repeating(&stop, || {
+            http.send_with(
+                hyper::Method::POST,
+                &url,
+                Some(json!({ "token": token })),
+                &key,
             )
-            .await;
-            tries += 1;
-            match &answer {
-                // The instance is restarting (a deploy): it refused the
-                // connection (nothing was sent; Fly's proxy would pick
-                // another instance), or closed its keep-alive connection
-                // as the request went out. A client repeats the request
-                // with the same key.
-                Ok(Err(e))
-                    if (is_connect_error(e.as_ref()) || tries < 3)
-                        && !stop.load(Ordering::Relaxed) =>
-                {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                _ => break answer,
-            }
-        };
+        })
+        .await;
         let write_ms = millis(started.elapsed());
         let told = match answer {
             Err(_) => Told::Maybe("client_timeout".into()),
@@ -103,27 +88,9 @@ pub(crate) async fn run(
         };
         let (read, read_ms) = if matches!(told, Told::Ok { .. }) {
             let started = Instant::now();
-            let mut tries = 0;
-            let answer = loop {
-                let answer = tokio::time::timeout(
-                    CLIENT_TIMEOUT,
-                    http.get(&format!("{base}/ledger/{token}")),
-                )
-                .await;
-                tries += 1;
-                match &answer {
-                    // A restarting instance refused it, or closed its
-                    // keep-alive connection as the request went out: a GET
-                    // is safe to send again, as any HTTP client does.
-                    Ok(Err(e))
-                        if (is_connect_error(e.as_ref()) || tries < 3)
-                            && !stop.load(Ordering::Relaxed) =>
-                    {
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                    _ => break answer,
-                }
-            };
+            // A GET is safe to send again, as any HTTP client does.
+            let url = format!("{base}/ledger/{token}");
+            let answer = repeating(&stop, || http.get(&url)).await;
             let read = match answer {
                 Err(_) => Read::Failed("client_timeout".into()),
                 Ok(Err(_)) => Read::Failed("http".into()),
@@ -151,6 +118,35 @@ pub(crate) async fn run(
         });
     }
     ops
+}
+
+/// Sends a request (each within the client timeout), and again while the
+/// instance is restarting (a deploy): it refused the connection (nothing
+/// was sent; Fly's proxy would pick another instance), or closed its
+/// keep-alive connection as the request went out (at most twice). Only
+/// for requests that are safe to repeat: a GET, or a write with an
+/// Idempotency-Key.
+async fn repeating<F, Fut>(
+    stop: &AtomicBool,
+    mut send: F,
+) -> Result<crate::demo::http::HttpResult<crate::demo::http::Answer>, tokio::time::error::Elapsed>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = crate::demo::http::HttpResult<crate::demo::http::Answer>>,
+{
+    let mut tries = 0;
+    loop {
+        let answer = tokio::time::timeout(CLIENT_TIMEOUT, send()).await;
+        tries += 1;
+        match &answer {
+            Ok(Err(e))
+                if (is_connect_error(e.as_ref()) || tries < 3) && !stop.load(Ordering::Relaxed) =>
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            _ => return answer,
+        }
+    }
 }
 
 /// Whether the request failed to connect, before any byte was sent.
