@@ -50,14 +50,25 @@ impl RequestKey {
         mutation: &M,
         keep: Duration,
     ) -> Result<Self, Error> {
+        Self::with_args(id, name, mutation, keep).map(|(key, _)| key)
+    }
+
+    /// The key of `mutation` under `id`, and the mutation's JSON text.
+    pub(crate) fn with_args<M: Serialize>(
+        id: String,
+        name: &str,
+        mutation: &M,
+        keep: Duration,
+    ) -> Result<(Self, String), Error> {
         // Through the text, as a forwarded write's arguments arrive: the two
         // paths must digest the same value (an f32 differs otherwise).
-        let args = serde_json::to_string(mutation)
-            .and_then(|text| serde_json::from_str(&text))
-            .map_err(|e| Error::Decode {
-                message: format!("mutation `{name}` does not serialize: {e}"),
-            })?;
-        Ok(RequestKey::new(id, name, &args, keep))
+        let text = serde_json::to_string(mutation).map_err(|e| Error::Decode {
+            message: format!("mutation `{name}` does not serialize: {e}"),
+        })?;
+        let args = serde_json::from_str(&text).map_err(|e| Error::Decode {
+            message: format!("mutation `{name}` does not serialize: {e}"),
+        })?;
+        Ok((RequestKey::new(id, name, &args, keep), text))
     }
 }
 

@@ -125,27 +125,29 @@ impl NodeBuilder {
     /// | `FLY_RPC_TLS_SERVER_NAME` | verify peers' certificates for this name instead of their IP |
     pub(crate) fn from_env() -> Result<NodeBuilder, Error> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-        let port = match var("FLY_RPC_PORT") {
-            Some(p) => p
-                .trim()
-                .parse::<u16>()
-                .map_err(|_| Error::Config(format!("FLY_RPC_PORT {p:?} is not a port number")))?,
-            None => DEFAULT_PORT,
-        };
+        let port = var("FLY_RPC_PORT")
+            .map(|p| {
+                p.trim()
+                    .parse::<u16>()
+                    .map_err(|_| Error::Config(format!("FLY_RPC_PORT {p:?} is not a port number")))
+            })
+            .transpose()?;
+        let listen = var("FLY_RPC_LISTEN")
+            .map(|addr| {
+                addr.trim().parse::<SocketAddr>().map_err(|_| {
+                    Error::Config(format!("FLY_RPC_LISTEN {addr:?} is not an ip:port address"))
+                })
+            })
+            .transpose()?;
         let mut builder = NodeBuilder::new(Regions::from_env());
-        if var("FLY_RPC_PORT").is_some() {
+        if let Some(port) = port {
             builder = builder.port(port);
         }
-        let port = match var("FLY_RPC_LISTEN") {
-            Some(addr) => {
-                let addr = addr.trim().parse::<SocketAddr>().map_err(|_| {
-                    Error::Config(format!("FLY_RPC_LISTEN {addr:?} is not an ip:port address"))
-                })?;
-                builder = builder.listen(addr);
-                addr.port()
-            }
-            None => port,
-        };
+        if let Some(addr) = listen {
+            builder = builder.listen(addr);
+        }
+        // The port peers dial: the listen address's, else the port's.
+        let port = listen.map_or(port.unwrap_or(DEFAULT_PORT), |addr| addr.port());
         builder = if let Some(peers) = var("FLY_RPC_PEERS") {
             builder.discovery(StaticPeers::parse(&peers)?)
         } else if let Some(app) = var("FLY_APP_NAME") {

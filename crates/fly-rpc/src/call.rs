@@ -286,27 +286,24 @@ async fn call_remote<P: Procedure>(
                 metrics::counter!("fly_rpc_failovers_total", "region" => region.to_owned())
                     .increment(1);
             }
-            Ok((status, body)) if unknown_procedure(status, &body).is_some() => {
-                // An instance of another build (a deploy in progress): it
-                // ran nothing, and a sibling may have the procedure.
-                sent.fetch_sub(1, Ordering::Relaxed);
-                let answer = unknown_procedure(status, &body);
-                let version = answer
-                    .as_ref()
-                    .and_then(|a| a.version.clone())
-                    .unwrap_or_else(|| "unknown".into());
-                peer_procedures = answer.and_then(|a| a.procedures).unwrap_or_default();
-                tracing::info!(%peer, region, %version, procedure = P::NAME, "peer does not know the procedure; trying the next instance");
-                last_error = Some(format!(
-                    "{peer} (version {version}): no procedure `{}`",
-                    P::NAME
-                ));
-                if !unknown_to.contains(&version) {
-                    unknown_to.push(version);
-                }
-                unknown_answers += 1;
-            }
             Ok((status, body)) => {
+                if let Some(answer) = unknown_procedure(status, &body) {
+                    // An instance of another build (a deploy in progress): it
+                    // ran nothing, and a sibling may have the procedure.
+                    sent.fetch_sub(1, Ordering::Relaxed);
+                    let version = answer.version.unwrap_or_else(|| "unknown".into());
+                    peer_procedures = answer.procedures.unwrap_or_default();
+                    tracing::info!(%peer, region, %version, procedure = P::NAME, "peer does not know the procedure; trying the next instance");
+                    last_error = Some(format!(
+                        "{peer} (version {version}): no procedure `{}`",
+                        P::NAME
+                    ));
+                    if !unknown_to.contains(&version) {
+                        unknown_to.push(version);
+                    }
+                    unknown_answers += 1;
+                    continue;
+                }
                 inner.choice.succeeded(peer);
                 let earlier = sent.load(Ordering::Relaxed).saturating_sub(1);
                 return match decode_response::<P>(peer, status, &body) {

@@ -34,6 +34,33 @@ async fn closed_after(addr: SocketAddr, first: &'static [u8], limit: Duration) -
     }
 }
 
+/// `serve_app` with a route that says hello, until [`ServedApp::stop`].
+struct ServedApp {
+    stop: tokio::sync::oneshot::Sender<()>,
+    serving: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl ServedApp {
+    async fn start() -> (SocketAddr, ServedApp) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopping) = tokio::sync::oneshot::channel::<()>();
+        let serving = tokio::spawn(fly_rpc::serve_app(
+            listener,
+            axum::Router::new().route("/", axum::routing::get(|| async { "hello" })),
+            async move {
+                let _ = stopping.await;
+            },
+        ));
+        (addr, ServedApp { stop, serving })
+    }
+
+    async fn stop(self) {
+        self.stop.send(()).unwrap();
+        self.serving.await.unwrap().unwrap();
+    }
+}
+
 #[tokio::test]
 async fn silent_and_half_open_connections_are_closed_while_calls_answer() {
     let counters = Counters::named("syd");
@@ -74,16 +101,7 @@ async fn both_listeners_close_a_silent_socket_within_ten_seconds_by_default() {
     )
     .await;
     let rpc = syd.local_addr().expect("rpc listener");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let app_addr = listener.local_addr().unwrap();
-    let (stop, stopping) = tokio::sync::oneshot::channel::<()>();
-    let app = tokio::spawn(fly_rpc::serve_app(
-        listener,
-        axum::Router::new().route("/", axum::routing::get(|| async { "hello" })),
-        async move {
-            let _ = stopping.await;
-        },
-    ));
+    let (app_addr, app) = ServedApp::start().await;
     let limit = Duration::from_secs(12);
     let (on_rpc, on_app, preface_on_app) = tokio::join!(
         closed_after(rpc, b"", limit),
@@ -93,22 +111,12 @@ async fn both_listeners_close_a_silent_socket_within_ten_seconds_by_default() {
     for took in [on_rpc, on_app, preface_on_app] {
         assert!(took >= Duration::from_secs(9), "{took:?}");
     }
-    stop.send(()).unwrap();
-    app.await.unwrap().unwrap();
+    app.stop().await;
 }
 
 #[tokio::test]
 async fn a_connection_that_served_a_request_outlives_the_first_request_timeout() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopping) = tokio::sync::oneshot::channel::<()>();
-    let app = tokio::spawn(fly_rpc::serve_app(
-        listener,
-        axum::Router::new().route("/", axum::routing::get(|| async { "hello" })),
-        async move {
-            let _ = stopping.await;
-        },
-    ));
+    let (addr, app) = ServedApp::start().await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let ask = async |stream: &mut TcpStream| {
         stream
@@ -134,6 +142,5 @@ async fn a_connection_that_served_a_request_outlives_the_first_request_timeout()
         );
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
-    stop.send(()).unwrap();
-    app.await.unwrap().unwrap();
+    app.stop().await;
 }

@@ -6,14 +6,11 @@ use std::time::{Duration, Instant};
 
 use super::server_state::ServerState;
 use super::transaction::{Failure, Outcome, run_once};
+use super::write::{FIRST_BACKOFF, MAX_BACKOFF};
 use crate::error::Error;
 use crate::lsn::Lsn;
 use crate::mutation::Mutation;
 use crate::request_key::RequestKey;
-
-/// First and longest pause between two attempts of a write that did not run.
-const FIRST_BACKOFF: Duration = Duration::from_millis(25);
-const MAX_BACKOFF: Duration = Duration::from_millis(500);
 
 /// How a local write ended, with the attempts it took.
 pub(super) struct LocalReply<O> {
@@ -39,16 +36,18 @@ pub(super) struct LocalReply<O> {
 /// class.
 pub(super) async fn write_locally<M: Mutation>(
     state: Arc<ServerState>,
-    args: Arc<str>,
+    args: String,
     key: RequestKey,
     deadline: Duration,
 ) -> Result<LocalReply<M::Output>, Error> {
+    let request_id = key.id.clone();
     let task = tokio::spawn(attempts::<M>(state, args, key, deadline));
     match task.await {
         Ok(result) => result,
+        // A panic in the mutation: its record, if any, still tells.
         Err(e) => Err(Error::MaybeCommitted {
             mutation: M::NAME.to_owned(),
-            request_id: None,
+            request_id: Some(request_id),
             attempts: 1,
             reason: format!("the write's task ended abnormally: {e}"),
         }),
@@ -57,7 +56,7 @@ pub(super) async fn write_locally<M: Mutation>(
 
 async fn attempts<M: Mutation>(
     state: Arc<ServerState>,
-    args: Arc<str>,
+    args: String,
     key: RequestKey,
     deadline: Duration,
 ) -> Result<LocalReply<M::Output>, Error> {

@@ -252,21 +252,11 @@ async fn run_to_end<M: Mutation, T>(
     }
     if repo.is_primary().await {
         inner.local_writes.fetch_add(1, Ordering::Relaxed);
-        let args = serde_json::to_string(&mutation).map_err(|e| Error::Decode {
-            message: format!("mutation `{}` does not serialize: {e}", M::NAME),
-        })?;
+        let keep = inner.server.retention.of(!chosen_id);
+        let (key, args) = RequestKey::with_args(request_id, M::NAME, &mutation, keep)?;
         drop(mutation);
-        let value: serde_json::Value = serde_json::from_str(&args).map_err(|e| Error::Decode {
-            message: format!("mutation `{}` does not serialize: {e}", M::NAME),
-        })?;
-        let key = RequestKey::new(
-            request_id,
-            M::NAME,
-            &value,
-            inner.server.retention.of(!chosen_id),
-        );
         let deadline = rpc_timeout.unwrap_or(inner.config.rpc_timeout);
-        let result = write_locally::<M>(Arc::clone(&inner.server), args.into(), key, deadline)
+        let result = write_locally::<M>(Arc::clone(&inner.server), args, key, deadline)
             .await
             .map(|reply| {
                 if let Some(lsn) = reply.lsn {
@@ -657,8 +647,8 @@ fn give_up(
 const MIN_ATTEMPT: Duration = Duration::from_millis(250);
 /// Backoff between attempts: 25 ms, doubling, capped at 500 ms, so an
 /// instance back after a 1 s restart is found within ~0.5 s.
-const FIRST_BACKOFF: Duration = Duration::from_millis(25);
-const MAX_BACKOFF: Duration = Duration::from_millis(500);
+pub(super) const FIRST_BACKOFF: Duration = Duration::from_millis(25);
+pub(super) const MAX_BACKOFF: Duration = Duration::from_millis(500);
 
 /// Counts a write whose future was dropped before it finished
 /// (`outcome="cancelled"`): its request id ([`Write::id`]) settles it.

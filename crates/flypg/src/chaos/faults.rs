@@ -162,12 +162,7 @@ async fn rolling(
     tokio::time::sleep(gap).await;
     // How lax spread its writes over the syd instances before any restart
     // (a restart resets an instance's counter).
-    let http = Http::new();
-    let mut split = Vec::new();
-    for instance in &world.syd {
-        let answer = http.get(&instance.url("/stats")).await?;
-        split.push(answer.body["served_writes"].as_u64().unwrap_or(0));
-    }
+    let split = served_split(world).await?;
     notes.fault(
         started,
         format!("writes served per syd instance so far: {split:?}"),
@@ -175,31 +170,16 @@ async fn rolling(
     notes.extra.insert("syd_split".into(), json!(split));
     for i in 0..world.syd.len() {
         tokio::time::sleep(gap).await;
-        let stopping = Instant::now();
-        let status =
-            tokio::task::block_in_place(|| world.syd[i].terminate(Duration::from_secs(15)));
-        notes.fault(
+        redeploy(
+            world,
+            Instance::Syd(i),
+            Duration::from_millis(300),
+            |_| {},
             started,
-            format!(
-                "SIGTERM syd instance {} ({} in {:.0} ms), restart",
-                i + 1,
-                match status {
-                    Some(s) if s.success() => "exited cleanly".to_owned(),
-                    Some(s) => format!("exited with {s}"),
-                    None => "killed after 15 s".to_owned(),
-                },
-                millis(stopping.elapsed())
-            ),
-        );
-        notes
-            .extra
-            .entry("clean_exits".into())
-            .and_modify(|n| {
-                *n = json!(n.as_u64().unwrap_or(0) + u64::from(status.is_some_and(|s| s.success())))
-            })
-            .or_insert_with(|| json!(u64::from(status.is_some_and(|s| s.success()))));
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        tokio::task::block_in_place(|| world.syd[i].restart())?;
+            notes,
+            "rolling restart",
+        )
+        .await?;
     }
     tokio::time::sleep(gap).await;
     Ok(())
@@ -212,11 +192,13 @@ enum Instance {
     Lax,
 }
 
-/// A deploy of one instance: SIGTERM, the new configuration, restart on
-/// the same addresses; counted in `restarts` and `clean_exits`.
+/// A deploy of one instance: SIGTERM, `down_for` without it, the new
+/// configuration, restart on the same addresses; counted in `restarts` and
+/// `clean_exits`.
 async fn redeploy(
     world: &mut World,
     which: Instance,
+    down_for: Duration,
     configure: impl FnOnce(&mut fly_postgres_testkit::AppProcess),
     started: Instant,
     notes: &mut Notes,
@@ -228,15 +210,20 @@ async fn redeploy(
     };
     let stopping = Instant::now();
     let status = tokio::task::block_in_place(|| process.terminate(Duration::from_secs(15)));
+    let stopped_ms = millis(stopping.elapsed());
     let clean = status.is_some_and(|s| s.success());
+    tokio::time::sleep(down_for).await;
     configure(process);
     tokio::task::block_in_place(|| process.restart())?;
     notes.fault(
         started,
         format!(
-            "{what}: {which:?} stopped {} in {:.0} ms and restarted",
-            if clean { "cleanly" } else { "UNCLEANLY" },
-            millis(stopping.elapsed())
+            "{what}: {which:?} {} in {stopped_ms:.0} ms, restarted",
+            match status {
+                Some(s) if s.success() => "exited cleanly".to_owned(),
+                Some(s) => format!("exited with {s}"),
+                None => "killed after 15 s".to_owned(),
+            },
         ),
     );
     for (key, add) in [("restarts", 1), ("clean_exits", u64::from(clean))] {
@@ -279,6 +266,7 @@ async fn skew(
     redeploy(
         world,
         Instance::Syd(0),
+        Duration::ZERO,
         |p| {
             p.remove_env("FLYPG_DRILL_OLD_BUILD");
             p.set_env("FLY_RPC_VERSION", "v2");
@@ -331,6 +319,7 @@ async fn rotate(
             redeploy(
                 world,
                 instance,
+                Duration::ZERO,
                 move |p| {
                     p.set_env("FLY_RPC_SECRET", current);
                     match previous {
