@@ -1,9 +1,15 @@
 //! The WAL position a reader must wait for after a commit.
 
-use sqlx::PgConnection;
+use sqlx::{PgConnection, Row};
 
 use crate::error::Error;
 use crate::lsn::Lsn;
+use crate::wal_position::{WalPosition, timeline_of_walfile};
+
+/// The statement that reads a commit's position and timeline: one round
+/// trip, and the timeline is the one the flush position is on.
+pub(crate) const COMMIT_POSITION_SQL: &str =
+    "select pg_current_wal_flush_lsn()::text, pg_walfile_name(pg_current_wal_flush_lsn())";
 
 /// The WAL position that covers everything this connection has committed:
 /// call it on the primary, on the same connection, right after `COMMIT`.
@@ -26,8 +32,24 @@ use crate::lsn::Lsn;
 /// # Ok(()) }
 /// ```
 pub async fn commit_lsn(conn: &mut PgConnection) -> Result<Lsn, Error> {
-    let text: String = sqlx::query_scalar("select pg_current_wal_flush_lsn()::text")
-        .fetch_one(conn)
-        .await?;
-    Ok(text.parse()?)
+    Ok(commit_position(conn).await?.lsn)
+}
+
+/// [`commit_lsn`] with the primary's timeline.
+pub(crate) async fn commit_position(conn: &mut PgConnection) -> Result<WalPosition, Error> {
+    let row = sqlx::query(COMMIT_POSITION_SQL).fetch_one(conn).await?;
+    position_of_row(&row).map_err(Error::from)
+}
+
+/// The position in a row of [`COMMIT_POSITION_SQL`].
+pub(crate) fn position_of_row(row: &sqlx::postgres::PgRow) -> Result<WalPosition, sqlx::Error> {
+    let lsn = row
+        .try_get::<String, _>(0)?
+        .parse::<Lsn>()
+        .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+    let timeline = row
+        .try_get::<Option<String>, _>(1)?
+        .as_deref()
+        .and_then(timeline_of_walfile);
+    Ok(WalPosition::new(timeline, lsn))
 }

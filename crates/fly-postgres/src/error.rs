@@ -240,6 +240,22 @@ pub enum Error {
     #[error(transparent)]
     InvalidLsn(#[from] LsnParseError),
 
+    /// A session's write is gone: it committed on a timeline that an
+    /// asynchronous failover abandoned past `switched_at`, before the write
+    /// reached the standby that was promoted. The database will never show
+    /// it; the client should be told so (HTTP 410) and may write it again.
+    #[error(
+        "the write at {position} was lost in a failover: timeline {timeline} took over at          {switched_at}, before the write reached it"
+    )]
+    WriteLost {
+        /// Where the write committed.
+        position: crate::wal_position::WalPosition,
+        /// Where the database's current timeline left the write's.
+        switched_at: Lsn,
+        /// The database's current timeline.
+        timeline: u32,
+    },
+
     /// The replay tracker's thread could not be started.
     #[error("could not start the replay tracker thread: {0}")]
     TrackerStart(#[source] std::io::Error),
@@ -346,7 +362,10 @@ impl Error {
             | Error::InvalidLsn(_)
             | Error::TrackerStart(_)
             | Error::TrackerStopped
-            | Error::Listener(_) => WriteOutcome::NotCommitted,
+            | Error::Listener(_)
+            // It committed once, but nothing of it is in the database now:
+            // writing it again is safe.
+            | Error::WriteLost { .. } => WriteOutcome::NotCommitted,
         }
     }
 

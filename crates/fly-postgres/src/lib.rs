@@ -89,6 +89,8 @@ mod db_error;
 mod error;
 mod fly_replay;
 mod lsn;
+mod timeline_view;
+mod wal_position;
 mod middleware_support;
 mod mutation;
 mod pool_diagnosis;
@@ -108,7 +110,8 @@ pub use sqlx;
 pub use app_error::AppError;
 pub use commit_lsn::commit_lsn;
 pub use consistency::{
-    ConsistencyLayer, ConsistencyService, LSN_COOKIE, LSN_HEADER, forget_written_lsn,
+    CONSISTENCY_HEADER, Consistency, ConsistencyLayer, ConsistencyService, LSN_COOKIE, LSN_HEADER,
+    UnknownConsistency, WaitFallback, forget_written_lsn,
 };
 pub use database_url::{REPLICA_PORT, database_url_from_env, rewrite_database_url};
 pub use db_error::DbError;
@@ -117,6 +120,7 @@ pub use fly_replay::{
     FLY_REPLAY_HEADER, FlyReplayLayer, FlyReplayService, ReplayInPrimary, replay_response,
 };
 pub use lsn::{Lsn, LsnParseError};
+pub use wal_position::WalPosition;
 pub use mutation::Mutation;
 pub use pool_diagnosis::explain_pool_error;
 pub use pool_options::pool_options;

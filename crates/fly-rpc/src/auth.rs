@@ -141,6 +141,31 @@ impl Auth {
         }
     }
 
+    /// Keys for another purpose (`context`), derived from the cluster
+    /// secret with HMAC-SHA256, so the secret itself never leaves this
+    /// module: the current secret's first, then one per previous secret.
+    /// Without a secret (one region, or insecure mode) a key made at random
+    /// once per process, so what it signs verifies only in this process.
+    pub(crate) fn derive_keys(&self, context: &str) -> Vec<[u8; 32]> {
+        let derive = |secret: &[u8]| -> [u8; 32] {
+            let mut mac = <HmacSha256 as KeyInit>::new_from_slice(secret)
+                .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+            mac.update(b"fly-rpc derived key\0");
+            mac.update(context.as_bytes());
+            mac.finalize().into_bytes().into()
+        };
+        match &self.key {
+            Some(key) => std::iter::once(key)
+                .chain(&self.previous)
+                .map(|secret| derive(secret))
+                .collect(),
+            None => {
+                static PROCESS_KEY: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+                vec![derive(PROCESS_KEY.get_or_init(rand::random))]
+            }
+        }
+    }
+
     /// Signs a request to `target` (the `host:port` it is sent to).
     pub(crate) fn sign(
         &self,
@@ -415,6 +440,30 @@ mod tests {
 
     fn new_auth(window: Duration) -> Auth {
         Auth::new(Some(b"0123456789abcdef".to_vec()), window)
+    }
+
+    #[test]
+    fn derived_keys_follow_the_secrets_and_the_context() {
+        let window = Duration::from_secs(60);
+        let old = Auth::new(Some(b"0123456789abcdef".to_vec()), window);
+        let rotated = Auth::rotating(
+            Some(b"fedcba9876543210".to_vec()),
+            vec![b"0123456789abcdef".to_vec()],
+            window,
+        );
+        let before = old.derive_keys("tokens");
+        let after = rotated.derive_keys("tokens");
+        assert_eq!(before.len(), 1);
+        assert_eq!(after.len(), 2);
+        // The previous secret's key is still there, after the current one.
+        assert_eq!(after[1], before[0]);
+        assert_ne!(after[0], before[0]);
+        assert_ne!(old.derive_keys("other")[0], before[0]);
+        // Not the secret itself.
+        assert_ne!(&before[0][..16], b"0123456789abcdef");
+        let insecure = Auth::new(None, window);
+        assert_eq!(insecure.derive_keys("tokens"), insecure.derive_keys("tokens"));
+        assert_ne!(insecure.derive_keys("tokens")[0], before[0]);
     }
 
     #[test]

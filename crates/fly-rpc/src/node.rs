@@ -91,6 +91,16 @@ impl Node {
         self.server.as_ref().map(|server| server.local_addr)
     }
 
+    /// Keys for `context` (a purpose, such as signing consistency tokens)
+    /// derived from the cluster secret: the current secret's first, then
+    /// one per previous secret still accepted, so values signed before a
+    /// rotation still verify. The secret itself is never handed out. A node
+    /// without a secret (one region, or insecure mode) gets one random key
+    /// per process.
+    pub fn derive_keys(&self, context: &str) -> Vec<[u8; 32]> {
+        self.inner.auth.derive_keys(context)
+    }
+
     /// What this node reports about itself.
     pub fn info(&self) -> NodeInfo {
         self.inner.info()

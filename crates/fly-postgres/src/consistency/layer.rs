@@ -4,34 +4,73 @@ use std::time::Duration;
 
 use tower_layer::Layer;
 
+use super::mode::{Consistency, WaitFallback};
 use super::service::ConsistencyService;
 use crate::repo::Repo;
 
 /// Wraps a service (an axum `Router`, say) so that:
 ///
-/// - a request carrying an LSN (`fly-lsn` header or `fly_lsn` cookie) runs
-///   only once the local replica has replayed it; if that takes longer than
-///   the repo's replication timeout the answer is `503` with `Retry-After`;
-/// - a response to a request that wrote carries the highest LSN written, in
-///   the header and in a cookie (default lifetime 5 minutes).
+/// - a request carrying a consistency token (`fly-lsn` header or `fly_lsn`
+///   cookie) runs only once the local replica shows what the token names,
+///   per the [`Consistency`] mode (the layer's, or the request's
+///   `fly-consistency` header); a token that does not verify is ignored;
+/// - a response carries the raised token (header and cookie, default
+///   lifetime 5 minutes) when the request wrote, or, in session mode, saw
+///   a later state than its token named;
+/// - a token from a write that an asynchronous failover lost answers
+///   `410 Gone`; a wait longer than [`ConsistencyLayer::max_wait`] (default:
+///   the repo's replication timeout) falls back as configured, or answers
+///   `503` with `Retry-After`.
 ///
 /// In the primary region waits return at once.
 #[derive(Debug, Clone)]
 pub struct ConsistencyLayer {
-    repo: Repo,
-    cookie_max_age: Duration,
+    pub(super) repo: Repo,
+    pub(super) cookie_max_age: Duration,
+    pub(super) mode: Consistency,
+    pub(super) max_wait: Option<(Duration, WaitFallback)>,
+    pub(super) accept_plain_lsn: bool,
 }
 
 impl ConsistencyLayer {
-    /// A layer waiting on `repo`'s local database.
+    /// A layer waiting on `repo`'s local database, in
+    /// [`Consistency::ReadYourWrites`] mode.
     pub fn new(repo: Repo) -> Self {
         ConsistencyLayer {
             repo,
             cookie_max_age: Duration::from_secs(300),
+            mode: Consistency::default(),
+            max_wait: None,
+            accept_plain_lsn: false,
         }
     }
 
-    /// How long browsers keep the LSN cookie (default 5 minutes): after
+    /// The mode of requests that do not name one in `fly-consistency`
+    /// (default [`Consistency::ReadYourWrites`]).
+    pub fn mode(mut self, mode: Consistency) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Waits at most `max_wait` for the local replica, then does what
+    /// `fallback` says instead of waiting for the lag. Without it a request
+    /// waits up to the repo's replication timeout, then answers 503.
+    pub fn max_wait(mut self, max_wait: Duration, fallback: WaitFallback) -> Self {
+        self.max_wait = Some((max_wait, fallback));
+        self
+    }
+
+    /// Whether a plain LSN (the version 1 token, `0/16B3748`) is still
+    /// waited on, as before tokens were signed (default: no, they are
+    /// ignored). For one release, so sessions that hold an old cookie keep
+    /// reading their writes during the upgrade; a plain LSN can be forged,
+    /// so it costs at most the wait limit. Removed in the next release.
+    pub fn accept_plain_lsn(mut self, accept: bool) -> Self {
+        self.accept_plain_lsn = accept;
+        self
+    }
+
+    /// How long browsers keep the token cookie (default 5 minutes): after
     /// that, replication has long caught up.
     pub fn cookie_max_age(mut self, max_age: Duration) -> Self {
         self.cookie_max_age = max_age;
@@ -43,6 +82,6 @@ impl<S> Layer<S> for ConsistencyLayer {
     type Service = ConsistencyService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        ConsistencyService::new(inner, self.repo.clone(), self.cookie_max_age)
+        ConsistencyService::new(inner, self.clone())
     }
 }

@@ -1,146 +1,132 @@
-//! Read-your-writes across requests and instances: the LSN a request wrote
-//! goes back to the client (header and cookie); a later request that carries
-//! it, to any instance, waits until that instance's replica has replayed it
-//! before the handler runs. LiteFS's TXID cookie, for Postgres.
+//! Consistency across requests, instances and regions: what a request wrote
+//! (and, in [`Consistency::Session`] mode, what it saw) goes back to the
+//! client as a signed token (header and cookie); a later request that
+//! carries it, to any instance, waits until that instance's replica shows
+//! it before the handler runs. LiteFS's TXID cookie and D1's bookmarks, for
+//! Postgres, timeline-aware and unforgeable.
 //!
 //! ```no_run
+//! use std::time::Duration;
 //! use axum::{Router, routing::get};
-//! use fly_postgres::{ConsistencyLayer, Repo};
+//! use fly_postgres::{Consistency, ConsistencyLayer, Repo, WaitFallback};
 //!
 //! # fn app(repo: Repo) -> Router {
 //! Router::new()
 //!     .route("/", get(|| async { "hello" }))
-//!     .layer(ConsistencyLayer::new(repo))
+//!     .layer(
+//!         ConsistencyLayer::new(repo)
+//!             .mode(Consistency::Session)
+//!             .max_wait(Duration::from_millis(200), WaitFallback::Unavailable),
+//!     )
 //! # }
 //! ```
 
 mod layer;
+mod mode;
+mod request_token;
 mod service;
+mod token;
 
 use std::cell::Cell;
 
-use http::HeaderMap;
-
-use crate::lsn::Lsn;
 use crate::repo::WriteTimings;
+use crate::wal_position::WalPosition;
 
 pub use layer::ConsistencyLayer;
+pub use mode::{Consistency, UnknownConsistency, WaitFallback};
 pub use service::ConsistencyService;
+pub(crate) use token::KEY_CONTEXT as TOKEN_KEY_CONTEXT;
 
-/// The response and request header that carries an LSN.
+/// The request and response header that carries the consistency token.
 pub const LSN_HEADER: &str = "fly-lsn";
-/// The cookie that carries an LSN for browsers.
+/// The cookie that carries the consistency token for browsers.
 pub const LSN_COOKIE: &str = "fly_lsn";
+/// The request header that picks a [`Consistency`] for one request.
+pub const CONSISTENCY_HEADER: &str = "fly-consistency";
 
-tokio::task_local! {
-    static WRITTEN: Cell<u64>;
-    static TIMINGS: Cell<Option<WriteTimings>>;
+/// What the current request left for its response.
+#[derive(Debug, Default, Clone, Copy)]
+struct RequestRecord {
+    written: Option<WalPosition>,
+    seen: Option<WalPosition>,
+    timings: Option<WriteTimings>,
+    from_primary: bool,
 }
 
-/// Notes that the current request committed a write at `lsn`. The repo
-/// calls it after every write; outside a [`ConsistencyLayer`] it does nothing.
-pub(crate) fn record_write(lsn: Lsn) {
-    let _ = WRITTEN.try_with(|written| written.set(written.get().max(lsn.as_u64())));
+tokio::task_local! {
+    static RECORD: Cell<RequestRecord>;
+}
+
+fn update(change: impl FnOnce(&mut RequestRecord)) {
+    let _ = RECORD.try_with(|cell| {
+        let mut record = cell.get();
+        change(&mut record);
+        cell.set(record);
+    });
+}
+
+fn later(a: Option<WalPosition>, b: WalPosition) -> WalPosition {
+    match a {
+        Some(a) if (a.timeline, a.lsn) >= (b.timeline, b.lsn) => a,
+        _ => b,
+    }
+}
+
+/// Notes that the current request committed a write at `position`. The
+/// repo calls it after every write; outside a [`ConsistencyLayer`] it does
+/// nothing.
+pub(crate) fn record_write(position: WalPosition) {
+    update(|r| r.written = Some(later(r.written, position)));
+}
+
+/// Notes that the current request's reads saw the database at `position`
+/// (session and strong modes).
+pub(crate) fn record_seen(position: WalPosition) {
+    update(|r| r.seen = Some(later(r.seen, position)));
+}
+
+/// Whether the current request reads from the primary.
+pub(crate) fn reading_from_primary() -> bool {
+    RECORD
+        .try_with(|cell| cell.get().from_primary)
+        .unwrap_or(false)
 }
 
 /// Keeps the writes made so far in this request from reaching the client:
-/// the [`ConsistencyLayer`] sends no `fly-lsn` header or cookie for them, so
-/// the client's next request does not wait for them. For a page that shows
-/// what a read without the wait looks like; everything else wants the
-/// cookie. Outside a [`ConsistencyLayer`] it does nothing.
+/// the [`ConsistencyLayer`] sends no token for them, so the client's next
+/// request does not wait for them. For a page that shows what a read
+/// without the wait looks like; everything else wants the token. Outside a
+/// [`ConsistencyLayer`] it does nothing.
 pub fn forget_written_lsn() {
-    let _ = WRITTEN.try_with(|written| written.set(0));
+    update(|r| r.written = None);
 }
 
 /// Adds a write's phases to the current request's; outside a
 /// [`ConsistencyLayer`] it does nothing.
 pub(crate) fn record_timings(timings: &WriteTimings) {
-    let _ = TIMINGS.try_with(|sum| {
-        let mut total = sum.get().unwrap_or_default();
+    update(|r| {
+        let mut total = r.timings.unwrap_or_default();
         total.add(timings);
-        sum.set(Some(total));
+        r.timings = Some(total);
     });
 }
 
-/// What a request's writes left for its response.
-pub(crate) struct Recorded {
-    /// The highest LSN it wrote.
-    pub(crate) lsn: Option<Lsn>,
-    /// The phases of its writes, summed.
-    pub(crate) timings: Option<WriteTimings>,
-}
-
-/// Runs `future` with a fresh record, and returns what its writes left.
-pub(crate) async fn recording<F: Future>(future: F) -> (F::Output, Recorded) {
-    let record = async {
-        let output = future.await;
-        let written = WRITTEN.with(Cell::get);
-        let timings = TIMINGS.with(Cell::get);
-        (
-            output,
-            Recorded {
-                lsn: (written > 0).then(|| Lsn::new(written)),
-                timings,
-            },
-        )
+/// Runs `future` with a fresh record (`seen` already noted), and returns
+/// what it left.
+async fn recording<F: Future>(
+    seen: Option<WalPosition>,
+    from_primary: bool,
+    future: F,
+) -> (F::Output, RequestRecord) {
+    let start = RequestRecord {
+        seen,
+        from_primary,
+        ..RequestRecord::default()
     };
-    WRITTEN
-        .scope(Cell::new(0), TIMINGS.scope(Cell::new(None), record))
+    RECORD
+        .scope(Cell::new(start), async {
+            let output = future.await;
+            (output, RECORD.with(Cell::get))
+        })
         .await
-}
-
-/// Why a request's LSN could not be used.
-#[derive(Debug)]
-pub(crate) struct BadLsn(pub(crate) String);
-
-/// The LSN a request asks to see: the header wins over the cookie. A
-/// malformed header is the client's error; a malformed cookie is ignored
-/// (a browser must not be stuck with it).
-pub(crate) fn requested_lsn(headers: &HeaderMap) -> Result<Option<Lsn>, BadLsn> {
-    if let Some(value) = headers.get(LSN_HEADER) {
-        let text = value
-            .to_str()
-            .map_err(|_| BadLsn(format!("header {LSN_HEADER} is not text")))?;
-        return text
-            .trim()
-            .parse()
-            .map(Some)
-            .map_err(|e| BadLsn(format!("header {LSN_HEADER}: {e}")));
-    }
-    let from_cookie = headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == LSN_COOKIE)
-        .and_then(|(_, value)| value.trim_matches('"').parse().ok());
-    Ok(from_cookie)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use http::HeaderValue;
-
-    #[test]
-    fn header_wins_and_bad_cookies_are_ignored() {
-        let mut h = HeaderMap::new();
-        assert!(requested_lsn(&h).unwrap().is_none());
-        h.insert(
-            http::header::COOKIE,
-            HeaderValue::from_static("a=b; fly_lsn=0/16; c=d"),
-        );
-        assert_eq!(requested_lsn(&h).unwrap(), Some(Lsn::new(0x16)));
-        h.insert(LSN_HEADER, HeaderValue::from_static("1/0"));
-        assert_eq!(requested_lsn(&h).unwrap(), Some(Lsn::new(1 << 32)));
-        h.insert(LSN_HEADER, HeaderValue::from_static("nope"));
-        assert!(requested_lsn(&h).is_err());
-        let mut h = HeaderMap::new();
-        h.insert(
-            http::header::COOKIE,
-            HeaderValue::from_static("fly_lsn=garbage"),
-        );
-        assert!(requested_lsn(&h).unwrap().is_none());
-    }
 }

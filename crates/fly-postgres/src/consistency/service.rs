@@ -1,32 +1,34 @@
-//! The service that waits for a request's LSN and reports the LSN it wrote.
+//! The service that waits for a request's token and raises it in the
+//! response.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use tower_service::Service;
 
-use super::{LSN_COOKIE, LSN_HEADER, recording, requested_lsn};
+use super::layer::ConsistencyLayer;
+use super::mode::{Consistency, WaitFallback};
+use super::request_token::{requested_mode, token_text};
+use super::token::{Rejected, Token};
+use super::{LSN_COOKIE, LSN_HEADER, RequestRecord, later, recording};
+use crate::error::Error;
+use crate::lsn::Lsn;
 use crate::middleware_support::{take_ready, text_response};
-use crate::repo::Repo;
+use crate::wal_position::WalPosition;
 
 /// See [`super::ConsistencyLayer`].
 #[derive(Debug, Clone)]
 pub struct ConsistencyService<S> {
     inner: S,
-    repo: Repo,
-    cookie_max_age: Duration,
+    config: ConsistencyLayer,
 }
 
 impl<S> ConsistencyService<S> {
-    pub(super) fn new(inner: S, repo: Repo, cookie_max_age: Duration) -> Self {
-        ConsistencyService {
-            inner,
-            repo,
-            cookie_max_age,
-        }
+    pub(super) fn new(inner: S, config: ConsistencyLayer) -> Self {
+        ConsistencyService { inner, config }
     }
 }
 
@@ -34,14 +36,155 @@ impl<S> ConsistencyService<S> {
 const SERVER_TIMING: header::HeaderName = header::HeaderName::from_static("server-timing");
 
 /// More WAL than any real write can be ahead of a replica that was seen
-/// recently: a client asking for that would only tie the request up until
-/// the timeout.
+/// recently: a plain LSN asking for that is ignored.
 const IMPLAUSIBLE_AHEAD: u64 = 64 << 30;
 
-fn implausible(repo: &Repo, lsn: crate::lsn::Lsn) -> bool {
-    repo.tracker()
-        .last_replayed()
-        .is_some_and(|seen| lsn.as_u64().saturating_sub(seen.as_u64()) > IMPLAUSIBLE_AHEAD)
+/// What a request's token asks for, once read.
+struct Incoming {
+    token: Token,
+    /// A plain LSN, on a layer that still accepts them.
+    plain: Option<Lsn>,
+}
+
+fn rejected(reason: Rejected) {
+    metrics::counter!("fly_postgres_consistency_tokens_rejected_total", "reason" => reason.reason())
+        .increment(1);
+    tracing::debug!(reason = reason.reason(), "consistency token ignored");
+}
+
+fn read_token(headers: &HeaderMap, config: &ConsistencyLayer) -> Incoming {
+    let mut incoming = Incoming {
+        token: Token::default(),
+        plain: None,
+    };
+    let Some(text) = token_text(headers) else {
+        return incoming;
+    };
+    match Token::decode(text, config.repo.token_keys()) {
+        Ok(token) => incoming.token = token,
+        Err(Rejected::PlainLsn) if config.accept_plain_lsn => {
+            let lsn: Option<Lsn> = text.parse().ok();
+            let seen = config.repo.tracker().last_replayed();
+            match lsn {
+                Some(lsn)
+                    if seen.is_none_or(|seen| {
+                        lsn.as_u64().saturating_sub(seen.as_u64()) <= IMPLAUSIBLE_AHEAD
+                    }) =>
+                {
+                    incoming.plain = Some(lsn);
+                }
+                _ => rejected(Rejected::Malformed),
+            }
+        }
+        Err(reason) => rejected(reason),
+    }
+    incoming
+}
+
+fn fell_back(to: &'static str) {
+    metrics::counter!("fly_postgres_consistency_fallbacks_total", "to" => to).increment(1);
+}
+
+fn unavailable<B: From<String>>(text: &str) -> Response<B> {
+    let mut response = text_response(StatusCode::SERVICE_UNAVAILABLE, text.to_owned());
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
+/// How the wait before the handler ended, when the handler should not run
+/// as usual.
+enum Before<B> {
+    /// Run it; `seen` is what the request may now say it saw, and whether it
+    /// reads from the primary.
+    Run {
+        seen: Option<WalPosition>,
+        from_primary: bool,
+    },
+    /// Answer this instead.
+    Answer(Response<B>),
+}
+
+async fn before<B: From<String>>(
+    config: &ConsistencyLayer,
+    mode: Consistency,
+    incoming: &Incoming,
+) -> Before<B> {
+    let repo = &config.repo;
+    let mut target: Option<WalPosition> = None;
+    if mode != Consistency::Eventual {
+        if !incoming.token.is_empty() {
+            match repo.system_id().await {
+                Ok(system_id) => target = incoming.token.get(system_id),
+                Err(_) => {
+                    return Before::Answer(unavailable(
+                        "the database cannot serve right now; try again shortly",
+                    ));
+                }
+            }
+        }
+        if let Some(lsn) = incoming.plain {
+            target = Some(later(target, WalPosition::new(None, lsn)));
+        }
+    }
+    let mut seen = None;
+    if mode == Consistency::Strong {
+        match repo.primary_position().await {
+            Ok(position) => target = Some(later(target, position)),
+            Err(e) => {
+                tracing::warn!(error = %e, "a strong read could not learn the primary's position");
+                return Before::Answer(unavailable(
+                    "the primary region could not be asked for its position; try again shortly",
+                ));
+            }
+        }
+    }
+    let Some(target) = target else {
+        return Before::Run {
+            seen,
+            from_primary: false,
+        };
+    };
+    let limit = config
+        .max_wait
+        .map_or_else(|| repo.replication_timeout(), |(limit, _)| limit);
+    let waited = repo.wait_for_position(target, limit).await;
+    if matches!(mode, Consistency::Session | Consistency::Strong) {
+        seen = Some(later(seen, target));
+    }
+    match waited {
+        Ok(()) => Before::Run {
+            seen,
+            from_primary: false,
+        },
+        Err(Error::WriteLost { .. }) => Before::Answer(text_response(
+            StatusCode::GONE,
+            "an earlier write of this session was lost when the database failed over: it is \
+             not in the database and will not appear; check and write it again"
+                .to_owned(),
+        )),
+        Err(_) => match config.max_wait.map(|(_, fallback)| fallback) {
+            Some(WaitFallback::Replay) if !repo.is_primary().await => {
+                fell_back("replay");
+                Before::Answer(crate::fly_replay::replay_response(&repo.primary_region()))
+            }
+            Some(WaitFallback::PrimaryPool) if repo.has_primary_pool() => {
+                fell_back("primary_pool");
+                Before::Run {
+                    seen,
+                    from_primary: true,
+                }
+            }
+            _ => {
+                fell_back("unavailable");
+                Before::Answer(unavailable(
+                    "this region's replica has not caught up with what your session wrote or \
+                     saw yet; try again shortly",
+                ))
+            }
+        },
+    }
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ConsistencyService<S>
@@ -61,69 +204,110 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let mut inner = take_ready(&mut self.inner);
-        let repo = self.repo.clone();
-        let max_age = self.cookie_max_age.as_secs();
-        let wanted = requested_lsn(request.headers());
+        let config = self.config.clone();
+        let mode = requested_mode(request.headers());
+        let incoming = read_token(request.headers(), &config);
         Box::pin(async move {
-            let mut lsn_wait = None;
-            match wanted {
-                Err(bad) => return Ok(text_response(StatusCode::BAD_REQUEST, bad.0)),
-                Ok(Some(lsn)) if implausible(&repo, lsn) => {
-                    return Ok(text_response(
-                        StatusCode::BAD_REQUEST,
-                        format!("LSN {lsn} is far ahead of anything this database has seen"),
-                    ));
-                }
-                Ok(Some(lsn)) => {
-                    let waiting = std::time::Instant::now();
-                    let waited = repo.wait_for(lsn).await;
-                    lsn_wait = Some(waiting.elapsed());
-                    if let Err(e) = waited {
-                        let mut response = text_response(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            format!(
-                                "this region's replica has not caught up with your last write yet: {e}"
-                            ),
-                        );
-                        response
-                            .headers_mut()
-                            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                        return Ok(response);
-                    }
-                }
-                Ok(None) => {}
-            }
-            let (response, written) = recording(inner.call(request)).await;
+            let mode = match mode {
+                Ok(mode) => mode.unwrap_or(config.mode),
+                Err(e) => return Ok(text_response(StatusCode::BAD_REQUEST, e.to_string())),
+            };
+            let waiting = Instant::now();
+            let waits = !incoming.token.is_empty()
+                || incoming.plain.is_some()
+                || mode == Consistency::Strong;
+            let (seen, from_primary) = match before(&config, mode, &incoming).await {
+                Before::Run { seen, from_primary } => (seen, from_primary),
+                Before::Answer(response) => return Ok(response),
+            };
+            let waited = waiting.elapsed();
+            let (response, mut record) = recording(seen, from_primary, inner.call(request)).await;
             let mut response = response?;
-            let mut timing: Vec<String> = lsn_wait
-                .map(|waited| {
-                    crate::repo::server_timing_metric(
-                        "fly-lsn-wait",
-                        "wait for the client's last write",
-                        waited,
-                    )
-                })
-                .into_iter()
-                .collect();
-            timing.extend(written.timings.map(|t| t.server_timing()));
-            if !timing.is_empty()
-                && let Ok(value) = HeaderValue::from_str(&timing.join(", "))
-            {
-                response.headers_mut().append(SERVER_TIMING, value);
-            }
-            if let Some(lsn) = written.lsn {
-                let headers = response.headers_mut();
-                if let Ok(value) = HeaderValue::from_str(&lsn.to_string()) {
-                    headers.insert(LSN_HEADER, value);
-                }
-                let cookie = format!(
-                    "{LSN_COOKIE}={lsn}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax"
-                );
-                if let Ok(value) = HeaderValue::from_str(&cookie) {
-                    headers.append(header::SET_COOKIE, value);
+            if mode == Consistency::Session && !from_primary {
+                // After the handler, so the token covers everything its
+                // reads saw.
+                if let Some(now) = config.repo.seen_position().await {
+                    record.seen = Some(later(record.seen, now));
                 }
             }
+            server_timing(&mut response, waits.then_some(waited), &record);
+            respond_with_token(&config, incoming.token, &record, &mut response).await;
             Ok(response)
         })
+    }
+}
+
+fn server_timing<B>(response: &mut Response<B>, waited: Option<Duration>, record: &RequestRecord) {
+    let mut timing: Vec<String> = waited
+        .map(|waited| {
+            crate::repo::server_timing_metric("fly-lsn-wait", "wait for the session's token", waited)
+        })
+        .into_iter()
+        .collect();
+    timing.extend(record.timings.map(|t| t.server_timing()));
+    if !timing.is_empty()
+        && let Ok(value) = HeaderValue::from_str(&timing.join(", "))
+    {
+        response.headers_mut().append(SERVER_TIMING, value);
+    }
+}
+
+/// Puts the raised token in the response (header and cookie), merged with
+/// one an inner layer (another repo's) set already; nothing when it did
+/// not rise.
+async fn respond_with_token<B>(
+    config: &ConsistencyLayer,
+    mut token: Token,
+    record: &RequestRecord,
+    response: &mut Response<B>,
+) {
+    let repo = &config.repo;
+    let mut raised = false;
+    if record.written.is_some() || record.seen.is_some() {
+        match repo.system_id().await {
+            Ok(system_id) => {
+                for position in [record.written, record.seen].into_iter().flatten() {
+                    raised |= token.raise(system_id, position);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "no consistency token: the database's identity could not be read"),
+        }
+    }
+    let from_inner = response
+        .headers()
+        .get(LSN_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|text| Token::decode(text, repo.token_keys()).ok());
+    if let Some(inner) = from_inner {
+        token.merge(&inner);
+        raised = true;
+    }
+    if !raised || token.is_empty() {
+        return;
+    }
+    let Some(key) = repo.token_keys().first() else {
+        return;
+    };
+    let text = token.encode(key);
+    let headers = response.headers_mut();
+    let others: Vec<HeaderValue> = headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter(|v| !v.as_bytes().starts_with(LSN_COOKIE.as_bytes()))
+        .cloned()
+        .collect();
+    headers.remove(header::SET_COOKIE);
+    for value in others {
+        headers.append(header::SET_COOKIE, value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&text) {
+        headers.insert(LSN_HEADER, value);
+    }
+    let cookie = format!(
+        "{LSN_COOKIE}={text}; Path=/; Max-Age={}; HttpOnly; SameSite=Lax",
+        config.cookie_max_age.as_secs()
+    );
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        headers.append(header::SET_COOKIE, value);
     }
 }

@@ -28,6 +28,7 @@ use crate::error::{Error, WriteOutcome};
 /// | invalid request id | 400 | `bad_request` | `false` |
 /// | the mutation's own error ([`Error::App`]: its `Display` is shown) | 422 | `rejected` | `false` |
 /// | `fetch_one` found no row (`sqlx::Error::RowNotFound`) | 404 | `not_found` | `false` |
+/// | the session's earlier write was lost in an asynchronous failover ([`Error::WriteLost`]) | 410 | `write_lost` | `false` |
 /// | serialization failure or deadlock | 503 | `try_again` | `false` |
 /// | database unreachable, out of connections, shutting down | 503 | `database_unavailable` | `false` |
 /// | anything else (configuration, SQL errors, decode) | 500 | `internal` | `false` |
@@ -223,6 +224,12 @@ fn classify(error: &Error) -> (StatusCode, &'static str, String) {
             }
         }
         Error::App(app) => (S::UNPROCESSABLE_ENTITY, "rejected", app.to_string()),
+        Error::WriteLost { .. } => (
+            S::GONE,
+            "write_lost",
+            "an earlier write of this session was lost when the database failed over: it is not              in the database and will not appear; check and write it again"
+                .to_owned(),
+        ),
         Error::RequestIdReused { .. } => (
             S::UNPROCESSABLE_ENTITY,
             "idempotency_key_reused",

@@ -338,6 +338,7 @@ impl RepoBuilder {
         });
         let mut node = node
             .procedure::<Forwarded<Statement>>(Arc::clone(&server))
+            .procedure::<super::positions::CurrentPosition>(Arc::clone(&server))
             .primary_check(Arc::new(move || {
                 let status = Arc::clone(&check_status);
                 async move { status.is_primary().await }.boxed()
@@ -346,6 +347,7 @@ impl RepoBuilder {
             node = register(node, &server);
         }
         let node = node.start().await.map_err(Error::Rpc)?;
+        let token_keys = node.derive_keys(crate::consistency::TOKEN_KEY_CONTEXT);
 
         let sweeper = if regions.is_primary() {
             if !status.is_primary().await {
@@ -382,6 +384,8 @@ impl RepoBuilder {
                 retries: AtomicU64::new(0),
                 sweeper,
                 sweeps,
+                timelines: Default::default(),
+                token_keys,
             }),
         })
     }

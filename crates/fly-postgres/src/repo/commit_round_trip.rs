@@ -11,9 +11,10 @@
 
 use futures_util::TryStreamExt;
 use sqlx::postgres::PgConnection;
-use sqlx::{AssertSqlSafe, Either, Row};
+use sqlx::{AssertSqlSafe, Either};
 
-use crate::lsn::Lsn;
+use crate::commit_lsn::{COMMIT_POSITION_SQL, position_of_row};
+use crate::wal_position::WalPosition;
 use crate::request_key::RequestKey;
 
 /// The record to insert with the commit.
@@ -27,7 +28,7 @@ pub(crate) struct Record<'a> {
 #[derive(Debug)]
 pub(crate) enum Finished {
     /// Committed; readers wait for this LSN.
-    Committed(Lsn),
+    Committed(WalPosition),
     /// Committed, but the LSN did not come back.
     CommittedLsnUnknown(sqlx::Error),
     /// The server answered with an error before COMMIT completed (the record
@@ -84,20 +85,19 @@ pub(crate) async fn commit_with_record(
     // Statements that complete before COMMIT's own completion.
     let before_commit =
         usize::from(record.is_some()) + usize::from(force_local_flush) + usize::from(guard);
-    sql.push_str("commit;\nselect pg_current_wal_flush_lsn()::text;\nbegin");
+    sql.push_str("commit;\n");
+    sql.push_str(COMMIT_POSITION_SQL);
+    sql.push_str(";\nbegin");
 
     let mut completed = 0usize;
-    let mut lsn: Option<Result<Lsn, sqlx::Error>> = None;
+    let mut lsn: Option<Result<WalPosition, sqlx::Error>> = None;
     let mut results = sqlx::raw_sql(AssertSqlSafe(sql)).fetch_many(&mut *conn);
     loop {
         match results.try_next().await {
             Ok(Some(Either::Left(_done))) => completed += 1,
             // Only the row of the SELECT right after COMMIT is the LSN.
             Ok(Some(Either::Right(row))) if completed == before_commit + 1 => {
-                lsn = Some(row.try_get::<String, _>(0).and_then(|text| {
-                    text.parse::<Lsn>()
-                        .map_err(|e| sqlx::Error::Decode(Box::new(e)))
-                }));
+                lsn = Some(position_of_row(&row));
             }
             Ok(Some(Either::Right(_))) => {}
             Ok(None) => break,

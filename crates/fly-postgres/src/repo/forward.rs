@@ -95,6 +95,10 @@ impl<M: Mutation> Forwarded<M> {
 pub(crate) struct Committed<O> {
     pub(crate) output: O,
     pub(crate) lsn: Lsn,
+    /// The primary's timeline at the commit (absent in replies from
+    /// versions that did not send it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) timeline: Option<u32>,
     /// Microseconds the transaction took next to the primary (absent in
     /// replies from versions that did not measure it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -234,13 +238,14 @@ impl<M: Mutation> Procedure for Forwarded<M> {
             .await;
         let primary_us = u64::try_from(started.elapsed().as_micros()).ok();
         match outcome {
-            Ok(Outcome::Committed(output, lsn)) => {
+            Ok(Outcome::Committed(output, position)) => {
                 if let Some(hook) = &state.after_commit {
                     hook(M::NAME);
                 }
                 Ok(Committed {
                     output,
-                    lsn,
+                    lsn: position.lsn,
+                    timeline: position.timeline,
                     primary_us,
                 })
             }

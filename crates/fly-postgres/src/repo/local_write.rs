@@ -8,14 +8,14 @@ use super::server_state::ServerState;
 use super::transaction::{Failure, Outcome, run_once};
 use super::write::{FIRST_BACKOFF, MAX_BACKOFF};
 use crate::error::Error;
-use crate::lsn::Lsn;
+use crate::wal_position::WalPosition;
 use crate::mutation::Mutation;
 use crate::request_key::RequestKey;
 
 /// How a local write ended, with the attempts it took.
 pub(super) struct LocalReply<O> {
     pub(super) output: O,
-    pub(super) lsn: Option<Lsn>,
+    pub(super) position: Option<WalPosition>,
     pub(super) attempts: u32,
 }
 
@@ -78,10 +78,10 @@ async fn attempts<M: Mutation>(
             ),
         })?;
         match run_once(&state, mutation, Some(&key)).await {
-            Ok(Outcome::Committed(output, lsn)) => {
+            Ok(Outcome::Committed(output, position)) => {
                 return Ok(LocalReply {
                     output,
-                    lsn: Some(lsn),
+                    position: Some(position),
                     attempts: attempt,
                 });
             }
@@ -89,7 +89,7 @@ async fn attempts<M: Mutation>(
             Ok(Outcome::CommittedLsnUnknown(output)) => {
                 return Ok(LocalReply {
                     output,
-                    lsn: None,
+                    position: None,
                     attempts: attempt,
                 });
             }

@@ -5,6 +5,7 @@ mod builder;
 mod commit_round_trip;
 mod forward;
 mod local_write;
+mod positions;
 mod primary_follower;
 mod primary_status;
 mod server_state;
@@ -69,6 +70,8 @@ pub(crate) struct RepoInner {
     retries: AtomicU64,
     sweeper: Option<tokio::task::JoinHandle<()>>,
     sweeps: Arc<sweeper::SweepCounters>,
+    timelines: crate::timeline_view::TimelineCache,
+    token_keys: Vec<[u8; 32]>,
 }
 
 impl Drop for RepoInner {

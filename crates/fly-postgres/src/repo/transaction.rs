@@ -5,9 +5,9 @@ use super::commit_round_trip::{Finished, Record, commit_with_record};
 use super::server_state::ServerState;
 
 use super::forward::WireError;
-use crate::commit_lsn::commit_lsn;
+use crate::commit_lsn::commit_position;
 use crate::error::Error;
-use crate::lsn::Lsn;
+use crate::wal_position::WalPosition;
 use crate::mutation::Mutation;
 use crate::request_key::RequestKey;
 
@@ -15,7 +15,7 @@ use crate::request_key::RequestKey;
 #[derive(Debug)]
 pub(crate) enum Outcome<O> {
     /// Committed; readers wait for this LSN.
-    Committed(O, Lsn),
+    Committed(O, WalPosition),
     /// Committed, but the LSN could not be read afterwards (the connection
     /// broke right after COMMIT). A retry with the same request id answers
     /// with the recorded output and a fresh LSN.
@@ -118,7 +118,7 @@ pub(crate) async fn run_once<M: Mutation>(
             // connection.
             let retry = async {
                 let mut other = state.pool.acquire().await?;
-                commit_lsn(&mut other).await
+                commit_position(&mut other).await
             };
             match retry.await {
                 Ok(lsn) => Ok(Outcome::Committed(output, lsn)),
@@ -300,7 +300,7 @@ async fn recorded<M: Mutation>(
         mutation = M::NAME,
         "answered a retried write from its record"
     );
-    match commit_lsn(conn).await {
+    match commit_position(conn).await {
         Ok(lsn) => Ok(Outcome::Committed(output, lsn)),
         Err(_) => Ok(Outcome::CommittedLsnUnknown(output)),
     }

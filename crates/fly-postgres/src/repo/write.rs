@@ -15,7 +15,7 @@ use super::timings::WriteTimings;
 use super::transaction::{Failure, Outcome, run_once};
 use super::{Repo, WriteMode};
 use crate::error::Error;
-use crate::lsn::Lsn;
+use crate::wal_position::WalPosition;
 use crate::mutation::Mutation;
 use crate::request_key::{self, RequestKey};
 
@@ -259,8 +259,8 @@ async fn run_to_end<M: Mutation, T>(
         let result = write_locally::<M>(Arc::clone(&inner.server), args, key, deadline)
             .await
             .map(|reply| {
-                if let Some(lsn) = reply.lsn {
-                    crate::consistency::record_write(lsn);
+                if let Some(position) = reply.position {
+                    crate::consistency::record_write(position);
                 }
                 (reply.output, reply.attempts)
             });
@@ -322,9 +322,10 @@ async fn run_to_end<M: Mutation, T>(
             attempts: reply.attempts,
             ..WriteTimings::default()
         };
-        let (output, lsn) = (reply.output, reply.lsn);
+        let (output, position) = (reply.output, reply.position);
+        let lsn = position.lsn;
         tracing::Span::current().record("lsn", tracing::field::display(lsn));
-        crate::consistency::record_write(lsn);
+        crate::consistency::record_write(position);
         if wait {
             let timeout = replication_timeout.unwrap_or(inner.config.replication_timeout);
             let waiting = Instant::now();
@@ -426,9 +427,9 @@ async fn direct_once<M: Mutation>(
     let outcome = run_once(state, mutation, Some(&key)).await;
     let primary_us = u64::try_from(started.elapsed().as_micros()).ok();
     Ok(match outcome {
-        Ok(Outcome::Committed(output, lsn)) => Ok(Reply {
+        Ok(Outcome::Committed(output, position)) => Ok(Reply {
             output,
-            lsn,
+            position,
             primary_us,
             attempts: 0,
         }),
@@ -438,11 +439,11 @@ async fn direct_once<M: Mutation>(
         Ok(Outcome::CommittedLsnUnknown(output)) => {
             for _ in 0..3 {
                 if let Ok(mut conn) = state.pool.acquire().await
-                    && let Ok(lsn) = crate::commit_lsn::commit_lsn(&mut conn).await
+                    && let Ok(position) = crate::commit_lsn::commit_position(&mut conn).await
                 {
                     return Ok(Ok(Reply {
                         output,
-                        lsn,
+                        position,
                         primary_us,
                         attempts: 0,
                     }));
@@ -463,7 +464,7 @@ async fn direct_once<M: Mutation>(
 /// A forwarded write's reply and how many attempts it took.
 struct Reply<O> {
     output: O,
-    lsn: Lsn,
+    position: WalPosition,
     primary_us: Option<u64>,
     attempts: u32,
 }
@@ -521,6 +522,7 @@ async fn forward<M: Mutation>(
             Ok(Committed {
                 output,
                 lsn,
+                timeline,
                 primary_us,
             }) => {
                 if let Some(follower) = &inner.follow {
@@ -528,7 +530,7 @@ async fn forward<M: Mutation>(
                 }
                 return Ok(Reply {
                     output,
-                    lsn,
+                    position: WalPosition::new(timeline, lsn),
                     primary_us,
                     attempts: attempt,
                 });

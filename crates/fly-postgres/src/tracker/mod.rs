@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use sqlx::postgres::{PgConnectOptions, PgPool};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, oneshot};
 
 use crate::error::Error;
 use crate::lsn::Lsn;
@@ -32,6 +32,11 @@ struct Config {
 #[derive(Debug, Default)]
 struct State {
     waiters: Waiters,
+    /// Callers of [`Tracker::fresh_position`], each with the first poll
+    /// number whose answer it may take (one that started after it asked).
+    fresh: Vec<(u64, oneshot::Sender<Option<Lsn>>)>,
+    /// Polls started so far.
+    polls_started: u64,
     replayed: Option<Lsn>,
     /// Set while the database is known not to be in recovery.
     primary_until: Option<Instant>,
@@ -47,6 +52,20 @@ struct Shared {
     timeouts: AtomicU64,
 }
 
+impl State {
+    /// Whether anyone needs a poll.
+    fn busy(&self) -> bool {
+        !self.waiters.is_empty() || !self.fresh.is_empty()
+    }
+
+    /// Drops every pending wait and fresh-position request unanswered:
+    /// each caller sees the tracker stop.
+    fn abandon_all(&mut self) {
+        self.waiters.abandon_all();
+        self.fresh.clear();
+    }
+}
+
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state
@@ -57,8 +76,16 @@ impl Shared {
     /// Records a poll's answer and wakes the waits it covers. Returns how
     /// far (in WAL bytes) the furthest remaining wait is ahead of replay:
     /// the replication lag as the waiters feel it.
-    fn publish(&self, in_recovery: bool, replayed: Option<Lsn>) -> u64 {
+    fn publish(&self, poll: u64, in_recovery: bool, replayed: Option<Lsn>) -> u64 {
         let mut state = self.lock();
+        let answer = if in_recovery { replayed } else { None };
+        let (answered, waiting) = std::mem::take(&mut state.fresh)
+            .into_iter()
+            .partition::<Vec<_>, _>(|(from, _)| *from <= poll);
+        state.fresh = waiting;
+        for (_, tx) in answered {
+            let _ = tx.send(answer);
+        }
         if !in_recovery {
             state.primary_until = Some(Instant::now() + ROLE_TTL);
             let released = state.waiters.release_all();
@@ -178,7 +205,7 @@ impl Tracker {
             if is_primary || state.replayed.is_some_and(|seen| seen >= lsn) {
                 return Ok(());
             }
-            let was_idle = state.waiters.is_empty();
+            let was_idle = !state.busy();
             let registered = state.waiters.insert(lsn);
             if was_idle {
                 self.shared.wake.notify_one();
@@ -213,6 +240,31 @@ impl Tracker {
                     output: None,
                 })
             }
+        }
+    }
+
+    /// The replay position now: the answer of a poll that starts after this
+    /// call (so it covers everything a read on this database saw before
+    /// the call), shared by every caller waiting for the same poll. `None`
+    /// when the database is not in recovery.
+    pub async fn fresh_position(&self, timeout: Duration) -> Result<Option<Lsn>, Error> {
+        let rx = {
+            let mut state = self.shared.lock();
+            let (tx, rx) = oneshot::channel();
+            let from = state.polls_started + 1;
+            state.fresh.push((from, tx));
+            self.shared.wake.notify_one();
+            rx
+        };
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(_)) => Err(Error::TrackerStopped),
+            Err(_) => Err(Error::ReplicationTimeout {
+                committed_lsn: Lsn::ZERO,
+                replayed: self.last_replayed(),
+                waited: timeout,
+                output: None,
+            }),
         }
     }
 

@@ -37,7 +37,7 @@ pub(super) fn spawn(
                 Ok(rt) => rt,
                 Err(e) => {
                     tracing::error!(error = %e, "replay tracker could not build its runtime");
-                    shared.lock().waiters.abandon_all();
+                    shared.lock().abandon_all();
                     return;
                 }
             };
@@ -53,13 +53,13 @@ async fn run(shared: &Shared, options: &PgConnectOptions, config: &Config) {
         // Idle: no query at all until someone waits.
         loop {
             if shared.shutdown.load(Ordering::Acquire) {
-                shared.lock().waiters.abandon_all();
+                shared.lock().abandon_all();
                 if let Some(c) = conn.take() {
                     let _ = c.close().await;
                 }
                 return;
             }
-            if !shared.lock().waiters.is_empty() {
+            if shared.lock().busy() {
                 break;
             }
             shared.wake.notified().await;
@@ -89,6 +89,11 @@ async fn run(shared: &Shared, options: &PgConnectOptions, config: &Config) {
         };
 
         let started = Instant::now();
+        let poll_number = {
+            let mut state = shared.lock();
+            state.polls_started += 1;
+            state.polls_started
+        };
         let polled = tokio::time::timeout(config.query_timeout, poll(c)).await;
         shared.polls.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("fly_postgres_tracker_polls_total", "tracker" => config.label.clone())
@@ -96,7 +101,7 @@ async fn run(shared: &Shared, options: &PgConnectOptions, config: &Config) {
         let failure = match polled {
             Ok(Ok((in_recovery, replayed))) => {
                 backoff = MIN_BACKOFF;
-                let lag = shared.publish(in_recovery, replayed);
+                let lag = shared.publish(poll_number, in_recovery, replayed);
                 metrics::gauge!("fly_postgres_replication_lag_bytes", "tracker" => config.label.clone())
                     .set(lag as f64);
                 None
@@ -114,7 +119,7 @@ async fn run(shared: &Shared, options: &PgConnectOptions, config: &Config) {
         }
 
         // Pace from the start of the poll, so the period includes the query.
-        if !shared.lock().waiters.is_empty() {
+        if shared.lock().busy() {
             let next = started.checked_add(config.poll_interval).unwrap_or(started);
             let now = Instant::now();
             if next > now {

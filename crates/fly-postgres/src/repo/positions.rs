@@ -1,0 +1,243 @@
+//! The positions the consistency modes wait for: a token's (timeline-aware),
+//! the primary's current one (strong reads), and what this instance has
+//! seen (session tokens).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fly_rpc::{CallContext, CallOptions, Procedure};
+use serde::{Deserialize, Serialize};
+
+use super::Repo;
+use super::server_state::ServerState;
+use crate::commit_lsn::commit_position;
+use crate::consistency::Consistency;
+use crate::error::Error;
+use crate::lsn::Lsn;
+use crate::timeline_view::Verdict;
+use crate::wal_position::WalPosition;
+
+/// The pause between two looks at the timeline while waiting for the local
+/// database to follow a newer one.
+const FOLLOW_PAUSE: Duration = Duration::from_millis(20);
+
+/// Asks a primary-region instance for the primary's current position.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct CurrentPosition;
+
+/// The primary's position, as [`CurrentPosition`] answers it.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct PositionReply {
+    lsn: Lsn,
+    timeline: Option<u32>,
+}
+
+impl Procedure for CurrentPosition {
+    const NAME: &'static str = "fly_postgres.current_position";
+    const RETRY_SAFE: bool = true;
+    type Output = PositionReply;
+    type Error = String;
+    type State = ServerState;
+
+    async fn run(self, state: Arc<ServerState>, _ctx: CallContext) -> Result<PositionReply, String> {
+        let mut conn = state
+            .pool
+            .acquire()
+            .await
+            .map_err(|_| "no connection to the primary".to_owned())?;
+        let position = commit_position(&mut conn)
+            .await
+            .map_err(|_| "the primary's position could not be read".to_owned())?;
+        Ok(PositionReply {
+            lsn: position.lsn,
+            timeline: position.timeline,
+        })
+    }
+}
+
+impl Repo {
+    /// Waits until the local database shows `position`, at most `timeout`,
+    /// minding the timeline: a position on an earlier timeline past the
+    /// point where the current one took over is [`Error::WriteLost`] (an
+    /// asynchronous failover dropped it), never a release; one on a newer
+    /// timeline waits until the local database follows it.
+    pub async fn wait_for_position(
+        &self,
+        position: WalPosition,
+        timeout: Duration,
+    ) -> Result<(), Error> {
+        let started = Instant::now();
+        loop {
+            let view = self
+                .inner
+                .timelines
+                .view(&self.inner.pool, position.timeline)
+                .await?;
+            match view.judge(position) {
+                Verdict::Wait => {
+                    let left = timeout.saturating_sub(started.elapsed());
+                    return self.inner.tracker.wait_for(position.lsn, left).await;
+                }
+                Verdict::Lost {
+                    switched_at,
+                    timeline,
+                } => {
+                    metrics::counter!("fly_postgres_writes_lost_total").increment(1);
+                    return Err(Error::WriteLost {
+                        position,
+                        switched_at,
+                        timeline,
+                    });
+                }
+                Verdict::NewerTimeline if started.elapsed() + FOLLOW_PAUSE < timeout => {
+                    tokio::time::sleep(FOLLOW_PAUSE).await;
+                }
+                Verdict::NewerTimeline => {
+                    return Err(Error::ReplicationTimeout {
+                        committed_lsn: position.lsn,
+                        replayed: self.inner.tracker.last_replayed(),
+                        waited: started.elapsed(),
+                        output: None,
+                    });
+                }
+            }
+        }
+    }
+
+    /// The primary's current position: asked from the local database in
+    /// the primary region, with one RPC to a primary-region instance
+    /// elsewhere. What a [`Consistency::Strong`] read waits for.
+    pub async fn primary_position(&self) -> Result<WalPosition, Error> {
+        if self.is_primary().await {
+            let mut conn = self.inner.pool.acquire().await?;
+            return commit_position(&mut conn).await;
+        }
+        let options = CallOptions::new()
+            .timeout(self.inner.config.rpc_timeout)
+            .require_primary();
+        let reply = self
+            .inner
+            .node
+            .call(&self.primary_region(), CurrentPosition, options)
+            .await
+            .map_err(super::forward::from_rpc)?;
+        Ok(WalPosition::new(reply.timeline, reply.lsn))
+    }
+
+    /// A position at or past everything a read on the local database has
+    /// seen so far, for a session token: on a replica the answer of the
+    /// tracker's next poll (shared by every request asking at once, no
+    /// query of its own), on the primary its current flush position (one
+    /// short query).
+    pub(crate) async fn seen_position(&self) -> Option<WalPosition> {
+        if !self.is_primary().await {
+            let fresh = self
+                .inner
+                .tracker
+                .fresh_position(self.inner.config.replication_timeout)
+                .await;
+            match fresh {
+                Ok(Some(lsn)) => {
+                    let timeline = match self.inner.timelines.timeline() {
+                        Some(timeline) => Some(timeline),
+                        None => self
+                            .inner
+                            .timelines
+                            .view(&self.inner.pool, None)
+                            .await
+                            .ok()
+                            .and_then(|view| view.timeline),
+                    };
+                    return Some(WalPosition::new(timeline, lsn));
+                }
+                // Not in recovery after all (a database of its own).
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "no replay position for the session token");
+                    return None;
+                }
+            }
+        }
+        let mut conn = self.inner.pool.acquire().await.ok()?;
+        commit_position(&mut conn).await.ok()
+    }
+
+    /// The local database cluster's system identifier (read once a second
+    /// at most).
+    pub(crate) async fn system_id(&self) -> Result<u64, Error> {
+        if let Some(id) = self.inner.timelines.system_id() {
+            return Ok(id);
+        }
+        Ok(self
+            .inner
+            .timelines
+            .view(&self.inner.pool, None)
+            .await?
+            .system_id)
+    }
+
+    /// The keys consistency tokens are signed with (current first).
+    pub(crate) fn token_keys(&self) -> &[[u8; 32]] {
+        &self.inner.token_keys
+    }
+
+    /// Brings this request's view up to `mode` before a read, inside or
+    /// outside a [`crate::ConsistencyLayer`]: [`Consistency::Strong`] asks
+    /// the primary for its position and waits for it (at most the repo's
+    /// replication timeout); [`Consistency::Session`] notes what this
+    /// instance has shown, so the layer's token rises to it; the others
+    /// have nothing to add to what the layer did.
+    ///
+    /// ```no_run
+    /// # async fn demo(repo: fly_postgres::Repo) -> Result<(), fly_postgres::Error> {
+    /// use fly_postgres::Consistency;
+    /// repo.catch_up(Consistency::Strong).await?;
+    /// let rows: Vec<(i64,)> = sqlx::query_as("select id from todos").fetch_all(repo.reader()).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn catch_up(&self, mode: Consistency) -> Result<(), Error> {
+        match mode {
+            Consistency::Eventual | Consistency::ReadYourWrites => Ok(()),
+            Consistency::Session => {
+                if let Some(seen) = self.seen_position().await {
+                    crate::consistency::record_seen(seen);
+                }
+                Ok(())
+            }
+            Consistency::Strong => {
+                let target = self.primary_position().await?;
+                self.wait_for_position(target, self.inner.config.replication_timeout)
+                    .await?;
+                crate::consistency::record_seen(target);
+                Ok(())
+            }
+        }
+    }
+
+    /// The pool a handler reads from: the local database, or the primary
+    /// when a [`crate::ConsistencyLayer`] with
+    /// [`crate::WaitFallback::PrimaryPool`] gave up waiting for the local
+    /// replica in this request (and the repo has a `primary_url` /
+    /// `primary_pool`).
+    pub fn reader(&self) -> &sqlx::PgPool {
+        if crate::consistency::reading_from_primary()
+            && let Some(direct) = &self.inner.direct
+        {
+            return &direct.pool;
+        }
+        &self.inner.pool
+    }
+
+    /// Whether this repo can read from the primary directly (a
+    /// `primary_url` or `primary_pool` was given).
+    pub(crate) fn has_primary_pool(&self) -> bool {
+        self.inner.direct.is_some()
+    }
+}
+
+impl Repo {
+    /// How long a read waits by default (the repo's replication timeout).
+    pub(crate) fn replication_timeout(&self) -> Duration {
+        self.inner.config.replication_timeout
+    }
+}
