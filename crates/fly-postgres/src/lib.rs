@@ -89,8 +89,6 @@ mod db_error;
 mod error;
 mod fly_replay;
 mod lsn;
-mod timeline_view;
-mod wal_position;
 mod middleware_support;
 mod mutation;
 mod pool_diagnosis;
@@ -100,7 +98,9 @@ mod repo;
 mod request_key;
 mod shutdown_signal;
 mod statement;
+mod timeline_view;
 mod tracker;
+mod wal_position;
 
 #[cfg(feature = "axum")]
 mod edge;
@@ -120,7 +120,6 @@ pub use fly_replay::{
     FLY_REPLAY_HEADER, FlyReplayLayer, FlyReplayService, ReplayInPrimary, replay_response,
 };
 pub use lsn::{Lsn, LsnParseError};
-pub use wal_position::WalPosition;
 pub use mutation::Mutation;
 pub use pool_diagnosis::explain_pool_error;
 pub use pool_options::pool_options;
@@ -133,6 +132,7 @@ pub use request_key::MAX_REQUEST_ID_LEN;
 pub use shutdown_signal::shutdown_signal;
 pub use statement::{Param, Statement, StatementResult, query};
 pub use tracker::{DEFAULT_POLL_INTERVAL, Tracker, TrackerBuilder, TrackerStats};
+pub use wal_position::WalPosition;
 
 #[cfg(feature = "axum")]
 pub use edge::{

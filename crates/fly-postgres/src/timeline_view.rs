@@ -133,6 +133,18 @@ impl TimelineCache {
         Ok(view)
     }
 
+    /// A view read at `since` or later.
+    pub(crate) async fn view_since(&self, pool: &PgPool, since: Instant) -> Result<View, Error> {
+        if let Some((read, view)) = self.cached()
+            && read >= since
+        {
+            return Ok(view);
+        }
+        let view = read_view(pool).await?;
+        *self.lock() = Some((Instant::now(), view.clone()));
+        Ok(view)
+    }
+
     /// The system identifier, if a view was read already.
     pub(crate) fn system_id(&self) -> Option<u64> {
         self.cached().map(|(_, view)| view.system_id)

@@ -372,3 +372,40 @@ async fn insert_lsn_on_a_page_boundary_stalls_a_waiter_but_flush_lsn_does_not() 
         "waiting on the insert LSN never stalled in {boundaries} tries"
     );
 }
+
+#[tokio::test]
+async fn fresh_positions_cover_what_reads_saw_and_are_shared() {
+    let f = fixture().await;
+    let tracker = Tracker::new(&f.replica).unwrap();
+    let lsn = write(&f.primary).await;
+    f.cluster
+        .wait_for_catch_up(Duration::from_secs(10))
+        .await
+        .unwrap();
+    // A read saw the row: the position asked for afterwards covers it,
+    // although nobody waited and the tracker had polled nothing yet.
+    assert_eq!(replica_count(&f.replica).await, 1);
+    assert_eq!(tracker.stats().polls, 0);
+    let fresh = tracker
+        .fresh_position(Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(fresh.is_some_and(|p| p >= lsn), "{fresh:?} < {lsn}");
+    // Fifty callers at once share a handful of polls.
+    let before = tracker.stats().polls;
+    let asks = (0..50).map(|_| tracker.fresh_position(Duration::from_secs(5)));
+    for answer in futures_util::future::join_all(asks).await {
+        assert!(answer.unwrap().is_some_and(|p| p >= lsn));
+    }
+    let polls = tracker.stats().polls - before;
+    assert!((1..=5).contains(&polls), "{polls} polls for 50 callers");
+    // On a database that is not in recovery there is no replay position.
+    let on_primary = Tracker::new(&f.primary).unwrap();
+    assert_eq!(
+        on_primary
+            .fresh_position(Duration::from_secs(5))
+            .await
+            .unwrap(),
+        None
+    );
+}

@@ -462,7 +462,10 @@ mod tests {
         // Not the secret itself.
         assert_ne!(&before[0][..16], b"0123456789abcdef");
         let insecure = Auth::new(None, window);
-        assert_eq!(insecure.derive_keys("tokens"), insecure.derive_keys("tokens"));
+        assert_eq!(
+            insecure.derive_keys("tokens"),
+            insecure.derive_keys("tokens")
+        );
         assert_ne!(insecure.derive_keys("tokens")[0], before[0]);
     }
 

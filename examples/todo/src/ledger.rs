@@ -76,7 +76,7 @@ pub(crate) async fn count(
     let token = valid_token(token)?;
     let rows: i64 = sqlx::query_scalar("select count(*) from ledger where token = $1")
         .bind(&token)
-        .fetch_one(repo.local())
+        .fetch_one(repo.reader())
         .await
         .map_err(Error::from)?;
     Ok(Json(TokenCount { token, rows }))

@@ -12,6 +12,8 @@
 //! | `FLY_RPC_PORT` / `FLY_RPC_LISTEN` | where the RPC endpoint listens (default `[::]:7878`) |
 //! | `PORT` / `HTTP_LISTEN` | where the HTTP API listens (default `[::]:8080`) |
 //! | `METRICS_PORT` / `METRICS_LISTEN` | serve Prometheus metrics at `/metrics` there (default: off) |
+//! | `PRIMARY_DATABASE_URL` | the primary, for reads that stop waiting for a lagging replica (`FLY_POSTGRES_WAIT_FALLBACK=primary-pool`) |
+//! | `FLY_POSTGRES_CONSISTENCY`, `FLY_POSTGRES_MAX_WAIT_MS`, `FLY_POSTGRES_WAIT_FALLBACK` | the consistency layer (see `fly_postgres::ConsistencyLayer::from_env`) |
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), fly_postgres_todo::StartError> {
@@ -36,7 +38,7 @@ use fly_postgres::Repo;
 pub use api_error::ApiError;
 pub use ledger::{AppendLedger, LedgerEntry};
 pub use mutations::{CreateBatch, CreateTodo, DeleteTodo, Todo, UpdateTodo};
-pub use routes::router;
+pub use routes::{router, router_with};
 pub use schema::{SCHEMA, migrate};
 
 /// Boxed errors of the app's startup.
@@ -78,11 +80,16 @@ pub async fn run_from_env_with(
     // The app writes only through its typed mutations, so ad-hoc
     // statements stay off (the default): a node in the primary region has
     // no reason to run arbitrary SQL for its peers.
-    let repo = register(Repo::builder())
+    let mut builder = register(Repo::builder())
         .database_url(fly_postgres::database_url_from_env()?)
-        .node(node)
-        .start()
-        .await?;
+        .node(node);
+    if let Some(url) = std::env::var("PRIMARY_DATABASE_URL")
+        .ok()
+        .filter(|url| !url.trim().is_empty())
+    {
+        builder = builder.primary_url(url);
+    }
+    let repo = builder.start().await?;
     migrate(&repo).await?;
     let listener = tokio::net::TcpListener::bind(http_listen_addr()?).await?;
     println!(
@@ -97,7 +104,9 @@ pub async fn run_from_env_with(
     // Not `axum::serve`: this port faces the internet, and the library's
     // loop times out slow headers and idle connections and caps them; on
     // SIGTERM both ports stop accepting and what is in flight finishes.
-    repo.serve(listener, router(repo.clone())).await?;
+    let consistency = fly_postgres::ConsistencyLayer::from_env(repo.clone())?;
+    repo.serve(listener, router_with(consistency, repo.clone()))
+        .await?;
     Ok(())
 }
 

@@ -16,10 +16,16 @@ use fly_postgres::IdempotencyKey;
 
 pub(crate) const MAX_TITLE: usize = 500;
 
-/// The app's routes over `repo`. The consistency layer hands each writer an
-/// LSN cookie, so its next request reads its write on any instance.
+/// The app's routes over `repo`. The consistency layer hands each writer a
+/// signed token (header and cookie), so its next request reads its write on
+/// any instance.
 pub fn router(repo: Repo) -> Router {
-    let consistency = fly_postgres::ConsistencyLayer::new(repo.clone());
+    router_with(fly_postgres::ConsistencyLayer::new(repo.clone()), repo)
+}
+
+/// [`router`] with a consistency layer of the caller's (its mode, its
+/// bounded wait; see `ConsistencyLayer::from_env`).
+pub fn router_with(consistency: fly_postgres::ConsistencyLayer, repo: Repo) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/stats", get(stats))
@@ -79,7 +85,7 @@ async fn stats(State(repo): State<Repo>) -> Json<serde_json::Value> {
 
 async fn list(State(repo): State<Repo>) -> Result<Json<Vec<Todo>>, ApiError> {
     let todos = sqlx::query_as("select id, title, done from todos order by id")
-        .fetch_all(repo.local())
+        .fetch_all(repo.reader())
         .await
         .map_err(fly_postgres::Error::from)?;
     Ok(Json(todos))
@@ -92,7 +98,7 @@ async fn show(
     let id = todo_id(id)?;
     let todo: Option<Todo> = sqlx::query_as("select id, title, done from todos where id = $1")
         .bind(id)
-        .fetch_optional(repo.local())
+        .fetch_optional(repo.reader())
         .await
         .map_err(fly_postgres::Error::from)?;
     todo.map(Json).ok_or(crate::api_error::not_found(id))

@@ -6,6 +6,7 @@ use tower_layer::Layer;
 
 use super::mode::{Consistency, WaitFallback};
 use super::service::ConsistencyService;
+use crate::error::Error;
 use crate::repo::Repo;
 
 /// Wraps a service (an axum `Router`, say) so that:
@@ -43,6 +44,44 @@ impl ConsistencyLayer {
             max_wait: None,
             accept_plain_lsn: false,
         }
+    }
+
+    /// A layer configured by the environment, for operators:
+    ///
+    /// | variable | meaning |
+    /// | --- | --- |
+    /// | `FLY_POSTGRES_CONSISTENCY` | the default mode: `eventual`, `read-your-writes` (default), `session`, `strong` |
+    /// | `FLY_POSTGRES_MAX_WAIT_MS` | [`ConsistencyLayer::max_wait`] in milliseconds (default: none) |
+    /// | `FLY_POSTGRES_WAIT_FALLBACK` | what follows it: `replay`, `primary-pool`, `unavailable` (default: `replay` on Fly.io, else `primary-pool` when the repo has a primary pool, else `unavailable`) |
+    ///
+    /// A value that does not parse is [`Error::Config`] naming the variable.
+    pub fn from_env(repo: Repo) -> Result<Self, Error> {
+        let var = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .filter(|value| !value.trim().is_empty())
+        };
+        let mut layer = ConsistencyLayer::new(repo);
+        if let Some(mode) = var("FLY_POSTGRES_CONSISTENCY") {
+            layer.mode = mode
+                .parse()
+                .map_err(|e| Error::Config(format!("FLY_POSTGRES_CONSISTENCY: {e}")))?;
+        }
+        if let Some(ms) = var("FLY_POSTGRES_MAX_WAIT_MS") {
+            let ms: u64 = ms.trim().parse().map_err(|_| {
+                Error::Config("FLY_POSTGRES_MAX_WAIT_MS must be a number of milliseconds".into())
+            })?;
+            let fallback = match var("FLY_POSTGRES_WAIT_FALLBACK") {
+                Some(text) => text
+                    .parse()
+                    .map_err(|e| Error::Config(format!("FLY_POSTGRES_WAIT_FALLBACK: {e}")))?,
+                None if var("FLY_APP_NAME").is_some() => WaitFallback::Replay,
+                None if layer.repo.has_primary_pool() => WaitFallback::PrimaryPool,
+                None => WaitFallback::Unavailable,
+            };
+            layer.max_wait = Some((Duration::from_millis(ms), fallback));
+        }
+        Ok(layer)
     }
 
     /// The mode of requests that do not name one in `fly-consistency`

@@ -92,6 +92,31 @@ pub enum WaitFallback {
     Unavailable,
 }
 
+impl WaitFallback {
+    /// The name `FLY_POSTGRES_WAIT_FALLBACK` uses (`replay`,
+    /// `primary-pool`, `unavailable`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WaitFallback::Replay => "replay",
+            WaitFallback::PrimaryPool => "primary-pool",
+            WaitFallback::Unavailable => "unavailable",
+        }
+    }
+}
+
+impl FromStr for WaitFallback {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "replay" | "fly-replay" => Ok(WaitFallback::Replay),
+            "primary-pool" | "primary_pool" | "primary" => Ok(WaitFallback::PrimaryPool),
+            "unavailable" | "503" => Ok(WaitFallback::Unavailable),
+            _ => Err("accepted values: replay, primary-pool, unavailable".to_owned()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,6 +128,18 @@ mod tests {
         }
         assert_eq!(" Session ".parse(), Ok(Consistency::Session));
         let error = "linearizable".parse::<Consistency>().unwrap_err();
-        assert!(error.to_string().contains("read-your-writes, session, strong"));
+        assert!(
+            error
+                .to_string()
+                .contains("read-your-writes, session, strong")
+        );
+        for fallback in [
+            WaitFallback::Replay,
+            WaitFallback::PrimaryPool,
+            WaitFallback::Unavailable,
+        ] {
+            assert_eq!(fallback.as_str().parse(), Ok(fallback));
+        }
+        assert!("later".parse::<WaitFallback>().is_err());
     }
 }

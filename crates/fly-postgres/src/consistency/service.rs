@@ -240,7 +240,11 @@ where
 fn server_timing<B>(response: &mut Response<B>, waited: Option<Duration>, record: &RequestRecord) {
     let mut timing: Vec<String> = waited
         .map(|waited| {
-            crate::repo::server_timing_metric("fly-lsn-wait", "wait for the session's token", waited)
+            crate::repo::server_timing_metric(
+                "fly-lsn-wait",
+                "wait for the session's token",
+                waited,
+            )
         })
         .into_iter()
         .collect();
@@ -270,7 +274,9 @@ async fn respond_with_token<B>(
                     raised |= token.raise(system_id, position);
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "no consistency token: the database's identity could not be read"),
+            Err(e) => {
+                tracing::warn!(error = %e, "no consistency token: the database's identity could not be read")
+            }
         }
     }
     let from_inner = response

@@ -204,10 +204,7 @@ mod tests {
         );
         assert_eq!(Token::decode(&text, &[KEY]), Ok(token.clone()));
         assert_eq!(Token::decode(&text, &[OTHER, KEY]), Ok(token));
-        assert_eq!(
-            Token::decode(&text, &[OTHER]),
-            Err(Rejected::BadSignature)
-        );
+        assert_eq!(Token::decode(&text, &[OTHER]), Err(Rejected::BadSignature));
     }
 
     #[test]

@@ -14,8 +14,8 @@ use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Either};
 
 use crate::commit_lsn::{COMMIT_POSITION_SQL, position_of_row};
-use crate::wal_position::WalPosition;
 use crate::request_key::RequestKey;
+use crate::wal_position::WalPosition;
 
 /// The record to insert with the commit.
 pub(crate) struct Record<'a> {

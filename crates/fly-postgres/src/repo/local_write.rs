@@ -8,9 +8,9 @@ use super::server_state::ServerState;
 use super::transaction::{Failure, Outcome, run_once};
 use super::write::{FIRST_BACKOFF, MAX_BACKOFF};
 use crate::error::Error;
-use crate::wal_position::WalPosition;
 use crate::mutation::Mutation;
 use crate::request_key::RequestKey;
+use crate::wal_position::WalPosition;
 
 /// How a local write ended, with the attempts it took.
 pub(super) struct LocalReply<O> {

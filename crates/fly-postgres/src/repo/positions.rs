@@ -20,6 +20,8 @@ use crate::wal_position::WalPosition;
 /// The pause between two looks at the timeline while waiting for the local
 /// database to follow a newer one.
 const FOLLOW_PAUSE: Duration = Duration::from_millis(20);
+/// Waits that blocked longer than this look at the timeline again.
+const REJUDGE_AFTER: Duration = Duration::from_millis(1);
 
 /// Asks a primary-region instance for the primary's current position.
 #[derive(Debug, Serialize, Deserialize)]
@@ -39,7 +41,11 @@ impl Procedure for CurrentPosition {
     type Error = String;
     type State = ServerState;
 
-    async fn run(self, state: Arc<ServerState>, _ctx: CallContext) -> Result<PositionReply, String> {
+    async fn run(
+        self,
+        state: Arc<ServerState>,
+        _ctx: CallContext,
+    ) -> Result<PositionReply, String> {
         let mut conn = state
             .pool
             .acquire()
@@ -76,7 +82,32 @@ impl Repo {
             match view.judge(position) {
                 Verdict::Wait => {
                     let left = timeout.saturating_sub(started.elapsed());
-                    return self.inner.tracker.wait_for(position.lsn, left).await;
+                    let waiting = Instant::now();
+                    self.inner.tracker.wait_for(position.lsn, left).await?;
+                    // A failover during the wait may have moved the replica
+                    // to a timeline on which this LSN is someone else's WAL:
+                    // look again (one query, only after a wait that
+                    // blocked, when the cached view predates it).
+                    if position.timeline.is_some() && waiting.elapsed() > REJUDGE_AFTER {
+                        let view = self
+                            .inner
+                            .timelines
+                            .view_since(&self.inner.pool, waiting)
+                            .await?;
+                        if let Verdict::Lost {
+                            switched_at,
+                            timeline,
+                        } = view.judge(position)
+                        {
+                            metrics::counter!("fly_postgres_writes_lost_total").increment(1);
+                            return Err(Error::WriteLost {
+                                position,
+                                switched_at,
+                                timeline,
+                            });
+                        }
+                    }
+                    return Ok(());
                 }
                 Verdict::Lost {
                     switched_at,

@@ -7,9 +7,9 @@ use super::server_state::ServerState;
 use super::forward::WireError;
 use crate::commit_lsn::commit_position;
 use crate::error::Error;
-use crate::wal_position::WalPosition;
 use crate::mutation::Mutation;
 use crate::request_key::RequestKey;
+use crate::wal_position::WalPosition;
 
 /// How a write ended, when it did not simply fail.
 #[derive(Debug)]

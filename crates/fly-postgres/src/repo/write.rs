@@ -15,9 +15,9 @@ use super::timings::WriteTimings;
 use super::transaction::{Failure, Outcome, run_once};
 use super::{Repo, WriteMode};
 use crate::error::Error;
-use crate::wal_position::WalPosition;
 use crate::mutation::Mutation;
 use crate::request_key::{self, RequestKey};
+use crate::wal_position::WalPosition;
 
 /// A pending write; `.await` it. Built by [`Repo::write`],
 /// [`Repo::execute`] and friends.

@@ -20,7 +20,7 @@ pub(crate) struct Answer {
     pub(crate) replicated: bool,
     pub(crate) body: Value,
     pub(crate) elapsed: Duration,
-    /// The `fly-lsn` header: the WAL position a write committed at.
+    /// The `fly-lsn` header: the consistency token the response raised.
     pub(crate) lsn: Option<String>,
 }
 

@@ -9,6 +9,7 @@ pub(crate) mod app_process;
 pub(crate) mod http;
 mod narration;
 mod scenario;
+mod session;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -190,6 +191,10 @@ async fn demo(args: &DemoArgs) -> DemoResult<()> {
     let syd = &primaries[0];
     step.done();
 
+    // The third region reads from the primary when its replica keeps a
+    // token waiting longer than this (step 10).
+    let max_wait = Duration::from_millis(100);
+    let mut primary_links = Vec::new();
     let mut replicas = Vec::new();
     for (j, region) in regions.iter().enumerate().skip(1) {
         let step = Progress::start(&format!(
@@ -209,6 +214,20 @@ async fn demo(args: &DemoArgs) -> DemoResult<()> {
                     .join(",")
             ),
         ));
+        if j == 2 {
+            let link = LatencyProxy::start(
+                SocketAddr::from(([127, 0, 0, 1], topology.primary().port())),
+                Delay::rtt(rtt_between(rtt, 0, j)),
+            )
+            .await?;
+            env.push((
+                "PRIMARY_DATABASE_URL",
+                format!("postgres://postgres@{}/postgres", link.local_addr()),
+            ));
+            env.push(("FLY_POSTGRES_MAX_WAIT_MS", max_wait.as_millis().to_string()));
+            env.push(("FLY_POSTGRES_WAIT_FALLBACK", "primary-pool".to_owned()));
+            primary_links.push(link);
+        }
         replicas.push(spawn_todo_app(env).await?);
         step.done();
     }
@@ -224,6 +243,15 @@ async fn demo(args: &DemoArgs) -> DemoResult<()> {
     if let Some(fra) = replicas.get(1) {
         summary.cross_region =
             Some(scenario::across_regions(lax, lax_region, fra, &regions[2], args.writes).await?);
+        let steps = session::Regions {
+            primary: syd,
+            fresh: (lax_region, lax),
+            lagging: (&regions[2], fra),
+            lagging_replica: topology.replica(&regions[2])?,
+            max_wait,
+            primary_rtt: rtt_between(rtt, 0, 2),
+        };
+        summary.session = Some(session::run(steps, args.writes).await?);
     }
     let http = http::Http::new();
     for instance in &primaries {

@@ -30,6 +30,9 @@ pub(crate) struct Summary {
     /// With a third region: the cookie carried across regions.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) cross_region: Option<CrossRegion>,
+    /// With a third region: session reads across regions, bounded waits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) session: Option<super::session::SessionSummary>,
 }
 
 /// A write in one replica region read in another.
@@ -66,6 +69,10 @@ impl Summary {
                 .cross_region
                 .as_ref()
                 .is_none_or(CrossRegion::consistent)
+            && self
+                .session
+                .as_ref()
+                .is_none_or(super::session::SessionSummary::consistent)
     }
 
     pub(crate) fn print(&self, rtt_ms: u64, json: bool) {
@@ -118,7 +125,7 @@ impl Summary {
         }
         if let Some(c) = &self.cross_region {
             say!(
-                "  written in {}, read in {} with the write's LSN: {} stale of {} (p50 {:.3} ms, \
+                "  written in {}, read in {} with the write's token: {} stale of {} (p50 {:.3} ms, \
                  the wait included); without it: {} stale",
                 c.written_in,
                 c.read_in,
@@ -133,6 +140,9 @@ impl Summary {
                 c.third_region_write_p50_ms,
                 c.third_region_stale_reads
             );
+        }
+        if let Some(session) = &self.session {
+            session.print();
         }
         say!(
             "  consistency checks: {}",
@@ -293,6 +303,7 @@ pub(crate) async fn run(
         unique_violation_message: message,
         primary_instance_writes: Vec::new(),
         cross_region: None,
+        session: None,
     })
 }
 
@@ -310,7 +321,7 @@ pub(crate) async fn across_regions(
     let http = Http::new();
     let run_id = format!("{:x}", std::process::id());
     say!(
-        "7. write in {from_region}, then read in {to_region} with the write's LSN and without ({writes} times)"
+        "7. write in {from_region}, then read in {to_region} with the write's token and without ({writes} times)"
     );
     let (mut stale_with, mut stale_without, mut with_ms) = (0, 0, Vec::new());
     for i in 0..writes {
@@ -352,7 +363,7 @@ pub(crate) async fn across_regions(
         with_ms.push(millis(with.elapsed));
         if i < 3 {
             say!(
-                "   POST in {from_region} -> id {id} at LSN {lsn}; GET in {to_region}: without the LSN {}, with it {} ({:.1} ms)",
+                "   POST in {from_region} -> id {id}; GET in {to_region}: without its token {}, with it {} ({:.1} ms)",
                 if plain.status == StatusCode::OK {
                     "visible"
                 } else {
@@ -367,7 +378,7 @@ pub(crate) async fn across_regions(
             );
         }
     }
-    say!("   stale with the LSN: {stale_with} of {writes}; without: {stale_without} of {writes}");
+    say!("   stale with the token: {stale_with} of {writes}; without: {stale_without} of {writes}");
 
     say!("8. write from {to_region}, read back there at once ({writes} times)");
     let (mut third_ms, mut third_stale) = (Vec::new(), 0);

@@ -56,7 +56,7 @@ async fn render(
     let todos: Result<Vec<Todo>, _> =
         sqlx::query_as("select id, title, done from todos order by id limit $1")
             .bind(i64::try_from(PAGE_ROWS + 1).unwrap_or(i64::MAX))
-            .fetch_all(repo.local())
+            .fetch_all(repo.reader())
             .await;
     let (status, error, mut todos) = match todos {
         Ok(todos) => (status, error, todos),
