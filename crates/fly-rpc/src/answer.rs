@@ -110,7 +110,7 @@ pub(crate) fn wire_error_to_error(
 /// during a deploy every call to that peer would log the same line.
 fn note_unknown_kind(peer: &str) {
     static LOGGED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    metrics::counter!("fly_rpc_unknown_wire_errors_total").increment(1);
+    crate::metric::counter!("fly_rpc_unknown_wire_errors_total").increment(1);
     if !LOGGED.swap(true, std::sync::atomic::Ordering::Relaxed) {
         tracing::warn!(
             %peer,

@@ -279,7 +279,7 @@ impl Auth {
         self.remember(id)?;
         // Tells an operator when the previous secret is no longer used, so
         // it can be removed.
-        metrics::counter!(
+        crate::metric::counter!(
             "fly_rpc_server_verified_total",
             "secret" => if verified_by == 0 { "current" } else { "previous" }
         )

@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use crate::auth::{Auth, MIN_SECRET_LEN};
 use crate::body_budget::BodyBudget;
 use crate::client::HttpClient;
-use crate::discovery::{Discovery, FlyDns, StaticPeers};
+use crate::discovery::{Discovery, StaticPeers};
 use crate::error::Error;
 use crate::limits::Limits;
 use crate::node::{Node, Server};
@@ -19,7 +19,10 @@ use crate::regions::Regions;
 use crate::registry::Registry;
 use crate::rejections::Rejections;
 use crate::state::{NodeConfig, NodeInner, PrimaryCheck};
+#[cfg(feature = "tls")]
 use crate::tls::TlsConfig;
+#[cfg(not(feature = "tls"))]
+use crate::tls_disabled::TlsConfig;
 
 /// The RPC port when neither code nor `FLY_RPC_PORT` sets one. Expose it on
 /// the private network only (on Fly.io, do not list it in `[[services]]`).
@@ -151,7 +154,7 @@ impl NodeBuilder {
         builder = if let Some(peers) = var("FLY_RPC_PEERS") {
             builder.discovery(StaticPeers::parse(&peers)?)
         } else if let Some(app) = var("FLY_APP_NAME") {
-            builder.discovery(FlyDns::new(app, port)?)
+            fly_dns(builder, app, port)?
         } else {
             builder
         };
@@ -205,31 +208,7 @@ impl NodeBuilder {
                 })?;
             builder = builder.max_connections(n);
         }
-        match (var("FLY_RPC_TLS_CERT"), var("FLY_RPC_TLS_KEY")) {
-            (Some(cert), Some(key)) => {
-                let ca = var("FLY_RPC_TLS_CA");
-                let mut tls = TlsConfig::from_files(
-                    std::path::Path::new(&cert),
-                    std::path::Path::new(&key),
-                    ca.as_deref().map(std::path::Path::new),
-                )?;
-                if let Some(name) = var("FLY_RPC_TLS_SERVER_NAME") {
-                    tls = tls.server_name(&name)?;
-                }
-                builder = builder.tls(tls);
-            }
-            (None, None) if var("FLY_RPC_TLS_CA").is_some() => {
-                return Err(Error::Config(
-                    "FLY_RPC_TLS_CA needs FLY_RPC_TLS_CERT and FLY_RPC_TLS_KEY".into(),
-                ));
-            }
-            (None, None) => {}
-            _ => {
-                return Err(Error::Config(
-                    "set both FLY_RPC_TLS_CERT and FLY_RPC_TLS_KEY, or neither".into(),
-                ));
-            }
-        }
+        builder = tls_from_env(builder, &var)?;
         Ok(builder)
     }
 
@@ -376,6 +355,7 @@ impl NodeBuilder {
 
     /// Serve and call over TLS (default: cleartext h2c, for a private
     /// network). See [`TlsConfig`].
+    #[cfg(feature = "tls")]
     pub fn tls(mut self, tls: TlsConfig) -> Self {
         self.tls = Some(tls);
         self
@@ -531,9 +511,13 @@ impl NodeBuilder {
         let (inner, limits) = self.into_inner(key);
         let (stop, stopped) = watch::channel(false);
         let app = crate::server::router(Arc::clone(&inner));
+        #[cfg(feature = "tls")]
         let acceptor = tls
             .as_ref()
             .map(|tls| tokio_rustls::TlsAcceptor::from(Arc::clone(&tls.server)));
+        #[cfg(not(feature = "tls"))]
+        let acceptor: Option<crate::tls_disabled::TlsAcceptor> =
+            tls.as_ref().map(|never| match *never {});
         let task = tokio::spawn(crate::serve::serve(
             "rpc", listener, app, limits, acceptor, stopped,
         ));
@@ -578,5 +562,129 @@ impl NodeBuilder {
             rejections: Rejections::default(),
         });
         (inner, limits)
+    }
+}
+
+/// `FLY_RPC_TLS_CERT`, `FLY_RPC_TLS_KEY`, `FLY_RPC_TLS_CA` and
+/// `FLY_RPC_TLS_SERVER_NAME`.
+#[cfg(feature = "tls")]
+fn tls_from_env(
+    builder: NodeBuilder,
+    var: &dyn Fn(&str) -> Option<String>,
+) -> Result<NodeBuilder, Error> {
+    match (var("FLY_RPC_TLS_CERT"), var("FLY_RPC_TLS_KEY")) {
+        (Some(cert), Some(key)) => {
+            let ca = var("FLY_RPC_TLS_CA");
+            let mut tls = TlsConfig::from_files(
+                std::path::Path::new(&cert),
+                std::path::Path::new(&key),
+                ca.as_deref().map(std::path::Path::new),
+            )?;
+            if let Some(name) = var("FLY_RPC_TLS_SERVER_NAME") {
+                tls = tls.server_name(&name)?;
+            }
+            Ok(builder.tls(tls))
+        }
+        (None, None) if var("FLY_RPC_TLS_CA").is_some() => Err(Error::Config(
+            "FLY_RPC_TLS_CA needs FLY_RPC_TLS_CERT and FLY_RPC_TLS_KEY".into(),
+        )),
+        (None, None) => Ok(builder),
+        _ => Err(Error::Config(
+            "set both FLY_RPC_TLS_CERT and FLY_RPC_TLS_KEY, or neither".into(),
+        )),
+    }
+}
+
+/// Without the `tls` feature a TLS setting is an error, never a silent
+/// fall back to cleartext.
+#[cfg(not(feature = "tls"))]
+fn tls_from_env(
+    builder: NodeBuilder,
+    var: &dyn Fn(&str) -> Option<String>,
+) -> Result<NodeBuilder, Error> {
+    for name in [
+        "FLY_RPC_TLS_CERT",
+        "FLY_RPC_TLS_KEY",
+        "FLY_RPC_TLS_CA",
+        "FLY_RPC_TLS_SERVER_NAME",
+    ] {
+        if var(name).is_some() {
+            return Err(Error::Config(format!(
+                "{name} is set, but fly-rpc was built without its `tls` feature"
+            )));
+        }
+    }
+    Ok(builder)
+}
+
+/// Peers by Fly.io's private DNS, for `FLY_APP_NAME`.
+#[cfg(feature = "fly-dns")]
+fn fly_dns(builder: NodeBuilder, app: String, port: u16) -> Result<NodeBuilder, Error> {
+    Ok(builder.discovery(crate::discovery::FlyDns::new(app, port)?))
+}
+
+/// Without the `fly-dns` feature `FLY_APP_NAME` alone cannot find peers.
+#[cfg(not(feature = "fly-dns"))]
+fn fly_dns(_builder: NodeBuilder, _app: String, _port: u16) -> Result<NodeBuilder, Error> {
+    Err(Error::Config(
+        "FLY_APP_NAME asks for Fly DNS discovery, but fly-rpc was built without its `fly-dns` \
+         feature: set FLY_RPC_PEERS, or enable the feature"
+            .into(),
+    ))
+}
+
+#[cfg(test)]
+mod feature_tests {
+    use super::*;
+
+    fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    fn builder() -> NodeBuilder {
+        NodeBuilder::new(Regions::new("syd", "syd"))
+    }
+
+    #[test]
+    fn no_tls_settings_need_no_feature() {
+        assert!(tls_from_env(builder(), &env(&[])).is_ok());
+    }
+
+    #[cfg(not(feature = "tls"))]
+    #[test]
+    fn tls_settings_without_the_feature_are_refused_by_name() {
+        let err = tls_from_env(builder(), &env(&[("FLY_RPC_TLS_CERT", "/c.pem")])).unwrap_err();
+        assert!(
+            err.to_string().contains("FLY_RPC_TLS_CERT") && err.to_string().contains("`tls`"),
+            "{err}"
+        );
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn half_a_tls_setting_is_refused() {
+        let err = tls_from_env(builder(), &env(&[("FLY_RPC_TLS_CERT", "/c.pem")])).unwrap_err();
+        assert!(err.to_string().contains("both"), "{err}");
+    }
+
+    #[cfg(not(feature = "fly-dns"))]
+    #[test]
+    fn fly_dns_without_the_feature_is_refused_with_the_way_out() {
+        let err = fly_dns(builder(), "app".into(), 7878).unwrap_err();
+        assert!(
+            err.to_string().contains("FLY_RPC_PEERS") && err.to_string().contains("`fly-dns`"),
+            "{err}"
+        );
+    }
+
+    #[cfg(feature = "fly-dns")]
+    #[test]
+    fn fly_dns_with_the_feature_discovers() {
+        assert!(fly_dns(builder(), "app".into(), 7878).is_ok());
     }
 }

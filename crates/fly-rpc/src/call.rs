@@ -105,13 +105,13 @@ pub(crate) async fn call<P: Procedure>(
     };
     span.record("outcome", outcome);
     span.record("duration_ms", elapsed.as_secs_f64() * 1e3);
-    metrics::histogram!(
+    crate::metric::histogram!(
         "fly_rpc_call_duration_seconds",
         "procedure" => P::NAME, "region" => region.to_owned(), "outcome" => outcome
     )
     .record(elapsed.as_secs_f64());
     if let Err(e) = &result {
-        metrics::counter!(
+        crate::metric::counter!(
             "fly_rpc_call_failures_total",
             "procedure" => P::NAME, "region" => region.to_owned(), "kind" => e.kind()
         )
@@ -204,7 +204,7 @@ async fn call_remote_until_known<P: Procedure>(
                     return Err(error);
                 }
                 tracing::info!(region, procedure = P::NAME, %error, "no instance knows the procedure yet (a deploy?); asking again");
-                metrics::counter!("fly_rpc_skew_retries_total", "procedure" => P::NAME)
+                crate::metric::counter!("fly_rpc_skew_retries_total", "procedure" => P::NAME)
                     .increment(1);
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(SKEW_MAX_BACKOFF);
@@ -263,7 +263,7 @@ async fn call_remote<P: Procedure>(
                 tracing::warn!(%peer, region, error = %failure.message, "RPC peer failed; trying the next instance");
                 last_error = Some(format!("{peer}: {}", failure.message));
                 inner.peer_failed(region, peer);
-                metrics::counter!("fly_rpc_failovers_total", "region" => region.to_owned())
+                crate::metric::counter!("fly_rpc_failovers_total", "region" => region.to_owned())
                     .increment(1);
             }
             Err(failure) => {
@@ -283,7 +283,7 @@ async fn call_remote<P: Procedure>(
                 tracing::info!(%peer, region, "peer is not primary; trying the next instance");
                 last_error = Some(format!("{peer}: not primary"));
                 inner.choice.failed(peer);
-                metrics::counter!("fly_rpc_failovers_total", "region" => region.to_owned())
+                crate::metric::counter!("fly_rpc_failovers_total", "region" => region.to_owned())
                     .increment(1);
             }
             Ok((status, body)) => {

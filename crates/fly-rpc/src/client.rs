@@ -2,18 +2,30 @@
 //! or TLS.
 
 use std::net::SocketAddr;
+#[cfg(feature = "tls")]
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
+#[cfg(feature = "tls")]
 use hyper_rustls::{DefaultServerNameResolver, FixedServerNameResolver, HttpsConnector};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+#[cfg(feature = "tls")]
 use crate::tls::TlsConfig;
+#[cfg(not(feature = "tls"))]
+use crate::tls_disabled::TlsConfig;
+
+/// The connector under the client: rustls over TCP for `https` URIs when
+/// the `tls` feature is on, plain TCP otherwise.
+#[cfg(feature = "tls")]
+type Connector = HttpsConnector<HttpConnector>;
+#[cfg(not(feature = "tls"))]
+type Connector = HttpConnector;
 
 /// A failed exchange, split by whether the request may have reached the peer.
 #[derive(Debug)]
@@ -25,7 +37,7 @@ pub(crate) struct TransportFailure {
 
 #[derive(Debug, Clone)]
 pub(crate) struct HttpClient {
-    inner: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    inner: Client<Connector, Full<Bytes>>,
     max_response: usize,
     scheme: &'static str,
 }
@@ -39,18 +51,7 @@ impl HttpClient {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(connect_timeout));
-        // https URIs only with TLS configured; then TLS is required.
-        connector.enforce_http(false);
-        let (client_config, scheme) = match tls {
-            Some(tls) => (Arc::clone(&tls.client), "https"),
-            None => (plaintext_only(), "http"),
-        };
-        let resolver: Arc<dyn hyper_rustls::ResolveServerName + Send + Sync> =
-            match tls.and_then(|t| t.server_name.clone()) {
-                Some(name) => Arc::new(FixedServerNameResolver::new(name)),
-                None => Arc::new(DefaultServerNameResolver::default()),
-            };
-        let connector = HttpsConnector::new(connector, client_config, tls.is_some(), resolver);
+        let (connector, scheme) = connector_for(connector, tls);
         let inner = Client::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
@@ -144,7 +145,35 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// The connector and URI scheme for `tls`.
+#[cfg(feature = "tls")]
+fn connector_for(mut tcp: HttpConnector, tls: Option<&TlsConfig>) -> (Connector, &'static str) {
+    // https URIs only with TLS configured; then TLS is required.
+    tcp.enforce_http(false);
+    let (client_config, scheme) = match tls {
+        Some(tls) => (Arc::clone(&tls.client), "https"),
+        None => (plaintext_only(), "http"),
+    };
+    let resolver: Arc<dyn hyper_rustls::ResolveServerName + Send + Sync> =
+        match tls.and_then(|t| t.server_name.clone()) {
+            Some(name) => Arc::new(FixedServerNameResolver::new(name)),
+            None => Arc::new(DefaultServerNameResolver::default()),
+        };
+    let connector = HttpsConnector::new(tcp, client_config, tls.is_some(), resolver);
+    (connector, scheme)
+}
+
+/// Without the `tls` feature: cleartext h2c only.
+#[cfg(not(feature = "tls"))]
+fn connector_for(tcp: HttpConnector, tls: Option<&TlsConfig>) -> (Connector, &'static str) {
+    if let Some(never) = tls {
+        match *never {}
+    }
+    (tcp, "http")
+}
+
 /// The TLS settings of a connector that only ever sees `http` URIs.
+#[cfg(feature = "tls")]
 fn plaintext_only() -> Arc<rustls::ClientConfig> {
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),

@@ -57,6 +57,7 @@ mod discovery;
 mod error;
 mod info;
 mod limits;
+mod metric;
 mod node;
 mod peer_choice;
 mod procedure;
@@ -67,14 +68,19 @@ mod remote_error;
 mod serve;
 mod server;
 mod state;
+#[cfg(feature = "tls")]
 mod tls;
+#[cfg(not(feature = "tls"))]
+mod tls_disabled;
 mod trace_context;
 mod wire;
 
 pub use app_server::serve_app;
 pub use builder::{DEFAULT_AUTH_WINDOW, DEFAULT_PORT, NodeBuilder};
 pub use call::CallOptions;
-pub use discovery::{Discovery, FlyDns, StaticPeers};
+#[cfg(feature = "fly-dns")]
+pub use discovery::FlyDns;
+pub use discovery::{Discovery, StaticPeers};
 pub use error::Error;
 pub use info::NodeInfo;
 pub use node::{DEFAULT_GRACE, Node, PeerReport};
@@ -82,5 +88,6 @@ pub use procedure::{CallContext, Procedure};
 pub use regions::{DEFAULT_REGION, Regions};
 pub use remote_error::RemoteError;
 pub use state::PrimaryCheck;
+#[cfg(feature = "tls")]
 pub use tls::TlsConfig;
 pub use trace_context::{TraceParent, current_trace_context, with_trace_context};

@@ -51,9 +51,13 @@ impl Default for Limits {
 /// 16,384: the other half stays for database pools, peers and logs, so held
 /// connections can never make `accept` fail.
 pub(crate) fn default_max_connections() -> usize {
+    #[cfg(unix)]
     let soft = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
         .map(|(soft, _)| soft)
         .unwrap_or(1024);
+    // No such limit to read: the default of most Unix shells.
+    #[cfg(not(unix))]
+    let soft: u64 = 1024;
     usize::try_from(soft / 2)
         .unwrap_or(16_384)
         .clamp(64, 16_384)

@@ -24,7 +24,7 @@ impl Rejections {
     /// it unless a line for the same reason was written in the last
     /// [`LOG_INTERVAL`] (the next line then says how many were not logged).
     pub(crate) fn record(&self, reason: &'static str, detail: &dyn std::fmt::Display) {
-        metrics::counter!("fly_rpc_server_rejections_total", "reason" => reason).increment(1);
+        crate::metric::counter!("fly_rpc_server_rejections_total", "reason" => reason).increment(1);
         let suppressed = {
             let mut by_reason = self.by_reason.lock().unwrap_or_else(|p| p.into_inner());
             match by_reason.get_mut(reason) {

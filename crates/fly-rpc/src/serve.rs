@@ -21,6 +21,12 @@ use tower::ServiceExt;
 
 use crate::limits::Limits;
 
+/// What accepts TLS on a listener (nothing can, without the `tls` feature).
+#[cfg(feature = "tls")]
+pub(crate) type Acceptor = tokio_rustls::TlsAcceptor;
+#[cfg(not(feature = "tls"))]
+pub(crate) type Acceptor = crate::tls_disabled::TlsAcceptor;
+
 /// Which socket a request arrived on (the target check of the auth needs
 /// the local address), and a flag the server sets once a request on the
 /// connection authenticated: strangers' connections are shed first.
@@ -83,7 +89,7 @@ impl Table {
                 if let Some(abort) = conn.abort.get() {
                     abort.abort();
                 }
-                metrics::counter!("fly_rpc_server_connections_shed_total", "listener" => self.listener)
+                crate::metric::counter!("fly_rpc_server_connections_shed_total", "listener" => self.listener)
                     .increment(1);
                 true
             }
@@ -100,7 +106,7 @@ pub(crate) async fn serve(
     socket: TcpListener,
     app: Router,
     limits: Limits,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    tls: Option<Acceptor>,
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -138,7 +144,7 @@ pub(crate) async fn serve(
                 // Out of file descriptors (or a similar passing failure):
                 // back off instead of spinning, and keep serving. One log
                 // line per 10 s at most: a flood must not fill the disk.
-                metrics::counter!("fly_rpc_server_accept_failures_total", "listener" => listener)
+                crate::metric::counter!("fly_rpc_server_accept_failures_total", "listener" => listener)
                     .increment(1);
                 if last_accept_warning.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
                     last_accept_warning = Some(Instant::now());
@@ -149,7 +155,7 @@ pub(crate) async fn serve(
             }
         };
         if !table.make_room(limits.max_connections) {
-            metrics::counter!("fly_rpc_server_connections_refused_total", "listener" => listener)
+            crate::metric::counter!("fly_rpc_server_connections_refused_total", "listener" => listener)
                 .increment(1);
             drop(tcp);
             continue;
@@ -205,20 +211,23 @@ struct ConnTask {
 }
 
 impl ConnTask {
-    async fn run(self, tcp: TcpStream, local: SocketAddr, tls: Option<tokio_rustls::TlsAcceptor>) {
+    async fn run(self, tcp: TcpStream, local: SocketAddr, tls: Option<Acceptor>) {
         match tls {
+            #[cfg(not(feature = "tls"))]
+            Some(never) => match never {},
+            #[cfg(feature = "tls")]
             Some(acceptor) => {
                 let handshake =
                     tokio::time::timeout(self.limits.header_read_timeout, acceptor.accept(tcp));
                 match handshake.await {
                     Ok(Ok(stream)) => self.serve(TokioIo::new(stream), local).await,
                     Ok(Err(e)) => {
-                        metrics::counter!("fly_rpc_server_tls_failures_total", "listener" => self.table.listener).increment(1);
+                        crate::metric::counter!("fly_rpc_server_tls_failures_total", "listener" => self.table.listener).increment(1);
                         tracing::debug!(error = %e, "TLS handshake failed");
                         self.forget();
                     }
                     Err(_) => {
-                        metrics::counter!("fly_rpc_server_tls_failures_total", "listener" => self.table.listener).increment(1);
+                        crate::metric::counter!("fly_rpc_server_tls_failures_total", "listener" => self.table.listener).increment(1);
                         self.forget();
                     }
                 }
@@ -275,7 +284,7 @@ impl ConnTask {
                     if self.conn.spoke.load(Ordering::Relaxed) {
                         continue;
                     }
-                    metrics::counter!("fly_rpc_server_silent_connections_closed_total", "listener" => self.table.listener)
+                    crate::metric::counter!("fly_rpc_server_silent_connections_closed_total", "listener" => self.table.listener)
                         .increment(1);
                     break;
                 }

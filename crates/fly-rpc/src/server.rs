@@ -167,7 +167,7 @@ async fn call(
         Err(response) => response,
     };
     let status = response.status();
-    metrics::counter!("fly_rpc_server_requests_total", "procedure" => label, "status" => status.as_u16().to_string())
+    crate::metric::counter!("fly_rpc_server_requests_total", "procedure" => label, "status" => status.as_u16().to_string())
         .increment(1);
     response
 }

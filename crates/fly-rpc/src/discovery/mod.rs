@@ -1,5 +1,6 @@
 //! Finding the instances of a region.
 
+#[cfg(feature = "fly-dns")]
 mod fly_dns;
 mod static_peers;
 
@@ -10,6 +11,7 @@ use futures_util::future::BoxFuture;
 
 use crate::error::Error;
 
+#[cfg(feature = "fly-dns")]
 pub use fly_dns::FlyDns;
 pub use static_peers::StaticPeers;
 
