@@ -8,12 +8,32 @@ use fly_postgres_testkit::PgBinaries;
 /// Failures as text, which converts into either runner's error type.
 type PgbenchResult<T> = Result<T, String>;
 
-/// The pgbench next to the PostgreSQL server binaries, if there is one.
+/// A pgbench: next to the PostgreSQL server binaries, else on `PATH`, else
+/// the distribution's newest (`/usr/lib/postgresql/*/bin`), for server
+/// builds that ship without one (the embedded-postgres packages). pgbench
+/// drives older and newer servers alike.
 pub(crate) fn locate() -> PgbenchResult<Option<PathBuf>> {
-    let path = PgBinaries::locate()
+    let beside = PgBinaries::locate()
         .map_err(|e| e.to_string())?
         .program("pgbench");
-    Ok(path.exists().then_some(path))
+    if beside.exists() {
+        return Ok(Some(beside));
+    }
+    if let Ok(on_path) = which::which("pgbench") {
+        return Ok(Some(on_path));
+    }
+    let mut distro: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let major = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            let path = entry.path().join("bin/pgbench");
+            path.exists().then_some((major, path))
+        })
+        .collect();
+    distro.sort();
+    Ok(distro.pop().map(|(_, path)| path))
 }
 
 /// Creates pgbench's tables (scale 1) in the database at `url`.
