@@ -57,7 +57,7 @@ pub enum Error {
     },
 
     /// The write committed, but its output could not be turned into the
-    /// type the call asked for (for example `fetch_one` of a statement that
+    /// type the call asked for (for example `write_fetch_one` of a statement that
     /// returned no row). Do NOT retry it.
     #[error("the write committed, but its result could not be read: {reason}")]
     CommittedButUnreadable {
@@ -171,9 +171,14 @@ pub enum Error {
         reason: String,
     },
 
-    /// The primary region's node does not know this mutation (version skew
-    /// during a deploy).
-    #[error("the primary region's node (version {peer_version}) does not know mutation `{name}`")]
+    /// The node that was to run the write does not know this mutation: a
+    /// primary-region node of another version (skew during a deploy, after
+    /// its retries), or this very instance, which never registered it
+    /// (`RepoBuilder::mutation`), in any region.
+    #[error(
+        "the node that was to run it (version {peer_version}) does not know mutation `{name}`: \
+         every instance must register it (RepoBuilder::mutation)"
+    )]
     UnknownProcedure {
         /// The mutation's name.
         name: String,

@@ -7,7 +7,7 @@
 //! The parts, one concept each:
 //! - [`Repo`]: the local pool ([`Repo::local`]), typed writes
 //!   ([`Repo::write`] with a [`Mutation`]), ad-hoc statements
-//!   ([`Repo::execute`], [`Repo::fetch_one`] with [`query`]), exactly-once
+//!   ([`Repo::execute`], [`Repo::write_fetch_one`] with [`query`]), exactly-once
 //!   forwarding, [`Repo::migrate`];
 //! - [`Error`]: one matchable enum ([`DbError`] keeps the primary's SQLSTATE
 //!   and constraint; [`Error::app`] carries the app's own errors);
@@ -67,7 +67,7 @@
 //!
 //! // Ad-hoc statements, RETURNING rows decoded into any Deserialize type.
 //! let todo: Todo = repo
-//!     .fetch_one(query("update todos set title = $1 where id = $2 returning id, title").bind("oat milk").bind(id))
+//!     .write_fetch_one(query("update todos set title = $1 where id = $2 returning id, title").bind("oat milk").bind(id))
 //!     .await?;
 //!
 //! // Errors raised on the primary are matchable here.
@@ -82,6 +82,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod app_error;
+mod app_state;
 mod commit_lsn;
 mod consistency;
 mod database_url;
@@ -108,6 +109,7 @@ mod edge;
 pub use sqlx;
 
 pub use app_error::AppError;
+pub use app_state::state;
 pub use commit_lsn::commit_lsn;
 pub use consistency::{
     CONSISTENCY_HEADER, Consistency, ConsistencyLayer, ConsistencyService, LSN_COOKIE, LSN_HEADER,

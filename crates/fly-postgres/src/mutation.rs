@@ -14,7 +14,21 @@ use crate::error::Error;
 /// to the primary; in the primary region it runs locally.
 ///
 /// Return [`Error::app`] for failures of the app's own type; any `?` on a
-/// sqlx error becomes [`Error::Database`], matchable in every region.
+/// sqlx error becomes [`Error::Database`], matchable in every region. App
+/// state registered with [`crate::RepoBuilder::state`] is in reach through
+/// [`crate::state`]. Register every mutation on every instance
+/// ([`crate::RepoBuilder::mutation`]): an unregistered one is refused in
+/// every region, with [`Error::UnknownProcedure`].
+///
+/// **`run` may run more than once for one write.** The write commits once
+/// (its request id is recorded in the same transaction), but two attempts
+/// can meet: a retry after a timeout or a dropped connection while the
+/// first attempt is still running, or the same `Idempotency-Key` sent
+/// twice at once. Both run `run`; one commits, the other rolls back and
+/// answers with the first one's recorded output. So whatever `run` does
+/// outside its transaction (an email, an HTTP call, a counter in memory)
+/// can happen twice: do it after the write returns, make it idempotent, or
+/// write it to an outbox table inside the transaction.
 ///
 /// ```
 /// use fly_postgres::{Error, Mutation, sqlx};

@@ -46,7 +46,7 @@ async fn every_parameter_type_round_trips_through_returning_from_lax() {
     let j = serde_json::json!({"a": [1, 2, {"b": null}], "c": "é"});
     let row: Kinds = app
         .lax
-        .fetch_one(
+        .write_fetch_one(
             query(
                 "insert into kinds (b, i, big, f, t, by, u, j, ts, d, n, ia, ta, ua, nothing) \
                  values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) returning *",
@@ -100,7 +100,7 @@ async fn every_parameter_type_round_trips_through_returning_from_lax() {
 }
 
 #[tokio::test]
-async fn execute_fetch_all_and_fetch_optional() {
+async fn execute_write_fetch_all_and_write_fetch_optional() {
     let app = with_statements().await;
     for title in ["a", "b", "c"] {
         app.lax
@@ -118,7 +118,7 @@ async fn execute_fetch_all_and_fetch_optional() {
     assert_eq!(n, 2);
     let todos: Vec<Todo> = app
         .lax
-        .fetch_all(query(
+        .write_fetch_all(query(
             "update todos set title = title || '!' returning id, title",
         ))
         .await
@@ -128,7 +128,9 @@ async fn execute_fetch_all_and_fetch_optional() {
     assert_eq!(titles, vec!["A!", "B!", "c!"]);
     let none: Option<Todo> = app
         .lax
-        .fetch_optional(query("delete from todos where id = $1 returning id, title").bind(-1_i64))
+        .write_fetch_optional(
+            query("delete from todos where id = $1 returning id, title").bind(-1_i64),
+        )
         .await
         .unwrap();
     assert_eq!(none, None);
@@ -168,7 +170,7 @@ async fn bad_statements_and_parameters_are_typed_errors() {
 
     let err = app
         .lax
-        .fetch_one::<serde_json::Value>(query("select point(1, 2) as p"))
+        .write_fetch_one::<serde_json::Value>(query("select point(1, 2) as p"))
         .await
         .unwrap_err();
     assert!(err.to_string().contains("cast it"), "{err:?}");
@@ -177,7 +179,7 @@ async fn bad_statements_and_parameters_are_typed_errors() {
     // fit the requested type must not read as "not committed".
     let err = app
         .lax
-        .fetch_one::<Todo>(query("select 'not a todo' as title"))
+        .write_fetch_one::<Todo>(query("select 'not a todo' as title"))
         .await
         .unwrap_err();
     assert!(
@@ -191,7 +193,7 @@ async fn bad_statements_and_parameters_are_typed_errors() {
 
     let err = app
         .lax
-        .fetch_one::<Todo>(query("select id, title from todos where false"))
+        .write_fetch_one::<Todo>(query("select id, title from todos where false"))
         .await
         .unwrap_err();
     assert!(
@@ -270,4 +272,35 @@ async fn a_primary_region_node_without_the_opt_in_refuses_forwarded_statements()
     let lax = lax_for(&syd, app.lax.local().clone(), |b| b.ad_hoc_statements(true)).await;
     assert_eq!(lax.execute(query("delete from todos")).await.unwrap(), 1);
     assert_eq!(count_todos(app.syd.local()).await, 0);
+}
+
+/// The names before `write_fetch_*`: deprecated, still working until the
+/// next release.
+#[tokio::test]
+#[allow(deprecated)]
+async fn deprecated_fetch_names_still_write() {
+    let app = with_statements().await;
+    let one: Todo = app
+        .lax
+        .fetch_one(query(
+            "insert into todos (title) values ('old one') returning id, title",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(one.title, "old one");
+    let all: Vec<Todo> = app
+        .lax
+        .fetch_all(query(
+            "update todos set title = 'old all' returning id, title",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 1);
+    let none: Option<Todo> = app
+        .lax
+        .fetch_optional(query("delete from todos where false returning id, title"))
+        .await
+        .unwrap();
+    assert_eq!(none, None);
+    assert_eq!(count_todos(app.lax.local()).await, 1);
 }

@@ -34,11 +34,12 @@ pub(crate) fn decode_response<P: Procedure>(
     body: &[u8],
 ) -> Result<P::Output, Error> {
     if status == StatusCode::OK {
-        // The procedure ran: an undecodable output is a broken answer, not
-        // a local encoding problem (so the call counts as "may have run").
-        return serde_json::from_slice(body).map_err(|e| Error::Transport {
+        // The procedure ran and answered: an output that does not decode
+        // is its own error, so nobody mistakes it for a lost connection.
+        return serde_json::from_slice(body).map_err(|e| Error::UndecodableOutput {
+            procedure: P::NAME.to_owned(),
             peer: peer.to_string(),
-            message: format!("the output of `{}` does not decode: {e}", P::NAME),
+            message: e.to_string(),
         });
     }
     Err(wire_error_to_error(peer, status, body, P::NAME))

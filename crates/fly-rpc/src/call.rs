@@ -22,6 +22,7 @@ pub struct CallOptions {
     timeout: Option<Duration>,
     idempotency_key: Option<String>,
     require_primary: bool,
+    through_wire: bool,
 }
 
 impl CallOptions {
@@ -50,6 +51,16 @@ impl CallOptions {
     /// call to the node's own region runs locally, without the check.)
     pub fn require_primary(mut self) -> Self {
         self.require_primary = true;
+        self
+    }
+
+    /// A call to the node's own region goes through the wire format, as a
+    /// peer's would: the arguments serialized, the registered handler run
+    /// on those bytes, its output or error serialized and decoded back.
+    /// Only the network is skipped. For tests and development, so a type
+    /// that does not survive JSON fails on a laptop, not in a second region.
+    pub fn through_wire(mut self) -> Self {
+        self.through_wire = true;
         self
     }
 }
@@ -140,6 +151,9 @@ async fn call_local<P: Procedure>(
         local: true,
         trace_context: crate::trace_context::current_trace_context(),
     };
+    if options.through_wire {
+        return call_local_through_wire(inner, procedure, ctx).await;
+    }
     // Spawned for the same isolation as a remote call: a panic becomes
     // an error and a timed-out caller does not cancel the handler.
     let trace = ctx.trace_context.clone();
@@ -158,6 +172,62 @@ async fn call_local<P: Procedure>(
         Err(_) => Err(Error::HandlerPanicked {
             procedure: P::NAME.to_owned(),
             peer: "this node".to_owned(),
+        }),
+    }
+}
+
+/// [`call_local`] through the wire format: the same handler and the same
+/// mapping of its outcome as a call from a peer, without the network.
+async fn call_local_through_wire<P: Procedure>(
+    inner: &NodeInner,
+    procedure: P,
+    ctx: CallContext,
+) -> Result<P::Output, Error> {
+    use crate::registry::Outcome;
+    const HERE: &str = "this node";
+    let args = Bytes::from(serde_json::to_vec(&procedure).map_err(|e| Error::Codec {
+        procedure: P::NAME,
+        message: e.to_string(),
+    })?);
+    drop(procedure);
+    let Some(handler) = inner.registry.handler(P::NAME) else {
+        return Err(Error::UnknownProcedure {
+            name: P::NAME.to_owned(),
+            peer: HERE.to_owned(),
+            peer_version: inner.info().version,
+            peer_procedures: inner.info().procedures,
+        });
+    };
+    let trace = ctx.trace_context.clone();
+    let outcome = tokio::spawn(crate::trace_context::within(trace, handler(args, ctx))).await;
+    match outcome {
+        Ok(Outcome::Ok(bytes)) => {
+            serde_json::from_slice(&bytes).map_err(|e| Error::UndecodableOutput {
+                procedure: P::NAME.to_owned(),
+                peer: HERE.to_owned(),
+                message: e.to_string(),
+            })
+        }
+        Ok(Outcome::BadArgs(message)) => Err(Error::BadRequest {
+            peer: HERE.to_owned(),
+            status: 400,
+            message,
+        }),
+        Ok(Outcome::Failed { message, payload }) => Err(Error::Remote(RemoteError::new(
+            P::NAME.to_owned(),
+            message,
+            payload,
+        ))),
+        Ok(Outcome::Unencodable(message)) => Err(Error::Transport {
+            peer: HERE.to_owned(),
+            message: format!(
+                "`{}` produced a value that does not serialize: {message}",
+                P::NAME
+            ),
+        }),
+        Err(_) => Err(Error::HandlerPanicked {
+            procedure: P::NAME.to_owned(),
+            peer: HERE.to_owned(),
         }),
     }
 }
@@ -311,7 +381,9 @@ async fn call_remote<P: Procedure>(
                     // earlier one may have received it: the outcome is not
                     // this answer's to settle.
                     Err(e)
-                        if earlier > 0 && !e.may_have_run() && !matches!(e, Error::Remote(_)) =>
+                        if earlier > 0
+                            && !e.may_have_run()
+                            && !matches!(e, Error::Remote(_) | Error::UndecodableOutput { .. }) =>
                     {
                         Err(Error::Transport {
                             peer: peer.to_string(),

@@ -108,6 +108,21 @@ pub enum Error {
         message: String,
     },
 
+    /// The procedure ran and answered, but its output does not decode as
+    /// the caller's `Output` type: a serde mismatch between two builds, or
+    /// an output type that does not survive JSON (`#[serde(skip)]` fields,
+    /// a NaN, a `Deserialize` that differs from its `Serialize`). It ran:
+    /// calling again runs it again.
+    #[error("`{procedure}` ran on {peer}, but its output does not decode: {message}")]
+    UndecodableOutput {
+        /// The procedure's name.
+        procedure: String,
+        /// The peer it ran on.
+        peer: String,
+        /// The serde error.
+        message: String,
+    },
+
     /// The peer could not take the request right now (too many request
     /// bodies in flight, or the body arrived too slowly). It did not run;
     /// worth retrying.
@@ -177,6 +192,7 @@ impl Error {
             Error::Config(_) => "config",
             Error::Io(_) => "io",
             Error::Codec { .. } => "codec",
+            Error::UndecodableOutput { .. } => "undecodable_output",
         }
     }
 

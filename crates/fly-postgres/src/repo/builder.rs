@@ -34,6 +34,8 @@ pub struct RepoBuilder {
     generated_retention: Option<Duration>,
     after_commit: Option<AfterCommit>,
     ad_hoc_statements: bool,
+    force_forward: Option<bool>,
+    app_state: crate::app_state::AppState,
     follow_primary: Option<bool>,
 }
 
@@ -64,6 +66,7 @@ impl RepoBuilder {
                 retention: Duration::from_secs(24 * 3600),
                 write_mode: WriteMode::Forward,
                 direct_fallback: false,
+                force_forward: false,
             },
             name: "default".into(),
             sweep_interval: Duration::from_secs(60),
@@ -71,7 +74,31 @@ impl RepoBuilder {
             after_commit: None,
             ad_hoc_statements: false,
             follow_primary: None,
+            force_forward: None,
+            app_state: Default::default(),
         }
+    }
+
+    /// A value [`Mutation::run`] reaches with [`crate::state`]`::<T>()` (a
+    /// configuration, an HTTP client, a pool of another database), as a
+    /// `Procedure` reaches its state. One value per type; register the same
+    /// on every instance, since a write runs in the primary region.
+    pub fn state<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.app_state.insert(Arc::new(value));
+        self
+    }
+
+    /// Every write goes the forwarded way, also in the primary region
+    /// (default: the environment's `FLY_POSTGRES_FORCE_FORWARD`, else
+    /// false): its arguments serialized, the RPC handler run on those bytes
+    /// in this process, its output serialized and decoded back, exactly as
+    /// when a replica region forwards it; only the network is skipped. So an
+    /// unregistered mutation, or arguments or an output that do not survive
+    /// JSON, fail on a laptop and in CI instead of in the second region.
+    /// Costs a few microseconds per write; meant for development and tests.
+    pub fn force_forward(mut self, enabled: bool) -> Self {
+        self.force_forward = Some(enabled);
+        self
     }
 
     /// Lets the primary move between regions (default: the environment's
@@ -302,6 +329,7 @@ impl RepoBuilder {
                     .into(),
             ));
         }
+        let app_state = Arc::new(self.app_state);
         let direct = primary_pool.map(|pool| {
             Arc::new(ServerState {
                 pool,
@@ -310,6 +338,7 @@ impl RepoBuilder {
                 async_commit: tokio::sync::OnceCell::new(),
                 ad_hoc_statements: true,
                 retention,
+                app_state: Arc::clone(&app_state),
             })
         });
         let node = match self.node {
@@ -327,15 +356,23 @@ impl RepoBuilder {
             async_commit: tokio::sync::OnceCell::new(),
             ad_hoc_statements: self.ad_hoc_statements,
             retention,
+            app_state: Arc::clone(&app_state),
         });
         let sweeps = Arc::new(super::sweeper::SweepCounters::default());
         let status = Arc::new(PrimaryStatus::new(pool.clone()));
         let check_status = Arc::clone(&status);
-        let follow = self.follow_primary.unwrap_or_else(|| {
-            std::env::var("FLY_POSTGRES_FOLLOW_PRIMARY").is_ok_and(|v| {
+        let env_flag = |name: &str| {
+            std::env::var(name).is_ok_and(|v| {
                 matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes")
             })
-        });
+        };
+        let follow = self
+            .follow_primary
+            .unwrap_or_else(|| env_flag("FLY_POSTGRES_FOLLOW_PRIMARY"));
+        let mut config = self.config;
+        config.force_forward = self
+            .force_forward
+            .unwrap_or_else(|| env_flag("FLY_POSTGRES_FORCE_FORWARD"));
         let mut node = node
             .procedure::<Forwarded<Statement>>(Arc::clone(&server))
             .procedure::<super::positions::CurrentPosition>(Arc::clone(&server))
@@ -347,6 +384,7 @@ impl RepoBuilder {
             node = register(node, &server);
         }
         let node = node.start().await.map_err(Error::Rpc)?;
+        let registered = node.info().procedures.into_iter().collect();
         let token_keys = node.derive_keys(crate::consistency::TOKEN_KEY_CONTEXT);
 
         let sweeper = if regions.is_primary() {
@@ -374,7 +412,7 @@ impl RepoBuilder {
                 tracker,
                 node,
                 regions,
-                config: self.config,
+                config,
                 server,
                 direct,
                 follow: follower,
@@ -386,6 +424,7 @@ impl RepoBuilder {
                 sweeps,
                 timelines: Default::default(),
                 token_keys,
+                registered,
             }),
         })
     }

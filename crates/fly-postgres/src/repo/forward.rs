@@ -323,6 +323,17 @@ pub(crate) fn from_rpc(error: fly_rpc::Error) -> Error {
         fly_rpc::Error::UnknownProcedure {
             name, peer_version, ..
         } => Error::UnknownProcedure { name, peer_version },
+        // The primary region answered "committed" with an output this
+        // build cannot read: committed, and saying so now beats retrying.
+        fly_rpc::Error::UndecodableOutput {
+            procedure, message, ..
+        } => Error::CommittedButUnreadable {
+            reason: format!(
+                "`{procedure}` committed in the primary region, but its output does not \
+                 decode here ({message}): its Output type must survive a JSON round trip"
+            ),
+            output: None,
+        },
         other => Error::Rpc(other),
     }
 }

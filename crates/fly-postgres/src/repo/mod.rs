@@ -49,6 +49,7 @@ pub(crate) struct RepoConfig {
     pub(crate) retention: Duration,
     pub(crate) write_mode: WriteMode,
     pub(crate) direct_fallback: bool,
+    pub(crate) force_forward: bool,
 }
 
 pub(crate) struct RepoInner {
@@ -72,6 +73,8 @@ pub(crate) struct RepoInner {
     sweeps: Arc<sweeper::SweepCounters>,
     timelines: crate::timeline_view::TimelineCache,
     token_keys: Vec<[u8; 32]>,
+    /// The procedures this repo's node serves (its mutations among them).
+    registered: std::collections::HashSet<String>,
 }
 
 impl Drop for RepoInner {
@@ -230,9 +233,14 @@ impl Repo {
         Write::new(self, statement, |r: StatementResult| Ok(r.rows_affected()))
     }
 
-    /// Runs one ad-hoc statement like a write; resolves to its first
-    /// returned row as `T` (an error if it returned none).
-    pub fn fetch_one<T: DeserializeOwned>(&self, statement: Statement) -> Write<'_, Statement, T> {
+    /// Runs one ad-hoc statement as a write, in the primary region, and
+    /// resolves to its first `RETURNING` row as `T` (an error if it
+    /// returned none). Not a read: reads are plain sqlx on
+    /// [`Repo::local`] / [`Repo::reader`].
+    pub fn write_fetch_one<T: DeserializeOwned>(
+        &self,
+        statement: Statement,
+    ) -> Write<'_, Statement, T> {
         Write::new(self, statement, |r: StatementResult| {
             match r.decode_optional() {
                 Ok(Some(row)) => Ok(row),
@@ -244,9 +252,9 @@ impl Repo {
         })
     }
 
-    /// Runs one ad-hoc statement like a write; resolves to its first
-    /// returned row as `T`, if any.
-    pub fn fetch_optional<T: DeserializeOwned>(
+    /// Runs one ad-hoc statement as a write, in the primary region, and
+    /// resolves to its first `RETURNING` row as `T`, if any.
+    pub fn write_fetch_optional<T: DeserializeOwned>(
         &self,
         statement: Statement,
     ) -> Write<'_, Statement, Option<T>> {
@@ -255,15 +263,48 @@ impl Repo {
         })
     }
 
-    /// Runs one ad-hoc statement like a write; resolves to every returned
-    /// row as `T`.
-    pub fn fetch_all<T: DeserializeOwned>(
+    /// Runs one ad-hoc statement as a write, in the primary region, and
+    /// resolves to every `RETURNING` row as `T`.
+    pub fn write_fetch_all<T: DeserializeOwned>(
         &self,
         statement: Statement,
     ) -> Write<'_, Statement, Vec<T>> {
         Write::new(self, statement, |r: StatementResult| {
             r.decode_all().map_err(|e| r.unreadable(e))
         })
+    }
+
+    /// The old name of [`Repo::write_fetch_one`].
+    #[deprecated(
+        since = "0.2.0",
+        note = "a forwarded write, not a read: use `write_fetch_one` (removed in the next release)"
+    )]
+    pub fn fetch_one<T: DeserializeOwned>(&self, statement: Statement) -> Write<'_, Statement, T> {
+        self.write_fetch_one(statement)
+    }
+
+    /// The old name of [`Repo::write_fetch_optional`].
+    #[deprecated(
+        since = "0.2.0",
+        note = "a forwarded write, not a read: use `write_fetch_optional` (removed in the next release)"
+    )]
+    pub fn fetch_optional<T: DeserializeOwned>(
+        &self,
+        statement: Statement,
+    ) -> Write<'_, Statement, Option<T>> {
+        self.write_fetch_optional(statement)
+    }
+
+    /// The old name of [`Repo::write_fetch_all`].
+    #[deprecated(
+        since = "0.2.0",
+        note = "a forwarded write, not a read: use `write_fetch_all` (removed in the next release)"
+    )]
+    pub fn fetch_all<T: DeserializeOwned>(
+        &self,
+        statement: Statement,
+    ) -> Write<'_, Statement, Vec<T>> {
+        self.write_fetch_all(statement)
     }
 
     /// Waits until the local database has replayed `lsn` (for example one a

@@ -20,6 +20,8 @@ pub(crate) struct ServerState {
     pub(crate) ad_hoc_statements: bool,
     /// How long exactly-once records are kept.
     pub(crate) retention: Retention,
+    /// What [`crate::state`] finds while a mutation runs.
+    pub(crate) app_state: Arc<crate::app_state::AppState>,
 }
 
 /// How long an exactly-once record is kept, by who chose its request id.

@@ -74,7 +74,13 @@ pub(crate) async fn run_once<M: Mutation>(
 ) -> Result<Outcome<M::Output>, Failure> {
     let force_flush = state.needs_local_flush().await;
     let mut tx = begin(state).await?;
-    let output = match mutation.run(&mut tx).await {
+    let running = mutation.run(&mut tx);
+    let output = match crate::app_state::with_state(
+        std::sync::Arc::clone(&state.app_state),
+        running,
+    )
+    .await
+    {
         Ok(output) => output,
         Err(e) if connection_lost(&e) => {
             // COMMIT was never sent, so the server cannot have committed:

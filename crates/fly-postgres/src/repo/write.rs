@@ -250,7 +250,16 @@ async fn run_to_end<M: Mutation, T>(
     if chosen_id {
         request_key::validate(&request_id)?;
     }
-    if repo.is_primary().await {
+    // A mutation this build did not register is refused in every region,
+    // as the primary region would refuse it forwarded: not only once a
+    // second region exists.
+    if !inner.registered.contains(M::NAME) {
+        return Err(Error::UnknownProcedure {
+            name: M::NAME.to_owned(),
+            peer_version: inner.node.info().version,
+        });
+    }
+    if !inner.config.force_forward && repo.is_primary().await {
         inner.local_writes.fetch_add(1, Ordering::Relaxed);
         let keep = inner.server.retention.of(!chosen_id);
         let (key, args) = RequestKey::with_args(request_id, M::NAME, &mutation, keep)?;
@@ -513,10 +522,13 @@ async fn forward<M: Mutation>(
         // A share of what is left, so a hung instance leaves time to try
         // another one.
         let timeout = (remaining / 2).max(MIN_ATTEMPT).min(remaining);
-        let options = CallOptions::new()
+        let mut options = CallOptions::new()
             .timeout(timeout)
             .idempotency_key(request_id)
             .require_primary();
+        if inner.config.force_forward {
+            options = options.through_wire();
+        }
         let region = candidates[turn % candidates.len()].as_str();
         let error = match inner.node.call(region, call.clone(), options).await {
             Ok(Committed {
@@ -599,6 +611,10 @@ async fn candidate_regions(repo: &Repo) -> Vec<String> {
 /// committed). A refusal before the handler ran (auth, unknown procedure,
 /// bad request) says nothing about them.
 fn settles(error: &fly_rpc::Error) -> bool {
+    // The write's own transaction answered "committed".
+    if matches!(error, fly_rpc::Error::UndecodableOutput { .. }) {
+        return true;
+    }
     error.remote::<WireError>().is_some_and(|wire| {
         matches!(
             wire,
