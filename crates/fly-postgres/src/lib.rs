@@ -6,15 +6,17 @@
 //!
 //! The parts, one concept each:
 //! - [`Repo`]: the local pool ([`Repo::local`]), typed writes
-//!   ([`Repo::write`] with a [`Mutation`]), ad-hoc statements
+//!   ([`Repo::write`] of a [`macro@mutation`] function's arguments, or of
+//!   any [`Mutation`]), ad-hoc statements
 //!   ([`Repo::execute`], [`Repo::write_fetch_one`] with [`query`]), exactly-once
 //!   forwarding, [`Repo::migrate`];
 //! - [`Error`]: one matchable enum ([`DbError`] keeps the primary's SQLSTATE
 //!   and constraint; [`Error::app`] carries the app's own errors);
 //! - [`Tracker`]: waits until the local replica has replayed an [`Lsn`], one
 //!   poller per database however many wait; [`commit_lsn`] gives the LSN;
-//! - [`ConsistencyLayer`] (read-your-writes across requests, by LSN cookie)
-//!   and [`FlyReplayLayer`] (`fly-replay` to the primary region);
+//! - [`ConsistencyLayer`] (read-your-writes, session and strong reads
+//!   across requests and regions, by a signed token) and [`FlyReplayLayer`]
+//!   (`fly-replay` to the primary region);
 //! - [`database_url_from_env`] / [`rewrite_database_url`]: `DATABASE_URL`
 //!   pointed at the nearest database; [`read_only`]: replica-like dev pools.
 //!
@@ -22,31 +24,25 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use fly_postgres::{Error, Mutation, Repo, query, sqlx};
+//! use fly_postgres::{Error, Repo, query, sqlx};
 //! use serde::{Deserialize, Serialize};
 //!
 //! #[derive(Debug, Serialize, Deserialize)]
 //! struct Todo { id: i64, title: String }
 //!
-//! #[derive(Serialize, Deserialize)]
-//! struct CreateTodo { title: String }
-//!
-//! impl Mutation for CreateTodo {
-//!     const NAME: &'static str = "create_todo";
-//!     type Output = i64;
-//!     async fn run(self, tx: &mut sqlx::PgConnection) -> Result<i64, Error> {
-//!         Ok(sqlx::query_scalar("insert into todos (title) values ($1) returning id")
-//!             .bind(self.title)
-//!             .fetch_one(&mut *tx)
-//!             .await?)
-//!     }
+//! /// A write, run next to the primary from any region; registered by itself.
+//! #[fly_postgres::mutation]
+//! async fn create_todo(tx: &mut sqlx::PgConnection, title: String) -> Result<i64, Error> {
+//!     Ok(sqlx::query_scalar("insert into todos (title) values ($1) returning id")
+//!         .bind(title)
+//!         .fetch_one(&mut *tx)
+//!         .await?)
 //! }
 //!
 //! # async fn demo() -> Result<(), Error> {
 //! let repo = Repo::builder()
 //!     .database_url(fly_postgres::database_url_from_env()?)
 //!     .node(fly_rpc::Node::from_env().map_err(Error::Rpc)?)
-//!     .mutation::<CreateTodo>()
 //!     .start()
 //!     .await?;
 //! if repo.regions().is_primary() {
@@ -57,10 +53,10 @@
 //! let n: i64 = sqlx::query_scalar("select count(*) from todos").fetch_one(repo.local()).await?;
 //!
 //! // Writes: next to the primary; returns once the local replica has them.
-//! let id = repo.write(CreateTodo { title: "milk".into() }).await?;
-//! let _ = repo.write(CreateTodo { title: "eggs".into() }).no_wait().await?;
+//! let id = repo.write(create_todo::args("milk".into())).await?;
+//! let _ = repo.write(create_todo::args("eggs".into())).no_wait().await?;
 //! let _ = repo
-//!     .write(CreateTodo { title: "tea".into() })
+//!     .write(create_todo::args("tea".into()))
 //!     .rpc_timeout(Duration::from_secs(2))
 //!     .replication_timeout(Duration::from_secs(1))
 //!     .await;
@@ -71,12 +67,13 @@
 //!     .await?;
 //!
 //! // Errors raised on the primary are matchable here.
-//! match repo.write(CreateTodo { title: "milk".into() }).await {
+//! match repo.write(create_todo::args("milk".into())).await {
 //!     Err(e) if e.is_unique_violation() => println!("already there"),
 //!     Err(Error::ReplicationTimeout { committed_lsn, .. }) => println!("committed at {committed_lsn}, not yet here"),
 //!     other => { other?; }
 //! }
 //! # Ok(()) }
+//! # fn main() {}
 //! ```
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
@@ -107,6 +104,16 @@ mod wal_position;
 mod edge;
 
 pub use sqlx;
+
+pub use fly_postgres_macros::mutation;
+
+/// What `#[mutation]`'s expansion refers to; not an API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::repo::AutoMutation;
+    pub use inventory;
+    pub use serde;
+}
 
 pub use app_error::AppError;
 pub use app_state::state;

@@ -52,13 +52,10 @@ enum Command {
     },
 }
 
-/// The todo app's mutations before `AppendLedger` was added.
+/// The todo app's mutations before `AppendLedger` was added: the
+/// `#[mutation]` functions (they register themselves), without the ledger's.
 fn old_build_mutations(builder: fly_postgres::RepoBuilder) -> fly_postgres::RepoBuilder {
     builder
-        .mutation::<fly_postgres_todo::CreateTodo>()
-        .mutation::<fly_postgres_todo::CreateBatch>()
-        .mutation::<fly_postgres_todo::UpdateTodo>()
-        .mutation::<fly_postgres_todo::DeleteTodo>()
 }
 
 fn main() -> std::process::ExitCode {

@@ -1,8 +1,9 @@
 //! A todo list over fly-postgres. On a laptop it needs only DATABASE_URL.
 
 use axum::{Json, Router, extract::State, http::StatusCode, routing::get};
-use fly_postgres::{Error, IdempotencyKey, Mutation, Repo, Written};
+use fly_postgres::{Error, IdempotencyKey, Repo, Written};
 use serde::{Deserialize, Serialize};
+use sqlx::PgConnection;
 
 #[derive(Serialize, Deserialize, sqlx::FromRow)]
 struct Todo {
@@ -10,24 +11,16 @@ struct Todo {
     title: String,
 }
 
-/// A write: its fields are the arguments; it runs next to the primary.
-#[derive(Serialize, Deserialize)]
-struct CreateTodo {
-    title: String,
-}
-
-impl Mutation for CreateTodo {
-    const NAME: &'static str = "create_todo"; // stable across deploys
-    type Output = Todo;
-
-    async fn run(self, tx: &mut sqlx::PgConnection) -> Result<Todo, Error> {
-        Ok(
-            sqlx::query_as("insert into todos (title) values ($1) returning id, title")
-                .bind(self.title)
-                .fetch_one(&mut *tx)
-                .await?,
-        )
-    }
+/// A write: runs next to the primary in one transaction, from any region.
+/// Its wire name is the function's ("create_todo"): keep it across deploys.
+#[fly_postgres::mutation]
+async fn create_todo(tx: &mut PgConnection, title: String) -> Result<Todo, Error> {
+    Ok(
+        sqlx::query_as("insert into todos (title) values ($1) returning id, title")
+            .bind(title)
+            .fetch_one(&mut *tx)
+            .await?,
+    )
 }
 
 async fn list(State(repo): State<Repo>) -> Result<Json<Vec<Todo>>, Error> {
@@ -41,7 +34,7 @@ async fn list(State(repo): State<Repo>) -> Result<Json<Vec<Todo>>, Error> {
 async fn create(
     State(repo): State<Repo>,
     key: Option<IdempotencyKey>,
-    Json(new): Json<CreateTodo>,
+    Json(new): Json<create_todo::Args>, // {"title": "..."}
 ) -> Result<(StatusCode, Written<Todo>), Error> {
     // Writes: one RPC to the primary region, then wait for the local replica.
     // An error answers with the status of its class: 409 for a duplicate,
@@ -60,7 +53,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let repo = Repo::builder()
         .database_url(fly_postgres::database_url_from_env()?)
         .node(fly_rpc::Node::from_env()?) // one region: no secret, no RPC port
-        .mutation::<CreateTodo>()
         .start()
         .await?;
     // Migrations (and job queues) run in the primary region, on the local pool.

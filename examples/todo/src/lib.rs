@@ -37,21 +37,20 @@ use fly_postgres::Repo;
 
 pub use api_error::ApiError;
 pub use ledger::{AppendLedger, LedgerEntry};
-pub use mutations::{CreateBatch, CreateTodo, DeleteTodo, Todo, UpdateTodo};
+pub use mutations::{
+    CreateBatch, CreateTodo, DeleteTodo, Todo, UpdateTodo, create_batch, create_todo, delete_todo,
+    update_todo,
+};
 pub use routes::{router, router_with};
 pub use schema::{SCHEMA, migrate};
 
 /// Boxed errors of the app's startup.
 pub type StartError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Registers the app's mutations on a repo builder.
+/// Registers the app's `impl Mutation` types on a repo builder (the
+/// `#[fly_postgres::mutation]` functions register themselves).
 pub fn mutations(builder: fly_postgres::RepoBuilder) -> fly_postgres::RepoBuilder {
-    builder
-        .mutation::<CreateTodo>()
-        .mutation::<CreateBatch>()
-        .mutation::<UpdateTodo>()
-        .mutation::<DeleteTodo>()
-        .mutation::<AppendLedger>()
+    builder.mutation::<AppendLedger>()
 }
 
 /// Starts the repo from env, migrates in the primary region, and serves the

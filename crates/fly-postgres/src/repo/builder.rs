@@ -17,8 +17,6 @@ use crate::mutation::Mutation;
 use crate::statement::Statement;
 use crate::tracker::Tracker;
 
-type Registration = Box<dyn FnOnce(NodeBuilder, &Arc<ServerState>) -> NodeBuilder + Send>;
-
 /// Settings of a [`Repo`]; every setter states its default.
 pub struct RepoBuilder {
     database_url: Option<String>,
@@ -27,7 +25,8 @@ pub struct RepoBuilder {
     primary_pool: Option<PgPool>,
     max_connections: u32,
     node: Option<NodeBuilder>,
-    registrations: Vec<Registration>,
+    registrations: Vec<super::auto_mutation::MutationEntry>,
+    auto_register: bool,
     config: RepoConfig,
     name: String,
     sweep_interval: Duration,
@@ -60,6 +59,7 @@ impl RepoBuilder {
             max_connections: 10,
             node: None,
             registrations: Vec::new(),
+            auto_register: true,
             config: RepoConfig {
                 rpc_timeout: Duration::from_secs(5),
                 replication_timeout: Duration::from_secs(5),
@@ -179,10 +179,21 @@ impl RepoBuilder {
 
     /// Registers a mutation, so this instance serves it when it runs in the
     /// primary region and callers may write it.
+    /// (`#[fly_postgres::mutation]` functions register themselves; this is
+    /// for `impl Mutation` types.) Two types under one name are an error at
+    /// [`RepoBuilder::start`].
     pub fn mutation<M: Mutation>(mut self) -> Self {
-        self.registrations.push(Box::new(|node, state| {
-            node.procedure::<Forwarded<M>>(Arc::clone(state))
-        }));
+        self.registrations
+            .push(super::auto_mutation::MutationEntry::of::<M>());
+        self
+    }
+
+    /// Whether the `#[fly_postgres::mutation]` functions linked into the
+    /// program are served without a builder line (default: yes). Off, only
+    /// [`RepoBuilder::mutation`]'s count: for a build that must lack some
+    /// (a test of version skew).
+    pub fn auto_register(mut self, enabled: bool) -> Self {
+        self.auto_register = enabled;
         self
     }
 
@@ -380,8 +391,18 @@ impl RepoBuilder {
                 let status = Arc::clone(&check_status);
                 async move { status.is_primary().await }.boxed()
             }));
-        for register in self.registrations {
-            node = register(node, &server);
+        let auto: Vec<_> = if self.auto_register {
+            super::auto_mutation::submitted().collect()
+        } else {
+            Vec::new()
+        };
+        let reserved = [
+            <Statement as Mutation>::NAME,
+            <super::positions::CurrentPosition as fly_rpc::Procedure>::NAME,
+        ];
+        for entry in super::auto_mutation::choose(self.registrations, auto.into_iter(), &reserved)?
+        {
+            node = (entry.register)(node, &server);
         }
         let node = node.start().await.map_err(Error::Rpc)?;
         let registered = node.info().procedures.into_iter().collect();

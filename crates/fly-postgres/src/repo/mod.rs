@@ -1,6 +1,7 @@
 //! The `Repo`: local reads, writes forwarded to the primary region, and the
 //! wait that makes the caller read its own writes.
 
+mod auto_mutation;
 mod builder;
 mod commit_round_trip;
 mod forward;
@@ -24,6 +25,8 @@ use fly_rpc::{Node, Regions};
 use serde::de::DeserializeOwned;
 use sqlx::PgPool;
 
+#[doc(hidden)]
+pub use auto_mutation::AutoMutation;
 pub use builder::RepoBuilder;
 pub use timings::WriteTimings;
 pub(crate) use timings::metric as server_timing_metric;

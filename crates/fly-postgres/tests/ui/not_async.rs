@@ -1,0 +1,9 @@
+use fly_postgres::{Error, sqlx::PgConnection};
+
+#[fly_postgres::mutation]
+fn create_todo(tx: &mut PgConnection, title: String) -> Result<i64, Error> {
+    let _ = (tx, title);
+    Ok(1)
+}
+
+fn main() {}
