@@ -4,6 +4,7 @@ mod charts;
 mod cpu_meter;
 mod library_cost;
 mod loopback_node;
+mod machine_floor;
 mod mutations;
 mod repo;
 mod rpc;

@@ -67,6 +67,17 @@ struct Report {
     write1_floor_ms: f64,
     /// p50 minus the floor: what the library (and the harness) add.
     write1_overhead_ms: f64,
+    /// What this machine charged in the same run for the bare steps: a TCP
+    /// round trip through an identical proxy, the statement in a bare
+    /// transaction on the primary, one replay poll, plus the replication
+    /// delay (p50s, sampled between the writes).
+    write1_machine_floor_ms: f64,
+    /// p50 minus that: the library's own cost on this machine (goal
+    /// <= 0.5 ms).
+    write1_overhead_vs_machine_ms: f64,
+    machine_pingpong_p50_ms: f64,
+    machine_transaction_p50_ms: f64,
+    machine_poll_p50_ms: f64,
     /// The phases of the one-statement write (p50 of each).
     write1_rpc_p50_ms: f64,
     write1_primary_p50_ms: f64,
@@ -182,6 +193,9 @@ pub(crate) async fn run(args: RepoArgs) -> BenchResult<()> {
         "{} one-statement writes from lax, each read back at once...",
         args.writes
     ));
+    let mut machine =
+        super::machine_floor::MachineFloor::start(rtt, syd.local().clone(), lax.local().clone())
+            .await?;
     let mut write1 = Vec::new();
     let (mut rpc, mut primary, mut wait) = (Vec::new(), Vec::new(), Vec::new());
     let mut stale_reads = 0;
@@ -200,7 +214,10 @@ pub(crate) async fn run(args: RepoArgs) -> BenchResult<()> {
         if !visible(lax.local(), id).await? {
             stale_reads += 1;
         }
+        machine.sample().await?;
     }
+    let machine_floor = machine.floor(lag);
+    drop(machine);
     let mut stale_reads_no_wait = 0;
     let mut no_wait = Vec::new();
     for i in 0..args.writes {
@@ -257,6 +274,8 @@ pub(crate) async fn run(args: RepoArgs) -> BenchResult<()> {
         .primary_pool(direct.clone())
         .write_mode(WriteMode::Direct)
         .node(node("lax", StaticPeers::new()))
+        .mutation::<InsertItem>()
+        .mutation::<Transfer>()
         .start()
         .await?;
     let (mut direct_mode1, mut direct_mode3) = (Vec::new(), Vec::new());
@@ -366,6 +385,11 @@ pub(crate) async fn run(args: RepoArgs) -> BenchResult<()> {
         write1_p99_ms: round3(write1.pct(99.0)),
         write1_floor_ms: round3(floor_ms),
         write1_overhead_ms: round3(write1.pct(50.0) - floor_ms),
+        write1_machine_floor_ms: round3(machine_floor.total_ms),
+        write1_overhead_vs_machine_ms: round3(write1.pct(50.0) - machine_floor.total_ms),
+        machine_pingpong_p50_ms: round3(machine_floor.pingpong_ms),
+        machine_transaction_p50_ms: round3(machine_floor.transaction_ms),
+        machine_poll_p50_ms: round3(machine_floor.poll_ms),
         write1_rpc_p50_ms: round3(Samples::new(rpc).pct(50.0)),
         write1_primary_p50_ms: round3(Samples::new(primary).pct(50.0)),
         write1_wait_p50_ms: round3(Samples::new(wait).pct(50.0)),
@@ -436,6 +460,16 @@ fn print_table(r: &Report) {
         "physical floor of a write (one way to syd + replication link): {} ms; \
          over it at p50: {} ms (1 statement), {} ms (3 statements)",
         r.write1_floor_ms, r.write1_overhead_ms, r.write3_overhead_ms
+    );
+    println!(
+        "this machine's floor in the same run (the longer of a round trip through an identical \
+         proxy, {} ms, and half of it plus the replication delay; + a bare transaction {} ms + \
+         one replay poll {} ms): {} ms; the write's p50 over it: {} ms",
+        r.machine_pingpong_p50_ms,
+        r.machine_transaction_p50_ms,
+        r.machine_poll_p50_ms,
+        r.write1_machine_floor_ms,
+        r.write1_overhead_vs_machine_ms
     );
     println!(
         "direct mode (WriteMode::Direct, lax runs the statements on syd over PostgreSQL), p50: \
