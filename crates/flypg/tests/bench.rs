@@ -31,6 +31,9 @@ fn bench_tracker_reports_its_keys_and_no_idle_queries() {
         &[
             "notify_p50_ms",
             "notify_p99_ms",
+            "bare_poll_p50_ms",
+            "bare_poll_p99_ms",
+            "notify_p99_vs_bare_poll_p99",
             "baseline_50ms_poll_p50_ms",
             "replica_queries_per_s_while_waiting",
             "replica_queries_while_idle",

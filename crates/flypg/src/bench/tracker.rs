@@ -71,9 +71,32 @@ struct Report {
     replication_delay_ms: u64,
     wait_p50_ms: f64,
     max_wait_ms: f64,
+    /// A bare `select pg_last_wal_replay_lsn()` on its own connection,
+    /// timed in the same run under the same load (200 samples, 1 ms apart).
+    bare_poll_p50_ms: f64,
+    bare_poll_p99_ms: f64,
+    /// `notify_p99_ms` over `bare_poll_p99_ms`.
+    notify_p99_vs_bare_poll_p99: f64,
 }
 
 type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// `samples` bare replay-position queries on a connection of their own,
+/// 1 ms apart, as the tracker's poller sends them.
+async fn bare_polls(cluster: &PgCluster, samples: usize) -> BenchResult<Samples> {
+    let mut conn = sqlx::PgConnection::connect_with(&cluster.replica().connect_options()).await?;
+    let mut times = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let started = Instant::now();
+        let _: Option<String> = sqlx::query_scalar("select pg_last_wal_replay_lsn()::text")
+            .fetch_one(&mut conn)
+            .await?;
+        times.push(millis(started.elapsed()));
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    conn.close().await?;
+    Ok(Samples::new(times))
+}
 
 pub(crate) async fn run(args: TrackerArgs) -> BenchResult<()> {
     let writes = args.writes.unwrap_or(if args.load { 200 } else { 2000 });
@@ -101,8 +124,10 @@ pub(crate) async fn run(args: TrackerArgs) -> BenchResult<()> {
     let replica = cluster.replica().connect_options();
     let load = match args.load {
         true => {
-            let pgbench = crate::pgbench::locate()?
-                .ok_or("--load needs pgbench next to the PostgreSQL binaries")?;
+            let pgbench = crate::pgbench::locate()?.ok_or(
+                "--load needs pgbench: next to the PostgreSQL binaries, on PATH, or in \
+                     /usr/lib/postgresql/*/bin",
+            )?;
             let url = cluster.primary().url();
             crate::pgbench::init(&pgbench, &url).await?;
             if progress {
@@ -127,6 +152,9 @@ pub(crate) async fn run(args: TrackerArgs) -> BenchResult<()> {
         .start()?;
     let main = measure(&primary, &tracker, &observer, writes, waiters).await?;
     let polls_for_writes = tracker.stats().polls;
+    // The same-run cost of the bare step the tracker repeats, under the same
+    // load: what its notification delay cannot go below.
+    let bare_poll = bare_polls(&cluster, 200).await?;
     let idle_before = tracker.stats().polls;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let replica_queries_while_idle = tracker.stats().polls - idle_before;
@@ -205,6 +233,9 @@ pub(crate) async fn run(args: TrackerArgs) -> BenchResult<()> {
         replication_delay_ms: args.replication_delay_ms,
         wait_p50_ms: round3(main.waits.pct(50.0)),
         max_wait_ms: round3(main.waits.max()),
+        bare_poll_p50_ms: round3(bare_poll.pct(50.0)),
+        bare_poll_p99_ms: round3(bare_poll.pct(99.0)),
+        notify_p99_vs_bare_poll_p99: round3(main.notify.pct(99.0) / bare_poll.pct(99.0).max(1e-3)),
     };
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -321,7 +352,7 @@ fn print_table(r: &Report, samples: usize) {
         r.writes, r.waiters
     );
     println!("{:<48} {:>10}", "metric", "value");
-    let rows: [(&str, String); 13] = [
+    let rows: [(&str, String); 15] = [
         ("notification delay p50 (ms)", r.notify_p50_ms.to_string()),
         ("notification delay p99 (ms)", r.notify_p99_ms.to_string()),
         ("notification delay max (ms)", r.notify_max_ms.to_string()),
@@ -354,6 +385,14 @@ fn print_table(r: &Report, samples: usize) {
             r.wait_p50_ms.to_string(),
         ),
         ("longest wait (ms)", r.max_wait_ms.to_string()),
+        (
+            "bare replay poll, same run and load, p50 / p99 (ms)",
+            format!("{} / {}", r.bare_poll_p50_ms, r.bare_poll_p99_ms),
+        ),
+        (
+            "notification p99 / bare poll p99",
+            r.notify_p99_vs_bare_poll_p99.to_string(),
+        ),
         ("poll interval (us)", r.poll_interval_us.to_string()),
         (
             "pgbench load on the primary meanwhile (tps)",
