@@ -37,23 +37,19 @@ impl PgBinaries {
             }
         }
         searched.push("/usr/lib/postgresql/*/bin".to_owned());
-        let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|entry| {
-                let version = entry.file_name().to_str()?.parse::<u32>().ok()?;
-                let dir = entry.path().join("bin");
-                has_server(&dir).then_some((version, dir))
-            })
-            .collect();
-        versions.sort();
-        match versions.pop() {
-            Some((_, dir)) => Ok(PgBinaries { dir }),
+        match newest_distro_bin(has_server) {
+            Some(dir) => Ok(PgBinaries { dir }),
             None => Err(TestkitError::NoPostgres {
                 searched: searched.join(", "),
             }),
         }
+    }
+
+    /// `name` (a client program such as `pgbench`) from the distribution's
+    /// newest PostgreSQL that has it (`/usr/lib/postgresql/*/bin`), for
+    /// server builds that ship without it.
+    pub fn distro_program(name: &str) -> Option<PathBuf> {
+        newest_distro_bin(|dir| dir.join(name).exists()).map(|dir| dir.join(name))
     }
 
     /// The directory itself.
@@ -107,6 +103,22 @@ fn major_of(line: &str) -> Option<u32> {
         .next()?
         .parse()
         .ok()
+}
+
+/// The newest `/usr/lib/postgresql/<major>/bin` that `accept` takes.
+fn newest_distro_bin(accept: impl Fn(&Path) -> bool) -> Option<PathBuf> {
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let version = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            let dir = entry.path().join("bin");
+            accept(&dir).then_some((version, dir))
+        })
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, dir)| dir)
 }
 
 fn has_server(dir: &Path) -> bool {

@@ -274,6 +274,12 @@ pub enum Error {
     Listener(#[source] std::io::Error),
 }
 
+/// What a client is told about [`Error::WriteLost`], by the
+/// `ConsistencyLayer` and by `ErrorResponse` alike.
+pub(crate) const WRITE_LOST_ANSWER: &str = "an earlier write of this session was lost when the \
+     database failed over: it is not in the database and will not appear; check and write it \
+     again";
+
 /// Whether sqlx failed to reach or keep its connection (not the server
 /// refusing a statement).
 pub(crate) fn connection_failed(error: &sqlx::Error) -> bool {

@@ -128,9 +128,7 @@ impl TimelineCache {
                 return Ok(view);
             }
         }
-        let view = read_view(pool).await?;
-        *self.lock() = Some((Instant::now(), view.clone()));
-        Ok(view)
+        self.refresh(pool).await
     }
 
     /// A view read at `since` or later.
@@ -140,19 +138,21 @@ impl TimelineCache {
         {
             return Ok(view);
         }
+        self.refresh(pool).await
+    }
+
+    /// Reads the view and caches it, stamped with when the query was sent:
+    /// what it says holds from then on, not only from its answer.
+    async fn refresh(&self, pool: &PgPool) -> Result<View, Error> {
+        let asked = Instant::now();
         let view = read_view(pool).await?;
-        *self.lock() = Some((Instant::now(), view.clone()));
+        *self.lock() = Some((asked, view.clone()));
         Ok(view)
     }
 
     /// The system identifier, if a view was read already.
     pub(crate) fn system_id(&self) -> Option<u64> {
-        self.cached().map(|(_, view)| view.system_id)
-    }
-
-    /// The timeline, if a view was read already (no query).
-    pub(crate) fn timeline(&self) -> Option<u32> {
-        self.cached().and_then(|(_, view)| view.timeline)
+        self.lock().as_ref().map(|(_, view)| view.system_id)
     }
 
     fn cached(&self) -> Option<(Instant, View)> {

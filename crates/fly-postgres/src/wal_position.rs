@@ -25,6 +25,23 @@ impl WalPosition {
     pub const fn new(timeline: Option<u32>, lsn: Lsn) -> Self {
         WalPosition { timeline, lsn }
     }
+
+    /// Whether this position comes after `other`: a later timeline, or the
+    /// same one further on. A position without a timeline compares by LSN.
+    pub(crate) fn is_after(self, other: WalPosition) -> bool {
+        match (self.timeline, other.timeline) {
+            (Some(a), Some(b)) if a != b => a > b,
+            _ => self.lsn > other.lsn,
+        }
+    }
+
+    /// The later of `earlier` (if any) and `position`.
+    pub(crate) fn latest(earlier: Option<WalPosition>, position: WalPosition) -> WalPosition {
+        match earlier {
+            Some(earlier) if !position.is_after(earlier) => earlier,
+            _ => position,
+        }
+    }
 }
 
 impl fmt::Display for WalPosition {
@@ -56,6 +73,25 @@ mod tests {
         assert_eq!(
             WalPosition::new(Some(2), Lsn::new(0x16)).to_string(),
             "0/16 on timeline 2"
+        );
+    }
+
+    #[test]
+    fn later_timelines_come_after_and_unknown_ones_compare_by_lsn() {
+        let at = |t, l| WalPosition::new(t, Lsn::new(l));
+        assert!(at(Some(2), 5).is_after(at(Some(1), 100)));
+        assert!(at(Some(1), 6).is_after(at(Some(1), 5)));
+        assert!(!at(Some(1), 5).is_after(at(Some(1), 5)));
+        assert!(at(None, 100).is_after(at(Some(1), 5)));
+        assert!(!at(Some(1), 5).is_after(at(None, 100)));
+        assert_eq!(WalPosition::latest(None, at(None, 1)), at(None, 1));
+        assert_eq!(
+            WalPosition::latest(Some(at(Some(1), 9)), at(Some(1), 3)),
+            at(Some(1), 9)
+        );
+        assert_eq!(
+            WalPosition::latest(Some(at(None, 9)), at(Some(1), 30)),
+            at(Some(1), 30)
         );
     }
 }

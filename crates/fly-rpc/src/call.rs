@@ -137,13 +137,7 @@ async fn call_local<P: Procedure>(
     options: CallOptions,
 ) -> Result<P::Output, Error> {
     let Some(state) = inner.registry.state::<P>() else {
-        let info = inner.info();
-        return Err(Error::UnknownProcedure {
-            name: P::NAME.to_owned(),
-            peer: "this node".to_owned(),
-            peer_version: info.version,
-            peer_procedures: info.procedures,
-        });
+        return Err(unknown_here::<P>(inner));
     };
     let ctx = CallContext {
         caller_region: inner.regions.my_region().to_owned(),
@@ -171,8 +165,22 @@ async fn call_local<P: Procedure>(
         ))),
         Err(_) => Err(Error::HandlerPanicked {
             procedure: P::NAME.to_owned(),
-            peer: "this node".to_owned(),
+            peer: HERE.to_owned(),
         }),
+    }
+}
+
+/// How a local call names the node that served it.
+const HERE: &str = "this node";
+
+/// This node does not serve `P`.
+fn unknown_here<P: Procedure>(inner: &NodeInner) -> Error {
+    let info = inner.info();
+    Error::UnknownProcedure {
+        name: P::NAME.to_owned(),
+        peer: HERE.to_owned(),
+        peer_version: info.version,
+        peer_procedures: info.procedures,
     }
 }
 
@@ -184,19 +192,13 @@ async fn call_local_through_wire<P: Procedure>(
     ctx: CallContext,
 ) -> Result<P::Output, Error> {
     use crate::registry::Outcome;
-    const HERE: &str = "this node";
     let args = Bytes::from(serde_json::to_vec(&procedure).map_err(|e| Error::Codec {
         procedure: P::NAME,
         message: e.to_string(),
     })?);
     drop(procedure);
     let Some(handler) = inner.registry.handler(P::NAME) else {
-        return Err(Error::UnknownProcedure {
-            name: P::NAME.to_owned(),
-            peer: HERE.to_owned(),
-            peer_version: inner.info().version,
-            peer_procedures: inner.info().procedures,
-        });
+        return Err(unknown_here::<P>(inner));
     };
     let trace = ctx.trace_context.clone();
     let outcome = tokio::spawn(crate::trace_context::within(trace, handler(args, ctx))).await;

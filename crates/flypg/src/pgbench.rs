@@ -22,18 +22,7 @@ pub(crate) fn locate() -> PgbenchResult<Option<PathBuf>> {
     if let Ok(on_path) = which::which("pgbench") {
         return Ok(Some(on_path));
     }
-    let mut distro: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|entry| {
-            let major = entry.file_name().to_str()?.parse::<u32>().ok()?;
-            let path = entry.path().join("bin/pgbench");
-            path.exists().then_some((major, path))
-        })
-        .collect();
-    distro.sort();
-    Ok(distro.pop().map(|(_, path)| path))
+    Ok(PgBinaries::distro_program("pgbench"))
 }
 
 /// Creates pgbench's tables (scale 1) in the database at `url`.

@@ -65,24 +65,17 @@ fn update(change: impl FnOnce(&mut RequestRecord)) {
     });
 }
 
-fn later(a: Option<WalPosition>, b: WalPosition) -> WalPosition {
-    match a {
-        Some(a) if (a.timeline, a.lsn) >= (b.timeline, b.lsn) => a,
-        _ => b,
-    }
-}
-
 /// Notes that the current request committed a write at `position`. The
 /// repo calls it after every write; outside a [`ConsistencyLayer`] it does
 /// nothing.
 pub(crate) fn record_write(position: WalPosition) {
-    update(|r| r.written = Some(later(r.written, position)));
+    update(|r| r.written = Some(WalPosition::latest(r.written, position)));
 }
 
 /// Notes that the current request's reads saw the database at `position`
 /// (session and strong modes).
 pub(crate) fn record_seen(position: WalPosition) {
-    update(|r| r.seen = Some(later(r.seen, position)));
+    update(|r| r.seen = Some(WalPosition::latest(r.seen, position)));
 }
 
 /// Whether the current request reads from the primary.

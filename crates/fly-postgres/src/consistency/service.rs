@@ -13,7 +13,7 @@ use super::layer::ConsistencyLayer;
 use super::mode::{Consistency, WaitFallback};
 use super::request_token::{requested_mode, token_text};
 use super::token::{Rejected, Token};
-use super::{LSN_COOKIE, LSN_HEADER, RequestRecord, later, recording};
+use super::{LSN_COOKIE, LSN_HEADER, RequestRecord, recording};
 use crate::error::Error;
 use crate::lsn::Lsn;
 use crate::middleware_support::{take_ready, text_response};
@@ -96,11 +96,13 @@ fn unavailable<B: From<String>>(text: &str) -> Response<B> {
 /// How the wait before the handler ended, when the handler should not run
 /// as usual.
 enum Before<B> {
-    /// Run it; `seen` is what the request may now say it saw, and whether it
-    /// reads from the primary.
+    /// Run it; `seen` is what the request may now say it saw, whether it
+    /// reads from the primary, and how long it waited (when it had a
+    /// position to wait for).
     Run {
         seen: Option<WalPosition>,
         from_primary: bool,
+        waited: Option<Duration>,
     },
     /// Answer this instead.
     Answer(Response<B>),
@@ -112,6 +114,7 @@ async fn before<B: From<String>>(
     incoming: &Incoming,
 ) -> Before<B> {
     let repo = &config.repo;
+    let started = Instant::now();
     let mut target: Option<WalPosition> = None;
     if mode != Consistency::Eventual {
         if !incoming.token.is_empty() {
@@ -125,13 +128,13 @@ async fn before<B: From<String>>(
             }
         }
         if let Some(lsn) = incoming.plain {
-            target = Some(later(target, WalPosition::new(None, lsn)));
+            target = Some(WalPosition::latest(target, WalPosition::new(None, lsn)));
         }
     }
     let mut seen = None;
     if mode == Consistency::Strong {
         match repo.primary_position().await {
-            Ok(position) => target = Some(later(target, position)),
+            Ok(position) => target = Some(WalPosition::latest(target, position)),
             Err(e) => {
                 tracing::warn!(error = %e, "a strong read could not learn the primary's position");
                 return Before::Answer(unavailable(
@@ -144,6 +147,7 @@ async fn before<B: From<String>>(
         return Before::Run {
             seen,
             from_primary: false,
+            waited: None,
         };
     };
     let limit = config
@@ -151,18 +155,18 @@ async fn before<B: From<String>>(
         .map_or_else(|| repo.replication_timeout(), |(limit, _)| limit);
     let waited = repo.wait_for_position(target, limit).await;
     if matches!(mode, Consistency::Session | Consistency::Strong) {
-        seen = Some(later(seen, target));
+        seen = Some(WalPosition::latest(seen, target));
     }
+    let run = |from_primary| Before::Run {
+        seen,
+        from_primary,
+        waited: Some(started.elapsed()),
+    };
     match waited {
-        Ok(()) => Before::Run {
-            seen,
-            from_primary: false,
-        },
+        Ok(()) => run(false),
         Err(Error::WriteLost { .. }) => Before::Answer(text_response(
             StatusCode::GONE,
-            "an earlier write of this session was lost when the database failed over: it is \
-             not in the database and will not appear; check and write it again"
-                .to_owned(),
+            crate::error::WRITE_LOST_ANSWER.to_owned(),
         )),
         Err(_) => match config.max_wait.map(|(_, fallback)| fallback) {
             Some(WaitFallback::Replay) if !repo.is_primary().await => {
@@ -171,10 +175,7 @@ async fn before<B: From<String>>(
             }
             Some(WaitFallback::PrimaryPool) if repo.has_primary_pool() => {
                 fell_back("primary_pool");
-                Before::Run {
-                    seen,
-                    from_primary: true,
-                }
+                run(true)
             }
             _ => {
                 fell_back("unavailable");
@@ -212,25 +213,24 @@ where
                 Ok(mode) => mode.unwrap_or(config.mode),
                 Err(e) => return Ok(text_response(StatusCode::BAD_REQUEST, e.to_string())),
             };
-            let waiting = Instant::now();
-            let waits = !incoming.token.is_empty()
-                || incoming.plain.is_some()
-                || mode == Consistency::Strong;
-            let (seen, from_primary) = match before(&config, mode, &incoming).await {
-                Before::Run { seen, from_primary } => (seen, from_primary),
+            let (seen, from_primary, waited) = match before(&config, mode, &incoming).await {
+                Before::Run {
+                    seen,
+                    from_primary,
+                    waited,
+                } => (seen, from_primary, waited),
                 Before::Answer(response) => return Ok(response),
             };
-            let waited = waiting.elapsed();
             let (response, mut record) = recording(seen, from_primary, inner.call(request)).await;
             let mut response = response?;
             if mode == Consistency::Session && !from_primary {
                 // After the handler, so the token covers everything its
                 // reads saw.
                 if let Some(now) = config.repo.seen_position().await {
-                    record.seen = Some(later(record.seen, now));
+                    record.seen = Some(WalPosition::latest(record.seen, now));
                 }
             }
-            server_timing(&mut response, waits.then_some(waited), &record);
+            server_timing(&mut response, waited, &record);
             respond_with_token(&config, incoming.token, &record, &mut response).await;
             Ok(response)
         })

@@ -75,7 +75,7 @@ impl Token {
     pub(crate) fn raise(&mut self, system_id: u64, position: WalPosition) -> bool {
         let full = self.entries.len() >= MAX_ENTRIES;
         match self.entries.iter_mut().find(|e| e.system_id == system_id) {
-            Some(entry) if later(position, entry.position) => {
+            Some(entry) if position.is_after(entry.position) => {
                 entry.position = position;
                 true
             }
@@ -161,15 +161,6 @@ impl Token {
             })
             .collect();
         Ok(Token { entries })
-    }
-}
-
-/// Whether `a` is later than `b`: a later timeline, or the same one further
-/// on (a position without a timeline compares by LSN).
-fn later(a: WalPosition, b: WalPosition) -> bool {
-    match (a.timeline, b.timeline) {
-        (Some(x), Some(y)) if x != y => x > y,
-        _ => a.lsn > b.lsn,
     }
 }
 

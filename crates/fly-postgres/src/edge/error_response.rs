@@ -227,8 +227,7 @@ fn classify(error: &Error) -> (StatusCode, &'static str, String) {
         Error::WriteLost { .. } => (
             S::GONE,
             "write_lost",
-            "an earlier write of this session was lost when the database failed over: it is not              in the database and will not appear; check and write it again"
-                .to_owned(),
+            crate::error::WRITE_LOST_ANSWER.to_owned(),
         ),
         Error::RequestIdReused { .. } => (
             S::UNPROCESSABLE_ENTITY,

@@ -61,6 +61,16 @@ impl Procedure for CurrentPosition {
     }
 }
 
+/// [`Error::WriteLost`], counted.
+fn lost(position: WalPosition, switched_at: Lsn, timeline: u32) -> Error {
+    metrics::counter!("fly_postgres_writes_lost_total").increment(1);
+    Error::WriteLost {
+        position,
+        switched_at,
+        timeline,
+    }
+}
+
 impl Repo {
     /// Waits until the local database shows `position`, at most `timeout`,
     /// minding the timeline: a position on an earlier timeline past the
@@ -99,12 +109,7 @@ impl Repo {
                             timeline,
                         } = view.judge(position)
                         {
-                            metrics::counter!("fly_postgres_writes_lost_total").increment(1);
-                            return Err(Error::WriteLost {
-                                position,
-                                switched_at,
-                                timeline,
-                            });
+                            return Err(lost(position, switched_at, timeline));
                         }
                     }
                     return Ok(());
@@ -112,14 +117,7 @@ impl Repo {
                 Verdict::Lost {
                     switched_at,
                     timeline,
-                } => {
-                    metrics::counter!("fly_postgres_writes_lost_total").increment(1);
-                    return Err(Error::WriteLost {
-                        position,
-                        switched_at,
-                        timeline,
-                    });
-                }
+                } => return Err(lost(position, switched_at, timeline)),
                 Verdict::NewerTimeline if started.elapsed() + FOLLOW_PAUSE < timeout => {
                     tokio::time::sleep(FOLLOW_PAUSE).await;
                 }
@@ -169,16 +167,13 @@ impl Repo {
                 .await;
             match fresh {
                 Ok(Some(lsn)) => {
-                    let timeline = match self.inner.timelines.timeline() {
-                        Some(timeline) => Some(timeline),
-                        None => self
-                            .inner
-                            .timelines
-                            .view(&self.inner.pool, None)
-                            .await
-                            .ok()
-                            .and_then(|view| view.timeline),
-                    };
+                    let timeline = self
+                        .inner
+                        .timelines
+                        .view(&self.inner.pool, None)
+                        .await
+                        .ok()
+                        .and_then(|view| view.timeline);
                     return Some(WalPosition::new(timeline, lsn));
                 }
                 // Not in recovery after all (a database of its own).
@@ -264,9 +259,7 @@ impl Repo {
     pub(crate) fn has_primary_pool(&self) -> bool {
         self.inner.direct.is_some()
     }
-}
 
-impl Repo {
     /// How long a read waits by default (the repo's replication timeout).
     pub(crate) fn replication_timeout(&self) -> Duration {
         self.inner.config.replication_timeout

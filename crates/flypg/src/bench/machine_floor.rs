@@ -9,30 +9,20 @@
 use std::time::{Duration, Instant};
 
 use fly_postgres::sqlx::{self, PgPool};
-use fly_postgres_testkit::{Delay, LatencyProxy};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 
+use super::ping_pong::PingPong;
 use crate::percentiles::{Samples, millis};
 
 type FloorResult<T> = Result<T, Box<dyn std::error::Error>>;
 
 /// The three bare steps, sampled once per write.
 pub(crate) struct MachineFloor {
-    link: TcpStream,
-    _proxy: LatencyProxy,
-    echo: tokio::task::JoinHandle<()>,
+    link: PingPong,
     primary: PgPool,
     replica: PgPool,
     pingpong: Vec<f64>,
     transaction: Vec<f64>,
     poll: Vec<f64>,
-}
-
-impl Drop for MachineFloor {
-    fn drop(&mut self) {
-        self.echo.abort();
-    }
 }
 
 /// The p50s of the steps and their sum with the replication delay.
@@ -44,33 +34,14 @@ pub(crate) struct Floor {
 }
 
 impl MachineFloor {
-    /// An echo server behind a proxy with `rtt`, and the two pools.
+    /// A round trip link with `rtt`, and the two pools.
     pub(crate) async fn start(
         rtt: Duration,
         primary: PgPool,
         replica: PgPool,
     ) -> FloorResult<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let upstream = listener.local_addr()?;
-        let echo = tokio::spawn(async move {
-            while let Ok((mut socket, _)) = listener.accept().await {
-                tokio::spawn(async move {
-                    let mut buf = [0u8; 64];
-                    while let Ok(n) = socket.read(&mut buf).await {
-                        if n == 0 || socket.write_all(&buf[..n]).await.is_err() {
-                            break;
-                        }
-                    }
-                });
-            }
-        });
-        let proxy = LatencyProxy::start(upstream, Delay::rtt(rtt)).await?;
-        let link = TcpStream::connect(proxy.local_addr()).await?;
-        link.set_nodelay(true)?;
         Ok(MachineFloor {
-            link,
-            _proxy: proxy,
-            echo,
+            link: PingPong::start(rtt).await?,
             primary,
             replica,
             pingpong: Vec::new(),
@@ -81,11 +52,7 @@ impl MachineFloor {
 
     /// One sample of each step.
     pub(crate) async fn sample(&mut self) -> FloorResult<()> {
-        let started = Instant::now();
-        self.link.write_all(b"x").await?;
-        let mut byte = [0u8; 1];
-        self.link.read_exact(&mut byte).await?;
-        self.pingpong.push(millis(started.elapsed()));
+        self.pingpong.push(millis(self.link.round_trip().await?));
 
         let started = Instant::now();
         let mut tx = self.primary.begin().await?;

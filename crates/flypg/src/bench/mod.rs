@@ -6,6 +6,7 @@ mod library_cost;
 mod loopback_node;
 mod machine_floor;
 mod mutations;
+mod ping_pong;
 mod repo;
 mod rpc;
 mod soak;

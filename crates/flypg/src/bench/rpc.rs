@@ -208,36 +208,14 @@ async fn rpc_and_ping_in_turn(
     rtt: Duration,
     calls: usize,
 ) -> BenchResult<(Samples, Samples)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let echo_addr = echo.local_addr()?;
-    let server = tokio::spawn(async move {
-        if let Ok((mut stream, _)) = echo.accept().await {
-            let _ = stream.set_nodelay(true);
-            let mut byte = [0u8; 1];
-            while stream.read_exact(&mut byte).await.is_ok() {
-                if stream.write_all(&byte).await.is_err() {
-                    break;
-                }
-            }
-        }
-    });
-    let proxy = LatencyProxy::start(echo_addr, Delay::rtt(rtt)).await?;
-    let mut stream = tokio::net::TcpStream::connect(proxy.local_addr()).await?;
-    stream.set_nodelay(true)?;
+    let mut ping_pong = super::ping_pong::PingPong::start(rtt).await?;
     let (mut rpcs, mut pings) = (Vec::with_capacity(calls), Vec::with_capacity(calls));
-    let mut byte = [7u8; 1];
     for _ in 0..calls {
         let started = Instant::now();
         node.call_primary(Noop).await?;
         rpcs.push(millis(started.elapsed()));
-        let started = Instant::now();
-        stream.write_all(&byte).await?;
-        stream.read_exact(&mut byte).await?;
-        pings.push(millis(started.elapsed()));
+        pings.push(millis(ping_pong.round_trip().await?));
     }
-    drop(stream);
-    server.abort();
     Ok((Samples::new(rpcs), Samples::new(pings)))
 }
 
