@@ -94,6 +94,7 @@ mod pool_options;
 mod read_only;
 mod repo;
 mod request_key;
+mod shared_polls;
 mod shutdown_signal;
 mod statement;
 mod timeline_view;

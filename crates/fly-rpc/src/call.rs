@@ -415,6 +415,42 @@ async fn call_remote<P: Procedure>(
     })
 }
 
+/// Runs `procedure` on the one instance at `peer`, without failover: for
+/// calls between siblings of a region, where the caller picks the instance.
+pub(crate) async fn call_instance<P: Procedure>(
+    inner: &NodeInner,
+    peer: std::net::SocketAddr,
+    procedure: P,
+    options: CallOptions,
+) -> Result<P::Output, Error> {
+    let timeout = options.timeout.unwrap_or(inner.config.rpc_timeout);
+    let body = Bytes::from(serde_json::to_vec(&procedure).map_err(|e| Error::Codec {
+        procedure: P::NAME,
+        message: e.to_string(),
+    })?);
+    drop(procedure);
+    let path = format!("{CALL_PATH}{}", P::NAME);
+    let headers = request_headers(inner, &path, peer, &options, &body);
+    let answer = tokio::time::timeout(
+        timeout,
+        inner.client.send(peer, Method::POST, &path, headers, body),
+    )
+    .await
+    .map_err(|_| Error::Timeout {
+        procedure: P::NAME,
+        region: format!("instance {peer}"),
+        after: timeout,
+        sent: true,
+    })?;
+    match answer {
+        Ok((status, body)) => decode_response::<P>(peer, status, &body),
+        Err(failure) => Err(Error::Transport {
+            peer: peer.to_string(),
+            message: failure.message,
+        }),
+    }
+}
+
 fn request_headers(
     inner: &NodeInner,
     path: &str,

@@ -137,6 +137,25 @@ impl Node {
         crate::call::call(&self.inner, region, procedure, options).await
     }
 
+    /// Runs `procedure` on the one instance at `peer` (an address from
+    /// [`Node::instances`]), without trying another: for work between the
+    /// instances of a region, where the caller chooses which one. On
+    /// failure, [`Error::may_have_run`] tells whether it may have run.
+    pub async fn call_instance<P: Procedure>(
+        &self,
+        peer: SocketAddr,
+        procedure: P,
+        options: CallOptions,
+    ) -> Result<P::Output, Error> {
+        crate::call::call_instance(&self.inner, peer, procedure, options).await
+    }
+
+    /// The RPC addresses of `region`'s instances as discovery knows them
+    /// now (this node's own among them, when discovery lists it).
+    pub async fn instances(&self, region: &str) -> Result<Vec<SocketAddr>, Error> {
+        self.inner.discovery.instances(region).await
+    }
+
     /// Asks the instance at `peer` to describe itself.
     pub async fn peer_info(&self, peer: SocketAddr) -> Result<NodeInfo, Error> {
         let mut headers = HeaderMap::new();

@@ -34,6 +34,7 @@ pub struct RepoBuilder {
     after_commit: Option<AfterCommit>,
     ad_hoc_statements: bool,
     force_forward: Option<bool>,
+    share_polls: Option<bool>,
     app_state: crate::app_state::AppState,
     follow_primary: Option<bool>,
 }
@@ -75,6 +76,7 @@ impl RepoBuilder {
             ad_hoc_statements: false,
             follow_primary: None,
             force_forward: None,
+            share_polls: None,
             app_state: Default::default(),
         }
     }
@@ -98,6 +100,18 @@ impl RepoBuilder {
     /// Costs a few microseconds per write; meant for development and tests.
     pub fn force_forward(mut self, enabled: bool) -> Self {
         self.force_forward = Some(enabled);
+        self
+    }
+
+    /// Whether this region's instances share one replay poller (default:
+    /// the environment's `FLY_POSTGRES_SHARE_POLLS`, else true). Instances
+    /// whose trackers reach the same server let the lowest RPC address
+    /// among them poll it and ask that one over RPC, so the replica's load
+    /// does not grow with the number of instances; any failure falls back
+    /// to polling here at once. `false` (or `FLY_POSTGRES_SHARE_POLLS=0`)
+    /// polls in every instance, as earlier releases did.
+    pub fn share_replay_polls(mut self, enabled: bool) -> Self {
+        self.share_polls = Some(enabled);
         self
     }
 
@@ -384,9 +398,15 @@ impl RepoBuilder {
         config.force_forward = self
             .force_forward
             .unwrap_or_else(|| env_flag("FLY_POSTGRES_FORCE_FORWARD"));
+        let share_polls = self
+            .share_polls
+            .unwrap_or_else(|| std::env::var("FLY_POSTGRES_SHARE_POLLS").map_or(true, |v| {
+                !matches!(v.trim().to_ascii_lowercase().as_str(), "0" | "false" | "no")
+            }));
         let mut node = node
             .procedure::<Forwarded<Statement>>(Arc::clone(&server))
             .procedure::<super::positions::CurrentPosition>(Arc::clone(&server))
+            .procedure::<crate::shared_polls::ReplayAsk>(Arc::new(tracker.sibling_link()))
             .primary_check(Arc::new(move || {
                 let status = Arc::clone(&check_status);
                 async move { status.is_primary().await }.boxed()
@@ -399,6 +419,7 @@ impl RepoBuilder {
         let reserved = [
             <Statement as Mutation>::NAME,
             <super::positions::CurrentPosition as fly_rpc::Procedure>::NAME,
+            <crate::shared_polls::ReplayAsk as fly_rpc::Procedure>::NAME,
         ];
         for entry in super::auto_mutation::choose(self.registrations, auto.into_iter(), &reserved)?
         {
@@ -425,6 +446,10 @@ impl RepoBuilder {
         } else {
             None
         };
+        // Only a node with a listener has siblings to share with; in the
+        // primary region waits return at once.
+        let poll_sharing = (share_polls && node.local_addr().is_some() && !regions.is_primary())
+            .then(|| crate::shared_polls::spawn(tracker.sibling_link(), node.clone()));
         let follower =
             follow.then(|| super::primary_follower::PrimaryFollower::new(regions.primary_region()));
         Ok(Repo {
@@ -442,6 +467,7 @@ impl RepoBuilder {
                 forwarded_writes: AtomicU64::new(0),
                 retries: AtomicU64::new(0),
                 sweeper,
+                poll_sharing,
                 sweeps,
                 timelines: Default::default(),
                 token_keys,

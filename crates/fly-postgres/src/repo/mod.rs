@@ -73,6 +73,8 @@ pub(crate) struct RepoInner {
     forwarded_writes: AtomicU64,
     retries: AtomicU64,
     sweeper: Option<tokio::task::JoinHandle<()>>,
+    /// Follows the region's replay poll leader (see `shared_polls`).
+    poll_sharing: Option<tokio::task::JoinHandle<()>>,
     sweeps: Arc<sweeper::SweepCounters>,
     timelines: crate::timeline_view::TimelineCache,
     token_keys: Vec<[u8; 32]>,
@@ -82,7 +84,7 @@ pub(crate) struct RepoInner {
 
 impl Drop for RepoInner {
     fn drop(&mut self) {
-        if let Some(task) = &self.sweeper {
+        for task in [&self.sweeper, &self.poll_sharing].into_iter().flatten() {
             task.abort();
         }
     }

@@ -1,7 +1,10 @@
 //! Waiting until the local database has replayed a WAL position.
 
 mod poller;
+mod sibling_link;
 mod waiters;
+
+pub(crate) use sibling_link::{Need, SiblingLink};
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -40,14 +43,31 @@ struct State {
     replayed: Option<Lsn>,
     /// Set while the database is known not to be in recovery.
     primary_until: Option<Instant>,
+    /// Which server the poller's connection reaches (its start time and
+    /// port), so a sibling instance can tell whether it watches the same one.
+    server: Option<Arc<str>>,
+    /// The position a sibling is being asked for right now (`None`: no ask
+    /// in flight, or one for a fresh position): a new wait below it needs
+    /// a new ask.
+    asked: Option<Lsn>,
 }
 
 #[derive(Debug, Default)]
 struct Shared {
     state: Mutex<State>,
+    /// Wakes the poller thread.
     wake: Notify,
+    /// Wakes the task that asks a sibling instance instead (see
+    /// [`SiblingLink`]).
+    feed_wake: Notify,
+    /// While set, a sibling instance polls for this tracker and the poller
+    /// thread sends no query.
+    delegated: AtomicBool,
     shutdown: AtomicBool,
+    /// Tells this tracker apart from its siblings' (random per tracker).
+    id: u64,
     polls: AtomicU64,
+    sibling_answers: AtomicU64,
     waits: AtomicU64,
     timeouts: AtomicU64,
 }
@@ -108,12 +128,82 @@ impl Shared {
         lag
     }
 
-    /// After a connection change: the role and the replay position belong
-    /// to the old server.
+    /// After a connection change: the role, the replay position and the
+    /// identity belong to the old server.
     fn forget_position(&self) {
         let mut state = self.lock();
         state.primary_until = None;
         state.replayed = None;
+        state.server = None;
+    }
+
+    /// Wakes whoever answers waits now: the poller thread, or the task
+    /// asking a sibling.
+    fn wake_answerers(&self) {
+        self.wake.notify_one();
+        self.feed_wake.notify_one();
+    }
+}
+
+/// How a wait ended, before the tracker's counters and errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WaitEnd {
+    /// Covered by what was known already: it never blocked.
+    Cached,
+    Reached,
+    TimedOut,
+    Stopped,
+}
+
+impl Shared {
+    /// Waits until replay covers `lsn`, at most `timeout`.
+    async fn wait(&self, lsn: Lsn, timeout: Duration) -> WaitEnd {
+        let (key, rx) = {
+            let mut state = self.lock();
+            let is_primary = state.primary_until.is_some_and(|until| until > Instant::now());
+            if is_primary || state.replayed.is_some_and(|seen| seen >= lsn) {
+                return WaitEnd::Cached;
+            }
+            let was_idle = !state.busy();
+            let registered = state.waiters.insert(lsn);
+            if was_idle {
+                self.wake_answerers();
+            } else if state.asked.is_some_and(|asked| lsn < asked) {
+                self.feed_wake.notify_one();
+            }
+            registered
+        };
+        let mut registration = Registration {
+            shared: self,
+            key,
+            released: false,
+        };
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(())) => {
+                // The answerer took it out of the set already.
+                registration.released = true;
+                WaitEnd::Reached
+            }
+            Ok(Err(_)) => WaitEnd::Stopped,
+            Err(_) => WaitEnd::TimedOut,
+        }
+    }
+
+    /// The answer of a poll that starts after this call: `None` on
+    /// timeout, `Some(Err(()))` when the tracker stopped.
+    async fn fresh(&self, timeout: Duration) -> Option<Result<Option<Lsn>, ()>> {
+        let rx = {
+            let mut state = self.lock();
+            let (tx, rx) = oneshot::channel();
+            let from = state.polls_started + 1;
+            state.fresh.push((from, tx));
+            self.wake_answerers();
+            rx
+        };
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(answer) => Some(answer.map_err(drop)),
+            Err(_) => None,
+        }
     }
 }
 
@@ -124,7 +214,7 @@ struct Owner(Arc<Shared>);
 impl Drop for Owner {
     fn drop(&mut self) {
         self.0.shutdown.store(true, Ordering::Release);
-        self.0.wake.notify_one();
+        self.0.wake_answerers();
     }
 }
 
@@ -134,6 +224,9 @@ impl Drop for Owner {
 pub struct TrackerStats {
     /// Replay-position queries sent to the database so far.
     pub polls: u64,
+    /// Replay positions learnt from a sibling instance's tracker of the
+    /// same database instead of a query of this one's.
+    pub sibling_answers: u64,
     /// Waits that had to block (not answered from cache).
     pub waits: u64,
     /// Waits that ended in [`Error::ReplicationTimeout`].
@@ -199,37 +292,18 @@ impl Tracker {
     /// the wait and leaves nothing behind.
     pub async fn wait_for(&self, lsn: Lsn, timeout: Duration) -> Result<(), Error> {
         let started = Instant::now();
-        let (key, rx) = {
-            let mut state = self.shared.lock();
-            let is_primary = state.primary_until.is_some_and(|until| until > started);
-            if is_primary || state.replayed.is_some_and(|seen| seen >= lsn) {
-                return Ok(());
-            }
-            let was_idle = !state.busy();
-            let registered = state.waiters.insert(lsn);
-            if was_idle {
-                self.shared.wake.notify_one();
-            }
-            registered
-        };
+        let outcome = self.shared.wait(lsn, timeout).await;
+        if outcome == WaitEnd::Cached {
+            return Ok(());
+        }
         self.shared.waits.fetch_add(1, Ordering::Relaxed);
-        let mut registration = Registration {
-            shared: &self.shared,
-            key,
-            released: false,
-        };
-        let outcome = tokio::time::timeout(timeout, rx).await;
         let waited = started.elapsed();
         metrics::histogram!("fly_postgres_replication_wait_seconds", "tracker" => std::sync::Arc::clone(&self.label))
             .record(waited.as_secs_f64());
         match outcome {
-            Ok(Ok(())) => {
-                // The poller took it out of the set already.
-                registration.released = true;
-                Ok(())
-            }
-            Ok(Err(_)) => Err(Error::TrackerStopped),
-            Err(_) => {
+            WaitEnd::Cached | WaitEnd::Reached => Ok(()),
+            WaitEnd::Stopped => Err(Error::TrackerStopped),
+            WaitEnd::TimedOut => {
                 self.shared.timeouts.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("fly_postgres_replication_timeouts_total", "tracker" => std::sync::Arc::clone(&self.label))
                     .increment(1);
@@ -248,18 +322,10 @@ impl Tracker {
     /// the call), shared by every caller waiting for the same poll. `None`
     /// when the database is not in recovery.
     pub async fn fresh_position(&self, timeout: Duration) -> Result<Option<Lsn>, Error> {
-        let rx = {
-            let mut state = self.shared.lock();
-            let (tx, rx) = oneshot::channel();
-            let from = state.polls_started + 1;
-            state.fresh.push((from, tx));
-            self.shared.wake.notify_one();
-            rx
-        };
-        match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(_)) => Err(Error::TrackerStopped),
-            Err(_) => Err(Error::ReplicationTimeout {
+        match self.shared.fresh(timeout).await {
+            Some(Ok(answer)) => Ok(answer),
+            Some(Err(())) => Err(Error::TrackerStopped),
+            None => Err(Error::ReplicationTimeout {
                 committed_lsn: Lsn::ZERO,
                 replayed: self.last_replayed(),
                 waited: timeout,
@@ -278,6 +344,7 @@ impl Tracker {
         let state = self.shared.lock();
         TrackerStats {
             polls: self.shared.polls.load(Ordering::Relaxed),
+            sibling_answers: self.shared.sibling_answers.load(Ordering::Relaxed),
             waits: self.shared.waits.load(Ordering::Relaxed),
             timeouts: self.shared.timeouts.load(Ordering::Relaxed),
             waiting: state.waiters.len(),
@@ -342,7 +409,10 @@ impl TrackerBuilder {
 
     /// Starts the poller thread (idle until the first wait).
     pub fn start(self) -> Result<Tracker, Error> {
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            id: rand::random(),
+            ..Shared::default()
+        });
         let options = self.options.application_name("fly-postgres-tracker");
         let label: Arc<str> = self.config.label.clone().into();
         poller::spawn(Arc::clone(&shared), options, self.config).map_err(Error::TrackerStart)?;

@@ -59,20 +59,34 @@ async fn run(shared: &Shared, options: &PgConnectOptions, config: &Config) {
                 }
                 return;
             }
-            if shared.lock().busy() {
+            let notified = shared.wake.notified();
+            // A sibling answers while delegated; the connection is still
+            // opened, since its identity is what lets a sibling answer.
+            let delegated = shared.delegated.load(Ordering::Acquire) && conn.is_some();
+            if shared.lock().busy() && !delegated {
                 break;
             }
-            shared.wake.notified().await;
+            notified.await;
         }
 
         let Some(c) = conn.as_mut() else {
             match tokio::time::timeout(config.connect_timeout, PgConnection::connect_with(options))
                 .await
             {
-                Ok(Ok(c)) => {
+                Ok(Ok(mut c)) => {
                     // A new connection may reach another server (DNS moved,
                     // replica rebuilt): forget what the old one said.
                     shared.forget_position();
+                    match tokio::time::timeout(config.query_timeout, server_identity(&mut c)).await
+                    {
+                        Ok(Ok(identity)) => shared.lock().server = Some(identity.into()),
+                        Ok(Err(e)) => {
+                            tracing::debug!(tracker = %config.label, error = %e, "server identity unknown; polls are not shared")
+                        }
+                        Err(_) => {
+                            tracing::debug!(tracker = %config.label, "server identity query timed out; polls are not shared")
+                        }
+                    }
                     conn = Some(c);
                 }
                 Ok(Err(e)) => {
@@ -137,6 +151,18 @@ async fn poll(conn: &mut PgConnection) -> Result<(bool, Option<Lsn>), crate::Err
     let replayed: Option<String> = row.try_get(1)?;
     let replayed = replayed.map(|text| text.parse::<Lsn>()).transpose()?;
     Ok((in_recovery, replayed))
+}
+
+/// Names the server a connection reaches, the same through any proxy or
+/// address: its start time (to the microsecond) and its port. Two
+/// instances whose trackers name the same server may share one's polls.
+async fn server_identity(conn: &mut PgConnection) -> Result<String, crate::Error> {
+    let row = sqlx::query("select pg_postmaster_start_time()::text, current_setting('port')")
+        .fetch_one(conn)
+        .await?;
+    let started: String = row.try_get(0)?;
+    let port: String = row.try_get(1)?;
+    Ok(format!("{started} port {port}"))
 }
 
 async fn sleep_or_wake(shared: &Shared, duration: Duration) {

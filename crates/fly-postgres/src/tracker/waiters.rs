@@ -51,6 +51,11 @@ impl Waiters {
         self.pending.clear();
     }
 
+    /// The lowest position anyone waits for.
+    pub(super) fn min_target(&self) -> Option<Lsn> {
+        self.pending.first_key_value().map(|((lsn, _), _)| *lsn)
+    }
+
     /// The highest position anyone waits for.
     pub(super) fn max_target(&self) -> Option<Lsn> {
         self.pending.last_key_value().map(|((lsn, _), _)| *lsn)

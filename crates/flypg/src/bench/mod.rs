@@ -7,6 +7,7 @@ mod loopback_node;
 mod machine_floor;
 mod mutations;
 mod ping_pong;
+mod region_instances;
 mod repo;
 mod rpc;
 mod soak;

@@ -15,6 +15,7 @@ use fly_postgres_testkit::PgCluster;
 use serde::Serialize;
 
 use super::charts::{self, Series};
+use super::region_instances::{RegionRun, run_region};
 use crate::percentiles::{Samples, millis, round3};
 
 /// Options of `flypg bench tracker`.
@@ -41,6 +42,12 @@ pub(crate) struct TrackerArgs {
     /// Writes measured with the Elixir library's 50 ms polling.
     #[arg(long, default_value_t = 200)]
     baseline_writes: usize,
+    /// Also compare a region of this many app instances (each a `Repo`
+    /// with its own tracker, sharing one replay poller) with one instance:
+    /// the replica's queries per second and the notification delay, same
+    /// writes, at least one waiter per instance and write.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    instances: u16,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -77,6 +84,40 @@ struct Report {
     bare_poll_p99_ms: f64,
     /// `notify_p99_ms` over `bare_poll_p99_ms`.
     notify_p99_vs_bare_poll_p99: f64,
+    /// With `--instances N` (N >= 2).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    region: Option<RegionReport>,
+}
+
+/// One instance against N in one region, same writes and waiters.
+#[derive(Debug, Serialize)]
+struct RegionReport {
+    instances: u16,
+    region_waiters_per_write: usize,
+    replica_queries_per_s_1_instance: f64,
+    replica_queries_per_s_n_instances: f64,
+    /// N instances' queries per second over one's.
+    replica_queries_ratio_n_vs_1: f64,
+    notify_p50_ms_1_instance: f64,
+    notify_p99_ms_1_instance: f64,
+    notify_p50_ms_n_instances: f64,
+    notify_p99_ms_n_instances: f64,
+}
+
+impl RegionReport {
+    fn new(instances: u16, waiters: usize, one: &RegionRun, many: &RegionRun) -> Self {
+        RegionReport {
+            instances,
+            region_waiters_per_write: waiters,
+            replica_queries_per_s_1_instance: one.queries_per_s.round(),
+            replica_queries_per_s_n_instances: many.queries_per_s.round(),
+            replica_queries_ratio_n_vs_1: round3(many.queries_per_s / one.queries_per_s.max(1.0)),
+            notify_p50_ms_1_instance: round3(one.measured.notify.pct(50.0)),
+            notify_p99_ms_1_instance: round3(one.measured.notify.pct(99.0)),
+            notify_p50_ms_n_instances: round3(many.measured.notify.pct(50.0)),
+            notify_p99_ms_n_instances: round3(many.measured.notify.pct(99.0)),
+        }
+    }
 }
 
 type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
@@ -150,8 +191,38 @@ pub(crate) async fn run(args: TrackerArgs) -> BenchResult<()> {
     let tracker = Tracker::builder(replica.clone())
         .poll_interval(Duration::from_micros(args.poll_interval_us))
         .start()?;
-    let main = measure(&primary, &tracker, &observer, writes, waiters).await?;
+    let main = measure(
+        &primary,
+        std::slice::from_ref(&tracker),
+        &observer,
+        writes,
+        waiters,
+    )
+    .await?;
     let polls_for_writes = tracker.stats().polls;
+    let region = match args.instances {
+        0 | 1 => None,
+        n => {
+            let region_waiters = waiters.max(usize::from(n));
+            if progress {
+                eprintln!(
+                    "measuring 1 and then {n} instances in one region, {writes} writes x {region_waiters} waiters..."
+                );
+            }
+            let one =
+                run_region(&cluster, &primary, &observer, 1, writes, region_waiters).await?;
+            let many = run_region(
+                &cluster,
+                &primary,
+                &observer,
+                usize::from(n),
+                writes,
+                region_waiters,
+            )
+            .await?;
+            Some(RegionReport::new(n, region_waiters, &one, &many))
+        }
+    };
     // The same-run cost of the bare step the tracker repeats, under the same
     // load: what its notification delay cannot go below.
     let bare_poll = bare_polls(&cluster, 200).await?;
@@ -177,7 +248,7 @@ pub(crate) async fn run(args: TrackerArgs) -> BenchResult<()> {
         .start()?;
     let baseline = measure(
         &primary,
-        &baseline_tracker,
+        std::slice::from_ref(&baseline_tracker),
         &observer,
         args.baseline_writes.max(1),
         1,
@@ -236,6 +307,7 @@ pub(crate) async fn run(args: TrackerArgs) -> BenchResult<()> {
         bare_poll_p50_ms: round3(bare_poll.pct(50.0)),
         bare_poll_p99_ms: round3(bare_poll.pct(99.0)),
         notify_p99_vs_bare_poll_p99: round3(main.notify.pct(99.0) / bare_poll.pct(99.0).max(1e-3)),
+        region,
     };
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -254,9 +326,9 @@ async fn commits(primary: &PgPool) -> BenchResult<i64> {
     )
 }
 
-struct Measured {
-    notify: Samples,
-    waits: Samples,
+pub(super) struct Measured {
+    pub(super) notify: Samples,
+    pub(super) waits: Samples,
 }
 
 /// Polls per second while `waiters` waits stay blocked on a paused replica:
@@ -291,9 +363,11 @@ async fn sustained_poll_rate(
     Ok(rate)
 }
 
-async fn measure(
+/// `writes` sequential writes, each awaited by `waiters` waiters spread
+/// over `trackers` in turn.
+pub(super) async fn measure(
     primary: &PgPool,
-    tracker: &Tracker,
+    trackers: &[Tracker],
     observer: &Observer,
     writes: usize,
     waiters: usize,
@@ -307,13 +381,13 @@ async fn measure(
             .await?;
         let lsn = commit_lsn(&mut conn).await?;
         let started = Instant::now();
-        if waiters == 1 {
-            tracker.wait_for(lsn, Duration::from_secs(30)).await?;
+        if waiters == 1 && trackers.len() == 1 {
+            trackers[0].wait_for(lsn, Duration::from_secs(30)).await?;
             wakes.push((lsn, Instant::now()));
         } else {
             let mut tasks = tokio::task::JoinSet::new();
-            for _ in 0..waiters {
-                let tracker = tracker.clone();
+            for i in 0..waiters {
+                let tracker = trackers[i % trackers.len()].clone();
                 tasks.spawn(async move {
                     tracker
                         .wait_for(lsn, Duration::from_secs(30))
@@ -406,11 +480,41 @@ fn print_table(r: &Report, samples: usize) {
     for (name, value) in rows {
         println!("{name:<48} {value:>10}");
     }
+    if let Some(region) = &r.region {
+        println!(
+            "one region, 1 instance vs {} ({} waiters per write):",
+            region.instances, region.region_waiters_per_write
+        );
+        let rows: [(&str, String); 3] = [
+            (
+                "replica queries/s, 1 vs N instances",
+                format!(
+                    "{} / {}",
+                    region.replica_queries_per_s_1_instance,
+                    region.replica_queries_per_s_n_instances
+                ),
+            ),
+            (
+                "replica queries, N over 1",
+                region.replica_queries_ratio_n_vs_1.to_string(),
+            ),
+            (
+                "notification p50 / p99 (ms), N instances",
+                format!(
+                    "{} / {}",
+                    region.notify_p50_ms_n_instances, region.notify_p99_ms_n_instances
+                ),
+            ),
+        ];
+        for (name, value) in rows {
+            println!("{name:<48} {value:>10}");
+        }
+    }
 }
 
 /// Polls the replica's replay position back to back on its own thread and
 /// records when each new position was first seen.
-struct Observer {
+pub(super) struct Observer {
     seen: Arc<Mutex<Vec<(Lsn, Instant)>>>,
     stop: Arc<AtomicBool>,
 }

@@ -1,0 +1,184 @@
+//! Three instances in lax on one replica share one replay poller: the
+//! lowest address polls, the others ask it; when it goes away the others
+//! keep reading their own writes and a new leader takes over.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::{CreateTodo, node, pool, registered};
+use fly_postgres::{Repo, TrackerStats};
+use fly_postgres_testkit::PgCluster;
+use fly_rpc::StaticPeers;
+
+/// Addresses on loopback that were free a moment ago.
+fn free_addrs(n: usize) -> Vec<SocketAddr> {
+    let listeners: Vec<_> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let mut addrs: Vec<_> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
+    addrs.sort();
+    addrs
+}
+
+async fn lax_instance(
+    cluster: &PgCluster,
+    syd: SocketAddr,
+    me: SocketAddr,
+    all: &[SocketAddr],
+    share: bool,
+) -> Repo {
+    let mut peers = StaticPeers::new().with("syd", syd);
+    for addr in all {
+        peers = peers.with("lax", *addr);
+    }
+    registered(Repo::builder())
+        .share_replay_polls(share)
+        .pool(pool(cluster.replica().connect_options()).await)
+        .node(node("lax", peers).listen(me))
+        .start()
+        .await
+        .unwrap()
+}
+
+/// Each instance writes `each` todos through syd and reads every one back
+/// from the replica at once; returns the slowest write.
+async fn write_and_read_back(instances: &[&Repo], round: &str, each: usize) -> Duration {
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, repo) in instances.iter().enumerate() {
+        let repo = (*repo).clone();
+        let round = round.to_owned();
+        tasks.spawn(async move {
+            let mut slowest = Duration::ZERO;
+            for n in 0..each {
+                let started = Instant::now();
+                let todo = repo
+                    .write(CreateTodo {
+                        title: format!("{round}-{i}-{n}"),
+                    })
+                    .await
+                    .unwrap();
+                slowest = slowest.max(started.elapsed());
+                let seen = common::find_todo(repo.local(), todo.id).await;
+                assert_eq!(seen, Some(todo), "instance {i} did not read its own write");
+            }
+            slowest
+        });
+    }
+    let mut slowest = Duration::ZERO;
+    while let Some(done) = tasks.join_next().await {
+        slowest = slowest.max(done.unwrap());
+    }
+    slowest
+}
+
+fn polls(stats: &[TrackerStats]) -> u64 {
+    stats.iter().map(|s| s.polls).sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_region_polls_its_replica_once_and_survives_its_leader_leaving() {
+    let cluster = PgCluster::builder()
+        .replication_delay(Duration::from_millis(3))
+        .start()
+        .await
+        .unwrap();
+    let syd = registered(Repo::builder())
+        .pool(pool(cluster.primary().connect_options()).await)
+        .node(node("syd", StaticPeers::new()))
+        .start()
+        .await
+        .unwrap();
+    syd.migrate().await.unwrap();
+    fly_postgres::sqlx::raw_sql(common::SCHEMA)
+        .execute(syd.local())
+        .await
+        .unwrap();
+    cluster
+        .wait_for_catch_up(Duration::from_secs(10))
+        .await
+        .unwrap();
+    let syd_addr = syd.node().local_addr().unwrap();
+    let addrs = free_addrs(3);
+    let mut lax = Vec::new();
+    for addr in &addrs {
+        lax.push(lax_instance(&cluster, syd_addr, *addr, &addrs, true).await);
+    }
+
+    // Warm up: every instance meets the leader once.
+    write_and_read_back(&lax.iter().collect::<Vec<_>>(), "warm", 3).await;
+    let before: Vec<_> = lax.iter().map(|r| r.tracker().stats()).collect();
+    write_and_read_back(&lax.iter().collect::<Vec<_>>(), "shared", 30).await;
+    let after: Vec<_> = lax.iter().map(|r| r.tracker().stats()).collect();
+    eprintln!("shared round: {before:?} -> {after:?}");
+    let leader_polls = after[0].polls - before[0].polls;
+    let follower_polls = (after[1].polls - before[1].polls) + (after[2].polls - before[2].polls);
+    assert!(leader_polls > 0, "the lowest address polls: {after:?}");
+    assert!(
+        follower_polls * 5 <= leader_polls,
+        "followers polled {follower_polls} times next to the leader's {leader_polls}"
+    );
+    for follower in &after[1..] {
+        assert!(
+            follower.sibling_answers > 0,
+            "a follower learnt nothing from the leader: {after:?}"
+        );
+    }
+
+    // The leader goes away (a deploy, a crash); discovery still lists it.
+    let leader = lax.remove(0);
+    leader.node().shutdown().await.unwrap();
+    drop(leader);
+    let survivors: Vec<&Repo> = lax.iter().collect();
+    let slowest = write_and_read_back(&survivors, "after-leader", 20).await;
+    assert!(
+        slowest < Duration::from_secs(2),
+        "a write waited {slowest:?} while the region chose a new leader"
+    );
+    let before: Vec<_> = lax.iter().map(|r| r.tracker().stats()).collect();
+    write_and_read_back(&survivors, "new-leader", 20).await;
+    let after: Vec<_> = lax.iter().map(|r| r.tracker().stats()).collect();
+    eprintln!("after the leader left (slowest write {slowest:?}): {before:?} -> {after:?}");
+    let new_leader = after[0].polls - before[0].polls;
+    let follower = after[1].polls - before[1].polls;
+    assert!(
+        follower * 5 <= new_leader,
+        "the next address leads now: {new_leader} polls there, {follower} at the follower"
+    );
+    assert!(after[1].sibling_answers > before[1].sibling_answers);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharing_off_polls_in_every_instance() {
+    let cluster = PgCluster::builder()
+        .replication_delay(Duration::from_millis(3))
+        .start()
+        .await
+        .unwrap();
+    let syd = registered(Repo::builder())
+        .pool(pool(cluster.primary().connect_options()).await)
+        .node(node("syd", StaticPeers::new()))
+        .start()
+        .await
+        .unwrap();
+    syd.migrate().await.unwrap();
+    fly_postgres::sqlx::raw_sql(common::SCHEMA)
+        .execute(syd.local())
+        .await
+        .unwrap();
+    cluster
+        .wait_for_catch_up(Duration::from_secs(10))
+        .await
+        .unwrap();
+    let syd_addr = syd.node().local_addr().unwrap();
+    let addrs = free_addrs(2);
+    let mut lax = Vec::new();
+    for addr in &addrs {
+        lax.push(lax_instance(&cluster, syd_addr, *addr, &addrs, false).await);
+    }
+    write_and_read_back(&lax.iter().collect::<Vec<_>>(), "solo", 10).await;
+    let stats: Vec<_> = lax.iter().map(|r| r.tracker().stats()).collect();
+    assert!(stats.iter().all(|s| s.polls > 0 && s.sibling_answers == 0), "{stats:?}");
+    assert!(polls(&stats) > 0);
+}
