@@ -179,6 +179,9 @@ async fn sharing_off_polls_in_every_instance() {
     }
     write_and_read_back(&lax.iter().collect::<Vec<_>>(), "solo", 10).await;
     let stats: Vec<_> = lax.iter().map(|r| r.tracker().stats()).collect();
-    assert!(stats.iter().all(|s| s.polls > 0 && s.sibling_answers == 0), "{stats:?}");
+    assert!(
+        stats.iter().all(|s| s.polls > 0 && s.sibling_answers == 0),
+        "{stats:?}"
+    );
     assert!(polls(&stats) > 0);
 }

@@ -41,6 +41,9 @@ pub async fn serve_app(
         max_connections: (default_max_connections() / 2).max(32),
         // A browser's keep-alive connection is not worth a socket for long.
         idle_timeout: Duration::from_secs(60),
+        // Strangers' requests run the app's handlers: fewer at once per
+        // connection than between authenticated peers.
+        max_concurrent_streams: crate::limits::APP_MAX_CONCURRENT_STREAMS,
         ..Limits::default()
     };
     let serving = crate::serve::serve("app", listener, app, limits, None, stopped);

@@ -408,7 +408,8 @@ impl NodeBuilder {
         self
     }
 
-    /// Concurrent HTTP/2 streams per connection (default 128).
+    /// Concurrent HTTP/2 streams per connection (default 512): calls from
+    /// one peer past it wait for a stream on the caller's side.
     pub fn max_concurrent_streams(mut self, n: u32) -> Self {
         self.limits.max_concurrent_streams = n.max(1);
         self

@@ -40,12 +40,24 @@ impl Default for Limits {
             close_grace: Duration::from_secs(1),
             keep_alive_interval: Duration::from_secs(20),
             keep_alive_timeout: Duration::from_secs(10),
-            max_concurrent_streams: 128,
+            max_concurrent_streams: RPC_MAX_CONCURRENT_STREAMS,
             body_read_timeout: Duration::from_secs(10),
             body_budget: 64 * 1024 * 1024,
         }
     }
 }
+
+/// Concurrent streams per connection on the RPC port. A stranger's stream
+/// is refused from its headers, before its body is read, so it holds
+/// little; a peer's are calls, and a busy replica region keeps hundreds of
+/// writes in flight to the primary region on its one connection (at 128,
+/// `flypg bench repo --no-proxy` measured forwarded writes at 0.68-0.74 of
+/// local ones with 256 callers; at 512, 0.81-0.91).
+pub(crate) const RPC_MAX_CONCURRENT_STREAMS: u32 = 512;
+
+/// Concurrent streams per connection on an app's public port
+/// ([`crate::serve_app`]), where each one runs a handler for anyone.
+pub(crate) const APP_MAX_CONCURRENT_STREAMS: u32 = 128;
 
 /// Half the process's file-descriptor limit (read at start), between 64 and
 /// 16,384: the other half stays for database pools, peers and logs, so held

@@ -398,11 +398,11 @@ impl RepoBuilder {
         config.force_forward = self
             .force_forward
             .unwrap_or_else(|| env_flag("FLY_POSTGRES_FORCE_FORWARD"));
-        let share_polls = self
-            .share_polls
-            .unwrap_or_else(|| std::env::var("FLY_POSTGRES_SHARE_POLLS").map_or(true, |v| {
+        let share_polls = self.share_polls.unwrap_or_else(|| {
+            std::env::var("FLY_POSTGRES_SHARE_POLLS").map_or(true, |v| {
                 !matches!(v.trim().to_ascii_lowercase().as_str(), "0" | "false" | "no")
-            }));
+            })
+        });
         let mut node = node
             .procedure::<Forwarded<Statement>>(Arc::clone(&server))
             .procedure::<super::positions::CurrentPosition>(Arc::clone(&server))

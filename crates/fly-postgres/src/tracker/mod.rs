@@ -160,7 +160,9 @@ impl Shared {
     async fn wait(&self, lsn: Lsn, timeout: Duration) -> WaitEnd {
         let (key, rx) = {
             let mut state = self.lock();
-            let is_primary = state.primary_until.is_some_and(|until| until > Instant::now());
+            let is_primary = state
+                .primary_until
+                .is_some_and(|until| until > Instant::now());
             if is_primary || state.replayed.is_some_and(|seen| seen >= lsn) {
                 return WaitEnd::Cached;
             }

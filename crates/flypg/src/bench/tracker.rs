@@ -209,8 +209,7 @@ pub(crate) async fn run(args: TrackerArgs) -> BenchResult<()> {
                     "measuring 1 and then {n} instances in one region, {writes} writes x {region_waiters} waiters..."
                 );
             }
-            let one =
-                run_region(&cluster, &primary, &observer, 1, writes, region_waiters).await?;
+            let one = run_region(&cluster, &primary, &observer, 1, writes, region_waiters).await?;
             let many = run_region(
                 &cluster,
                 &primary,
