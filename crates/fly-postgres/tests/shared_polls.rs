@@ -111,7 +111,6 @@ async fn a_region_polls_its_replica_once_and_survives_its_leader_leaving() {
     let before: Vec<_> = lax.iter().map(|r| r.tracker().stats()).collect();
     write_and_read_back(&lax.iter().collect::<Vec<_>>(), "shared", 30).await;
     let after: Vec<_> = lax.iter().map(|r| r.tracker().stats()).collect();
-    eprintln!("shared round: {before:?} -> {after:?}");
     let leader_polls = after[0].polls - before[0].polls;
     let follower_polls = (after[1].polls - before[1].polls) + (after[2].polls - before[2].polls);
     assert!(leader_polls > 0, "the lowest address polls: {after:?}");
@@ -136,17 +135,27 @@ async fn a_region_polls_its_replica_once_and_survives_its_leader_leaving() {
         slowest < Duration::from_secs(2),
         "a write waited {slowest:?} while the region chose a new leader"
     );
-    let before: Vec<_> = lax.iter().map(|r| r.tracker().stats()).collect();
-    write_and_read_back(&survivors, "new-leader", 20).await;
-    let after: Vec<_> = lax.iter().map(|r| r.tracker().stats()).collect();
-    eprintln!("after the leader left (slowest write {slowest:?}): {before:?} -> {after:?}");
-    let new_leader = after[0].polls - before[0].polls;
-    let follower = after[1].polls - before[1].polls;
-    assert!(
-        follower * 5 <= new_leader,
-        "the next address leads now: {new_leader} polls there, {follower} at the follower"
-    );
-    assert!(after[1].sibling_answers > before[1].sibling_answers);
+    // Within a few seconds the next address leads: a round of writes in
+    // which the last instance sends the replica nothing and learns from it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut round = 0;
+    loop {
+        round += 1;
+        let before: Vec<_> = lax.iter().map(|r| r.tracker().stats()).collect();
+        write_and_read_back(&survivors, &format!("new-leader-{round}"), 10).await;
+        let after: Vec<_> = lax.iter().map(|r| r.tracker().stats()).collect();
+        let led = after[0].polls > before[0].polls;
+        let followed = after[1].polls == before[1].polls
+            && after[1].sibling_answers > before[1].sibling_answers;
+        if led && followed {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no new leader 10 s after the old one left: {before:?} -> {after:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -338,3 +338,45 @@ async fn shutdown_stops_serving() {
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn call_instance_reaches_the_chosen_sibling_and_only_it() {
+    let a_c = Counters::named("lax-a");
+    let b_c = Counters::named("lax-b");
+    let a = start(node("lax", "syd", &a_c), StaticPeers::new()).await;
+    let b = start(node("lax", "syd", &b_c), StaticPeers::new()).await;
+    let addr = b.local_addr().expect("rpc listener");
+    // A sibling in the same region: call_region would run here.
+    let peers = StaticPeers::new()
+        .with("lax", a.local_addr().expect("rpc listener"))
+        .with("lax", addr);
+    let caller = start(node("lax", "syd", &Counters::named("lax-c")), peers).await;
+    let listed = caller.instances("lax").await.unwrap();
+    assert_eq!(listed.len(), 2);
+    let reply = caller
+        .call_instance(addr, Echo("sibling".into()), CallOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(reply.served_by, "lax-b");
+    assert!(!reply.local);
+    assert_eq!((a_c.runs(), b_c.runs()), (0, 1));
+
+    // The chosen instance gone: an error at once, no other one tried.
+    b.shutdown().await.unwrap();
+    drop(b);
+    let started = Instant::now();
+    let error = caller
+        .call_instance(
+            addr,
+            Echo("gone".into()),
+            CallOptions::new().timeout(Duration::from_secs(2)),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, Error::Transport { .. }),
+        "unexpected error: {error:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(a_c.runs(), 0, "no failover to a sibling");
+}

@@ -46,6 +46,33 @@ fn bench_tracker_reports_its_keys_and_no_idle_queries() {
 }
 
 #[test]
+fn bench_tracker_instances_shares_one_poller_across_a_region() {
+    let report = bench(&[
+        "tracker",
+        "--writes",
+        "100",
+        "--baseline-writes",
+        "3",
+        "--instances",
+        "3",
+    ]);
+    assert_keys(
+        &report,
+        &[
+            "replica_queries_per_s_1_instance",
+            "replica_queries_per_s_n_instances",
+            "replica_queries_ratio_n_vs_1",
+            "notify_p50_ms_n_instances",
+            "notify_p99_ms_n_instances",
+        ],
+    );
+    assert_eq!(report["instances"], 3);
+    // Three pollers would make about three times the queries of one.
+    let ratio = report["replica_queries_ratio_n_vs_1"].as_f64().unwrap();
+    assert!(ratio < 2.0, "3 instances sent {ratio}x the queries of one");
+}
+
+#[test]
 fn bench_rpc_reports_its_keys() {
     let report = bench(&[
         "rpc",

@@ -52,12 +52,13 @@ async fn run(link: &SiblingLink, node: &Node) {
             continue;
         };
         match choose_leader(link, node, &region, &server).await {
-            Some(leader) => {
+            Choice::Follow(leader) => {
                 tracing::debug!(%leader, "following the region's replay poll leader");
                 follow(link, node, leader, &server, need).await;
                 link.set_delegated(false);
             }
-            None => tokio::time::sleep(RETRY_AFTER).await,
+            Choice::Lead => tokio::time::sleep(RECHOOSE_EVERY).await,
+            Choice::Nobody => tokio::time::sleep(RETRY_AFTER).await,
         }
         if link.stopped() {
             return;
@@ -65,29 +66,43 @@ async fn run(link: &SiblingLink, node: &Node) {
     }
 }
 
+/// Who polls for this instance.
+enum Choice {
+    /// The instance at this address.
+    Follow(SocketAddr),
+    /// This instance itself: it is the lowest address that can lead.
+    Lead,
+    /// Nobody else could (none listed, none answered, none watches the same
+    /// server): this instance polls, and looks again soon.
+    Nobody,
+}
+
 /// The region's lowest instance address that watches `server` and polls
-/// for itself; `None` when that is this instance (or nobody answers).
-async fn choose_leader(
-    link: &SiblingLink,
-    node: &Node,
-    region: &str,
-    server: &str,
-) -> Option<SocketAddr> {
-    let mut instances = node.instances(region).await.ok()?;
+/// for itself.
+async fn choose_leader(link: &SiblingLink, node: &Node, region: &str, server: &str) -> Choice {
+    let Ok(mut instances) = node.instances(region).await else {
+        return Choice::Nobody;
+    };
     instances.sort();
     instances.dedup();
+    let mut lower_follows = false;
     for addr in instances {
         let probe = ask(link, server, Want::Probe);
         let answer = node
             .call_instance(addr, probe, CallOptions::new().timeout(PROBE_TIMEOUT))
             .await;
         match answer {
-            Ok(ReplayAnswer::Myself) => return None,
-            Ok(ReplayAnswer::Position { .. }) => return Some(addr),
-            Ok(_) | Err(_) => continue,
+            // A lower address that still follows someone (its leader just
+            // went, it has not noticed yet) will lead in a moment: look
+            // again soon rather than lead beside it.
+            Ok(ReplayAnswer::Myself) if lower_follows => return Choice::Nobody,
+            Ok(ReplayAnswer::Myself) => return Choice::Lead,
+            Ok(ReplayAnswer::Position { .. }) => return Choice::Follow(addr),
+            Ok(ReplayAnswer::NotPolling) => lower_follows = true,
+            Ok(_) | Err(_) => {}
         }
     }
-    None
+    Choice::Nobody
 }
 
 /// Counts a return to polling here.

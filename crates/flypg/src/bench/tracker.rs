@@ -52,7 +52,8 @@ pub(crate) struct TrackerArgs {
     #[arg(long)]
     json: bool,
     /// Also write the notification-delay chart
-    /// (notification-delay-cdf.svg) into this directory.
+    /// (notification-delay-cdf.svg, and region-notification-delay-cdf.svg
+    /// with --instances) into this directory.
     #[arg(long, value_name = "DIR")]
     svg: Option<std::path::PathBuf>,
 }
@@ -219,6 +220,27 @@ pub(crate) async fn run(args: TrackerArgs) -> BenchResult<()> {
                 region_waiters,
             )
             .await?;
+            if let Some(dir) = &args.svg {
+                std::fs::create_dir_all(dir)?;
+                let many_label = format!("{n} instances sharing one poller");
+                charts::cdf_svg(
+                    &dir.join("region-notification-delay-cdf.svg"),
+                    &format!(
+                        "Replay to waiter woken, one region: {writes} writes x {region_waiters} waiters"
+                    ),
+                    "notification delay (ms)",
+                    &[
+                        Series {
+                            label: "1 instance",
+                            samples: &one.measured.notify,
+                        },
+                        Series {
+                            label: &many_label,
+                            samples: &many.measured.notify,
+                        },
+                    ],
+                )?;
+            }
             Some(RegionReport::new(n, region_waiters, &one, &many))
         }
     };
