@@ -15,7 +15,7 @@ use tokio::sync::{Notify, oneshot};
 
 use crate::error::Error;
 use crate::lsn::Lsn;
-use waiters::{WaitKey, Waiters};
+use waiters::{WaitKey, Waiter, Waiters};
 
 /// How long a "not in recovery" answer is trusted before it is checked again:
 /// an old primary can come back as a standby after a failover.
@@ -157,7 +157,7 @@ enum WaitEnd {
 
 impl Shared {
     /// Waits until replay covers `lsn`, at most `timeout`.
-    async fn wait(&self, lsn: Lsn, timeout: Duration) -> WaitEnd {
+    async fn wait(&self, lsn: Lsn, timeout: Duration, waiter: Waiter) -> WaitEnd {
         let (key, rx) = {
             let mut state = self.lock();
             let is_primary = state
@@ -167,7 +167,7 @@ impl Shared {
                 return WaitEnd::Cached;
             }
             let was_idle = !state.busy();
-            let registered = state.waiters.insert(lsn);
+            let registered = state.waiters.insert(lsn, waiter);
             if was_idle {
                 self.wake_answerers();
             } else if state.asked.is_some_and(|asked| lsn < asked) {
@@ -248,6 +248,10 @@ pub struct TrackerStats {
 /// own connection and wakes every waiter the answer covers, so the load on the
 /// database does not grow with the number of waiters. On a database that is
 /// not in recovery (the primary, a dev database) waits return at once.
+/// A [`Repo`](crate::Repo)'s tracker in a replica region may instead learn
+/// positions from a sibling instance watching the same server, so the load
+/// does not grow with the number of instances either (see
+/// [`RepoBuilder::share_replay_polls`](crate::RepoBuilder::share_replay_polls)).
 ///
 /// Cloning is cheap and shares the poller; it stops when the last clone drops.
 ///
@@ -294,7 +298,7 @@ impl Tracker {
     /// the wait and leaves nothing behind.
     pub async fn wait_for(&self, lsn: Lsn, timeout: Duration) -> Result<(), Error> {
         let started = Instant::now();
-        let outcome = self.shared.wait(lsn, timeout).await;
+        let outcome = self.shared.wait(lsn, timeout, Waiter::Own).await;
         if outcome == WaitEnd::Cached {
             return Ok(());
         }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use super::waiters::Waiter;
 use super::{Shared, Tracker};
 use crate::lsn::Lsn;
 
@@ -140,7 +141,7 @@ impl SiblingLink {
     /// with [`SiblingLink::known`]. Not counted among the tracker's waits:
     /// they are the asking sibling's.
     pub(crate) async fn wait_until(&self, target: Lsn, timeout: Duration) {
-        let _ = self.shared.wait(target, timeout).await;
+        let _ = self.shared.wait(target, timeout, Waiter::Sibling).await;
     }
 
     /// Waits (at most `timeout`) for a poll that starts after this call;

@@ -13,16 +13,37 @@ pub(super) type WaitKey = (Lsn, u64);
 /// waits it covers with a single split, without touching the others.
 #[derive(Debug, Default)]
 pub(super) struct Waiters {
-    pending: BTreeMap<WaitKey, oneshot::Sender<()>>,
+    pending: BTreeMap<WaitKey, Pending>,
     next_id: u64,
 }
 
+/// One pending wait.
+#[derive(Debug)]
+struct Pending {
+    tx: oneshot::Sender<()>,
+    /// Woken before the others: a sibling instance's ask, whose answer
+    /// wakes a whole instance's waiters in turn.
+    first: bool,
+}
+
+/// Who waits: this instance's own caller, or a sibling instance asking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Waiter {
+    Own,
+    Sibling,
+}
+
 impl Waiters {
-    pub(super) fn insert(&mut self, target: Lsn) -> (WaitKey, oneshot::Receiver<()>) {
+    pub(super) fn insert(
+        &mut self,
+        target: Lsn,
+        waiter: Waiter,
+    ) -> (WaitKey, oneshot::Receiver<()>) {
         let (tx, rx) = oneshot::channel();
         let key = (target, self.next_id);
         self.next_id = self.next_id.wrapping_add(1);
-        self.pending.insert(key, tx);
+        let first = waiter == Waiter::Sibling;
+        self.pending.insert(key, Pending { tx, first });
         (key, rx)
     }
 
@@ -72,14 +93,17 @@ impl Waiters {
 
 /// Waits taken out of the set, not yet woken.
 #[must_use = "released waits must be woken"]
-pub(super) struct Released(BTreeMap<WaitKey, oneshot::Sender<()>>);
+pub(super) struct Released(BTreeMap<WaitKey, Pending>);
 
 impl Released {
-    /// Wakes them; returns how many.
+    /// Wakes them, siblings' asks first (a woken task queues behind the
+    /// ones woken before it, and a sibling's answer has a whole instance's
+    /// waiters behind it); returns how many.
     pub(super) fn wake(self) -> usize {
         let count = self.0.len();
-        for (_, tx) in self.0 {
-            let _ = tx.send(());
+        let (first, rest): (Vec<_>, Vec<_>) = self.0.into_values().partition(|p| p.first);
+        for pending in first.into_iter().chain(rest) {
+            let _ = pending.tx.send(());
         }
         count
     }
@@ -92,10 +116,10 @@ mod tests {
     #[test]
     fn releases_exactly_the_covered_waits() {
         let mut w = Waiters::default();
-        let (_, mut a) = w.insert(Lsn::new(10));
-        let (_, mut b) = w.insert(Lsn::new(20));
-        let (_, mut c) = w.insert(Lsn::new(20));
-        let (_, mut d) = w.insert(Lsn::new(21));
+        let (_, mut a) = w.insert(Lsn::new(10), Waiter::Own);
+        let (_, mut b) = w.insert(Lsn::new(20), Waiter::Own);
+        let (_, mut c) = w.insert(Lsn::new(20), Waiter::Own);
+        let (_, mut d) = w.insert(Lsn::new(21), Waiter::Own);
         assert_eq!(w.release_up_to(Lsn::new(9)).wake(), 0);
         assert_eq!(w.release_up_to(Lsn::new(20)).wake(), 3);
         assert!(a.try_recv().is_ok() && b.try_recv().is_ok() && c.try_recv().is_ok());
@@ -109,10 +133,10 @@ mod tests {
     #[test]
     fn removed_waits_leave_nothing() {
         let mut w = Waiters::default();
-        let (key, _rx) = w.insert(Lsn::new(5));
+        let (key, _rx) = w.insert(Lsn::new(5), Waiter::Own);
         w.remove(&key);
         assert!(w.is_empty());
-        let (_, rx) = w.insert(Lsn::new(u64::MAX));
+        let (_, rx) = w.insert(Lsn::new(u64::MAX), Waiter::Own);
         assert_eq!(w.release_all().wake(), 1);
         drop(rx);
     }

@@ -4,6 +4,7 @@
 //! insert transaction, the same mutation through a `Repo` in the primary
 //! region, and forwarded from the replica region with the wait.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fly_postgres::sqlx::{self, Acquire, PgPool};
@@ -14,6 +15,7 @@ use super::cpu_meter::CpuMeter;
 use super::loopback_node::syd_and_lax;
 use super::mutations::{InsertItem, SCHEMA};
 use super::throughput::throughput;
+use crate::percentiles::{Samples, millis, round3};
 
 /// The caller counts compared.
 const CALLERS: [usize; 2] = [64, 256];
@@ -36,6 +38,15 @@ pub(crate) struct Costs {
     cpu_us_per_bare_write_postgres: f64,
     cpu_us_per_local_write_postgres: f64,
     cpu_us_per_fwd_write_postgres: f64,
+    /// A write's latency, call to return, p50 (the callers run back to
+    /// back, so writes per second = callers / latency).
+    local_write_p50_ms: f64,
+    fwd_write_p50_ms: f64,
+    /// A forwarded write's phases (`Write::timed`), p50: the RPC, the
+    /// transaction next to the primary within it, the wait for the replica.
+    fwd_rpc_p50_ms: f64,
+    fwd_primary_p50_ms: f64,
+    fwd_wait_p50_ms: f64,
 }
 
 /// The report: the 64-caller figures at the top, every run in `runs`.
@@ -87,15 +98,19 @@ pub(crate) async fn run(seconds: u64, json: bool) -> BenchResult<()> {
         say(&format!(
             "{callers} callers: the same mutation through a Repo in syd..."
         ));
+        let local_phases = Phases::default();
         let local = measure(&meter, callers, length, {
-            let syd = syd.clone();
+            let (syd, phases) = (syd.clone(), local_phases.clone());
             move || {
-                let syd = syd.clone();
+                let (syd, phases) = (syd.clone(), phases.clone());
                 async move {
-                    syd.write(InsertItem {
-                        payload: "l".into(),
-                    })
-                    .await?;
+                    let (_, timings) = syd
+                        .write(InsertItem {
+                            payload: "l".into(),
+                        })
+                        .timed()
+                        .await?;
+                    phases.record(&timings);
                     Ok(())
                 }
             }
@@ -104,20 +119,25 @@ pub(crate) async fn run(seconds: u64, json: bool) -> BenchResult<()> {
         say(&format!(
             "{callers} callers: forwarded from lax, with the wait..."
         ));
+        let fwd_phases = Phases::default();
         let fwd = measure(&meter, callers, length, {
-            let lax = lax.clone();
+            let (lax, phases) = (lax.clone(), fwd_phases.clone());
             move || {
-                let lax = lax.clone();
+                let (lax, phases) = (lax.clone(), phases.clone());
                 async move {
-                    lax.write(InsertItem {
-                        payload: "f".into(),
-                    })
-                    .await?;
+                    let (_, timings) = lax
+                        .write(InsertItem {
+                            payload: "f".into(),
+                        })
+                        .timed()
+                        .await?;
+                    phases.record(&timings);
                     Ok(())
                 }
             }
         })
         .await?;
+        let (local_phases, fwd_phases) = (local_phases.take(), fwd_phases.take());
         runs.push(Costs {
             callers,
             bare_writes_per_s: bare.per_s.round(),
@@ -131,6 +151,11 @@ pub(crate) async fn run(seconds: u64, json: bool) -> BenchResult<()> {
             cpu_us_per_bare_write_postgres: bare.cpu_us_postgres.round(),
             cpu_us_per_local_write_postgres: local.cpu_us_postgres.round(),
             cpu_us_per_fwd_write_postgres: fwd.cpu_us_postgres.round(),
+            local_write_p50_ms: round3(local_phases.total.pct(50.0)),
+            fwd_write_p50_ms: round3(fwd_phases.total.pct(50.0)),
+            fwd_rpc_p50_ms: round3(fwd_phases.rpc.pct(50.0)),
+            fwd_primary_p50_ms: round3(fwd_phases.primary.pct(50.0)),
+            fwd_wait_p50_ms: round3(fwd_phases.wait.pct(50.0)),
         });
     }
     lax.node().shutdown().await?;
@@ -155,6 +180,46 @@ pub(crate) async fn run(seconds: u64, json: bool) -> BenchResult<()> {
 }
 
 /// One run's rate and CPU per write.
+/// The phase timings of every write of a run (warm-up included).
+#[derive(Clone, Default)]
+struct Phases(Arc<Mutex<PhaseSamples>>);
+
+#[derive(Default)]
+struct PhaseSamples {
+    total: Vec<f64>,
+    rpc: Vec<f64>,
+    primary: Vec<f64>,
+    wait: Vec<f64>,
+}
+
+/// [`PhaseSamples`] sorted, for percentiles.
+struct PhaseFigures {
+    total: Samples,
+    rpc: Samples,
+    primary: Samples,
+    wait: Samples,
+}
+
+impl Phases {
+    fn record(&self, timings: &fly_postgres::WriteTimings) {
+        let mut samples = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        samples.total.push(millis(timings.total));
+        samples.rpc.extend(timings.rpc.map(millis));
+        samples.primary.extend(timings.primary.map(millis));
+        samples.wait.extend(timings.replication_wait.map(millis));
+    }
+
+    fn take(&self) -> PhaseFigures {
+        let samples = std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()));
+        PhaseFigures {
+            total: Samples::new(samples.total),
+            rpc: Samples::new(samples.rpc),
+            primary: Samples::new(samples.primary),
+            wait: Samples::new(samples.wait),
+        }
+    }
+}
+
 struct Measured {
     per_s: f64,
     cpu_us: f64,
@@ -239,5 +304,16 @@ fn print_table(r: &Report) {
             c.fwd_vs_local_cpu_ratio
         );
     }
-    println!("goals: fwd/local rate >= 0.7, CPU per forwarded write <= 2x a local one");
+    for c in &r.runs {
+        println!(
+            "{} callers: write p50 local {} ms, forwarded {} ms = RPC {} (primary {}) + replica wait {}",
+            c.callers,
+            c.local_write_p50_ms,
+            c.fwd_write_p50_ms,
+            c.fwd_rpc_p50_ms,
+            c.fwd_primary_p50_ms,
+            c.fwd_wait_p50_ms
+        );
+    }
+    println!("goals: fwd/local rate >= 0.8, CPU per forwarded write <= 1.4x a local one");
 }
