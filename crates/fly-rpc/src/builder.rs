@@ -9,6 +9,7 @@ use tokio::sync::watch;
 use crate::auth::{Auth, MIN_SECRET_LEN};
 use crate::body_budget::BodyBudget;
 use crate::client::HttpClient;
+use crate::coalesce::Coalescer;
 use crate::discovery::{Discovery, StaticPeers};
 use crate::error::Error;
 use crate::limits::Limits;
@@ -87,6 +88,7 @@ pub struct NodeBuilder {
     limits: Limits,
     advertised: Vec<SocketAddr>,
     tls: Option<TlsConfig>,
+    batch_calls: bool,
 }
 
 impl std::fmt::Debug for NodeBuilder {
@@ -103,6 +105,7 @@ impl std::fmt::Debug for NodeBuilder {
             .field("limits", &self.limits)
             .field("advertised", &self.advertised)
             .field("tls", &self.tls.is_some())
+            .field("batch_calls", &self.batch_calls)
             .finish_non_exhaustive()
     }
 }
@@ -123,6 +126,7 @@ impl NodeBuilder {
     /// | `FLY_RPC_VERSION`, else `FLY_IMAGE_REF` | the build version this node reports |
     /// | `FLY_RPC_ADVERTISE` | other `ip:port`s callers reach this node at (a proxy, a NAT), comma-separated |
     /// | `FLY_RPC_MAX_CONNECTIONS` | cap on open connections (default: half the fd limit) |
+    /// | `FLY_RPC_BATCH_CALLS` | `false`: one request per call ([`NodeBuilder::batch_calls`]) |
     /// | `FLY_RPC_TLS_CERT`, `FLY_RPC_TLS_KEY` | PEM files: serve and call over TLS ([`TlsConfig`]) |
     /// | `FLY_RPC_TLS_CA` | PEM file: mutual TLS, peers must have a certificate from this CA |
     /// | `FLY_RPC_TLS_SERVER_NAME` | verify peers' certificates for this name instead of their IP |
@@ -208,6 +212,16 @@ impl NodeBuilder {
                 })?;
             builder = builder.max_connections(n);
         }
+        match var("FLY_RPC_BATCH_CALLS").as_deref().map(str::trim) {
+            None => {}
+            Some("true" | "1") => builder = builder.batch_calls(true),
+            Some("false" | "0") => builder = builder.batch_calls(false),
+            Some(other) => {
+                return Err(Error::Config(format!(
+                    "FLY_RPC_BATCH_CALLS must be true or false, not {other:?}"
+                )));
+            }
+        }
         builder = tls_from_env(builder, &var)?;
         Ok(builder)
     }
@@ -233,6 +247,7 @@ impl NodeBuilder {
             limits: Limits::default(),
             advertised: Vec::new(),
             tls: None,
+            batch_calls: true,
         }
     }
 
@@ -298,6 +313,21 @@ impl NodeBuilder {
     /// How long to wait for a TCP connection to a peer (default 1 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// Whether calls to one peer that are ready at the same moment share
+    /// one HTTP/2 request (default: on). Each call still runs in its own
+    /// handler task on the peer and gets its own answer as soon as it is
+    /// ready; what they share is the request's stream, headers and
+    /// signature, which under load is most of a call's cost. A lone call
+    /// goes as a request of its own. Peers without batches (older versions)
+    /// are detected and sent lone requests. Off: one request per call, and
+    /// this node answers batch requests as such a version does, so its
+    /// peers send it lone requests too. `FLY_RPC_BATCH_CALLS=false` in
+    /// [`NodeBuilder::from_env`].
+    pub fn batch_calls(mut self, on: bool) -> Self {
+        self.batch_calls = on;
         self
     }
 
@@ -542,17 +572,27 @@ impl NodeBuilder {
     /// The node's shared state, with or without a server around it.
     fn into_inner(self, key: Option<Vec<u8>>) -> (Arc<NodeInner>, Limits) {
         let limits = self.limits;
+        let auth = Arc::new(Auth::rotating(key, self.previous_secrets, self.auth_window));
+        let client = HttpClient::new(self.connect_timeout, self.max_body, self.tls.as_ref());
+        let coalescer = Coalescer::new(
+            self.batch_calls,
+            client.clone(),
+            Arc::clone(&auth),
+            self.regions.my_region().to_owned(),
+        );
         let inner = Arc::new(NodeInner {
             regions: self.regions,
             registry: self.registry,
-            auth: Auth::rotating(key, self.previous_secrets, self.auth_window),
+            auth,
             config: NodeConfig {
                 rpc_timeout: self.rpc_timeout,
                 version: self.version,
                 advertised: self.advertised,
             },
             primary_check: self.primary_check,
-            client: HttpClient::new(self.connect_timeout, self.max_body, self.tls.as_ref()),
+            client,
+            coalescer,
+            serve_batches: self.batch_calls,
             discovery: self.discovery,
             choice: PeerChoice::new(self.quarantine),
             body_budget: BodyBudget::new(

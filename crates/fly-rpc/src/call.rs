@@ -4,17 +4,15 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::http::{HeaderMap, HeaderValue, Method};
 use bytes::Bytes;
 use tracing::Instrument;
 
 use crate::answer::{decode_response, is_not_primary, unknown_procedure};
-use crate::auth::Extra;
+use crate::coalesce::Outgoing;
 use crate::error::Error;
 use crate::procedure::{CallContext, Procedure};
 use crate::remote_error::RemoteError;
 use crate::state::NodeInner;
-use crate::wire::{CALL_PATH, H_CALLER_REGION, H_IDEMPOTENCY_KEY, H_REQUIRE_PRIMARY};
 
 /// Per-call options; the defaults come from the node.
 #[derive(Debug, Clone, Default)]
@@ -296,7 +294,12 @@ async fn call_remote<P: Procedure>(
     sent: &AtomicUsize,
 ) -> Result<P::Output, Error> {
     let instances = inner.discovery.instances(region).await?;
-    let path = format!("{CALL_PATH}{}", P::NAME);
+    let call = Outgoing::new(
+        P::NAME,
+        options.idempotency_key.clone(),
+        options.require_primary,
+        body,
+    );
     let retry_safe = P::RETRY_SAFE || options.idempotency_key.is_some();
     let mut tried = 0;
     let mut last_error = None;
@@ -307,13 +310,10 @@ async fn call_remote<P: Procedure>(
     for peer in inner.choice.order(instances) {
         tried += 1;
         tracing::Span::current().record("peer", tracing::field::display(peer));
-        let headers = request_headers(inner, &path, peer, options, &body);
         sent.fetch_add(1, Ordering::Relaxed);
         let answer = tokio::time::timeout_at(
             deadline.into(),
-            inner
-                .client
-                .send(peer, Method::POST, &path, headers, body.clone()),
+            inner.coalescer.send(peer, call.clone(), deadline),
         )
         .await;
         let Ok(answer) = answer else {
@@ -429,19 +429,20 @@ pub(crate) async fn call_instance<P: Procedure>(
         message: e.to_string(),
     })?);
     drop(procedure);
-    let path = format!("{CALL_PATH}{}", P::NAME);
-    let headers = request_headers(inner, &path, peer, &options, &body);
-    let answer = tokio::time::timeout(
-        timeout,
-        inner.client.send(peer, Method::POST, &path, headers, body),
-    )
-    .await
-    .map_err(|_| Error::Timeout {
-        procedure: P::NAME,
-        region: format!("instance {peer}"),
-        after: timeout,
-        sent: true,
-    })?;
+    let call = Outgoing::new(
+        P::NAME,
+        options.idempotency_key.clone(),
+        options.require_primary,
+        body,
+    );
+    let answer = tokio::time::timeout(timeout, inner.coalescer.send_alone(peer, &call))
+        .await
+        .map_err(|_| Error::Timeout {
+            procedure: P::NAME,
+            region: format!("instance {peer}"),
+            after: timeout,
+            sent: true,
+        })?;
     match answer {
         Ok((status, body)) => decode_response::<P>(peer, status, &body),
         Err(failure) => Err(Error::Transport {
@@ -449,35 +450,4 @@ pub(crate) async fn call_instance<P: Procedure>(
             message: failure.message,
         }),
     }
-}
-
-fn request_headers(
-    inner: &NodeInner,
-    path: &str,
-    peer: std::net::SocketAddr,
-    options: &CallOptions,
-    body: &[u8],
-) -> HeaderMap {
-    let idempotency_key = options.idempotency_key.as_deref();
-    let extra = Extra {
-        idempotency_key,
-        caller_region: Some(inner.regions.my_region()),
-        require_primary: options.require_primary,
-    };
-    let mut headers = HeaderMap::new();
-    inner
-        .auth
-        .sign("POST", path, &peer.to_string(), extra, body)
-        .apply(&mut headers);
-    if let Ok(v) = HeaderValue::from_str(inner.regions.my_region()) {
-        headers.insert(H_CALLER_REGION, v);
-    }
-    if let Some(key) = idempotency_key.and_then(|k| HeaderValue::from_str(k).ok()) {
-        headers.insert(H_IDEMPOTENCY_KEY, key);
-    }
-    if options.require_primary {
-        headers.insert(H_REQUIRE_PRIMARY, HeaderValue::from_static("1"));
-    }
-    crate::trace_context::inject(&mut headers);
-    headers
 }

@@ -6,9 +6,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::{HeaderMap, Method, Request, StatusCode};
+use axum::http::{HeaderMap, Method, Request, Response, StatusCode};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
 #[cfg(feature = "tls")]
 use hyper_rustls::{DefaultServerNameResolver, FixedServerNameResolver, HttpsConnector};
 use hyper_util::client::legacy::Client;
@@ -28,7 +29,7 @@ type Connector = HttpsConnector<HttpConnector>;
 type Connector = HttpConnector;
 
 /// A failed exchange, split by whether the request may have reached the peer.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct TransportFailure {
     /// The connection was never established: safe to try another instance.
     pub(crate) before_sending: bool,
@@ -77,28 +78,7 @@ impl HttpClient {
         headers: HeaderMap,
         body: Bytes,
     ) -> Result<(StatusCode, Bytes), TransportFailure> {
-        let uri = format!("{}://{peer}{path}", self.scheme);
-        let mut request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .body(Full::new(body))
-            .map_err(|e| TransportFailure {
-                before_sending: true,
-                message: format!("cannot build request: {e}"),
-            })?;
-        *request.headers_mut() = headers;
-        request.headers_mut().insert(
-            axum::http::header::CONTENT_TYPE,
-            axum::http::HeaderValue::from_static("application/json"),
-        );
-        let response = self
-            .inner
-            .request(request)
-            .await
-            .map_err(|e| TransportFailure {
-                before_sending: e.is_connect(),
-                message: self.with_hint(error_chain(&e)),
-            })?;
+        let response = self.open(peer, method, path, headers, body).await?;
         let status = response.status();
         let body = Limited::new(response.into_body(), self.max_response)
             .collect()
@@ -109,6 +89,46 @@ impl HttpClient {
             })?
             .to_bytes();
         Ok((status, body))
+    }
+
+    /// Largest response body read, per call.
+    pub(crate) fn max_response(&self) -> usize {
+        self.max_response
+    }
+
+    /// Sends a request and returns the response as soon as its head
+    /// arrives, the body still to be read (a batch's answers stream).
+    pub(crate) async fn open(
+        &self,
+        peer: SocketAddr,
+        method: Method,
+        path: &str,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<Response<Incoming>, TransportFailure> {
+        let uri = format!("{}://{peer}{path}", self.scheme);
+        let mut request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(Full::new(body))
+            .map_err(|e| TransportFailure {
+                before_sending: true,
+                message: format!("cannot build request: {e}"),
+            })?;
+        let content_type = headers.get(axum::http::header::CONTENT_TYPE).cloned();
+        *request.headers_mut() = headers;
+        request.headers_mut().insert(
+            axum::http::header::CONTENT_TYPE,
+            content_type
+                .unwrap_or_else(|| axum::http::HeaderValue::from_static("application/json")),
+        );
+        self.inner
+            .request(request)
+            .await
+            .map_err(|e| TransportFailure {
+                before_sending: e.is_connect(),
+                message: self.with_hint(error_chain(&e)),
+            })
     }
 }
 

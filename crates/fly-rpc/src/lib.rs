@@ -49,10 +49,12 @@
 mod answer;
 mod app_server;
 mod auth;
+mod batch_wire;
 mod body_budget;
 mod builder;
 mod call;
 mod client;
+mod coalesce;
 mod discovery;
 mod error;
 mod info;
@@ -78,6 +80,7 @@ mod wire;
 pub use app_server::serve_app;
 pub use builder::{DEFAULT_AUTH_WINDOW, DEFAULT_PORT, NodeBuilder};
 pub use call::CallOptions;
+pub use coalesce::CallCounts;
 #[cfg(feature = "fly-dns")]
 pub use discovery::FlyDns;
 pub use discovery::{Discovery, StaticPeers};

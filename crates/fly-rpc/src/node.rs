@@ -101,6 +101,13 @@ impl Node {
         self.inner.auth.derive_keys(context)
     }
 
+    /// How many HTTP requests this node's calls to peers took, and how
+    /// many calls shared a batch request (see
+    /// [`NodeBuilder::batch_calls`](crate::NodeBuilder::batch_calls)).
+    pub fn call_counts(&self) -> crate::CallCounts {
+        self.inner.coalescer.counts()
+    }
+
     /// What this node reports about itself.
     pub fn info(&self) -> NodeInfo {
         self.inner.info()

@@ -9,8 +9,11 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header::HOST};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use bytes::Bytes;
+use futures_util::stream::FuturesUnordered;
 
 use crate::auth::{Arrival, Pending, Rejection};
+use crate::batch_wire::{BATCH_CONTENT_TYPE, decode_request, encode_record};
 use crate::body_budget::{BodyRefusal, BudgetedBody};
 use crate::procedure::CallContext;
 use crate::registry::{ErasedHandler, Outcome};
@@ -18,14 +21,20 @@ use crate::serve::ConnInfo;
 use crate::state::NodeInner;
 use crate::trace_context;
 use crate::wire::{
-    CALL_PATH, H_CALLER_REGION, H_IDEMPOTENCY_KEY, H_REQUIRE_PRIMARY, INFO_PATH, WireError,
-    WireErrorKind,
+    BATCH_PATH, CALL_PATH, H_CALLER_REGION, H_IDEMPOTENCY_KEY, H_REQUIRE_PRIMARY, INFO_PATH,
+    WireError, WireErrorKind,
 };
 use tracing::Instrument;
 
 pub(crate) fn router(node: Arc<NodeInner>) -> Router {
-    Router::new()
-        .route(&format!("{CALL_PATH}{{name}}"), post(call))
+    let router = Router::new().route(&format!("{CALL_PATH}{{name}}"), post(call));
+    // Without batches the path is unknown, as to a version before them.
+    let router = if node.serve_batches {
+        router.route(BATCH_PATH, post(batch))
+    } else {
+        router
+    };
+    router
         .route(INFO_PATH, get(info))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -154,31 +163,132 @@ async fn call(
     request: Request,
 ) -> Response {
     let handler = node.registry.handler(&name);
-    // Only registered names become labels: strangers cannot blow up the
-    // metric's cardinality.
-    let label = if handler.is_some() {
-        name.clone()
-    } else {
-        "_unknown".to_owned()
-    };
     let path = format!("{CALL_PATH}{name}");
     let response = match authenticate(&node, "POST", &path, request).await {
-        Ok((headers, body)) => dispatch(&node, &name, handler, &headers, body).await,
+        Ok((headers, body)) => {
+            let bytes = body.bytes.clone();
+            dispatch(&node, &name, handler, &headers, bytes, body)
+                .await
+                .into_response()
+        }
         Err(response) => response,
     };
-    let status = response.status();
-    crate::metric::counter!("fly_rpc_server_requests_total", "procedure" => label, "status" => status.as_u16().to_string())
-        .increment(1);
+    count_request(&node, &name, response.status());
     response
 }
 
+/// The metric label of batch requests refused as a whole.
+const BATCH_LABEL: &str = "_batch";
+
+/// Counts a served call under its procedure's name; only registered names
+/// become labels, so strangers cannot blow up the metric's cardinality.
+fn count_request(node: &NodeInner, name: &str, status: StatusCode) {
+    let label = if name == BATCH_LABEL || node.registry.handler(name).is_some() {
+        name.to_owned()
+    } else {
+        "_unknown".to_owned()
+    };
+    crate::metric::counter!("fly_rpc_server_requests_total", "procedure" => label, "status" => status.as_u16().to_string())
+        .increment(1);
+}
+
+/// Several calls in one request: authenticated as a whole, every item
+/// decoded before any runs, then each dispatched as a lone call would be,
+/// concurrently, and its answer streamed back as soon as it is ready.
+async fn batch(State(node): State<Arc<NodeInner>>, request: Request) -> Response {
+    let (headers, body) = match authenticate(&node, "POST", BATCH_PATH, request).await {
+        Ok(read) => read,
+        Err(response) => {
+            count_request(&node, BATCH_LABEL, response.status());
+            return response;
+        }
+    };
+    let items = match decode_request(&body.bytes) {
+        Ok(items) => items,
+        Err(refusal) => {
+            node.rejections.record("batch_malformed", &refusal);
+            count_request(&node, BATCH_LABEL, StatusCode::BAD_REQUEST);
+            return reply(
+                StatusCode::BAD_REQUEST,
+                WireError::new(WireErrorKind::BadRequest, refusal.to_string()),
+            );
+        }
+    };
+    crate::metric::counter!("fly_rpc_server_batches_total").increment(1);
+    let caller_region = headers.get(H_CALLER_REGION).cloned();
+    // Every item's handler holds the batch's body budget until it is done.
+    let held = Arc::new(body);
+    let answers: FuturesUnordered<_> = items
+        .into_iter()
+        .enumerate()
+        .map(|(index, item)| {
+            let (node, held) = (Arc::clone(&node), Arc::clone(&held));
+            let mut item_headers = item.headers;
+            if let Some(region) = &caller_region {
+                item_headers.insert(H_CALLER_REGION, region.clone());
+            }
+            async move {
+                let handler = node.registry.handler(&item.procedure);
+                let answer = dispatch(
+                    &node,
+                    &item.procedure,
+                    handler,
+                    &item_headers,
+                    item.body,
+                    held,
+                )
+                .await;
+                count_request(&node, &item.procedure, answer.status);
+                Ok::<_, std::convert::Infallible>(encode_record(index, answer.status, &answer.body))
+            }
+        })
+        .collect();
+    (
+        StatusCode::OK,
+        [(axum::http::header::CONTENT_TYPE, BATCH_CONTENT_TYPE)],
+        axum::body::Body::from_stream(answers),
+    )
+        .into_response()
+}
+
+/// A call's answer: what a lone request gets as its response, and a batch
+/// item as its record.
+struct Answer {
+    status: StatusCode,
+    body: Bytes,
+}
+
+impl Answer {
+    fn error(status: StatusCode, error: WireError) -> Self {
+        Answer {
+            status,
+            // A struct of strings and JSON values always serializes.
+            body: Bytes::from(serde_json::to_vec(&error).unwrap_or_default()),
+        }
+    }
+}
+
+impl IntoResponse for Answer {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            self.body,
+        )
+            .into_response()
+    }
+}
+
+/// Runs one authenticated call; `held` (its body's share of the budget)
+/// is released when the handler is done.
 async fn dispatch(
     node: &NodeInner,
     name: &str,
     handler: Option<ErasedHandler>,
     headers: &HeaderMap,
-    body: BudgetedBody,
-) -> Response {
+    bytes: Bytes,
+    held: impl Send + 'static,
+) -> Answer {
     let Some(handler) = handler else {
         let mut error = WireError::new(
             WireErrorKind::UnknownProcedure,
@@ -190,13 +300,13 @@ async fn dispatch(
         error.procedure = Some(name.to_owned());
         error.version = Some(node.config.version.clone());
         error.procedures = Some(node.registry.names());
-        return reply(StatusCode::NOT_FOUND, error);
+        return Answer::error(StatusCode::NOT_FOUND, error);
     };
     if headers.contains_key(H_REQUIRE_PRIMARY)
         && let Some(check) = &node.primary_check
         && !check().await
     {
-        return reply(
+        return Answer::error(
             StatusCode::SERVICE_UNAVAILABLE,
             WireError::new(
                 WireErrorKind::NotPrimary,
@@ -223,32 +333,30 @@ async fn dispatch(
     // runs in the call's trace, so its own calls continue it.
     let outcome = tokio::spawn(
         trace_context::within(trace, async move {
-            let outcome = handler(body.bytes.clone(), ctx).await;
-            drop(body);
+            let outcome = handler(bytes, ctx).await;
+            drop(held);
             outcome
         })
         .instrument(span),
     )
     .await;
     match outcome {
-        Ok(Outcome::Ok(output)) => (
-            StatusCode::OK,
-            [(axum::http::header::CONTENT_TYPE, "application/json")],
-            output,
-        )
-            .into_response(),
+        Ok(Outcome::Ok(output)) => Answer {
+            status: StatusCode::OK,
+            body: Bytes::from(output),
+        },
         Ok(Outcome::BadArgs(message)) => {
             let mut error = WireError::new(WireErrorKind::BadRequest, message);
             error.procedure = Some(name.to_owned());
-            reply(StatusCode::BAD_REQUEST, error)
+            Answer::error(StatusCode::BAD_REQUEST, error)
         }
         Ok(Outcome::Failed { message, payload }) => {
             let mut error = WireError::new(WireErrorKind::Remote, message);
             error.procedure = Some(name.to_owned());
             error.payload = Some(payload);
-            reply(StatusCode::UNPROCESSABLE_ENTITY, error)
+            Answer::error(StatusCode::UNPROCESSABLE_ENTITY, error)
         }
-        Ok(Outcome::Unencodable(message)) => reply(
+        Ok(Outcome::Unencodable(message)) => Answer::error(
             StatusCode::INTERNAL_SERVER_ERROR,
             WireError::new(
                 WireErrorKind::Internal,
@@ -264,7 +372,7 @@ async fn dispatch(
             let mut error =
                 WireError::new(WireErrorKind::Panic, format!("procedure `{name}` panicked"));
             error.procedure = Some(name.to_owned());
-            reply(StatusCode::INTERNAL_SERVER_ERROR, error)
+            Answer::error(StatusCode::INTERNAL_SERVER_ERROR, error)
         }
     }
 }

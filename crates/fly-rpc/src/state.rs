@@ -9,6 +9,7 @@ use futures_util::future::BoxFuture;
 use crate::auth::Auth;
 use crate::body_budget::BodyBudget;
 use crate::client::HttpClient;
+use crate::coalesce::Coalescer;
 use crate::discovery::Discovery;
 use crate::info::NodeInfo;
 use crate::peer_choice::PeerChoice;
@@ -32,10 +33,14 @@ pub(crate) struct NodeConfig {
 pub(crate) struct NodeInner {
     pub(crate) regions: Regions,
     pub(crate) registry: Registry,
-    pub(crate) auth: Auth,
+    pub(crate) auth: Arc<Auth>,
     pub(crate) config: NodeConfig,
     pub(crate) primary_check: Option<PrimaryCheck>,
     pub(crate) client: HttpClient,
+    /// Outgoing calls, batched per peer when several are ready at once.
+    pub(crate) coalescer: Coalescer,
+    /// Whether the server answers batch requests.
+    pub(crate) serve_batches: bool,
     pub(crate) discovery: Arc<dyn Discovery>,
     pub(crate) choice: PeerChoice,
     pub(crate) body_budget: BodyBudget,

@@ -4,6 +4,8 @@ use serde::{Deserialize, Serialize};
 
 /// Path prefix of every endpoint.
 pub(crate) const CALL_PATH: &str = "/fly-rpc/v1/call/";
+/// Several calls in one request (see `coalesce.rs`).
+pub(crate) const BATCH_PATH: &str = "/fly-rpc/v1/batch";
 /// The introspection endpoint.
 pub(crate) const INFO_PATH: &str = "/fly-rpc/v1/info";
 

@@ -273,3 +273,46 @@ async fn an_oversized_call_is_a_typed_client_error() {
     );
     assert_eq!(counters.runs(), 0);
 }
+
+#[tokio::test]
+async fn a_batch_is_authenticated_whole_and_checked_before_any_call_runs() {
+    const BATCH: &str = "/fly-rpc/v1/batch";
+    let (node, counters) = server().await;
+    let addr = node.local_addr().expect("rpc listener");
+    // One well-formed echo, then an item cut short.
+    let meta = br#"{"procedure":"echo"}"#;
+    let args = br#""hi""#;
+    let mut body = Vec::new();
+    body.extend_from_slice(&(meta.len() as u32).to_be_bytes());
+    body.extend_from_slice(meta);
+    body.extend_from_slice(&(args.len() as u32).to_be_bytes());
+    body.extend_from_slice(args);
+    let whole = body.clone();
+    body.extend_from_slice(&(meta.len() as u32).to_be_bytes());
+    body.extend_from_slice(&meta[..3]);
+
+    let mut unsigned = Req::signed(addr, BATCH, &whole);
+    unsigned.signature = None;
+    let (status, answer) = send(addr, &unsigned).await;
+    assert_eq!(status, 401, "{answer}");
+
+    let (status, answer) = send(addr, &Req::signed(addr, BATCH, &body)).await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["kind"], "bad_request");
+    assert!(
+        answer["message"].as_str().unwrap().contains("cut short"),
+        "{answer}"
+    );
+    assert_eq!(counters.runs(), 0, "the batch's first call ran");
+
+    // A header the batch request itself must carry cannot ride in an item.
+    let forged = br#"{"procedure":"echo","headers":[["x-fly-rpc-caller-region","syd"]]}"#;
+    let mut body = Vec::new();
+    body.extend_from_slice(&(forged.len() as u32).to_be_bytes());
+    body.extend_from_slice(forged);
+    body.extend_from_slice(&(args.len() as u32).to_be_bytes());
+    body.extend_from_slice(args);
+    let (status, answer) = send(addr, &Req::signed(addr, BATCH, &body)).await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(counters.runs(), 0);
+}

@@ -2,7 +2,8 @@
 //! loopback with no simulated ocean: writes per second and CPU per write
 //! (this process plus every PostgreSQL process, from /proc) for a bare sqlx
 //! insert transaction, the same mutation through a `Repo` in the primary
-//! region, and forwarded from the replica region with the wait.
+//! region, and forwarded from the replica region with the wait, with calls
+//! batched (the default) and one request per call.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,7 +13,7 @@ use fly_postgres_testkit::PgCluster;
 use serde::Serialize;
 
 use super::cpu_meter::CpuMeter;
-use super::loopback_node::syd_and_lax;
+use super::loopback_node::{another_lax, syd_and_lax};
 use super::mutations::{InsertItem, SCHEMA};
 use super::throughput::throughput;
 use crate::percentiles::{Samples, millis, round3};
@@ -27,13 +28,21 @@ pub(crate) struct Costs {
     bare_writes_per_s: f64,
     local_writes_per_s: f64,
     fwd_writes_per_s: f64,
-    /// Forwarded writes per second over local ones (goal: at least 0.7).
+    /// Forwarded writes per second over local ones (goal: at least 0.8).
     fwd_vs_local_ratio: f64,
     cpu_us_per_bare_write: f64,
     cpu_us_per_local_write: f64,
     cpu_us_per_fwd_write: f64,
-    /// CPU per forwarded write over CPU per local one (goal: at most 2).
+    /// CPU per forwarded write over CPU per local one (goal: at most 1.4).
     fwd_vs_local_cpu_ratio: f64,
+    /// Share of the forwarded writes' calls that rode in batch requests.
+    fwd_batched_share: f64,
+    /// The same forwarded writes with one request per call
+    /// (`batch_calls(false)`), measured in the same run.
+    fwd_unbatched_writes_per_s: f64,
+    fwd_unbatched_vs_local_ratio: f64,
+    cpu_us_per_fwd_unbatched_write: f64,
+    fwd_unbatched_vs_local_cpu_ratio: f64,
     /// The PostgreSQL processes' share of each write's CPU.
     cpu_us_per_bare_write_postgres: f64,
     cpu_us_per_local_write_postgres: f64,
@@ -77,6 +86,7 @@ pub(crate) async fn run(seconds: u64, json: bool) -> BenchResult<()> {
         .await?;
     sqlx::raw_sql(SCHEMA).execute(&primary).await?;
     let (syd, lax) = syd_and_lax(&cluster, primary.clone(), |b| b).await?;
+    let lax_unbatched = another_lax(&cluster, &syd, |node| node.batch_calls(false)).await?;
     cluster.wait_for_catch_up(Duration::from_secs(30)).await?;
     let meter = CpuMeter::new(
         [cluster.primary().pid(), cluster.replica().pid()]
@@ -120,6 +130,7 @@ pub(crate) async fn run(seconds: u64, json: bool) -> BenchResult<()> {
             "{callers} callers: forwarded from lax, with the wait..."
         ));
         let fwd_phases = Phases::default();
+        let counted = lax.node().call_counts();
         let fwd = measure(&meter, callers, length, {
             let (lax, phases) = (lax.clone(), fwd_phases.clone());
             move || {
@@ -137,6 +148,29 @@ pub(crate) async fn run(seconds: u64, json: bool) -> BenchResult<()> {
             }
         })
         .await?;
+        let batched_share = {
+            let counts = lax.node().call_counts();
+            let batched = counts.batched_calls - counted.batched_calls;
+            let alone = (counts.requests - counted.requests) - (counts.batches - counted.batches);
+            batched as f64 / ((batched + alone) as f64).max(1.0)
+        };
+        say(&format!(
+            "{callers} callers: forwarded from lax, one request per call..."
+        ));
+        let unbatched = measure(&meter, callers, length, {
+            let lax = lax_unbatched.clone();
+            move || {
+                let lax = lax.clone();
+                async move {
+                    lax.write(InsertItem {
+                        payload: "u".into(),
+                    })
+                    .await?;
+                    Ok(())
+                }
+            }
+        })
+        .await?;
         let (local_phases, fwd_phases) = (local_phases.take(), fwd_phases.take());
         runs.push(Costs {
             callers,
@@ -148,6 +182,11 @@ pub(crate) async fn run(seconds: u64, json: bool) -> BenchResult<()> {
             cpu_us_per_local_write: local.cpu_us.round(),
             cpu_us_per_fwd_write: fwd.cpu_us.round(),
             fwd_vs_local_cpu_ratio: ratio(fwd.cpu_us, local.cpu_us),
+            fwd_batched_share: (batched_share * 1000.0).round() / 1000.0,
+            fwd_unbatched_writes_per_s: unbatched.per_s.round(),
+            fwd_unbatched_vs_local_ratio: ratio(unbatched.per_s, local.per_s),
+            cpu_us_per_fwd_unbatched_write: unbatched.cpu_us.round(),
+            fwd_unbatched_vs_local_cpu_ratio: ratio(unbatched.cpu_us, local.cpu_us),
             cpu_us_per_bare_write_postgres: bare.cpu_us_postgres.round(),
             cpu_us_per_local_write_postgres: local.cpu_us_postgres.round(),
             cpu_us_per_fwd_write_postgres: fwd.cpu_us_postgres.round(),
@@ -159,6 +198,7 @@ pub(crate) async fn run(seconds: u64, json: bool) -> BenchResult<()> {
         });
     }
     lax.node().shutdown().await?;
+    lax_unbatched.node().shutdown().await?;
     syd.node().shutdown().await?;
     lax.local().close().await;
     primary.close().await;
@@ -313,6 +353,17 @@ fn print_table(r: &Report) {
             c.fwd_rpc_p50_ms,
             c.fwd_primary_p50_ms,
             c.fwd_wait_p50_ms
+        );
+    }
+    for c in &r.runs {
+        println!(
+            "{} callers: {:.0} % of forwarded calls batched; one request per call instead: {} writes/s, fwd/local {}, CPU {} us, cpu x {}",
+            c.callers,
+            c.fwd_batched_share * 100.0,
+            c.fwd_unbatched_writes_per_s,
+            c.fwd_unbatched_vs_local_ratio,
+            c.cpu_us_per_fwd_unbatched_write,
+            c.fwd_unbatched_vs_local_cpu_ratio
         );
     }
     println!("goals: fwd/local rate >= 0.8, CPU per forwarded write <= 1.4x a local one");

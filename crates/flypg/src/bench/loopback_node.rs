@@ -45,6 +45,27 @@ pub(crate) async fn syd_and_lax(
     Ok((syd, lax))
 }
 
+/// Another lax repo on the cluster's replica sending its writes to `syd`,
+/// its node set up by `configure` (say, without batched calls).
+pub(crate) async fn another_lax(
+    cluster: &PgCluster,
+    syd: &Repo,
+    configure: impl FnOnce(NodeBuilder) -> NodeBuilder,
+) -> Result<Repo, Box<dyn std::error::Error>> {
+    let peers = StaticPeers::new().with("syd", syd.node().local_addr().ok_or("no RPC listener")?);
+    Ok(Repo::builder()
+        .pool(
+            fly_postgres::pool_options()
+                .max_connections(8)
+                .connect_with(cluster.replica().connect_options())
+                .await?,
+        )
+        .node(configure(node("lax", peers)))
+        .mutation::<InsertItem>()
+        .start()
+        .await?)
+}
+
 /// A node in `region` (primary region syd) that reaches `peers`.
 pub(crate) fn node(region: &str, peers: StaticPeers) -> NodeBuilder {
     Node::builder()
