@@ -325,7 +325,7 @@ impl NodeBuilder {
     /// are detected and sent lone requests. Off: one request per call, and
     /// this node answers batch requests as such a version does, so its
     /// peers send it lone requests too. `FLY_RPC_BATCH_CALLS=false` in
-    /// [`NodeBuilder::from_env`].
+    /// [`Node::from_env`](crate::Node::from_env).
     pub fn batch_calls(mut self, on: bool) -> Self {
         self.batch_calls = on;
         self
