@@ -54,6 +54,7 @@ pub use binaries::PgBinaries;
 pub use cluster::{PgCluster, PgClusterBuilder};
 pub use error::{Result, TestkitError};
 pub use lateness::Lateness;
+pub use ports::free_loopback_addrs;
 pub use processes::live_processes_tagged;
 pub use proxy::{Delay, LatencyProxy};
 pub use server::PgServer;

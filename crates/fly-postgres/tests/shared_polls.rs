@@ -9,18 +9,8 @@ use std::time::{Duration, Instant};
 
 use common::{CreateTodo, node, pool, registered};
 use fly_postgres::{Repo, TrackerStats};
-use fly_postgres_testkit::PgCluster;
+use fly_postgres_testkit::{PgCluster, free_loopback_addrs};
 use fly_rpc::StaticPeers;
-
-/// Addresses on loopback that were free a moment ago.
-fn free_addrs(n: usize) -> Vec<SocketAddr> {
-    let listeners: Vec<_> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    let mut addrs: Vec<_> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
-    addrs.sort();
-    addrs
-}
 
 async fn lax_instance(
     cluster: &PgCluster,
@@ -40,6 +30,38 @@ async fn lax_instance(
         .start()
         .await
         .unwrap()
+}
+
+/// A primary with syd's instance, and `instances` lax instances on the
+/// replica, each listing all the others, sharing polls or not.
+async fn region(instances: usize, share: bool) -> (PgCluster, Repo, Vec<Repo>) {
+    let cluster = PgCluster::builder()
+        .replication_delay(Duration::from_millis(3))
+        .start()
+        .await
+        .unwrap();
+    let syd = registered(Repo::builder())
+        .pool(pool(cluster.primary().connect_options()).await)
+        .node(node("syd", StaticPeers::new()))
+        .start()
+        .await
+        .unwrap();
+    syd.migrate().await.unwrap();
+    fly_postgres::sqlx::raw_sql(common::SCHEMA)
+        .execute(syd.local())
+        .await
+        .unwrap();
+    cluster
+        .wait_for_catch_up(Duration::from_secs(10))
+        .await
+        .unwrap();
+    let syd_addr = syd.node().local_addr().unwrap();
+    let addrs = free_loopback_addrs(instances).unwrap();
+    let mut lax = Vec::new();
+    for addr in &addrs {
+        lax.push(lax_instance(&cluster, syd_addr, *addr, &addrs, share).await);
+    }
+    (cluster, syd, lax)
 }
 
 /// Each instance writes `each` todos through syd and reads every one back
@@ -79,32 +101,7 @@ fn polls(stats: &[TrackerStats]) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_region_polls_its_replica_once_and_survives_its_leader_leaving() {
-    let cluster = PgCluster::builder()
-        .replication_delay(Duration::from_millis(3))
-        .start()
-        .await
-        .unwrap();
-    let syd = registered(Repo::builder())
-        .pool(pool(cluster.primary().connect_options()).await)
-        .node(node("syd", StaticPeers::new()))
-        .start()
-        .await
-        .unwrap();
-    syd.migrate().await.unwrap();
-    fly_postgres::sqlx::raw_sql(common::SCHEMA)
-        .execute(syd.local())
-        .await
-        .unwrap();
-    cluster
-        .wait_for_catch_up(Duration::from_secs(10))
-        .await
-        .unwrap();
-    let syd_addr = syd.node().local_addr().unwrap();
-    let addrs = free_addrs(3);
-    let mut lax = Vec::new();
-    for addr in &addrs {
-        lax.push(lax_instance(&cluster, syd_addr, *addr, &addrs, true).await);
-    }
+    let (_cluster, _syd, mut lax) = region(3, true).await;
 
     // Warm up: every instance meets the leader once.
     write_and_read_back(&lax.iter().collect::<Vec<_>>(), "warm", 3).await;
@@ -160,32 +157,7 @@ async fn a_region_polls_its_replica_once_and_survives_its_leader_leaving() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sharing_off_polls_in_every_instance() {
-    let cluster = PgCluster::builder()
-        .replication_delay(Duration::from_millis(3))
-        .start()
-        .await
-        .unwrap();
-    let syd = registered(Repo::builder())
-        .pool(pool(cluster.primary().connect_options()).await)
-        .node(node("syd", StaticPeers::new()))
-        .start()
-        .await
-        .unwrap();
-    syd.migrate().await.unwrap();
-    fly_postgres::sqlx::raw_sql(common::SCHEMA)
-        .execute(syd.local())
-        .await
-        .unwrap();
-    cluster
-        .wait_for_catch_up(Duration::from_secs(10))
-        .await
-        .unwrap();
-    let syd_addr = syd.node().local_addr().unwrap();
-    let addrs = free_addrs(2);
-    let mut lax = Vec::new();
-    for addr in &addrs {
-        lax.push(lax_instance(&cluster, syd_addr, *addr, &addrs, false).await);
-    }
+    let (_cluster, _syd, lax) = region(2, false).await;
     write_and_read_back(&lax.iter().collect::<Vec<_>>(), "solo", 10).await;
     let stats: Vec<_> = lax.iter().map(|r| r.tracker().stats()).collect();
     assert!(

@@ -592,7 +592,6 @@ impl NodeBuilder {
             primary_check: self.primary_check,
             client,
             coalescer,
-            serve_batches: self.batch_calls,
             discovery: self.discovery,
             choice: PeerChoice::new(self.quarantine),
             body_budget: BodyBudget::new(

@@ -190,10 +190,7 @@ async fn call_local_through_wire<P: Procedure>(
     ctx: CallContext,
 ) -> Result<P::Output, Error> {
     use crate::registry::Outcome;
-    let args = Bytes::from(serde_json::to_vec(&procedure).map_err(|e| Error::Codec {
-        procedure: P::NAME,
-        message: e.to_string(),
-    })?);
+    let args = encode(&procedure)?;
     drop(procedure);
     let Some(handler) = inner.registry.handler(P::NAME) else {
         return Err(unknown_here::<P>(inner));
@@ -250,24 +247,10 @@ async fn call_remote_until_known<P: Procedure>(
     deadline: Instant,
     sent: &AtomicUsize,
 ) -> Result<P::Output, Error> {
-    let body = Bytes::from(serde_json::to_vec(&procedure).map_err(|e| Error::Codec {
-        procedure: P::NAME,
-        message: e.to_string(),
-    })?);
-    drop(procedure);
+    let call = outgoing(procedure, options)?;
     let mut backoff = SKEW_FIRST_BACKOFF;
     loop {
-        match call_remote::<P>(
-            inner,
-            region,
-            body.clone(),
-            options,
-            timeout,
-            deadline,
-            sent,
-        )
-        .await
-        {
+        match call_remote::<P>(inner, region, &call, timeout, deadline, sent).await {
             Err(error @ Error::UnknownProcedure { .. }) => {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left <= backoff {
@@ -287,20 +270,13 @@ async fn call_remote_until_known<P: Procedure>(
 async fn call_remote<P: Procedure>(
     inner: &NodeInner,
     region: &str,
-    body: Bytes,
-    options: &CallOptions,
+    call: &Outgoing,
     timeout: Duration,
     deadline: Instant,
     sent: &AtomicUsize,
 ) -> Result<P::Output, Error> {
     let instances = inner.discovery.instances(region).await?;
-    let call = Outgoing::new(
-        P::NAME,
-        options.idempotency_key.clone(),
-        options.require_primary,
-        body,
-    );
-    let retry_safe = P::RETRY_SAFE || options.idempotency_key.is_some();
+    let retry_safe = P::RETRY_SAFE || call.idempotency_key.is_some();
     let mut tried = 0;
     let mut last_error = None;
     // Versions of the instances that answered "no such procedure".
@@ -424,17 +400,7 @@ pub(crate) async fn call_instance<P: Procedure>(
     options: CallOptions,
 ) -> Result<P::Output, Error> {
     let timeout = options.timeout.unwrap_or(inner.config.rpc_timeout);
-    let body = Bytes::from(serde_json::to_vec(&procedure).map_err(|e| Error::Codec {
-        procedure: P::NAME,
-        message: e.to_string(),
-    })?);
-    drop(procedure);
-    let call = Outgoing::new(
-        P::NAME,
-        options.idempotency_key.clone(),
-        options.require_primary,
-        body,
-    );
+    let call = outgoing(procedure, &options)?;
     let answer = tokio::time::timeout(timeout, inner.coalescer.send_alone(peer, &call))
         .await
         .map_err(|_| Error::Timeout {
@@ -450,4 +416,25 @@ pub(crate) async fn call_instance<P: Procedure>(
             message: failure.message,
         }),
     }
+}
+
+/// The call's arguments as they travel.
+fn encode<P: Procedure>(procedure: &P) -> Result<Bytes, Error> {
+    serde_json::to_vec(procedure)
+        .map(Bytes::from)
+        .map_err(|e| Error::Codec {
+            procedure: P::NAME,
+            message: e.to_string(),
+        })
+}
+
+/// `procedure` encoded, with the options a peer sees, in the caller's
+/// trace: what every attempt of a remote call sends.
+fn outgoing<P: Procedure>(procedure: P, options: &CallOptions) -> Result<Outgoing, Error> {
+    Ok(Outgoing::new(
+        P::NAME,
+        options.idempotency_key.clone(),
+        options.require_primary,
+        encode(&procedure)?,
+    ))
 }

@@ -36,6 +36,16 @@ pub(crate) struct TransportFailure {
     pub(crate) message: String,
 }
 
+impl TransportFailure {
+    /// The request may have reached the peer.
+    pub(crate) fn after_sending(message: impl Into<String>) -> Self {
+        TransportFailure {
+            before_sending: false,
+            message: message.into(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct HttpClient {
     inner: Client<Connector, Full<Bytes>>,
@@ -80,15 +90,21 @@ impl HttpClient {
     ) -> Result<(StatusCode, Bytes), TransportFailure> {
         let response = self.open(peer, method, path, headers, body).await?;
         let status = response.status();
-        let body = Limited::new(response.into_body(), self.max_response)
+        Ok((status, self.read_body(response).await?))
+    }
+
+    /// A response's whole body, up to the size limit.
+    pub(crate) async fn read_body(
+        &self,
+        response: Response<Incoming>,
+    ) -> Result<Bytes, TransportFailure> {
+        Limited::new(response.into_body(), self.max_response)
             .collect()
             .await
-            .map_err(|e| TransportFailure {
-                before_sending: false,
-                message: format!("reading the response failed: {e}"),
-            })?
-            .to_bytes();
-        Ok((status, body))
+            .map(|body| body.to_bytes())
+            .map_err(|e| {
+                TransportFailure::after_sending(format!("reading the response failed: {e}"))
+            })
     }
 
     /// Largest response body read, per call.
@@ -115,13 +131,11 @@ impl HttpClient {
                 before_sending: true,
                 message: format!("cannot build request: {e}"),
             })?;
-        let content_type = headers.get(axum::http::header::CONTENT_TYPE).cloned();
         *request.headers_mut() = headers;
-        request.headers_mut().insert(
-            axum::http::header::CONTENT_TYPE,
-            content_type
-                .unwrap_or_else(|| axum::http::HeaderValue::from_static("application/json")),
-        );
+        request
+            .headers_mut()
+            .entry(axum::http::header::CONTENT_TYPE)
+            .or_insert(axum::http::HeaderValue::from_static("application/json"));
         self.inner
             .request(request)
             .await

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header::CONTENT_TYPE};
 use bytes::{Bytes, BytesMut};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use tokio::sync::oneshot;
 
 use crate::answer::parse_wire_error;
@@ -151,6 +151,11 @@ impl Coalescer {
         }
     }
 
+    /// Whether calls are batched (and batch requests served).
+    pub(crate) fn enabled(&self) -> bool {
+        self.enabled
+    }
+
     pub(crate) fn counts(&self) -> CallCounts {
         CallCounts {
             requests: self.link.requests.load(Ordering::Relaxed),
@@ -273,10 +278,9 @@ impl Drop for Flush<'_> {
 
 async fn receive(answer: oneshot::Receiver<Answer>) -> Answer {
     answer.await.unwrap_or_else(|_| {
-        Err(TransportFailure {
-            before_sending: false,
-            message: "the batch carrying this call ended without its answer".into(),
-        })
+        Err(TransportFailure::after_sending(
+            "the batch carrying this call ended without its answer",
+        ))
     })
 }
 
@@ -364,13 +368,7 @@ impl Link {
             None => exchange.await,
         }
         // Whatever is still unanswered: its caller has given up by now.
-        answer_rest(
-            &mut pending,
-            TransportFailure {
-                before_sending: false,
-                message: "no answer to this call within its deadline".into(),
-            },
-        );
+        fail_rest(&mut pending, "no answer to this call within its deadline");
     }
 
     async fn exchange(&self, peer: SocketAddr, body: Bytes, pending: &mut [Pending]) {
@@ -393,7 +391,7 @@ impl Link {
             .await
         {
             Ok(response) => response,
-            Err(failure) => return answer_rest(pending, failure),
+            Err(failure) => return answer_rest(pending, Err(failure)),
         };
         let status = response.status();
         let streamed = response
@@ -401,30 +399,13 @@ impl Link {
             .get(CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes() == BATCH_CONTENT_TYPE.as_bytes());
         if status == StatusCode::OK && !streamed {
-            return answer_rest(
-                pending,
-                TransportFailure {
-                    before_sending: false,
-                    message: "the peer answered a batch with something else".into(),
-                },
-            );
+            return fail_rest(pending, "the peer answered a batch with something else");
         }
         if status != StatusCode::OK {
             // The whole batch was answered at once, before any call ran.
-            let body = match Limited::new(response.into_body(), self.client.max_response())
-                .collect()
-                .await
-            {
-                Ok(body) => body.to_bytes(),
-                Err(e) => {
-                    return answer_rest(
-                        pending,
-                        TransportFailure {
-                            before_sending: false,
-                            message: format!("reading the response failed: {e}"),
-                        },
-                    );
-                }
+            let body = match self.client.read_body(response).await {
+                Ok(body) => body,
+                Err(failure) => return answer_rest(pending, Err(failure)),
             };
             let older = status == StatusCode::NOT_FOUND
                 && parse_wire_error(&body).is_some_and(|e| e.kind == WireErrorKind::BadRequest);
@@ -443,12 +424,7 @@ impl Link {
                 futures_util::future::join_all(alone).await;
                 return;
             }
-            for p in pending.iter_mut() {
-                if let Some(reply) = p.reply.take() {
-                    let _ = reply.send(Ok((status, body.clone())));
-                }
-            }
-            return;
+            return answer_rest(pending, Ok((status, body)));
         }
         let max = self.client.max_response();
         let mut stream = response.into_body();
@@ -468,13 +444,7 @@ impl Link {
                 Err(message) => break message,
             }
         };
-        answer_rest(
-            pending,
-            TransportFailure {
-                before_sending: false,
-                message: broke,
-            },
-        );
+        fail_rest(pending, broke);
     }
 }
 
@@ -501,10 +471,17 @@ fn deliver(buf: &mut BytesMut, max: usize, pending: &mut [Pending]) -> Result<()
     Ok(())
 }
 
-fn answer_rest(pending: &mut [Pending], failure: TransportFailure) {
+/// Tells every call not answered yet that it may have run: the batch
+/// reached the peer, its answer did not come.
+fn fail_rest(pending: &mut [Pending], message: impl Into<String>) {
+    answer_rest(pending, Err(TransportFailure::after_sending(message)));
+}
+
+/// Gives every call not answered yet the same `answer`.
+fn answer_rest(pending: &mut [Pending], answer: Answer) {
     for p in pending.iter_mut() {
         if let Some(reply) = p.reply.take() {
-            let _ = reply.send(Err(failure.clone()));
+            let _ = reply.send(answer.clone());
         }
     }
 }

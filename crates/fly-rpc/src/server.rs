@@ -29,7 +29,7 @@ use tracing::Instrument;
 pub(crate) fn router(node: Arc<NodeInner>) -> Router {
     let router = Router::new().route(&format!("{CALL_PATH}{{name}}"), post(call));
     // Without batches the path is unknown, as to a version before them.
-    let router = if node.serve_batches {
+    let router = if node.coalescer.enabled() {
         router.route(BATCH_PATH, post(batch))
     } else {
         router
@@ -163,6 +163,7 @@ async fn call(
     request: Request,
 ) -> Response {
     let handler = node.registry.handler(&name);
+    let known = handler.is_some();
     let path = format!("{CALL_PATH}{name}");
     let response = match authenticate(&node, "POST", &path, request).await {
         Ok((headers, body)) => {
@@ -173,21 +174,18 @@ async fn call(
         }
         Err(response) => response,
     };
-    count_request(&node, &name, response.status());
+    count_request(&name, known, response.status());
     response
 }
 
 /// The metric label of batch requests refused as a whole.
 const BATCH_LABEL: &str = "_batch";
 
-/// Counts a served call under its procedure's name; only registered names
-/// become labels, so strangers cannot blow up the metric's cardinality.
-fn count_request(node: &NodeInner, name: &str, status: StatusCode) {
-    let label = if name == BATCH_LABEL || node.registry.handler(name).is_some() {
-        name.to_owned()
-    } else {
-        "_unknown".to_owned()
-    };
+/// Counts a served call under its procedure's name; only registered
+/// (`known`) names become labels, so strangers cannot blow up the metric's
+/// cardinality.
+fn count_request(name: &str, known: bool, status: StatusCode) {
+    let label = if known { name } else { "_unknown" }.to_owned();
     crate::metric::counter!("fly_rpc_server_requests_total", "procedure" => label, "status" => status.as_u16().to_string())
         .increment(1);
 }
@@ -199,7 +197,7 @@ async fn batch(State(node): State<Arc<NodeInner>>, request: Request) -> Response
     let (headers, body) = match authenticate(&node, "POST", BATCH_PATH, request).await {
         Ok(read) => read,
         Err(response) => {
-            count_request(&node, BATCH_LABEL, response.status());
+            count_request(BATCH_LABEL, true, response.status());
             return response;
         }
     };
@@ -207,7 +205,7 @@ async fn batch(State(node): State<Arc<NodeInner>>, request: Request) -> Response
         Ok(items) => items,
         Err(refusal) => {
             node.rejections.record("batch_malformed", &refusal);
-            count_request(&node, BATCH_LABEL, StatusCode::BAD_REQUEST);
+            count_request(BATCH_LABEL, true, StatusCode::BAD_REQUEST);
             return reply(
                 StatusCode::BAD_REQUEST,
                 WireError::new(WireErrorKind::BadRequest, refusal.to_string()),
@@ -229,6 +227,7 @@ async fn batch(State(node): State<Arc<NodeInner>>, request: Request) -> Response
             }
             async move {
                 let handler = node.registry.handler(&item.procedure);
+                let known = handler.is_some();
                 let answer = dispatch(
                     &node,
                     &item.procedure,
@@ -238,7 +237,7 @@ async fn batch(State(node): State<Arc<NodeInner>>, request: Request) -> Response
                     held,
                 )
                 .await;
-                count_request(&node, &item.procedure, answer.status);
+                count_request(&item.procedure, known, answer.status);
                 Ok::<_, std::convert::Infallible>(encode_record(index, answer.status, &answer.body))
             }
         })

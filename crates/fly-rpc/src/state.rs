@@ -37,10 +37,9 @@ pub(crate) struct NodeInner {
     pub(crate) config: NodeConfig,
     pub(crate) primary_check: Option<PrimaryCheck>,
     pub(crate) client: HttpClient,
-    /// Outgoing calls, batched per peer when several are ready at once.
+    /// Outgoing calls, batched per peer when several are ready at once
+    /// (when batching is on, the server answers batch requests too).
     pub(crate) coalescer: Coalescer,
-    /// Whether the server answers batch requests.
-    pub(crate) serve_batches: bool,
     pub(crate) discovery: Arc<dyn Discovery>,
     pub(crate) choice: PeerChoice,
     pub(crate) body_budget: BodyBudget,

@@ -386,23 +386,24 @@ impl RepoBuilder {
         let sweeps = Arc::new(super::sweeper::SweepCounters::default());
         let status = Arc::new(PrimaryStatus::new(pool.clone()));
         let check_status = Arc::clone(&status);
-        let env_flag = |name: &str| {
-            std::env::var(name).is_ok_and(|v| {
-                matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes")
+        // A flag's value flips its default only when it clearly says so.
+        let env_flag = |name: &str, default: bool| {
+            std::env::var(name).map_or(default, |v| match v.trim().to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" => true,
+                "0" | "false" | "no" => false,
+                _ => default,
             })
         };
         let follow = self
             .follow_primary
-            .unwrap_or_else(|| env_flag("FLY_POSTGRES_FOLLOW_PRIMARY"));
+            .unwrap_or_else(|| env_flag("FLY_POSTGRES_FOLLOW_PRIMARY", false));
         let mut config = self.config;
         config.force_forward = self
             .force_forward
-            .unwrap_or_else(|| env_flag("FLY_POSTGRES_FORCE_FORWARD"));
-        let share_polls = self.share_polls.unwrap_or_else(|| {
-            std::env::var("FLY_POSTGRES_SHARE_POLLS").map_or(true, |v| {
-                !matches!(v.trim().to_ascii_lowercase().as_str(), "0" | "false" | "no")
-            })
-        });
+            .unwrap_or_else(|| env_flag("FLY_POSTGRES_FORCE_FORWARD", false));
+        let share_polls = self
+            .share_polls
+            .unwrap_or_else(|| env_flag("FLY_POSTGRES_SHARE_POLLS", true));
         let mut node = node
             .procedure::<Forwarded<Statement>>(Arc::clone(&server))
             .procedure::<super::positions::CurrentPosition>(Arc::clone(&server))

@@ -8,6 +8,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use fly_postgres::Repo;
 use fly_postgres::sqlx::{self, Acquire, PgPool};
 use fly_postgres_testkit::PgCluster;
 use serde::Serialize;
@@ -111,19 +112,7 @@ pub(crate) async fn run(seconds: u64, json: bool) -> BenchResult<()> {
         let local_phases = Phases::default();
         let local = measure(&meter, callers, length, {
             let (syd, phases) = (syd.clone(), local_phases.clone());
-            move || {
-                let (syd, phases) = (syd.clone(), phases.clone());
-                async move {
-                    let (_, timings) = syd
-                        .write(InsertItem {
-                            payload: "l".into(),
-                        })
-                        .timed()
-                        .await?;
-                    phases.record(&timings);
-                    Ok(())
-                }
-            }
+            move || insert_through(syd.clone(), "l", Some(phases.clone()))
         })
         .await?;
         say(&format!(
@@ -133,19 +122,7 @@ pub(crate) async fn run(seconds: u64, json: bool) -> BenchResult<()> {
         let counted = lax.node().call_counts();
         let fwd = measure(&meter, callers, length, {
             let (lax, phases) = (lax.clone(), fwd_phases.clone());
-            move || {
-                let (lax, phases) = (lax.clone(), phases.clone());
-                async move {
-                    let (_, timings) = lax
-                        .write(InsertItem {
-                            payload: "f".into(),
-                        })
-                        .timed()
-                        .await?;
-                    phases.record(&timings);
-                    Ok(())
-                }
-            }
+            move || insert_through(lax.clone(), "f", Some(phases.clone()))
         })
         .await?;
         let batched_share = {
@@ -159,16 +136,7 @@ pub(crate) async fn run(seconds: u64, json: bool) -> BenchResult<()> {
         ));
         let unbatched = measure(&meter, callers, length, {
             let lax = lax_unbatched.clone();
-            move || {
-                let lax = lax.clone();
-                async move {
-                    lax.write(InsertItem {
-                        payload: "u".into(),
-                    })
-                    .await?;
-                    Ok(())
-                }
-            }
+            move || insert_through(lax.clone(), "u", None)
         })
         .await?;
         let (local_phases, fwd_phases) = (local_phases.take(), fwd_phases.take());
@@ -289,6 +257,25 @@ where
         cpu_us: (own + postgres).as_secs_f64() * 1e6 / writes,
         cpu_us_postgres: postgres.as_secs_f64() * 1e6 / writes,
     })
+}
+
+/// One [`InsertItem`] through `repo`, its phases recorded into `phases`
+/// when given.
+async fn insert_through(
+    repo: Repo,
+    payload: &'static str,
+    phases: Option<Phases>,
+) -> Result<(), super::throughput::CallError> {
+    let write = repo.write(InsertItem {
+        payload: payload.into(),
+    });
+    match phases {
+        Some(phases) => phases.record(&write.timed().await?.1),
+        None => {
+            write.await?;
+        }
+    }
+    Ok(())
 }
 
 async fn bare_insert(pool: PgPool) -> Result<(), super::throughput::CallError> {

@@ -5,12 +5,11 @@
 //! notification delay are compared with one instance under the same
 //! writes and the same number of waiters.
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use fly_postgres::Repo;
 use fly_postgres::sqlx::PgPool;
-use fly_postgres_testkit::PgCluster;
+use fly_postgres_testkit::{PgCluster, free_loopback_addrs};
 use fly_rpc::StaticPeers;
 
 use super::loopback_node::node;
@@ -29,22 +28,9 @@ pub(super) struct RegionRun {
     pub(super) measured: Measured,
 }
 
-/// Loopback addresses that were free a moment ago, lowest first.
-fn free_addrs(n: usize) -> BenchResult<Vec<SocketAddr>> {
-    let listeners = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut addrs = listeners
-        .iter()
-        .map(|l| l.local_addr())
-        .collect::<Result<Vec<_>, _>>()?;
-    addrs.sort();
-    Ok(addrs)
-}
-
 /// `instances` lax instances on the replica, each knowing all the others.
 async fn start_region(cluster: &PgCluster, instances: usize) -> BenchResult<Vec<Repo>> {
-    let addrs = free_addrs(instances)?;
+    let addrs = free_loopback_addrs(instances)?;
     let mut peers = StaticPeers::new();
     for addr in &addrs {
         peers = peers.with("lax", *addr);
