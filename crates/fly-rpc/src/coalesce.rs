@@ -45,6 +45,11 @@ const MAX_BATCH_BYTES: usize = 256 * 1024;
 /// calls one request each before it is asked again.
 const UNBATCHED_FOR: Duration = Duration::from_secs(300);
 
+/// How long a batch outlives its callers' last deadline. Each caller's own
+/// deadline ends its wait first and tells it "timed out"; the batch giving
+/// up at the same instant would race it with a transport error instead.
+const AFTER_LAST_DEADLINE: Duration = Duration::from_secs(1);
+
 /// One call on its way to a peer.
 #[derive(Debug, Clone)]
 pub(crate) struct Outgoing {
@@ -345,7 +350,7 @@ impl Link {
             }
             return;
         }
-        let deadline = calls.iter().map(|q| q.deadline).max();
+        let deadline = calls.iter().map(|q| q.deadline + AFTER_LAST_DEADLINE).max();
         let mut body = BytesMut::new();
         let mut pending = Vec::with_capacity(calls.len());
         for queued in calls {
