@@ -1,6 +1,7 @@
 //! `#[fly_postgres::mutation]`: a write as one `async fn`. Use it through
 //! `fly-postgres`, which re-exports it; this crate is its proc-macro half.
 //!
+// Not run as a doctest: needs a running database (fly-postgres's crate doc runs a write).
 //! ```no_run
 //! use fly_postgres::{Error, Repo, sqlx::{self, PgConnection}};
 //!

@@ -244,6 +244,7 @@ fn append(path: &PathBuf, text: &str) -> Result<()> {
 /// temp dir, on free ports of 127.0.0.1. Dropping it shuts both down and
 /// deletes their files.
 ///
+// Not run as a doctest: starts PostgreSQL servers; the testkit's own tests make the same calls.
 /// ```no_run
 /// # async fn demo() -> Result<(), fly_postgres_testkit::TestkitError> {
 /// let cluster = fly_postgres_testkit::PgCluster::start().await?;

@@ -15,21 +15,28 @@
 //!
 //! Never used by the libraries' normal code: only tests, benches and the demo.
 //!
-//! ```no_run
+//! ```
 //! use std::time::Duration;
 //! use fly_postgres_testkit::{Delay, LatencyProxy, PgCluster};
 //!
-//! # async fn demo() -> Result<(), fly_postgres_testkit::TestkitError> {
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // A primary and a replica whose WAL arrives 30 ms late, as across an ocean.
 //! let cluster = PgCluster::builder()
 //!     .replication_delay(Duration::from_millis(30))
 //!     .start()
 //!     .await?;
+//! // The primary as a far region's app would reach it: 60 ms round trips.
 //! let remote_primary = LatencyProxy::start(
 //!     ([127, 0, 0, 1], cluster.primary().port()).into(),
 //!     Delay::rtt(Duration::from_millis(60)),
 //! )
 //! .await?;
+//! assert_ne!(remote_primary.local_addr().port(), cluster.primary().port());
+//! // Lag on demand: the replica replays nothing until resumed.
 //! cluster.pause_replay().await?;
+//! cluster.resume_replay().await?;
+//! cluster.wait_for_catch_up(Duration::from_secs(10)).await?;
 //! # Ok(()) }
 //! ```
 

@@ -64,6 +64,7 @@ impl Member {
 /// whichever server is primary, as port 5432 does on Fly. Dropping it stops
 /// every server and deletes their files.
 ///
+// Not run as a doctest: starts several PostgreSQL servers; tests/topology.rs runs the same.
 /// ```no_run
 /// use std::time::Duration;
 /// use fly_postgres_testkit::PgTopology;

@@ -25,6 +25,7 @@ pub(crate) const COMMIT_POSITION_SQL: &str =
 /// the waiter waits until that record is complete, about `wal_writer_delay`
 /// at worst, not seconds.
 ///
+// Not run as a doctest: needs a running database.
 /// ```no_run
 /// # async fn demo(conn: &mut sqlx::PgConnection) -> Result<(), fly_postgres::Error> {
 /// sqlx::query("insert into todos (title) values ('x')").execute(&mut *conn).await?;

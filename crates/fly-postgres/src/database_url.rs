@@ -8,6 +8,7 @@ use crate::error::Error;
 
 const NEAREST: &str = "top1.nearest.of.";
 const SECOND_NEAREST: &str = "top2.nearest.of.";
+const FLYCAST: &str = ".flycast";
 
 /// The port of a Fly Postgres replica (5432 reaches the primary through the
 /// cluster's proxy; 5433 reaches the local server, replica or not).
@@ -49,12 +50,19 @@ pub fn database_url_from_env() -> Result<String, Error> {
 ///
 /// - the host gets the `top1.nearest.of.` prefix (the nearest instance of the
 ///   database app), unless it has it; `top2.nearest.of.` becomes
-///   `top1.nearest.of.`; hosts containing `.flycast` and IP addresses keep
-///   their host;
-/// - outside the primary region the port becomes [`REPLICA_PORT`] (the local
-///   replica), in the primary region it is kept.
+///   `top1.nearest.of.`; IP addresses keep their host;
+/// - a Flycast host (`<db>.flycast`, what `fly postgres attach` writes)
+///   becomes `top1.nearest.of.<db>.internal`, as `<db>.internal` does: a
+///   Flycast address goes through Fly's proxy, which balances over the
+///   database's machines and may answer from another region, while the
+///   `top1.nearest.of` name is the nearest machine itself;
+/// - outside the primary region the port becomes [`REPLICA_PORT`] (that
+///   machine's own server: the region's replica), in the primary region it
+///   is kept (5432: the leader, through the cluster's proxy).
 ///
 /// User, password, database and query parameters are kept byte for byte.
+/// A Flycast host of another shape than `<db>.flycast` is an
+/// [`Error::InvalidDatabaseUrl`]: the database app's name cannot be told.
 ///
 /// ```
 /// use fly_rpc::Regions;
@@ -69,6 +77,12 @@ pub fn database_url_from_env() -> Result<String, Error> {
 ///     rewrite_database_url(url, &Regions::new("syd", "syd"))?,
 ///     "postgres://app:s%40cret@top1.nearest.of.my-db.internal:5432/app?sslmode=disable"
 /// );
+/// // `fly postgres attach` writes a Flycast address: the same result.
+/// let flycast = "postgres://app:s%40cret@my-db.flycast:5432/app?sslmode=disable";
+/// assert_eq!(
+///     rewrite_database_url(flycast, &Regions::new("lax", "syd"))?,
+///     "postgres://app:s%40cret@top1.nearest.of.my-db.internal:5433/app?sslmode=disable"
+/// );
 /// # Ok::<(), fly_postgres::Error>(())
 /// ```
 pub fn rewrite_database_url(url: &str, regions: &Regions) -> Result<String, Error> {
@@ -81,7 +95,9 @@ pub fn rewrite_database_url(url: &str, regions: &Regions) -> Result<String, Erro
     {
         // Host names are case-insensitive; the prefixes are matched so.
         let lower = host.to_ascii_lowercase();
-        let new_host = if lower.contains(".flycast") || lower.starts_with(NEAREST) {
+        let new_host = if lower.contains(FLYCAST) {
+            Some(format!("{NEAREST}{}.internal", flycast_app(host)?))
+        } else if lower.starts_with(NEAREST) {
             None
         } else if lower.starts_with(SECOND_NEAREST) {
             Some(format!("{NEAREST}{}", &host[SECOND_NEAREST.len()..]))
@@ -100,6 +116,24 @@ pub fn rewrite_database_url(url: &str, regions: &Regions) -> Result<String, Erro
             .map_err(|()| invalid("cannot set the port".into()))?;
     }
     Ok(parsed.into())
+}
+
+/// The database app of a `<db>.flycast` host (lowercase: DNS names are
+/// case-insensitive).
+fn flycast_app(host: &str) -> Result<String, Error> {
+    let lower = host.to_ascii_lowercase();
+    let name = lower
+        .strip_suffix(FLYCAST)
+        .or_else(|| lower.strip_suffix(".flycast."))
+        .filter(|name| !name.is_empty() && !name.contains('.'))
+        .map(str::to_owned);
+    name.ok_or_else(|| {
+        invalid(format!(
+            "cannot tell the database app from the Flycast host {host:?} (expected \
+             <db>.flycast): give this region's database URL and set \
+             FLY_POSTGRES_REWRITE_URL=false"
+        ))
+    })
 }
 
 pub(crate) fn parse(url: &str) -> Result<Url, Error> {
@@ -168,13 +202,48 @@ mod tests {
     }
 
     #[test]
-    fn flycast_and_ip_hosts_keep_their_host() {
-        let flycast = "postgres://u:p@my-db.flycast:5432/a";
-        assert_eq!(rewrite_database_url(flycast, &syd()).unwrap(), flycast);
+    fn flycast_hosts_become_the_nearest_machine_as_internal_ones_do() {
+        // `fly postgres attach` today (Flycast) and before (.internal): one
+        // result for each region.
+        for attached in [
+            "postgres://u:p@my-db.flycast:5432/a?sslmode=disable",
+            "postgres://u:p@my-db.internal:5432/a?sslmode=disable",
+        ] {
+            assert_eq!(
+                rewrite_database_url(attached, &syd()).unwrap(),
+                "postgres://u:p@top1.nearest.of.my-db.internal:5432/a?sslmode=disable",
+                "{attached} in the primary region"
+            );
+            assert_eq!(
+                rewrite_database_url(attached, &lax()).unwrap(),
+                "postgres://u:p@top1.nearest.of.my-db.internal:5433/a?sslmode=disable",
+                "{attached} in a replica region"
+            );
+        }
         assert_eq!(
-            rewrite_database_url(flycast, &lax()).unwrap(),
-            "postgres://u:p@my-db.flycast:5433/a"
+            rewrite_database_url("postgres://u:p@My-DB.FLYCAST:5432/a", &lax()).unwrap(),
+            "postgres://u:p@top1.nearest.of.my-db.internal:5433/a"
         );
+    }
+
+    #[test]
+    fn a_flycast_host_of_another_shape_is_a_typed_error() {
+        for url in [
+            "postgres://u:secret@a.b.flycast:5432/a",
+            "postgres://u:secret@.flycast:5432/a",
+            "postgres://u:secret@my-db.flycast.example.com:5432/a",
+        ] {
+            let err = rewrite_database_url(url, &lax()).unwrap_err();
+            assert!(
+                matches!(&err, Error::InvalidDatabaseUrl { reason } if reason.contains("Flycast")),
+                "{url}: {err:?}"
+            );
+            assert!(!err.to_string().contains("secret"), "{err}");
+        }
+    }
+
+    #[test]
+    fn ip_hosts_keep_their_host() {
         let ip = "postgres://u:p@[fdaa:0:1::3]:5432/a";
         assert_eq!(rewrite_database_url(ip, &syd()).unwrap(), ip);
     }
@@ -196,8 +265,6 @@ mod tests {
             rewrite_database_url(upper, &syd()).unwrap(),
             "postgres://u:p@top1.nearest.of.db.internal:5432/a"
         );
-        let flycast = "postgres://u:p@My-DB.FLYCAST:5432/a";
-        assert_eq!(rewrite_database_url(flycast, &syd()).unwrap(), flycast);
         let top1 = "postgres://u:p@Top1.Nearest.Of.db.internal:5432/a";
         assert!(
             !rewrite_database_url(top1, &syd())

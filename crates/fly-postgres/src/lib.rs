@@ -21,13 +21,21 @@
 //!   pointed at the nearest database; [`read_only`]: replica-like dev pools.
 //!
 //! `sqlx` is re-exported so an app uses the same `PgPool` type as this crate.
+//! The [`guide`] module holds the guides: adding the library to an existing
+//! app, deploying on Fly.io, consistency, reliability, topologies, security,
+//! operations, testing, and a map from the Elixir library's API to this one.
 //!
-//! ```no_run
+//! One region, as on a laptop (this example runs as a test against a real
+//! PostgreSQL server; in a second region the same code forwards the writes).
+//! It is a crate of its own (`standalone_crate`): the doctests merged into
+//! one binary would otherwise register each other's mutations.
+//!
+//! ```rust,standalone_crate
 //! use std::time::Duration;
 //! use fly_postgres::{Error, Repo, query, sqlx};
 //! use serde::{Deserialize, Serialize};
 //!
-//! #[derive(Debug, Serialize, Deserialize)]
+//! #[derive(Debug, PartialEq, Serialize, Deserialize)]
 //! struct Todo { id: i64, title: String }
 //!
 //! /// A write, run next to the primary from any region; registered by itself.
@@ -39,41 +47,47 @@
 //!         .await?)
 //! }
 //!
-//! # async fn demo() -> Result<(), Error> {
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let cluster = fly_postgres_testkit::PgCluster::start().await?;
+//! # let database_url = cluster.primary().url();
 //! let repo = Repo::builder()
-//!     .database_url(fly_postgres::database_url_from_env()?)
-//!     .node(fly_rpc::Node::from_env().map_err(Error::Rpc)?)
+//!     .database_url(database_url) // on Fly: fly_postgres::database_url_from_env()?
+//!     .ad_hoc_statements(true) // off by default: it lets RPC peers run any SQL
 //!     .start()
 //!     .await?;
 //! if repo.regions().is_primary() {
-//!     repo.migrate().await?;
+//!     repo.migrate().await?; // the exactly-once table
+//!     sqlx::query("create table todos (id bigserial primary key, title text unique)")
+//!         .execute(repo.local())
+//!         .await?;
 //! }
+//!
+//! // Writes: next to the primary; return once the local replica has them.
+//! let id = repo.write(create_todo::args("milk".into())).await?;
+//! repo.write(create_todo::args("eggs".into())).no_wait().await?;
+//! repo.write(create_todo::args("tea".into()))
+//!     .rpc_timeout(Duration::from_secs(2))
+//!     .replication_timeout(Duration::from_secs(1))
+//!     .await?;
 //!
 //! // Reads: the local database, plain sqlx.
 //! let n: i64 = sqlx::query_scalar("select count(*) from todos").fetch_one(repo.local()).await?;
+//! assert_eq!(n, 3);
 //!
-//! // Writes: next to the primary; returns once the local replica has them.
-//! let id = repo.write(create_todo::args("milk".into())).await?;
-//! let _ = repo.write(create_todo::args("eggs".into())).no_wait().await?;
-//! let _ = repo
-//!     .write(create_todo::args("tea".into()))
-//!     .rpc_timeout(Duration::from_secs(2))
-//!     .replication_timeout(Duration::from_secs(1))
-//!     .await;
-//!
-//! // Ad-hoc statements, RETURNING rows decoded into any Deserialize type.
+//! // Ad-hoc statements (opted in above), RETURNING rows as any Deserialize type.
 //! let todo: Todo = repo
 //!     .write_fetch_one(query("update todos set title = $1 where id = $2 returning id, title").bind("oat milk").bind(id))
 //!     .await?;
+//! assert_eq!(todo, Todo { id, title: "oat milk".into() });
 //!
 //! // Errors raised on the primary are matchable here.
-//! match repo.write(create_todo::args("milk".into())).await {
+//! match repo.write(create_todo::args("eggs".into())).await {
 //!     Err(e) if e.is_unique_violation() => println!("already there"),
 //!     Err(Error::ReplicationTimeout { committed_lsn, .. }) => println!("committed at {committed_lsn}, not yet here"),
-//!     other => { other?; }
+//!     other => panic!("a duplicate title: {other:?}"),
 //! }
 //! # Ok(()) }
-//! # fn main() {}
 //! ```
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
@@ -86,6 +100,7 @@ mod database_url;
 mod db_error;
 mod error;
 mod fly_replay;
+pub mod guide;
 mod lsn;
 mod middleware_support;
 mod mutation;

@@ -17,6 +17,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// quoted, and when the database accepts it the pool was simply too small
 /// for its callers. Any other error converts as usual.
 ///
+// Not run as a doctest: needs a database that refuses connections.
 /// ```no_run
 /// # async fn demo(pool: sqlx::PgPool) -> Result<(), fly_postgres::Error> {
 /// let conn = match pool.acquire().await {

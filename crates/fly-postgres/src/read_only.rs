@@ -8,6 +8,7 @@ use sqlx::postgres::PgConnectOptions;
 /// that bypass the primary the same way a real replica would (SQLSTATE 25006),
 /// which is the Elixir library's `make_connection_read_only!`.
 ///
+// Not run as a doctest: needs a running database.
 /// ```no_run
 /// use fly_postgres::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 ///

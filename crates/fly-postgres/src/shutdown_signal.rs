@@ -8,6 +8,7 @@
 /// can be installed the future never resolves (logged once): a process
 /// that cannot hear its stop signal must not stop at once instead.
 ///
+// Not run as a doctest: waits for SIGTERM or Ctrl-C.
 /// ```no_run
 /// # async fn demo(repo: fly_postgres::Repo) -> Result<(), fly_postgres::Error> {
 /// fly_postgres::shutdown_signal().await;

@@ -274,15 +274,13 @@ async fn a_primary_region_node_without_the_opt_in_refuses_forwarded_statements()
     assert_eq!(count_todos(app.syd.local()).await, 0);
 }
 
-/// The names before `write_fetch_*`: deprecated, still working until the
-/// next release.
+/// One, all and none of the `RETURNING` rows, each decoded as asked.
 #[tokio::test]
-#[allow(deprecated)]
-async fn deprecated_fetch_names_still_write() {
+async fn write_fetch_one_all_and_optional_decode_returning_rows() {
     let app = with_statements().await;
     let one: Todo = app
         .lax
-        .fetch_one(query(
+        .write_fetch_one(query(
             "insert into todos (title) values ('old one') returning id, title",
         ))
         .await
@@ -290,7 +288,7 @@ async fn deprecated_fetch_names_still_write() {
     assert_eq!(one.title, "old one");
     let all: Vec<Todo> = app
         .lax
-        .fetch_all(query(
+        .write_fetch_all(query(
             "update todos set title = 'old all' returning id, title",
         ))
         .await
@@ -298,7 +296,7 @@ async fn deprecated_fetch_names_still_write() {
     assert_eq!(all.len(), 1);
     let none: Option<Todo> = app
         .lax
-        .fetch_optional(query("delete from todos where false returning id, title"))
+        .write_fetch_optional(query("delete from todos where false returning id, title"))
         .await
         .unwrap();
     assert_eq!(none, None);

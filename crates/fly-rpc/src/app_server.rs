@@ -22,6 +22,7 @@ use crate::limits::{Limits, default_max_connections};
 /// room. Bound the time a request's body may take in the router itself
 /// (the todo example gives each body a total deadline).
 ///
+// Not run as a doctest: serves until a shutdown signal.
 /// ```no_run
 /// # async fn run(app: axum::Router) -> std::io::Result<()> {
 /// let listener = tokio::net::TcpListener::bind("[::]:8080").await?;

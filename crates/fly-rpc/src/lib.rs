@@ -70,6 +70,7 @@ mod remote_error;
 mod serve;
 mod server;
 mod state;
+mod status_report;
 #[cfg(feature = "tls")]
 mod tls;
 #[cfg(not(feature = "tls"))]
@@ -91,6 +92,7 @@ pub use procedure::{CallContext, Procedure};
 pub use regions::{DEFAULT_REGION, Regions};
 pub use remote_error::RemoteError;
 pub use state::PrimaryCheck;
+pub use status_report::StatusReport;
 #[cfg(feature = "tls")]
 pub use tls::TlsConfig;
 pub use trace_context::{TraceParent, current_trace_context, with_trace_context};

@@ -40,6 +40,7 @@ impl Drop for Server {
 /// [`Node::shutdown`]. A single-region node has no server at all (see
 /// [`NodeBuilder::start`](crate::NodeBuilder::start)).
 ///
+// Not run as a doctest: calls peers over the network.
 /// ```no_run
 /// # use std::sync::Arc;
 /// # use serde::{Deserialize, Serialize};

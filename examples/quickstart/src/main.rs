@@ -64,6 +64,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let app = Router::new()
         .route("/todos", get(list).post(create))
+        .route("/healthz", get(|| async { "ok" })) // fly.toml's health check
         .with_state(repo.clone());
     let port = std::env::var("PORT").unwrap_or_else(|_| "8080".into());
     let listener = tokio::net::TcpListener::bind(format!("0.0.0.0:{port}")).await?;

@@ -69,6 +69,67 @@ async fn get(addr: SocketAddr, path: &str) -> (u16, Value) {
     (status, serde_json::from_str(&body).unwrap())
 }
 
+/// Starts the quick start with exactly `env` and returns it with the
+/// address its first line names.
+fn start(env: &[(&str, String)]) -> (App, SocketAddr) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_quickstart"));
+    command
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut app = App(command.spawn().unwrap());
+    let mut line = String::new();
+    BufReader::new(app.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr: SocketAddr = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("first line: {line:?}"))
+        .parse()
+        .unwrap();
+    (app, SocketAddr::from(([127, 0, 0, 1], addr.port())))
+}
+
+/// README's laptop recipe: a second instance as region lax, insecure mode,
+/// the first as its static peer; lax's write travels to syd by RPC.
+#[tokio::test]
+async fn a_second_instance_in_lax_forwards_its_writes_to_syd() {
+    let cluster = PgCluster::start().await.unwrap();
+    let rpc = fly_postgres_testkit::free_loopback_addrs(2).unwrap();
+    let common = |region: &str, rpc_port: u16| {
+        vec![
+            ("DATABASE_URL", cluster.primary().url()),
+            ("PRIMARY_REGION", "syd".to_owned()),
+            ("FLY_RPC_INSECURE", "true".to_owned()),
+            ("MY_REGION", region.to_owned()),
+            ("FLY_RPC_PORT", rpc_port.to_string()),
+            ("PORT", "0".to_owned()),
+        ]
+    };
+    let (syd, syd_http) = start(&common("syd", rpc[0].port()));
+    let mut lax_env = common("lax", rpc[1].port());
+    lax_env.push(("FLY_RPC_PEERS", format!("syd=127.0.0.1:{}", rpc[0].port())));
+    let (_lax, lax_http) = start(&lax_env);
+
+    let (status, _, todo) = post(lax_http, "/todos", r#"{"title":"from lax"}"#, None).await;
+    assert_eq!(status, 201, "{todo}");
+    let (_, list) = get(syd_http, "/todos").await;
+    assert_eq!(list, serde_json::json!([todo]));
+
+    // Proof that it went through syd: without syd, lax cannot write, and
+    // says that nothing was written.
+    drop(syd);
+    // Let lax's client see its connection close first: a request already
+    // on a dying connection would rightly be "maybe committed".
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, _, refused) = post(lax_http, "/todos", r#"{"title":"no syd"}"#, None).await;
+    assert_eq!(status, 503, "{refused}");
+    assert_eq!(refused["committed"], false, "{refused}");
+}
+
 #[tokio::test]
 async fn runs_with_only_database_url_and_writes_and_reads_over_http() {
     let cluster = PgCluster::start().await.unwrap();
@@ -94,6 +155,14 @@ async fn runs_with_only_database_url_and_writes_and_reads_over_http() {
         .parse()
         .unwrap();
     let addr = SocketAddr::from(([127, 0, 0, 1], addr.port()));
+
+    // The health check the deploy guide's fly.toml points at.
+    let (status, _, body) = http(
+        addr,
+        "GET /healthz HTTP/1.1\r\nhost: app\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (200, "ok"));
 
     let (status, head, todo) = post(addr, "/todos", r#"{"title":"milk"}"#, None).await;
     assert_eq!(status, 201, "{todo}");

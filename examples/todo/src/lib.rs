@@ -15,6 +15,7 @@
 //! | `PRIMARY_DATABASE_URL` | the primary, for reads that stop waiting for a lagging replica (`FLY_POSTGRES_WAIT_FALLBACK=primary-pool`) |
 //! | `FLY_POSTGRES_CONSISTENCY`, `FLY_POSTGRES_MAX_WAIT_MS`, `FLY_POSTGRES_WAIT_FALLBACK` | the consistency layer (see `fly_postgres::ConsistencyLayer::from_env`) |
 //!
+// Not run as a doctest: serves until SIGTERM or Ctrl-C.
 //! ```no_run
 //! # async fn demo() -> Result<(), fly_postgres_todo::StartError> {
 //! fly_postgres_todo::run_from_env().await?;
@@ -106,6 +107,19 @@ pub async fn run_from_env_with(
     let consistency = fly_postgres::ConsistencyLayer::from_env(repo.clone())?;
     repo.serve(listener, router_with(consistency, repo.clone()))
         .await?;
+    Ok(())
+}
+
+/// Prints this instance's regions and what every discovered peer reports
+/// (region, address, build version, procedures), with the app's own
+/// environment: `fly ssh console -C "todo status"` on Fly.
+pub async fn print_status(json: bool) -> Result<(), StartError> {
+    let report = fly_rpc::StatusReport::from_env().await?;
+    if json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{report}");
+    }
     Ok(())
 }
 

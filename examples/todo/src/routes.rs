@@ -26,6 +26,7 @@ pub fn router(repo: Repo) -> Router {
 /// [`router`] with a consistency layer of the caller's (its mode, its
 /// bounded wait; see `ConsistencyLayer::from_env`).
 pub fn router_with(consistency: fly_postgres::ConsistencyLayer, repo: Repo) -> Router {
+    let region = repo.regions().my_region().to_owned();
     Router::new()
         .route("/", get(index))
         .route("/stats", get(stats))
@@ -42,6 +43,14 @@ pub fn router_with(consistency: fly_postgres::ConsistencyLayer, repo: Repo) -> R
         .layer(axum::middleware::map_request(
             crate::body_deadline::with_body_deadline,
         ))
+        // Added after the layers, so no token wait and no database: Fly's
+        // health check (fly.toml) must not fail because a replica lags.
+        .route("/healthz", get(move || healthz(region.clone())))
+}
+
+/// `GET /healthz`: 200 once the app serves, with the region that answered.
+async fn healthz(region: String) -> Json<serde_json::Value> {
+    Json(json!({"status": "ok", "region": region}))
 }
 
 /// A request that arrives with a W3C `traceparent` (from a load balancer or

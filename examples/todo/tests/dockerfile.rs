@@ -49,5 +49,5 @@ fn the_dockerfile_exposes_and_sets_what_fly_toml_uses() {
     assert!(DOCKERFILE.contains(&format!("PORT={}", port[0])));
     assert!(DOCKERFILE.contains(&format!("FLY_RPC_PORT={}", rpc[0])));
     assert_eq!(value(FLY_TOML, "strategy"), ["rolling"]);
-    assert_eq!(value(FLY_TOML, "path"), ["/"], "the health check");
+    assert_eq!(value(FLY_TOML, "path"), ["/healthz"], "the health check");
 }

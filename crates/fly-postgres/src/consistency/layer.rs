@@ -99,11 +99,12 @@ impl ConsistencyLayer {
         self
     }
 
-    /// Whether a plain LSN (the version 1 token, `0/16B3748`) is still
-    /// waited on, as before tokens were signed (default: no, they are
-    /// ignored). For one release, so sessions that hold an old cookie keep
-    /// reading their writes during the upgrade; a plain LSN can be forged,
-    /// so it costs at most the wait limit. Removed in the next release.
+    /// Whether a plain LSN (`0/16B3748`, as a client that tracks positions
+    /// itself would send) in the token header or cookie is waited on
+    /// (default: no, it is ignored). A plain LSN is not signed, so anyone
+    /// can send one far ahead: each such request then costs at most the
+    /// wait limit. Turn it on only for clients that cannot carry the
+    /// signed token.
     pub fn accept_plain_lsn(mut self, accept: bool) -> Self {
         self.accept_plain_lsn = accept;
         self

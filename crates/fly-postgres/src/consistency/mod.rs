@@ -5,6 +5,7 @@
 //! it before the handler runs. LiteFS's TXID cookie and D1's bookmarks, for
 //! Postgres, timeline-aware and unforgeable.
 //!
+// Not run as a doctest: needs a running database and a client.
 //! ```no_run
 //! use std::time::Duration;
 //! use axum::{Router, routing::get};

@@ -19,6 +19,7 @@ pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// `Option<IdempotencyKey>` (the header is optional then, but still
 /// refused when invalid) and pass that to [`crate::Write::request_id_opt`].
 ///
+// Not run as a doctest: a handler; the edge tests send it requests.
 /// ```no_run
 /// use axum::{Json, extract::State};
 /// use fly_postgres::{Error, IdempotencyKey, Repo, Statement, Written};

@@ -16,6 +16,7 @@ impl Repo {
     /// regions move to a sibling instance), the requests and forwarded
     /// writes in flight finish and get their replies, and it returns.
     ///
+    // Not run as a doctest: serves until SIGTERM or Ctrl-C.
     /// ```no_run
     /// # async fn demo(repo: fly_postgres::Repo, app: axum::Router) -> Result<(), Box<dyn std::error::Error>> {
     /// let listener = tokio::net::TcpListener::bind("[::]:8080").await?;

@@ -2,6 +2,7 @@
 //! `fly-replay: region=<primary>` makes Fly's proxy run the request again in
 //! the primary region. Useful for writes that bypass the repo.
 //!
+// Not run as a doctest: needs a running database and a client.
 //! ```no_run
 //! use axum::{Router, routing::post};
 //! use fly_postgres::FlyReplayLayer;

@@ -109,7 +109,7 @@ impl RepoBuilder {
     /// among them poll it and ask that one over RPC, so the replica's load
     /// does not grow with the number of instances; any failure falls back
     /// to polling here at once. `false` (or `FLY_POSTGRES_SHARE_POLLS=0`)
-    /// polls in every instance, as earlier releases did.
+    /// makes every instance poll on its own.
     pub fn share_replay_polls(mut self, enabled: bool) -> Self {
         self.share_polls = Some(enabled);
         self

@@ -121,6 +121,7 @@ pub struct RepoStats {
 /// Build it with [`Repo::builder`]; clone it freely (clones share the pool,
 /// the tracker and the node).
 ///
+// Not run as a doctest: needs a running database.
 /// ```no_run
 /// use fly_postgres::{Error, Mutation, Repo, sqlx};
 /// use serde::{Deserialize, Serialize};
@@ -277,39 +278,6 @@ impl Repo {
         Write::new(self, statement, |r: StatementResult| {
             r.decode_all().map_err(|e| r.unreadable(e))
         })
-    }
-
-    /// The old name of [`Repo::write_fetch_one`].
-    #[deprecated(
-        since = "0.2.0",
-        note = "a forwarded write, not a read: use `write_fetch_one` (removed in the next release)"
-    )]
-    pub fn fetch_one<T: DeserializeOwned>(&self, statement: Statement) -> Write<'_, Statement, T> {
-        self.write_fetch_one(statement)
-    }
-
-    /// The old name of [`Repo::write_fetch_optional`].
-    #[deprecated(
-        since = "0.2.0",
-        note = "a forwarded write, not a read: use `write_fetch_optional` (removed in the next release)"
-    )]
-    pub fn fetch_optional<T: DeserializeOwned>(
-        &self,
-        statement: Statement,
-    ) -> Write<'_, Statement, Option<T>> {
-        self.write_fetch_optional(statement)
-    }
-
-    /// The old name of [`Repo::write_fetch_all`].
-    #[deprecated(
-        since = "0.2.0",
-        note = "a forwarded write, not a read: use `write_fetch_all` (removed in the next release)"
-    )]
-    pub fn fetch_all<T: DeserializeOwned>(
-        &self,
-        statement: Statement,
-    ) -> Write<'_, Statement, Vec<T>> {
-        self.write_fetch_all(statement)
     }
 
     /// Waits until the local database has replayed `lsn` (for example one a

@@ -214,6 +214,7 @@ impl Repo {
     /// instance has shown, so the layer's token rises to it; the others
     /// have nothing to add to what the layer did.
     ///
+    // Not run as a doctest: needs a running database.
     /// ```no_run
     /// # async fn demo(repo: fly_postgres::Repo) -> Result<(), fly_postgres::Error> {
     /// use fly_postgres::Consistency;

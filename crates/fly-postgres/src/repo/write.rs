@@ -66,6 +66,7 @@ impl<'r, M: Mutation, T> Write<'r, M, T> {
     /// generated are remembered for the repo's `generated_id_retention`
     /// (10 minutes by default).
     ///
+    // Not run as a doctest: needs a running database.
     /// ```no_run
     /// # async fn demo(repo: fly_postgres::Repo, statement: fly_postgres::Statement, again: fly_postgres::Statement) -> Result<(), fly_postgres::Error> {
     /// let write = repo.execute(statement);
@@ -130,6 +131,7 @@ impl<'r, M: Mutation, T> Write<'r, M, T> {
 
     /// Also returns where the write's time went ([`WriteTimings`]).
     ///
+    // Not run as a doctest: needs a running database.
     /// ```no_run
     /// # async fn demo(repo: fly_postgres::Repo, statement: fly_postgres::Statement) -> Result<(), fly_postgres::Error> {
     /// let (rows, timings) = repo.execute(statement).timed().await?;
@@ -146,6 +148,7 @@ impl<'r, M: Mutation, T> Write<'r, M, T> {
     /// ([`Error::ReplicationTimeout`]) is then a success with `replicated:
     /// false`, as it should be for a client: it must not be sent again.
     ///
+    // Not run as a doctest: needs a running database.
     /// ```no_run
     /// # async fn demo(repo: fly_postgres::Repo, statement: fly_postgres::Statement) -> Result<(), fly_postgres::Error> {
     /// let written = repo.execute(statement).written().await?;

@@ -255,6 +255,7 @@ pub struct TrackerStats {
 ///
 /// Cloning is cheap and shares the poller; it stops when the last clone drops.
 ///
+// Not run as a doctest: needs a replica.
 /// ```no_run
 /// use std::time::Duration;
 /// use fly_postgres::{Lsn, Tracker};

@@ -9,6 +9,7 @@ mod mutations;
 mod ping_pong;
 mod region_instances;
 mod repo;
+mod report;
 mod rpc;
 mod soak;
 mod throughput;
@@ -25,6 +26,9 @@ pub(crate) enum Bench {
     Rpc(rpc::RpcArgs),
     /// Forwarded writes across a simulated ocean vs the naive approach.
     Repo(repo::RepoArgs),
+    /// Write docs/performance.md from the saved runs' JSON (`--run`: run
+    /// every benchmark and drill first).
+    Report(report::ReportArgs),
 }
 
 pub(crate) async fn run(which: Bench) -> Result<(), Box<dyn std::error::Error>> {
@@ -32,5 +36,6 @@ pub(crate) async fn run(which: Bench) -> Result<(), Box<dyn std::error::Error>> 
         Bench::Tracker(args) => tracker::run(args).await,
         Bench::Rpc(args) => rpc::run(args).await,
         Bench::Repo(args) => repo::run(args).await,
+        Bench::Report(args) => report::run(args).await,
     }
 }

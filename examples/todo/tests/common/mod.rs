@@ -12,7 +12,7 @@ use fly_postgres_testkit::PgCluster;
 use fly_postgres_todo::{migrate, mutations};
 use fly_rpc::{Node, Regions, StaticPeers};
 
-const SECRET: &str = "todo test secret 0123456789abcdef";
+pub(crate) const SECRET: &str = "todo test secret 0123456789abcdef";
 
 /// A node of `region`, with syd as the primary region.
 pub(crate) fn node(region: &str, peers: StaticPeers) -> fly_rpc::NodeBuilder {

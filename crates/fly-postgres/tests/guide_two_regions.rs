@@ -1,5 +1,5 @@
-//! README's "Testing your app" example, run as written; the last test
-//! checks that README still shows exactly this code.
+//! The testing guide's two-region example, run as written; the last test
+//! checks that the guide still shows exactly this code.
 
 use fly_postgres::{
     Error, Repo,
@@ -54,13 +54,15 @@ async fn a_write_from_lax_is_read_back_in_lax() -> Result<(), Box<dyn std::error
 }
 
 #[test]
-fn readme_shows_this_example() {
-    let readme = include_str!("../../../README.md");
-    let this = include_str!("readme_two_regions.rs");
+fn the_testing_guide_shows_this_example() {
+    let guide = include_str!("../src/guide/testing.md");
+    let this = include_str!("guide_two_regions.rs");
     let start = this.find("use fly_postgres::{").unwrap();
-    let end = this.find("#[test]\nfn readme_shows_this_example").unwrap();
+    let end = this
+        .find("#[test]\nfn the_testing_guide_shows_this_example")
+        .unwrap();
     assert!(
-        readme.contains(this[start..end].trim_end()),
-        "README's \"Testing your app\" example and tests/readme_two_regions.rs differ"
+        guide.contains(this[start..end].trim_end()),
+        "the testing guide's example and tests/guide_two_regions.rs differ"
     );
 }

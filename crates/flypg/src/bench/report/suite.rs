@@ -1,0 +1,170 @@
+//! The runs behind the performance page, in the page's order.
+
+use std::path::Path;
+
+/// One benchmark or drill the page shows.
+pub(crate) struct SuiteEntry {
+    /// The JSON file's name and `--only`'s.
+    pub(crate) name: &'static str,
+    /// The page's section title.
+    pub(crate) title: &'static str,
+    /// What it measures, for the page.
+    pub(crate) about: &'static str,
+    /// The subcommand and its options, after `flypg`; `--json` is added.
+    pub(crate) args: &'static [&'static str],
+    /// Whether it writes charts (takes `--svg DIR`).
+    pub(crate) charts: bool,
+    /// The key figures, first in the section, each with what it says.
+    pub(crate) headline: &'static [(&'static str, &'static str)],
+}
+
+impl SuiteEntry {
+    /// The arguments as run, `--json` included.
+    pub(crate) fn full_args(&self, charts: &Path) -> Vec<String> {
+        let mut args: Vec<String> = self.args.iter().map(|a| (*a).to_owned()).collect();
+        if self.charts {
+            args.push("--svg".into());
+            args.push(charts.display().to_string());
+        }
+        args.push("--json".into());
+        args
+    }
+
+    /// The command line a reader can run again.
+    pub(crate) fn command(&self, charts: &Path) -> String {
+        format!(
+            "cargo run --release -p flypg -- {}",
+            self.full_args(charts).join(" ")
+        )
+    }
+}
+
+pub(crate) fn find(name: &str) -> Option<&'static SuiteEntry> {
+    SUITE.iter().find(|e| e.name == name)
+}
+
+pub(crate) fn names() -> Vec<&'static str> {
+    SUITE.iter().map(|e| e.name).collect()
+}
+
+pub(crate) const SUITE: &[SuiteEntry] = &[
+    SuiteEntry {
+        name: "repo",
+        title: "A write across an ocean",
+        about: "Two regions 60 ms apart (a latency proxy on the RPC link; the \
+                replication link delayed by half of it, as the WAL crosses the \
+                same ocean). A forwarded write from lax with its wait for lax's \
+                replica, against its physical floor (one way to the primary plus \
+                the replication link) and against what this machine charged in \
+                the same run for the bare steps (a round trip through an \
+                identical proxy, the statement in a bare transaction, one \
+                replay poll).",
+        args: &["bench", "repo", "--writes", "100"],
+        charts: true,
+        headline: &[
+            (
+                "write1_p50_ms",
+                "one-statement write from lax, wait included, p50 (ms)",
+            ),
+            ("write1_p99_ms", "the same, p99 (ms)"),
+            (
+                "write3_p50_ms",
+                "three-statement mutation from lax, p50 (ms)",
+            ),
+            (
+                "direct3_p50_ms",
+                "the same three statements sent directly to the far primary, p50 (ms)",
+            ),
+            (
+                "write1_floor_ms",
+                "physical floor: one way to the primary + the replication link (ms)",
+            ),
+            ("write1_overhead_ms", "p50 over the physical floor (ms)"),
+            (
+                "write1_machine_floor_ms",
+                "what this machine charged for the bare steps, same run (ms)",
+            ),
+            (
+                "write1_overhead_vs_machine_ms",
+                "p50 over that: the library's own cost (ms)",
+            ),
+            ("local_read_p50_ms", "local read in lax, p50 (ms)"),
+        ],
+    },
+    SuiteEntry {
+        name: "repo-cost",
+        title: "The library's own cost",
+        about: "Loopback, no delays: writes per second and CPU per write \
+                (user + system time of this process and of every PostgreSQL \
+                process, read from /proc) for a bare insert, a write in the \
+                primary region and a forwarded write, at 64 and 256 callers.",
+        args: &["bench", "repo", "--no-proxy"],
+        charts: false,
+        headline: &[],
+    },
+    SuiteEntry {
+        name: "rpc",
+        title: "The RPC alone",
+        about: "A no-op procedure from lax to syd: round trips on loopback, \
+                calls per second with 64 callers, and round trips through a \
+                60 ms proxy against a bare TCP ping-pong through an identical \
+                proxy, taken in turn.",
+        args: &["bench", "rpc"],
+        charts: false,
+        headline: &[],
+    },
+    SuiteEntry {
+        name: "tracker",
+        title: "Replication waits",
+        about: "2,000 writes, each awaited on lax's replica (replication link \
+                delayed 2 ms): the delay from the replica's replay to the \
+                waiter's wake-up, the replica's queries while anyone waits and \
+                while nobody does, the Elixir library's 50 ms polling in the \
+                same run, and one region of 4 app instances sharing one poller \
+                against one instance.",
+        args: &["bench", "tracker", "--instances", "4"],
+        charts: true,
+        headline: &[
+            ("notify_p50_ms", "notification delay p50 (ms)"),
+            ("notify_p99_ms", "notification delay p99 (ms)"),
+            (
+                "baseline_50ms_poll_p50_ms",
+                "the Elixir library's 50 ms polling, p50 (ms)",
+            ),
+            (
+                "replica_queries_per_s_while_waiting",
+                "replica queries per second while anyone waits",
+            ),
+            (
+                "replica_queries_while_idle",
+                "replica queries in 1 s while nobody waits",
+            ),
+        ],
+    },
+    SuiteEntry {
+        name: "tracker-load",
+        title: "Replication waits under load",
+        about: "The same with pgbench writing on the primary (4 clients) and \
+                1,000 waiters per write, against a bare replay poll timed in \
+                the same run under the same load.",
+        args: &["bench", "tracker", "--load", "--instances", "4"],
+        charts: false,
+        headline: &[],
+    },
+    SuiteEntry {
+        name: "chaos",
+        title: "Fault drills",
+        about: "The todo app as real processes in syd and lax (20 ms apart), a \
+                real primary and streaming replica. Clients write rows to an \
+                append-only ledger through lax with an Idempotency-Key and read \
+                each back at once; after each scenario the ledger on the \
+                primary is compared with what every client was told. lost: \
+                told OK but absent; dup: present twice; failed+c: told a \
+                definite failure but committed; maybe(c): told \"outcome \
+                unknown\" (of which committed); stale: told OK and replicated \
+                but the read right after missed it.",
+        args: &["chaos"],
+        charts: false,
+        headline: &[],
+    },
+];
