@@ -2,7 +2,6 @@
 //! without touching the database, and `todo status` (run in a machine with
 //! the app's env) lists the peers with their procedures.
 
-use std::process::Command;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -11,6 +10,7 @@ use fly_postgres_testkit::PgCluster;
 use fly_postgres_todo::router;
 use http_body_util::BodyExt;
 use serde_json::Value;
+use tokio::process::Command;
 use tower::ServiceExt;
 
 mod common;
@@ -88,6 +88,7 @@ async fn the_health_check_path_answers_even_while_the_replica_lags() {
 async fn todo_status_lists_the_peers_and_their_procedures() {
     let app = app_on(PgCluster::start().await.unwrap()).await;
     let syd = app.syd.node().local_addr().expect("rpc listener");
+    // Awaited, not blocking: syd's node serves on this test's runtime.
     let out = Command::new(env!("CARGO_BIN_EXE_todo"))
         .args(["status", "--json"])
         .env_clear()
@@ -96,6 +97,7 @@ async fn todo_status_lists_the_peers_and_their_procedures() {
         .env("FLY_RPC_SECRET", SECRET)
         .env("FLY_RPC_PEERS", format!("syd={syd}"))
         .output()
+        .await
         .unwrap();
     assert!(
         out.status.success(),
@@ -110,7 +112,9 @@ async fn todo_status_lists_the_peers_and_their_procedures() {
     assert_eq!(peers.len(), 1, "{report}");
     assert_eq!(peers[0]["region"], "syd");
     assert_eq!(peers[0]["addr"], syd.to_string());
-    let procedures = peers[0]["info"]["procedures"].as_array().unwrap();
+    let procedures = peers[0]["info"]["procedures"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{report}"));
     assert!(
         procedures.iter().any(|p| p == "todo.create"),
         "{procedures:?}"
@@ -121,6 +125,7 @@ async fn todo_status_lists_the_peers_and_their_procedures() {
         .arg("stauts")
         .env_clear()
         .output()
+        .await
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("todo status"));
