@@ -114,6 +114,12 @@ fn unchecked_once() {
 #[derive(Debug, Default)]
 pub(crate) struct TimelineCache {
     state: Mutex<Option<(Instant, View)>>,
+    /// One read at a time: requests waiting for a newer timeline (any
+    /// client can send a token that names one) share the read that starts
+    /// after they asked, instead of each reading every 20 ms.
+    reading: tokio::sync::Mutex<()>,
+    /// Reads made so far.
+    reads: std::sync::atomic::AtomicU64,
 }
 
 impl TimelineCache {
@@ -144,10 +150,23 @@ impl TimelineCache {
     /// Reads the view and caches it, stamped with when the query was sent:
     /// what it says holds from then on, not only from its answer.
     async fn refresh(&self, pool: &PgPool) -> Result<View, Error> {
+        let arrived = Instant::now();
+        let _one_at_a_time = self.reading.lock().await;
+        if let Some((read, view)) = self.cached()
+            && read >= arrived
+        {
+            return Ok(view);
+        }
         let asked = Instant::now();
+        self.reads.fetch_add(1, Ordering::Relaxed);
         let view = read_view(pool).await?;
         *self.lock() = Some((asked, view.clone()));
         Ok(view)
+    }
+
+    /// Reads of the view so far.
+    pub(crate) fn reads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
     }
 
     /// The system identifier, if a view was read already.

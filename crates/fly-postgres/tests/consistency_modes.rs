@@ -182,7 +182,10 @@ async fn session_reads_never_go_back_across_regions() {
 #[tokio::test]
 async fn strong_reads_see_a_write_made_elsewhere_a_moment_before() {
     let regions = three_regions(MS(300), |b| b).await;
-    let fra = app(&regions.fra, |l| l);
+    // Strong reads cost the primary region a round trip each: a client may
+    // ask for them only where the app allows it.
+    let fra = app(&regions.fra, |l| l.max_header_mode(Consistency::Strong));
+    let fra_default = app(&regions.fra, |l| l);
     let (_, _, before) = send(&fra, get_todos(None, &[])).await;
     // Written in lax (forwarded to syd), then read in fra with no token.
     regions
@@ -198,6 +201,14 @@ async fn strong_reads_see_a_write_made_elsewhere_a_moment_before() {
         eventual, before,
         "fra's lag should hide the write without strong"
     );
+    // By default the header gets the ceiling, session, and says so.
+    let (status, headers, capped) = send(
+        &fra_default,
+        get_todos(None, &[("fly-consistency", "strong")]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{capped}");
+    assert_eq!(headers["fly-consistency"], "session");
     let started = Instant::now();
     let (status, _, strong) = send(&fra, get_todos(None, &[("fly-consistency", "strong")])).await;
     assert_eq!(status, StatusCode::OK, "{strong}");

@@ -7,7 +7,41 @@ use std::time::Duration;
 use axum::Router;
 use tokio::net::TcpListener;
 
+use crate::body_deadline::DEFAULT_BODY_DEADLINE;
 use crate::limits::{Limits, default_max_connections};
+
+/// Settings of [`serve_app_with`]; the defaults are what [`serve_app`]
+/// serves with.
+#[derive(Debug, Clone)]
+pub struct AppServeOptions {
+    body_deadline: Duration,
+}
+
+impl Default for AppServeOptions {
+    fn default() -> Self {
+        AppServeOptions {
+            body_deadline: DEFAULT_BODY_DEADLINE,
+        }
+    }
+}
+
+impl AppServeOptions {
+    /// The defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How long a request's body may take to arrive, in all, however it
+    /// trickles in (default [`crate::DEFAULT_BODY_DEADLINE`], 10 s). A
+    /// handler still reading it then is answered `408 Request Timeout`
+    /// instead of whatever it made of the failed read, and an HTTP/1
+    /// connection is closed. Raise it for an app that takes large uploads
+    /// from slow clients.
+    pub fn body_deadline(mut self, deadline: Duration) -> Self {
+        self.body_deadline = deadline;
+        self
+    }
+}
 
 /// Serves an app's own router on `listener` (its public port) until
 /// `shutdown` resolves, then lets the requests in flight finish for at most
@@ -19,8 +53,11 @@ use crate::limits::{Limits, default_max_connections};
 /// 128 streams, and past a cap on open connections (a quarter of the
 /// process's file descriptors, so with the RPC port's half a quarter stays
 /// for database pools and peers) the longest-idle one is closed to make
-/// room. Bound the time a request's body may take in the router itself
-/// (the todo example gives each body a total deadline).
+/// room. A request's body gets [`crate::DEFAULT_BODY_DEADLINE`] (10 s) to
+/// arrive in all, however it trickles in: a handler still reading it then
+/// is answered `408 Request Timeout` and an HTTP/1 connection is closed, so
+/// clients that send bodies slowly cannot hold the connections up to the
+/// cap and lock the others out. [`serve_app_with`] changes it.
 ///
 // Not run as a doctest: serves until a shutdown signal.
 /// ```no_run
@@ -37,6 +74,37 @@ pub async fn serve_app(
     app: Router,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    serve_app_with(listener, app, shutdown, AppServeOptions::default()).await
+}
+
+/// [`serve_app`] with settings of the caller's.
+///
+// Not run as a doctest: serves until a shutdown signal.
+/// ```no_run
+/// # async fn run(app: axum::Router) -> std::io::Result<()> {
+/// use std::time::Duration;
+/// use fly_rpc::AppServeOptions;
+///
+/// let listener = tokio::net::TcpListener::bind("[::]:8080").await?;
+/// // Uploads from slow links: a minute for a body.
+/// let options = AppServeOptions::default().body_deadline(Duration::from_secs(60));
+/// let shutdown = async {
+///     let _ = tokio::signal::ctrl_c().await;
+/// };
+/// fly_rpc::serve_app_with(listener, app, shutdown, options).await
+/// # }
+/// ```
+pub async fn serve_app_with(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()>,
+    options: AppServeOptions,
+) -> std::io::Result<()> {
+    // Every route's body, the fallback's too: the router is complete here.
+    let app = app.layer(axum::middleware::from_fn_with_state(
+        options.body_deadline,
+        crate::body_deadline::enforce,
+    ));
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let limits = Limits {
         max_connections: (default_max_connections() / 2).max(32),

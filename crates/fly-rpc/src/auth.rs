@@ -2,6 +2,7 @@
 //! cluster's shared secret, with a timestamp window and replay protection.
 
 use std::collections::HashSet;
+use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -59,7 +60,6 @@ impl Rejection {
 }
 
 /// Signs outgoing and verifies incoming requests.
-#[derive(Debug)]
 pub(crate) struct Auth {
     key: Option<Vec<u8>>,
     /// Secrets that still verify but no longer sign (a rotation in
@@ -68,6 +68,18 @@ pub(crate) struct Auth {
     window: Duration,
     started_ms: u64,
     seen: Mutex<SeenIds>,
+}
+
+// By hand: a derived Debug would print the secrets' bytes into any log
+// line or panic message that shows a value holding an `Auth`.
+impl fmt::Debug for Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Auth")
+            .field("key", &self.key.as_ref().map(|_| "<redacted>"))
+            .field("previous", &self.previous.len())
+            .field("window", &self.window)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Request ids accepted recently, in two generations: an id is remembered
@@ -352,7 +364,16 @@ fn header<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<&'a str, Rej
         .map_err(|_| Rejection::Malformed(name))
 }
 
-/// What the MAC covers, in order; the body through its SHA-256.
+/// What the MAC covers, in order: the fields every signed request has (the
+/// body through its SHA-256), then the optional ones with their presence.
+struct Fields<'a> {
+    always: [&'a str; 6],
+    /// Idempotency key, caller region, require-primary (a flag: only its
+    /// presence means anything to the server, so its value is not signed).
+    optional: [Option<&'a str>; 3],
+}
+
+/// The one canonical form, for signing and verifying alike.
 fn fields<'a>(
     method: &'a str,
     path: &'a str,
@@ -361,29 +382,39 @@ fn fields<'a>(
     request_id: &'a str,
     body_sha256: &'a str,
     extra: Extra<'a>,
-) -> [&'a str; 9] {
-    let require_primary = if extra.require_primary { "1" } else { "" };
-    [
-        method,
-        path,
-        target,
-        timestamp,
-        request_id,
-        body_sha256,
-        extra.idempotency_key.unwrap_or(""),
-        extra.caller_region.unwrap_or(""),
-        require_primary,
-    ]
+) -> Fields<'a> {
+    Fields {
+        always: [method, path, target, timestamp, request_id, body_sha256],
+        optional: [
+            extra.idempotency_key,
+            extra.caller_region,
+            extra.require_primary.then_some(""),
+        ],
+    }
 }
 
-fn mac(key: &[u8], fields: &[&str; 9]) -> HmacSha256 {
+/// Each field and a newline; an optional field is `-` when absent and `+`
+/// then its value when present.
+fn mac(key: &[u8], fields: &Fields<'_>) -> HmacSha256 {
     // HMAC accepts keys of any length, so this cannot fail.
     let mut mac = <HmacSha256 as KeyInit>::new_from_slice(key)
         .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
     // Header values cannot contain newlines, so the fields cannot run into
     // each other.
-    for field in fields {
+    for field in fields.always {
         mac.update(field.as_bytes());
+        mac.update(b"\n");
+    }
+    // With its presence signed, a header sent empty is not one left out:
+    // neither can be turned into the other on the way.
+    for field in fields.optional {
+        match field {
+            Some(value) => {
+                mac.update(b"+");
+                mac.update(value.as_bytes());
+            }
+            None => mac.update(b"-"),
+        }
         mac.update(b"\n");
     }
     mac
@@ -546,6 +577,105 @@ mod tests {
             verify(&other, "POST", "/p", &h(), b"{}"),
             Err(Rejection::BadSignature)
         );
+    }
+
+    #[test]
+    fn an_empty_optional_header_is_not_a_missing_one() {
+        let auth = new_auth(Duration::from_secs(60));
+        let empty_key = Extra {
+            idempotency_key: Some(""),
+            ..Extra::default()
+        };
+        let empty_region = Extra {
+            caller_region: Some(""),
+            ..Extra::default()
+        };
+        for (extra, name) in [
+            (empty_key, H_IDEMPOTENCY_KEY),
+            (empty_region, H_CALLER_REGION),
+        ] {
+            // Signed without the header, sent with it empty.
+            let mut added = headers_of(&auth.sign("POST", "/p", TARGET, Extra::default(), b""));
+            added.insert(name, HeaderValue::from_static(""));
+            assert_eq!(
+                verify(&auth, "POST", "/p", &added, b""),
+                Err(Rejection::BadSignature),
+                "{name} added empty"
+            );
+            // Signed with it empty, sent without it.
+            let dropped = headers_of(&auth.sign("POST", "/p", TARGET, extra, b""));
+            assert_eq!(
+                verify(&auth, "POST", "/p", &dropped, b""),
+                Err(Rejection::BadSignature),
+                "{name} dropped"
+            );
+            // Each verifies as it was signed.
+            let mut as_signed = headers_of(&auth.sign("POST", "/p", TARGET, extra, b""));
+            as_signed.insert(name, HeaderValue::from_static(""));
+            assert_eq!(
+                verify(&auth, "POST", "/p", &as_signed, b""),
+                Ok(()),
+                "{name}"
+            );
+            let plain = headers_of(&auth.sign("POST", "/p", TARGET, Extra::default(), b""));
+            assert_eq!(verify(&auth, "POST", "/p", &plain, b""), Ok(()), "{name}");
+        }
+        // The require-primary flag counts by its presence, whatever its value.
+        let primary = Extra {
+            require_primary: true,
+            ..Extra::default()
+        };
+        let mut flagged = headers_of(&auth.sign("POST", "/p", TARGET, primary, b""));
+        flagged.insert(H_REQUIRE_PRIMARY, HeaderValue::from_static(""));
+        assert_eq!(verify(&auth, "POST", "/p", &flagged, b""), Ok(()));
+        let unflagged = headers_of(&auth.sign("POST", "/p", TARGET, primary, b""));
+        assert_eq!(
+            verify(&auth, "POST", "/p", &unflagged, b""),
+            Err(Rejection::BadSignature)
+        );
+    }
+
+    #[test]
+    fn the_canonical_form_marks_each_optional_field_present_or_absent() {
+        let canonical = |extra: Extra<'_>| {
+            let fields = fields("POST", "/p", TARGET, "1", "id", "digest", extra);
+            let key = b"0123456789abcdef";
+            hex::encode(mac(key, &fields).finalize().into_bytes())
+        };
+        let by_hand = |text: &str| {
+            let mut mac = <HmacSha256 as KeyInit>::new_from_slice(b"0123456789abcdef").unwrap();
+            mac.update(text.as_bytes());
+            hex::encode(mac.finalize().into_bytes())
+        };
+        let head = format!("POST\n/p\n{TARGET}\n1\nid\ndigest\n");
+        assert_eq!(
+            canonical(Extra::default()),
+            by_hand(&format!("{head}-\n-\n-\n"))
+        );
+        let every = Extra {
+            idempotency_key: Some("k"),
+            caller_region: Some(""),
+            require_primary: true,
+        };
+        assert_eq!(canonical(every), by_hand(&format!("{head}+k\n+\n+\n")));
+    }
+
+    #[test]
+    fn debug_shows_no_secret() {
+        let auth = Auth::rotating(
+            Some(b"current-secret-0123".to_vec()),
+            vec![b"previous-secret-4567".to_vec()],
+            Duration::from_secs(60),
+        );
+        let shown = format!("{auth:?}");
+        for secret in ["current-secret-0123", "previous-secret-4567"] {
+            assert!(!shown.contains(secret), "{shown}");
+            // Nor the bytes as a derived Debug prints them (`[99, 117, ...`).
+            let bytes = format!("{:?}", &secret.as_bytes()[..4]);
+            assert!(!shown.contains(bytes.trim_matches(['[', ']'])), "{shown}");
+        }
+        assert!(shown.contains("<redacted>"), "{shown}");
+        assert!(shown.contains("previous: 1"), "{shown}");
     }
 
     #[test]

@@ -728,3 +728,23 @@ mod feature_tests {
         assert!(fly_dns(builder(), "app".into(), 7878).is_ok());
     }
 }
+
+#[cfg(test)]
+mod debug_tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_no_secret() {
+        let builder = NodeBuilder::new(Regions::new("syd", "syd"))
+            .secret("current-secret-0123")
+            .previous_secret("previous-secret-4567");
+        let shown = format!("{builder:?}");
+        for secret in ["current-secret-0123", "previous-secret-4567"] {
+            assert!(!shown.contains(secret), "{shown}");
+            // Nor the bytes as a derived Debug prints them (`[99, 117, ...`).
+            let bytes = format!("{:?}", &secret.as_bytes()[..4]);
+            assert!(!shown.contains(bytes.trim_matches(['[', ']'])), "{shown}");
+        }
+        assert!(shown.contains("<redacted>"), "{shown}");
+    }
+}

@@ -51,6 +51,7 @@ mod app_server;
 mod auth;
 mod batch_wire;
 mod body_budget;
+mod body_deadline;
 mod builder;
 mod call;
 mod client;
@@ -78,7 +79,8 @@ mod tls_disabled;
 mod trace_context;
 mod wire;
 
-pub use app_server::serve_app;
+pub use app_server::{AppServeOptions, serve_app, serve_app_with};
+pub use body_deadline::DEFAULT_BODY_DEADLINE;
 pub use builder::{DEFAULT_AUTH_WINDOW, DEFAULT_PORT, NodeBuilder};
 pub use call::CallOptions;
 pub use coalesce::CallCounts;

@@ -89,9 +89,16 @@ async fn a_request_that_never_finishes_cannot_hold_the_shutdown() {
     // Reads the whole body: a client that trickles it holds the request.
     let app = Router::new().route("/", axum::routing::post(|body: String| async move { body }));
     let (stop, stopping) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(fly_rpc::serve_app(listener, app, async move {
-        let _ = stopping.await;
-    }));
+    // A body deadline far past the grace: the grace alone must end it.
+    let options = fly_rpc::AppServeOptions::default().body_deadline(Duration::from_secs(3600));
+    let server = tokio::spawn(fly_rpc::serve_app_with(
+        listener,
+        app,
+        async move {
+            let _ = stopping.await;
+        },
+        options,
+    ));
     let mut slow = TcpStream::connect(addr).await.unwrap();
     slow.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\nx")
         .await

@@ -93,7 +93,8 @@ fn head(addr: SocketAddr, length: usize, secret: &str) -> String {
     let digest = hex::encode(Sha256::digest(vec![b'a'; length]));
     let target = addr.to_string();
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    for field in ["POST", PATH, &target, &ts, &id, &digest, "", "", ""] {
+    // The three optional fields, absent (`-`).
+    for field in ["POST", PATH, &target, &ts, &id, &digest, "-", "-", "-"] {
         mac.update(field.as_bytes());
         mac.update(b"\n");
     }

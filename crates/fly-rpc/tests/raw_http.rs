@@ -33,8 +33,9 @@ fn mac(
 ) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
     let digest = sha256_hex(body);
-    // idempotency key, caller region, require-primary: all absent here.
-    for field in [method, path, target, ts, id, &digest, "", "", ""] {
+    // Idempotency key, caller region, require-primary: all absent here,
+    // which the canonical form writes as `-` (present: `+` and the value).
+    for field in [method, path, target, ts, id, &digest, "-", "-", "-"] {
         mac.update(field.as_bytes());
         mac.update(b"\n");
     }

@@ -98,6 +98,40 @@ fn bench_rpc_reports_its_keys() {
     assert!(report["rtt60_p50_ms"].as_f64().unwrap() >= 10.0, "{report}");
 }
 
+#[test]
+fn bench_flood_compares_the_writes_under_plain_and_strong_floods() {
+    let report = bench(&[
+        "flood",
+        "--readers",
+        "20",
+        "--seconds",
+        "1",
+        "--rtt-ms",
+        "5",
+    ]);
+    assert_keys(
+        &report,
+        &[
+            "plain_write_p99_ms",
+            "strong_write_p99_ms",
+            "strong_vs_plain_write_p99",
+            "plain_reads_per_s",
+            "strong_reads_per_s",
+            "position_calls_per_s",
+            "position_queries_per_s",
+        ],
+    );
+    assert_eq!(report["failed_reads"], 0, "{report}");
+    assert!(report["plain_writes"].as_u64().unwrap() > 0, "{report}");
+    assert!(report["strong_writes"].as_u64().unwrap() > 0, "{report}");
+    // Strong reads asked the primary region, and far fewer times than
+    // they were served: the questions are shared.
+    let calls = report["position_calls_per_s"].as_f64().unwrap();
+    let reads = report["strong_reads_per_s"].as_f64().unwrap();
+    assert!(calls > 0.0, "{report}");
+    assert!(calls < reads / 2.0, "{report}");
+}
+
 /// A fresh directory for a bench's charts.
 fn chart_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("flypg-bench-{name}-{}", std::process::id()));

@@ -33,7 +33,7 @@ fn signed_request(target: SocketAddr) -> Vec<u8> {
         hex::encode(Sha256::digest(body))
     };
     let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-    for field in ["POST", PATH, &target, &ts, &id, &digest, "", "", ""] {
+    for field in ["POST", PATH, &target, &ts, &id, &digest, "-", "-", "-"] {
         mac.update(field.as_bytes());
         mac.update(b"\n");
     }

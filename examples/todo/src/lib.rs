@@ -23,7 +23,6 @@
 //! ```
 
 mod api_error;
-mod body_deadline;
 mod instance;
 mod ledger;
 mod metrics_endpoint;
@@ -102,8 +101,9 @@ pub async fn run_from_env_with(
         metrics.map(|m| format!(" metrics={m}")).unwrap_or_default()
     );
     // Not `axum::serve`: this port faces the internet, and the library's
-    // loop times out slow headers and idle connections and caps them; on
-    // SIGTERM both ports stop accepting and what is in flight finishes.
+    // loop times out slow headers, slow bodies (408) and idle connections
+    // and caps them; on SIGTERM both ports stop accepting and what is in
+    // flight finishes.
     let consistency = fly_postgres::ConsistencyLayer::from_env(repo.clone())?;
     repo.serve(listener, router_with(consistency, repo.clone()))
         .await?;

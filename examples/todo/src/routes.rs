@@ -39,10 +39,6 @@ pub fn router_with(consistency: fly_postgres::ConsistencyLayer, repo: Repo) -> R
         .with_state(repo)
         .layer(consistency)
         .layer(axum::middleware::from_fn(continue_trace))
-        // A body that trickles in fails instead of holding its connection.
-        .layer(axum::middleware::map_request(
-            crate::body_deadline::with_body_deadline,
-        ))
         // Added after the layers, so no token wait and no database: Fly's
         // health check (fly.toml) must not fail because a replica lags.
         .route("/healthz", get(move || healthz(region.clone())))

@@ -14,7 +14,8 @@ use crate::repo::Repo;
 /// - a request carrying a consistency token (`fly-lsn` header or `fly_lsn`
 ///   cookie) runs only once the local replica shows what the token names,
 ///   per the [`Consistency`] mode (the layer's, or the request's
-///   `fly-consistency` header); a token that does not verify is ignored;
+///   `fly-consistency` header, up to [`ConsistencyLayer::max_header_mode`]);
+///   a token that does not verify is ignored;
 /// - a response carries the raised token (header and cookie, default
 ///   lifetime 5 minutes) when the request wrote, or, in session mode, saw
 ///   a later state than its token named;
@@ -31,6 +32,7 @@ pub struct ConsistencyLayer {
     pub(super) mode: Consistency,
     pub(super) max_wait: Option<(Duration, WaitFallback)>,
     pub(super) accept_plain_lsn: bool,
+    pub(super) max_header_mode: Consistency,
 }
 
 impl ConsistencyLayer {
@@ -43,6 +45,7 @@ impl ConsistencyLayer {
             mode: Consistency::default(),
             max_wait: None,
             accept_plain_lsn: false,
+            max_header_mode: Consistency::Session,
         }
     }
 
@@ -51,6 +54,7 @@ impl ConsistencyLayer {
     /// | variable | meaning |
     /// | --- | --- |
     /// | `FLY_POSTGRES_CONSISTENCY` | the default mode: `eventual`, `read-your-writes` (default), `session`, `strong` |
+    /// | `FLY_POSTGRES_MAX_HEADER_CONSISTENCY` | [`ConsistencyLayer::max_header_mode`] (default `session`) |
     /// | `FLY_POSTGRES_MAX_WAIT_MS` | [`ConsistencyLayer::max_wait`] in milliseconds (default: none) |
     /// | `FLY_POSTGRES_WAIT_FALLBACK` | what follows it: `replay`, `primary-pool`, `unavailable` (default: `replay` on Fly.io, else `primary-pool` when the repo has a primary pool, else `unavailable`) |
     ///
@@ -66,6 +70,11 @@ impl ConsistencyLayer {
             layer.mode = mode
                 .parse()
                 .map_err(|e| Error::Config(format!("FLY_POSTGRES_CONSISTENCY: {e}")))?;
+        }
+        if let Some(mode) = var("FLY_POSTGRES_MAX_HEADER_CONSISTENCY") {
+            layer.max_header_mode = mode
+                .parse()
+                .map_err(|e| Error::Config(format!("FLY_POSTGRES_MAX_HEADER_CONSISTENCY: {e}")))?;
         }
         if let Some(ms) = var("FLY_POSTGRES_MAX_WAIT_MS") {
             let ms: u64 = ms.trim().parse().map_err(|_| {
@@ -102,11 +111,28 @@ impl ConsistencyLayer {
     /// Whether a plain LSN (`0/16B3748`, as a client that tracks positions
     /// itself would send) in the token header or cookie is waited on
     /// (default: no, it is ignored). A plain LSN is not signed, so anyone
-    /// can send one far ahead: each such request then costs at most the
-    /// wait limit. Turn it on only for clients that cannot carry the
-    /// signed token.
+    /// can send one: it is waited on only when it is at most 64 MiB of WAL
+    /// ahead of what the replica last replayed, and ignored while the
+    /// tracker knows no replay position yet. Turn it on only for clients
+    /// that cannot carry the signed token.
     pub fn accept_plain_lsn(mut self, accept: bool) -> Self {
         self.accept_plain_lsn = accept;
+        self
+    }
+
+    /// The strongest mode a request's `fly-consistency` header may ask for
+    /// (default [`Consistency::Session`]); the layer's own [`mode`] is
+    /// always allowed. Any client on the internet can send the header, and
+    /// a [`Consistency::Strong`] read costs a round trip to the primary
+    /// region: allow it (`max_header_mode(Consistency::Strong)`) only when
+    /// the app's clients are trusted or the cost is acceptable. A header
+    /// asking for more gets the ceiling, named in the response's
+    /// `fly-consistency` header, and counts in
+    /// `fly_postgres_consistency_header_capped_total`.
+    ///
+    /// [`mode`]: ConsistencyLayer::mode
+    pub fn max_header_mode(mut self, ceiling: Consistency) -> Self {
+        self.max_header_mode = ceiling;
         self
     }
 

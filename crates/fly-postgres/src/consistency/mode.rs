@@ -12,7 +12,7 @@ use std::str::FromStr;
 /// | `ReadYourWrites` (default) | the session's own writes | a wait for the written LSN |
 /// | `Session` | also never an older state than the session saw before, on any instance or region | the token rises with reads too |
 /// | `Strong` | everything committed anywhere before the read began | one RPC for the primary's position, then a wait |
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub enum Consistency {
     /// No wait: the local replica as it is.
     Eventual,

@@ -35,9 +35,11 @@ impl<S> ConsistencyService<S> {
 /// The standard header browsers' developer tools show per request.
 const SERVER_TIMING: header::HeaderName = header::HeaderName::from_static("server-timing");
 
-/// More WAL than any real write can be ahead of a replica that was seen
-/// recently: a plain LSN asking for that is ignored.
-const IMPLAUSIBLE_AHEAD: u64 = 64 << 30;
+/// The furthest a plain LSN may be ahead of what the replica last
+/// replayed. A plain LSN is unsigned: anyone can send one, and one far
+/// ahead would hold its request for the whole wait. 64 MiB of WAL is more
+/// than a replica that keeps up lags behind a write its client just made.
+const PLAIN_LSN_MAX_LEAD: u64 = 64 << 20;
 
 /// What a request's token asks for, once read.
 struct Incoming {
@@ -65,11 +67,12 @@ fn read_token(headers: &HeaderMap, config: &ConsistencyLayer) -> Incoming {
         Err(Rejected::PlainLsn) if config.accept_plain_lsn => {
             let lsn: Option<Lsn> = text.parse().ok();
             let seen = config.repo.tracker().last_replayed();
-            match lsn {
-                Some(lsn)
-                    if seen.is_none_or(|seen| {
-                        lsn.as_u64().saturating_sub(seen.as_u64()) <= IMPLAUSIBLE_AHEAD
-                    }) =>
+            // Without a replay position to measure the lead against (the
+            // tracker has not polled yet, or this is the primary, where
+            // nothing waits), a plain LSN is not trusted.
+            match (lsn, seen) {
+                (Some(lsn), Some(seen))
+                    if lsn.as_u64().saturating_sub(seen.as_u64()) <= PLAIN_LSN_MAX_LEAD =>
                 {
                     incoming.plain = Some(lsn);
                 }
@@ -79,6 +82,36 @@ fn read_token(headers: &HeaderMap, config: &ConsistencyLayer) -> Incoming {
         Err(reason) => rejected(reason),
     }
     incoming
+}
+
+/// The mode a request is served in: its header's, at most the layer's
+/// ceiling (or its own mode, when that is stronger), else the layer's; and
+/// whether the header asked for more than it got.
+fn served_mode(config: &ConsistencyLayer, requested: Option<Consistency>) -> (Consistency, bool) {
+    let Some(requested) = requested else {
+        return (config.mode, false);
+    };
+    let ceiling = config.max_header_mode.max(config.mode);
+    if requested > ceiling {
+        metrics::counter!("fly_postgres_consistency_header_capped_total").increment(1);
+        (ceiling, true)
+    } else {
+        (requested, false)
+    }
+}
+
+/// Whether the client reached the app over HTTPS: the request's own
+/// scheme, or `X-Forwarded-Proto: https` from the proxy in front (Fly's
+/// terminates TLS and says so). A client that claims it falsely only gets
+/// a cookie its own plain-HTTP requests will not carry.
+fn came_over_https<B>(request: &Request<B>) -> bool {
+    request.uri().scheme_str() == Some("https")
+        || request
+            .headers()
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
 }
 
 fn fell_back(to: &'static str) {
@@ -208,9 +241,10 @@ where
         let config = self.config.clone();
         let mode = requested_mode(request.headers());
         let incoming = read_token(request.headers(), &config);
+        let secure = came_over_https(&request);
         Box::pin(async move {
-            let mode = match mode {
-                Ok(mode) => mode.unwrap_or(config.mode),
+            let (mode, capped) = match mode {
+                Ok(mode) => served_mode(&config, mode),
                 Err(e) => return Ok(text_response(StatusCode::BAD_REQUEST, e.to_string())),
             };
             let (seen, from_primary, waited) = match before(&config, mode, &incoming).await {
@@ -230,8 +264,14 @@ where
                     record.seen = Some(WalPosition::latest(record.seen, now));
                 }
             }
+            if capped {
+                response.headers_mut().insert(
+                    super::CONSISTENCY_HEADER,
+                    HeaderValue::from_static(mode.as_str()),
+                );
+            }
             server_timing(&mut response, waited, &record);
-            respond_with_token(&config, incoming.token, &record, &mut response).await;
+            respond_with_token(&config, incoming.token, &record, secure, &mut response).await;
             Ok(response)
         })
     }
@@ -263,6 +303,7 @@ async fn respond_with_token<B>(
     config: &ConsistencyLayer,
     mut token: Token,
     record: &RequestRecord,
+    secure: bool,
     response: &mut Response<B>,
 ) {
     let repo = &config.repo;
@@ -310,8 +351,9 @@ async fn respond_with_token<B>(
         headers.insert(LSN_HEADER, value);
     }
     let cookie = format!(
-        "{LSN_COOKIE}={text}; Path=/; Max-Age={}; HttpOnly; SameSite=Lax",
-        config.cookie_max_age.as_secs()
+        "{LSN_COOKIE}={text}; Path=/; Max-Age={}; HttpOnly; SameSite=Lax{}",
+        config.cookie_max_age.as_secs(),
+        if secure { "; Secure" } else { "" }
     );
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         headers.append(header::SET_COOKIE, value);

@@ -19,6 +19,13 @@ pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// `Option<IdempotencyKey>` (the header is optional then, but still
 /// refused when invalid) and pass that to [`crate::Write::request_id_opt`].
 ///
+/// **Keys are global unless scoped.** A key names one write for the whole
+/// app: a client who learns or guesses another user's key could claim it
+/// first, or read the recorded result of a write with the same arguments.
+/// Where clients are not one party, scope each key to who sent it
+/// ([`IdempotencyKey::scoped`] with the user, session or API key id), as
+/// payment APIs do: two scopes never share a write.
+///
 // Not run as a doctest: a handler; the edge tests send it requests.
 /// ```no_run
 /// use axum::{Json, extract::State};
@@ -46,6 +53,43 @@ impl IdempotencyKey {
             },
         })?;
         Ok(IdempotencyKey(key))
+    }
+
+    /// The key as seen within `scope` (the user, session or API key that
+    /// sent it): the same key from two scopes names two writes, and within
+    /// one scope it names one, as before. The result is the request id the
+    /// write is recorded under (`<scope digest>.<key>`, or a digest of a key
+    /// too long for both); scoping it again in the same scope returns it
+    /// unchanged, so a client that repeats a request with the id a
+    /// "maybe committed" answer named reaches the same write.
+    ///
+    /// ```
+    /// use fly_postgres::IdempotencyKey;
+    ///
+    /// let key = IdempotencyKey::new("order-17")?;
+    /// let alice = key.clone().scoped("user:alice");
+    /// let bob = key.scoped("user:bob");
+    /// assert_ne!(alice, bob);
+    /// assert_eq!(alice.clone().scoped("user:alice"), alice);
+    /// assert!(alice.as_str().ends_with(".order-17"));
+    /// # Ok::<(), fly_postgres::IdempotencyKeyRejection>(())
+    /// ```
+    pub fn scoped(self, scope: impl AsRef<[u8]>) -> IdempotencyKey {
+        use sha2::Digest;
+        let digest = sha2::Sha256::new()
+            .chain_update(b"fly-postgres idempotency scope\0")
+            .chain_update(scope.as_ref())
+            .finalize();
+        let prefix = format!("{}.", &hex::encode(digest)[..16]);
+        if self.0.starts_with(&prefix) {
+            return self;
+        }
+        let id = format!("{prefix}{}", self.0);
+        if id.len() <= crate::MAX_REQUEST_ID_LEN {
+            return IdempotencyKey(id);
+        }
+        let key_digest = hex::encode(sha2::Sha256::digest(self.0.as_bytes()));
+        IdempotencyKey(format!("{prefix}h{}", &key_digest[..40]))
     }
 
     /// The key.

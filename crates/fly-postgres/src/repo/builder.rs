@@ -9,6 +9,7 @@ use futures_util::FutureExt;
 use sqlx::PgPool;
 
 use super::forward::Forwarded;
+use super::position_flight::PrimaryPositions;
 use super::primary_status::PrimaryStatus;
 use super::server_state::{AfterCommit, Retention, ServerState};
 use super::{Repo, RepoConfig, RepoInner, WriteMode, sweeper};
@@ -357,6 +358,7 @@ impl RepoBuilder {
         let app_state = Arc::new(self.app_state);
         let direct = primary_pool.map(|pool| {
             Arc::new(ServerState {
+                positions: PrimaryPositions::new(&pool),
                 pool,
                 served: AtomicU64::new(0),
                 after_commit: None,
@@ -375,6 +377,7 @@ impl RepoBuilder {
             .label(self.name.clone())
             .start()?;
         let server = Arc::new(ServerState {
+            positions: PrimaryPositions::new(&pool),
             pool: pool.clone(),
             served: AtomicU64::new(0),
             after_commit: self.after_commit,
@@ -473,6 +476,7 @@ impl RepoBuilder {
                 timelines: Default::default(),
                 token_keys,
                 registered,
+                remote_positions: Default::default(),
             }),
         })
     }

@@ -141,22 +141,40 @@ fn fails_after_commit(error: &sqlx::Error) -> bool {
 }
 
 /// `text` as a dollar-quoted literal, whose content PostgreSQL never
-/// unescapes whatever `standard_conforming_strings` says. The tag is chosen
-/// so that its first occurrence in `text` + tag is the closing one.
+/// unescapes whatever `standard_conforming_strings` says. The tag
+/// (`$fp$`, `$fp1$`, `$fp2$`, ...) is one that neither occurs in `text` nor
+/// completes one at its end (`text` ending in `$fp1` would close on the
+/// tag's last `$`). An output may echo client input made of tags, so the
+/// tag is chosen in one pass over `text`, never by trying tags in turn.
 fn literal(text: &str) -> String {
-    let mut n = 0u32;
-    loop {
-        let tag = if n == 0 {
-            "$fp$".to_owned()
-        } else {
-            format!("$fp{n}$")
-        };
-        let quoted = format!("{tag}{text}{tag}");
-        if quoted[tag.len()..].find(&tag) == Some(text.len()) {
-            return quoted;
+    // The digits of every `$fp<digits>$` in `text`, and of a `$fp<digits>`
+    // it ends with.
+    let mut taken: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    let bytes = text.as_bytes();
+    let mut from = 0;
+    while let Some(at) = text[from..].find("$fp") {
+        let digits_start = from + at + 3;
+        let digits_end = digits_start
+            + bytes[digits_start..]
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .count();
+        if digits_end == bytes.len() || bytes[digits_end] == b'$' {
+            taken.insert(&text[digits_start..digits_end]);
         }
-        n += 1;
+        from = digits_start;
     }
+    // At most `taken.len()` tags are out, so one of the first
+    // `taken.len() + 1` is free.
+    let tag = (0..=taken.len())
+        .map(|n| if n == 0 { String::new() } else { n.to_string() })
+        .find(|digits| !taken.contains(digits.as_str()))
+        .map_or_else(|| "fp".to_owned(), |digits| format!("fp{digits}"));
+    let mut quoted = String::with_capacity(text.len() + 2 * tag.len() + 4);
+    for part in ["$", &tag, "$", text, "$", &tag, "$"] {
+        quoted.push_str(part);
+    }
+    quoted
 }
 
 #[cfg(test)]
@@ -171,5 +189,41 @@ mod tests {
         assert_eq!(literal("x$fp"), "$fp1$x$fp$fp1$");
         assert_eq!(literal("x$"), "$fp$x$$fp$");
         assert_eq!(literal("it's \\ \"ok\""), "$fp$it's \\ \"ok\"$fp$");
+        assert_eq!(literal("$fp$$fp1$$fp3$"), "$fp2$$fp$$fp1$$fp3$$fp2$");
+        assert_eq!(literal("$fp12"), "$fp$$fp12$fp$");
+        assert_eq!(literal("a$fp"), "$fp1$a$fp$fp1$");
+    }
+
+    /// Whatever the text, its literal closes exactly at its end.
+    #[test]
+    fn the_chosen_tag_closes_only_at_the_end() {
+        let runs: String = (0..300)
+            .map(|n| {
+                if n == 0 {
+                    "$fp$".to_owned()
+                } else {
+                    format!("$fp{n}$")
+                }
+            })
+            .collect();
+        for text in [
+            runs.as_str(),
+            "$fp",
+            "$fp$fp",
+            "$$$",
+            "$fp0$$fp00$",
+            "x$fp299",
+        ] {
+            let quoted = literal(text);
+            let tag_len = quoted[1..].find('$').unwrap() + 2;
+            let tag = &quoted[..tag_len];
+            assert_eq!(
+                quoted[tag_len..].find(tag),
+                Some(text.len()),
+                "{text:?} quoted as {quoted:?}"
+            );
+            assert_eq!(&quoted[tag_len..tag_len + text.len()], text);
+        }
+        assert!(literal(&runs).starts_with("$fp300$"));
     }
 }

@@ -6,6 +6,7 @@ mod builder;
 mod commit_round_trip;
 mod forward;
 mod local_write;
+mod position_flight;
 mod positions;
 mod primary_follower;
 mod primary_status;
@@ -80,6 +81,9 @@ pub(crate) struct RepoInner {
     token_keys: Vec<[u8; 32]>,
     /// The procedures this repo's node serves (its mutations among them).
     registered: std::collections::HashSet<String>,
+    /// The primary's position asked of the primary region, one RPC at a
+    /// time for every strong read waiting (outside the primary region).
+    remote_positions: position_flight::PositionFlight,
 }
 
 impl Drop for RepoInner {
@@ -113,6 +117,16 @@ pub struct RepoStats {
     pub longest_sweep_statement: Duration,
     /// Sweeps skipped because another instance was sweeping the database.
     pub sweeps_skipped: u64,
+    /// Queries of the primary's position this instance ran on its database
+    /// (strong and session reads, and other regions' strong reads), one at
+    /// a time however many requests wait for one.
+    pub position_queries: u64,
+    /// RPCs this instance sent to the primary region for its position, one
+    /// at a time however many strong reads wait for one.
+    pub position_calls: u64,
+    /// Reads of the local database's timeline and its history, one at a
+    /// time however many requests wait for a newer timeline.
+    pub timeline_reads: u64,
 }
 
 /// One app database across regions: reads on the local database, writes
@@ -347,6 +361,9 @@ impl Repo {
                     .load(Ordering::Relaxed),
             ),
             sweeps_skipped: self.inner.sweeps.skipped.load(Ordering::Relaxed),
+            position_queries: self.inner.server.positions.queries(),
+            position_calls: self.inner.remote_positions.asked(),
+            timeline_reads: self.inner.timelines.reads(),
         }
     }
 }

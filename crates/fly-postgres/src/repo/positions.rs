@@ -10,7 +10,6 @@ use serde::{Deserialize, Serialize};
 
 use super::Repo;
 use super::server_state::ServerState;
-use crate::commit_lsn::commit_position;
 use crate::consistency::Consistency;
 use crate::error::Error;
 use crate::lsn::Lsn;
@@ -46,12 +45,9 @@ impl Procedure for CurrentPosition {
         state: Arc<ServerState>,
         _ctx: CallContext,
     ) -> Result<PositionReply, String> {
-        let mut conn = state
-            .pool
-            .acquire()
-            .await
-            .map_err(|_| "no connection to the primary".to_owned())?;
-        let position = commit_position(&mut conn)
+        let position = state
+            .positions
+            .current()
             .await
             .map_err(|_| "the primary's position could not be read".to_owned())?;
         Ok(PositionReply {
@@ -136,21 +132,29 @@ impl Repo {
     /// The primary's current position: asked from the local database in
     /// the primary region, with one RPC to a primary-region instance
     /// elsewhere. What a [`Consistency::Strong`] read waits for.
+    ///
+    /// However many requests ask at once, one question is in flight at a
+    /// time (on a connection of its own, not one the writes use), and its
+    /// answer serves every request that began before it was asked.
     pub async fn primary_position(&self) -> Result<WalPosition, Error> {
         if self.is_primary().await {
-            let mut conn = self.inner.pool.acquire().await?;
-            return commit_position(&mut conn).await;
+            return self.inner.server.positions.current().await;
         }
-        let options = CallOptions::new()
-            .timeout(self.inner.config.rpc_timeout)
-            .require_primary();
-        let reply = self
-            .inner
-            .node
-            .call(&self.primary_region(), CurrentPosition, options)
+        self.inner
+            .remote_positions
+            .get(|| async {
+                let options = CallOptions::new()
+                    .timeout(self.inner.config.rpc_timeout)
+                    .require_primary();
+                let reply = self
+                    .inner
+                    .node
+                    .call(&self.primary_region(), CurrentPosition, options)
+                    .await
+                    .map_err(super::forward::from_rpc)?;
+                Ok(WalPosition::new(reply.timeline, reply.lsn))
+            })
             .await
-            .map_err(super::forward::from_rpc)?;
-        Ok(WalPosition::new(reply.timeline, reply.lsn))
     }
 
     /// A position at or past everything a read on the local database has
@@ -184,8 +188,7 @@ impl Repo {
                 }
             }
         }
-        let mut conn = self.inner.pool.acquire().await.ok()?;
-        commit_position(&mut conn).await.ok()
+        self.inner.server.positions.current().await.ok()
     }
 
     /// The local database cluster's system identifier (read once a second

@@ -22,6 +22,9 @@ pub(crate) struct ServerState {
     pub(crate) retention: Retention,
     /// What [`crate::state`] finds while a mutation runs.
     pub(crate) app_state: Arc<crate::app_state::AppState>,
+    /// The primary's position, for strong and session reads here and in
+    /// other regions.
+    pub(crate) positions: super::position_flight::PrimaryPositions,
 }
 
 /// How long an exactly-once record is kept, by who chose its request id.

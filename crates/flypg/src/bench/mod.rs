@@ -7,6 +7,7 @@ mod loopback_node;
 mod machine_floor;
 mod mutations;
 mod ping_pong;
+mod read_flood;
 mod region_instances;
 mod repo;
 mod report;
@@ -26,6 +27,9 @@ pub(crate) enum Bench {
     Rpc(rpc::RpcArgs),
     /// Forwarded writes across a simulated ocean vs the naive approach.
     Repo(repo::RepoArgs),
+    /// A flood of reads on a replica region's public port, with and
+    /// without `fly-consistency: strong`, against its forwarded writes.
+    Flood(read_flood::FloodArgs),
     /// Write docs/performance.md from the saved runs' JSON (`--run`: run
     /// every benchmark and drill first).
     Report(report::ReportArgs),
@@ -37,5 +41,6 @@ pub(crate) async fn run(which: Bench) -> Result<(), Box<dyn std::error::Error>> 
         Bench::Rpc(args) => rpc::run(args).await,
         Bench::Repo(args) => repo::run(args).await,
         Bench::Report(args) => report::run(args).await,
+        Bench::Flood(args) => read_flood::run(args).await,
     }
 }

@@ -20,7 +20,7 @@ pub(crate) struct ReportArgs {
     #[arg(long)]
     run: bool,
     /// With --run: only these runs, by name (default: all). Names:
-    /// repo, repo-cost, rpc, tracker, tracker-load, chaos.
+    /// repo, repo-cost, rpc, tracker, tracker-load, flood, chaos.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Where each run's JSON is kept.

@@ -152,6 +152,34 @@ pub(crate) const SUITE: &[SuiteEntry] = &[
         headline: &[],
     },
     SuiteEntry {
+        name: "flood",
+        title: "A flood of strong reads",
+        about: "200 HTTP clients read back to back from lax's public port \
+                (lax and syd 20 ms apart) while lax forwards writes one after \
+                the other; in turn without a consistency header and with \
+                `fly-consistency: strong` (allowed by the layer), twice each. \
+                Strong reads waiting at the same moment share one question to \
+                the primary region, so the flood should cost the writes no \
+                more than the same flood without the header.",
+        args: &["bench", "flood"],
+        charts: false,
+        headline: &[
+            (
+                "plain_write_p99_ms",
+                "forwarded write p99 during the plain flood (ms)",
+            ),
+            (
+                "strong_write_p99_ms",
+                "forwarded write p99 during the strong flood (ms)",
+            ),
+            ("strong_vs_plain_write_p99", "strong over plain, same run"),
+            (
+                "position_calls_per_s",
+                "position questions lax sent to syd per second",
+            ),
+        ],
+    },
+    SuiteEntry {
         name: "chaos",
         title: "Fault drills",
         about: "The todo app as real processes in syd and lax (20 ms apart), a \
