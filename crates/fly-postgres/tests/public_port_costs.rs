@@ -70,11 +70,7 @@ async fn two_regions() -> Regions2 {
         .wait_for_catch_up(Duration::from_secs(10))
         .await
         .unwrap();
-    Regions2 {
-        syd,
-        lax,
-        cluster,
-    }
+    Regions2 { syd, lax, cluster }
 }
 
 async fn count_notes(State(repo): State<Repo>) -> String {

@@ -57,6 +57,16 @@ impl StatusReport {
         })
     }
 
+    /// What a `status` command prints: [`StatusReport::to_json`] on one
+    /// line, or the text of [`Display`](fmt::Display).
+    pub fn render(&self, json: bool) -> String {
+        if json {
+            format!("{}\n", self.to_json())
+        } else {
+            self.to_string()
+        }
+    }
+
     /// The report as one JSON object (`region`, `primary_region`,
     /// `is_primary`, `peers`: each `region`, `addr` and `info` or `error`).
     pub fn to_json(&self) -> serde_json::Value {

@@ -2,11 +2,6 @@
 //! configured by the same environment as the app.
 
 pub(crate) async fn run(json: bool) -> Result<(), Box<dyn std::error::Error>> {
-    let report = fly_rpc::StatusReport::from_env().await?;
-    if json {
-        println!("{}", report.to_json());
-    } else {
-        print!("{report}");
-    }
+    print!("{}", fly_rpc::StatusReport::from_env().await?.render(json));
     Ok(())
 }

@@ -69,8 +69,8 @@ async fn get(addr: SocketAddr, path: &str) -> (u16, Value) {
     (status, serde_json::from_str(&body).unwrap())
 }
 
-/// Starts the quick start with exactly `env` and returns it with the
-/// address its first line names.
+/// Starts the quick start with exactly `env` (its stderr kept for the
+/// test to read) and returns it with the address its first line names.
 fn start(env: &[(&str, String)]) -> (App, SocketAddr) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_quickstart"));
     command
@@ -78,7 +78,7 @@ fn start(env: &[(&str, String)]) -> (App, SocketAddr) {
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+        .stderr(Stdio::piped());
     let mut app = App(command.spawn().unwrap());
     let mut line = String::new();
     BufReader::new(app.0.stdout.take().unwrap())
@@ -133,28 +133,12 @@ async fn a_second_instance_in_lax_forwards_its_writes_to_syd() {
 #[tokio::test]
 async fn runs_with_only_database_url_and_writes_and_reads_over_http() {
     let cluster = PgCluster::start().await.unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_quickstart"));
-    command
-        // Nothing of the environment but the database and the port: no
-        // FLY_* variable, no PRIMARY_REGION, no secret.
-        .env_clear()
-        .env("DATABASE_URL", cluster.primary().url())
-        .env("PORT", "0")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut app = App(command.spawn().unwrap());
-    let mut line = String::new();
-    BufReader::new(app.0.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr: SocketAddr = line
-        .trim()
-        .strip_prefix("listening on http://")
-        .unwrap_or_else(|| panic!("first line: {line:?}"))
-        .parse()
-        .unwrap();
-    let addr = SocketAddr::from(([127, 0, 0, 1], addr.port()));
+    // Nothing of the environment but the database and the port: no FLY_*
+    // variable, no PRIMARY_REGION, no secret.
+    let (mut app, addr) = start(&[
+        ("DATABASE_URL", cluster.primary().url()),
+        ("PORT", "0".to_owned()),
+    ]);
 
     // The health check the deploy guide's fly.toml points at.
     let (status, _, body) = http(

@@ -114,12 +114,7 @@ pub async fn run_from_env_with(
 /// (region, address, build version, procedures), with the app's own
 /// environment: `fly ssh console -C "todo status"` on Fly.
 pub async fn print_status(json: bool) -> Result<(), StartError> {
-    let report = fly_rpc::StatusReport::from_env().await?;
-    if json {
-        println!("{}", report.to_json());
-    } else {
-        print!("{report}");
-    }
+    print!("{}", fly_rpc::StatusReport::from_env().await?.render(json));
     Ok(())
 }
 
