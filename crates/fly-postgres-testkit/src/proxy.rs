@@ -61,6 +61,9 @@ struct Shared {
     delay: Mutex<Delay>,
     connections: Mutex<JoinSet<()>>,
     blocked: std::sync::atomic::AtomicBool,
+    /// While true, nothing crosses the link either way (see
+    /// [`LatencyProxy::black_hole`]).
+    silent: watch::Sender<bool>,
     lateness: LatenessHistogram,
 }
 
@@ -96,6 +99,7 @@ impl LatencyProxy {
             delay: Mutex::new(delay),
             connections: Mutex::new(JoinSet::new()),
             blocked: std::sync::atomic::AtomicBool::new(false),
+            silent: watch::channel(false).0,
             lateness: LatenessHistogram::default(),
         });
         let (stop_tx, mut stop_rx) = watch::channel(());
@@ -160,14 +164,17 @@ impl LatencyProxy {
         *lock(&self.shared.delay) = delay;
     }
 
-    /// Cuts every open connection (both sides see a reset), as a network
-    /// partition would; new connections are still accepted.
+    /// Closes every open connection at once (both sides see it end), as a
+    /// crashed process or a reset connection would; new connections are
+    /// still accepted. A partition is silent instead: see
+    /// [`LatencyProxy::black_hole`].
     pub fn sever(&self) {
         lock(&self.shared.connections).abort_all();
     }
 
-    /// Cuts the link until [`LatencyProxy::restore`]: open connections are
-    /// severed and new ones are closed as soon as they are accepted.
+    /// Refuses the link until [`LatencyProxy::restore`]: open connections
+    /// are closed and new ones are closed as soon as they are accepted, as
+    /// when the far side is down and its host answers with resets.
     pub fn cut(&self) {
         self.shared
             .blocked
@@ -175,11 +182,22 @@ impl LatencyProxy {
         self.sever();
     }
 
-    /// Ends a [`LatencyProxy::cut`].
+    /// Silence until [`LatencyProxy::restore`], as a network partition
+    /// gives: open connections stay open and new ones are accepted, but
+    /// nothing is delivered either way, so each side waits for an answer
+    /// until a timeout of its own ends the wait. Bytes sent meanwhile are
+    /// delivered on restore, as TCP retransmits them when a partition heals
+    /// (unless the side that sent them has closed the connection first).
+    pub fn black_hole(&self) {
+        self.shared.silent.send_replace(true);
+    }
+
+    /// Ends a [`LatencyProxy::cut`] or a [`LatencyProxy::black_hole`].
     pub fn restore(&self) {
         self.shared
             .blocked
             .store(false, std::sync::atomic::Ordering::SeqCst);
+        self.shared.silent.send_replace(false);
     }
 }
 
@@ -197,6 +215,8 @@ async fn forward(client: TcpStream, shared: Arc<Shared>) {
     let Some(upstream) = *lock(&shared.upstream) else {
         return;
     };
+    // A connection opened into a black hole reaches nobody until it heals.
+    until_heard(&mut shared.silent.subscribe()).await;
     let Ok(server) = TcpStream::connect(upstream).await else {
         return;
     };
@@ -211,20 +231,34 @@ async fn forward(client: TcpStream, shared: Arc<Shared>) {
             client_read,
             server_write,
             move || lock(&up.delay).to_upstream,
+            shared.silent.subscribe(),
             &shared.lateness
         ),
         pipe(
             server_read,
             client_write,
             move || lock(&down.delay).to_client,
+            shared.silent.subscribe(),
             &shared.lateness
         ),
     );
 }
 
-/// Copies one direction, each chunk released `delay()` after it was read.
-async fn pipe<R, W, F>(mut from: R, mut to: W, delay: F, lateness: &LatenessHistogram)
-where
+/// Returns once the link is not black-holed.
+async fn until_heard(silent: &mut watch::Receiver<bool>) {
+    // An error means the proxy is gone: nothing to wait for.
+    let _ = silent.wait_for(|silent| !*silent).await;
+}
+
+/// Copies one direction, each chunk released `delay()` after it was read,
+/// and held while the link is black-holed.
+async fn pipe<R, W, F>(
+    mut from: R,
+    mut to: W,
+    delay: F,
+    mut silent: watch::Receiver<bool>,
+    lateness: &LatenessHistogram,
+) where
     R: AsyncReadExt + Unpin,
     W: AsyncWriteExt + Unpin,
     F: Fn() -> Duration,
@@ -252,6 +286,7 @@ where
                 crate::precise_timer::sleep_until(due.into_std()).await;
                 lateness.record(Instant::now().saturating_duration_since(due));
             }
+            until_heard(&mut silent).await;
             if to.write_all(&chunk).await.is_err() {
                 return;
             }

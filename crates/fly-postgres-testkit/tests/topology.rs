@@ -82,7 +82,11 @@ async fn each_region_replays_after_its_own_ocean() {
     // The WAL reaches lax 30 ms and fra 60 ms after the commit.
     assert!(lax >= ms(20), "lax replayed after {lax:?}");
     assert!(fra >= ms(45), "fra replayed after {fra:?}");
-    assert!(standby < ms(20), "the standby is next door: {standby:?}");
+    // Same run: the standby's undelayed link beats lax's 30 ms one.
+    assert!(
+        standby < lax,
+        "the standby is next door: {standby:?} vs lax {lax:?}"
+    );
     let tag = topology.tag().to_owned();
     drop(topology);
     assert!(

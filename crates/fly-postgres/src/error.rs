@@ -250,7 +250,8 @@ pub enum Error {
     /// reached the standby that was promoted. The database will never show
     /// it; the client should be told so (HTTP 410) and may write it again.
     #[error(
-        "the write at {position} was lost in a failover: timeline {timeline} took over at          {switched_at}, before the write reached it"
+        "the write at {position} was lost in a failover: timeline {timeline} took over at \
+         {switched_at}, before the write reached it"
     )]
     WriteLost {
         /// Where the write committed.

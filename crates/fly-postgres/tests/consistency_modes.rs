@@ -10,10 +10,13 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, Request, StatusCode};
+use axum::response::IntoResponse;
 use axum::routing::get;
 use common::*;
 use fly_postgres::sqlx::{self, PgPool};
-use fly_postgres::{Consistency, ConsistencyLayer, Repo, RepoBuilder, WaitFallback};
+use fly_postgres::{
+    Consistency, ConsistencyLayer, Error, Repo, RepoBuilder, WaitFallback, WalPosition,
+};
 use fly_postgres_testkit::PgTopology;
 use fly_rpc::{Node, Regions, StaticPeers};
 use http_body_util::BodyExt;
@@ -288,7 +291,9 @@ async fn forged_tokens_cost_no_wait() {
         let (status, headers, body) = send(&lax, get_todos(Some(token), &[])).await;
         let took = started.elapsed();
         assert_eq!(status, StatusCode::OK, "{body}");
-        assert!(took < MS(100), "a forged token cost {took:?}");
+        // Waited on, it would hold the request for the replication
+        // timeout (3 s here, replay paused); ignored, it costs no wait.
+        assert!(took < MS(1500), "a forged token cost {took:?}");
         assert!(headers.get("fly-lsn").is_none());
         assert!(!body.contains(token));
     }
@@ -407,13 +412,21 @@ async fn a_token_for_a_write_lost_in_an_async_failover_answers_gone() {
     .await;
     assert_eq!(status, StatusCode::CREATED);
     let lost = headers["fly-lsn"].to_str().unwrap().to_owned();
-    topology
-        .member("syd-primary")
-        .unwrap()
-        .server()
-        .kill()
-        .await
-        .unwrap();
+    // Where the lost write is: the old primary's flush position (at or
+    // past its commit), on its timeline, read before it dies.
+    let old_primary = topology.member("syd-primary").unwrap().server();
+    let lost_at = {
+        let mut conn = old_primary.connect().await.unwrap();
+        let lsn = fly_postgres::commit_lsn(&mut conn).await.unwrap();
+        let walfile: String =
+            sqlx::query_scalar("select pg_walfile_name(pg_current_wal_flush_lsn())")
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+        let timeline = u32::from_str_radix(&walfile[..8], 16).unwrap();
+        WalPosition::new(Some(timeline), lsn)
+    };
+    old_primary.kill().await.unwrap();
     topology.link("syd-standby").unwrap().restore();
     topology.link("lax").unwrap().restore();
     topology.promote("syd-standby").await.unwrap();
@@ -434,6 +447,31 @@ async fn a_token_for_a_write_lost_in_an_async_failover_answers_gone() {
     let (status, _, body) = send(&lax_app, get_todos(Some(&lost), &[])).await;
     assert_eq!(status, StatusCode::GONE, "{body}");
     assert!(body.contains("lost"), "{body}");
+    // The same position waited for directly: exactly `Error::WriteLost`,
+    // past the point where the promoted standby's timeline took over, and
+    // answered 410 by `ErrorResponse` too.
+    let err = lax
+        .wait_for_position(lost_at, Duration::from_secs(3))
+        .await
+        .unwrap_err();
+    match &err {
+        Error::WriteLost {
+            position,
+            switched_at,
+            timeline,
+        } => {
+            assert_eq!(*position, lost_at);
+            assert!(*switched_at < lost_at.lsn, "{err}");
+            assert_eq!(Some(*timeline), lost_at.timeline.map(|t| t + 1), "{err}");
+        }
+        other => panic!("expected WriteLost, got {other:?}"),
+    }
+    let response = err.into_response();
+    assert_eq!(response.status(), StatusCode::GONE);
+    let body: serde_json::Value =
+        serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(body["error"], "write_lost", "{body}");
+    assert_eq!(body["committed"], false, "{body}");
     let (status, _, body) = send(&lax_app, get_todos(Some(&kept), &[])).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }

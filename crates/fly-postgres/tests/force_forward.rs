@@ -97,6 +97,12 @@ async fn force_forward_catches_an_output_that_does_not_round_trip() {
         })
         .await
         .unwrap_err();
+    // The output's trip through JSON failed after the commit: exactly
+    // CommittedButUnreadable, without an output (it did not decode).
+    assert!(
+        matches!(err, Error::CommittedButUnreadable { output: None, .. }),
+        "{err:?}"
+    );
     assert_eq!(err.outcome(), WriteOutcome::Committed, "{err}");
     let text = err.to_string();
     assert!(

@@ -134,6 +134,7 @@ async fn two_mutations_under_one_name_stop_the_start_naming_both() {
         .start()
         .await;
     let err = started.unwrap_err();
+    assert!(matches!(err, Error::Config(_)), "{err:?}");
     let text = err.to_string();
     assert!(
         text.contains("add_todo") && text.contains("Impostor") && text.contains("add_todo::Args"),

@@ -724,7 +724,8 @@ mod feature_tests {
 
     #[cfg(feature = "fly-dns")]
     #[test]
-    fn fly_dns_with_the_feature_discovers() {
+    // Discovery through real DNS answers: tests/fly_dns.rs.
+    fn fly_dns_with_the_feature_builds_a_resolver() {
         assert!(fly_dns(builder(), "app".into(), 7878).is_ok());
     }
 }

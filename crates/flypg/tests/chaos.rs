@@ -66,13 +66,34 @@ fn a_short_chaos_run_keeps_every_promise() {
         report["scenarios"]["rolling"]["errors"],
         serde_json::json!({})
     );
-    assert_eq!(
-        report["scenarios"]["crash"]["faults"]
-            .as_array()
-            .unwrap()
-            .len(),
-        4
+    // Every scenario's faults happened as described, each noted with when.
+    for (name, s) in report["scenarios"].as_object().unwrap() {
+        assert_eq!(s["faults_not_done"], serde_json::json!([]), "{name}: {s}");
+        for fault in s["faults"].as_array().unwrap() {
+            let fault = fault.as_str().unwrap();
+            assert!(
+                fault.starts_with("at ") && fault.contains(" s: "),
+                "{name}: {fault}"
+            );
+        }
+    }
+    let crash: Vec<&str> = report["scenarios"]["crash"]["faults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    assert_eq!(crash.len(), 4, "{crash:?}");
+    assert!(
+        crash[0].contains("kill -9 the syd instance mid-stream"),
+        "{crash:?}"
     );
+    assert!(crash[1].contains("right after a commit"), "{crash:?}");
+    assert!(crash[2].contains("cut the lax -> syd link"), "{crash:?}");
+    assert!(crash[3].contains("pause replay"), "{crash:?}");
+    // The load scenario's load ran.
+    let load = &report["scenarios"]["load"];
+    assert!(load["pgbench_tps"].as_f64().unwrap() > 0.0, "{load}");
     assert!(report["scenarios"]["replica-down"]["recovery_ms"].is_number());
     let split = report["scenarios"]["rolling"]["syd_split"]
         .as_array()
@@ -104,6 +125,38 @@ fn a_short_chaos_run_keeps_every_promise() {
         assert_eq!(s["errors"], serde_json::json!({}), "{deploy}: {s}");
         assert_eq!(s["restarts"], s["clean_exits"], "{deploy}: {s}");
     }
+}
+
+/// A fault that cannot happen as described fails its scenario: here no
+/// write can commit while the crash waits for one.
+#[test]
+fn a_fault_that_did_not_happen_fails_its_scenario() {
+    let out = Command::new(env!("CARGO_BIN_EXE_flypg"))
+        .args([
+            "chaos",
+            "--scenarios",
+            "crash",
+            "--seconds",
+            "2",
+            "--clients",
+            "2",
+            "--drill-starve-commits",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "the run must fail: {stdout}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let crash = &report["scenarios"]["crash"];
+    assert_eq!(report["promises_held"], false, "{report}");
+    assert_eq!(crash["promises_held"], false, "{crash}");
+    let not_done = crash["faults_not_done"].as_array().unwrap();
+    assert_eq!(not_done.len(), 1, "{crash}");
+    assert!(
+        not_done[0].as_str().unwrap().contains("no write committed"),
+        "{crash}"
+    );
 }
 
 #[test]

@@ -7,12 +7,17 @@ fn the_demo_scenario_holds_its_consistency_checks_and_cleans_up() {
     // Inherited by the demo's app processes: tells them apart from those of
     // other tests running at the same time.
     let tag = format!("demo-test-{}", std::process::id());
-    let out = Command::new(env!("CARGO_BIN_EXE_flypg"))
+    let demo = Command::new(env!("CARGO_BIN_EXE_flypg"))
         .args(["demo", "--rtt-ms", "100", "--writes", "8", "--json"])
         .env("FLYPG_TEST_TAG", &tag)
         .env_remove("FLY_APP_NAME")
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    // The demo's PostgreSQL servers name themselves after its process.
+    let servers_tag = format!("flypg-{}-", demo.id());
+    let out = demo.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "demo failed:\n{stdout}\n{stderr}");
@@ -64,6 +69,11 @@ fn the_demo_scenario_holds_its_consistency_checks_and_cleans_up() {
     assert!(
         leftovers.is_empty(),
         "app processes left behind: {leftovers:?}"
+    );
+    let servers = fly_postgres_testkit::live_processes_tagged(&servers_tag);
+    assert!(
+        servers.is_empty(),
+        "PostgreSQL processes of the demo left behind: {servers:?}"
     );
 }
 

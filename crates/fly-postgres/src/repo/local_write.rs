@@ -77,7 +77,23 @@ async fn attempts<M: Mutation>(
                 M::NAME
             ),
         })?;
-        match run_once(&state, mutation, Some(&key)).await {
+        // A database that goes silent (a partition: no reset, no answer)
+        // would hold an attempt forever; the write's deadline ends it. What
+        // it had sent may still arrive and commit, so its outcome is
+        // unknown and the record settles it.
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ran = tokio::time::timeout(left, run_once(&state, mutation, Some(&key)))
+            .await
+            .unwrap_or_else(|_| {
+                Err(Failure::Unknown(Error::Primary {
+                    message: format!(
+                        "the database did not answer within the write's deadline \
+                         ({:?} for this attempt): a silent network or a stalled server",
+                        left
+                    ),
+                }))
+            });
+        match ran {
             Ok(Outcome::Committed(output, position)) => {
                 return Ok(LocalReply {
                     output,
@@ -107,7 +123,7 @@ async fn attempts<M: Mutation>(
                             mutation: M::NAME.to_owned(),
                             request_id: Some(key.id.clone()),
                             attempts: attempt,
-                            reason: format!("COMMIT's outcome is unknown: {e}"),
+                            reason: format!("the write's outcome is unknown: {e}"),
                         });
                     }
                     return Err(e);

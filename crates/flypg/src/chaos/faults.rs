@@ -15,6 +15,9 @@ use crate::percentiles::millis;
 #[derive(Debug, Default)]
 pub(crate) struct Notes {
     pub(crate) faults: Vec<String>,
+    /// Faults that could not be made as described: the scenario fails, as
+    /// its verdict would say nothing about them.
+    pub(crate) not_done: Vec<String>,
     pub(crate) extra: BTreeMap<String, serde_json::Value>,
 }
 
@@ -26,6 +29,25 @@ impl Notes {
             what.into()
         ));
     }
+
+    fn not_done(&mut self, started: Instant, what: impl Into<String>) {
+        let line = format!(
+            "at {:.1} s: NOT DONE: {}",
+            started.elapsed().as_secs_f64(),
+            what.into()
+        );
+        self.faults.push(line.clone());
+        self.not_done.push(line);
+    }
+}
+
+/// How a drill may be made to fail on purpose, to show that a fault that
+/// did not happen fails its scenario.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Drill {
+    /// Hold every request on its way to syd while the crash after a commit
+    /// waits for one, so none comes.
+    pub(crate) starve_commits: bool,
 }
 
 /// Runs the scenario's faults; returns when the last one is over.
@@ -36,11 +58,12 @@ pub(crate) async fn inject(
     replica_down: Duration,
     started: Instant,
     notes: &mut Notes,
+    drill: Drill,
 ) -> ChaosResult<()> {
     let gap = (seconds / 10).clamp(Duration::from_millis(300), Duration::from_secs(2));
     match scenario {
         Scenario::Load => load(world, seconds, started, notes).await,
-        Scenario::Crash => crash(world, gap, started, notes).await,
+        Scenario::Crash => crash(world, gap, started, notes, drill).await,
         Scenario::Rolling => rolling(world, gap, started, notes).await,
         Scenario::ReplicaDown => replica_down_for(world, gap, replica_down, started, notes).await,
         Scenario::Failover | Scenario::FailoverAsync => failover(world, gap, started, notes).await,
@@ -56,13 +79,11 @@ async fn load(
     started: Instant,
     notes: &mut Notes,
 ) -> ChaosResult<()> {
-    let Some(pgbench) = crate::pgbench::locate()? else {
-        notes.fault(
-            started,
-            "no pgbench next to the PostgreSQL binaries: clients only",
-        );
-        return Ok(());
-    };
+    // The scenario is a load test: without pgbench there is no load.
+    let pgbench = crate::pgbench::locate()?.ok_or(
+        "the load scenario needs pgbench: none next to the PostgreSQL binaries, on PATH or \
+         in /usr/lib/postgresql (apt-get install postgresql)",
+    )?;
     let url = world.topology.primary().url();
     crate::pgbench::init(&pgbench, &url).await?;
     let secs = seconds
@@ -84,15 +105,17 @@ async fn load(
         .lines()
         .find_map(|l| l.trim().strip_prefix("tps = "))
         .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse::<f64>().ok());
+        .and_then(|n| n.parse::<f64>().ok())
+        .filter(|_| run.status.success());
     match tps {
         Some(tps) => {
             notes.extra.insert("pgbench_tps".into(), json!(tps.round()));
         }
-        None => notes.fault(
+        None => notes.not_done(
             started,
             format!(
-                "pgbench did not report tps: {}",
+                "pgbench failed ({}) and loaded nothing: {}",
+                run.status,
                 String::from_utf8_lossy(&run.stderr).trim()
             ),
         ),
@@ -105,6 +128,7 @@ async fn crash(
     gap: Duration,
     started: Instant,
     notes: &mut Notes,
+    drill: Drill,
 ) -> ChaosResult<()> {
     let rtt = world.rtt;
     tokio::time::sleep(gap).await;
@@ -119,19 +143,40 @@ async fn crash(
     tokio::time::sleep(gap).await;
     // Hold syd's replies until a write has committed, then crash it: the
     // caller is left with a committed write and no answer.
-    let before = world.ledger_rows().await?;
+    let mut before = world.ledger_rows().await?;
     world.links[0].set_delay(Delay {
-        to_upstream: rtt / 2,
+        to_upstream: if drill.starve_commits {
+            Duration::from_secs(3600)
+        } else {
+            rtt / 2
+        },
         to_client: Duration::from_secs(3600),
     });
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while world.ledger_rows().await? <= before && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(2)).await;
+    if drill.starve_commits {
+        // Requests already past the link commit; count from after them.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        before = world.ledger_rows().await?;
     }
-    notes.fault(
-        started,
-        "kill -9 the syd instance right after a commit, before its reply; restart after 1 s",
-    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut committed = false;
+    while !committed && Instant::now() < deadline {
+        committed = world.ledger_rows().await? > before;
+        if !committed {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    if committed {
+        notes.fault(
+            started,
+            "kill -9 the syd instance right after a commit, before its reply; restart after 1 s",
+        );
+    } else {
+        notes.not_done(
+            started,
+            "no write committed within 5 s, so syd could not be killed right after a commit \
+             (killed all the same; restart after 1 s)",
+        );
+    }
     tokio::task::block_in_place(|| world.syd[0].kill9());
     world.links[0].sever();
     world.links[0].set_delay(Delay::rtt(rtt));

@@ -129,7 +129,13 @@ impl Scenario {
                     && report.extra.get("clean_exits").and_then(|n| n.as_u64())
                         == report.extra.get("restarts").and_then(|n| n.as_u64())
             }
-            Scenario::Load | Scenario::Crash => true,
+            // The load it is named for really ran.
+            Scenario::Load => report
+                .extra
+                .get("pgbench_tps")
+                .and_then(|tps| tps.as_f64())
+                .is_some_and(|tps| tps > 0.0),
+            Scenario::Crash => true,
         }
     }
 }
@@ -157,6 +163,11 @@ pub(crate) struct ChaosArgs {
     /// Print one JSON object on stdout instead of the table.
     #[arg(long)]
     json: bool,
+    /// For the drills' own test: hold every request on its way to syd
+    /// while `crash` waits for a commit, so that fault cannot happen and
+    /// the scenario must fail.
+    #[arg(long, hide = true)]
+    drill_starve_commits: bool,
 }
 
 pub(crate) async fn run(args: ChaosArgs) -> Result<(), Box<dyn std::error::Error>> {
@@ -277,6 +288,9 @@ async fn run_scenario(scenario: Scenario, args: &ChaosArgs) -> ChaosResult<Scena
         Duration::from_secs(args.replica_down_seconds),
         started,
         &mut notes,
+        faults::Drill {
+            starve_commits: args.drill_starve_commits,
+        },
     )
     .await;
     if let Err(e) = injected {
@@ -292,6 +306,7 @@ async fn run_scenario(scenario: Scenario, args: &ChaosArgs) -> ChaosResult<Scena
     let rows = ledger::rows_by_token(world.topology.primary()).await?;
     let mut report = ledger::reconcile(scenario.name(), &ops, &rows);
     report.faults = notes.faults;
+    report.faults_not_done = notes.not_done;
     report.extra = notes.extra;
     if scenario.writes_in_syd() {
         // What a caller in the primary region waited, at worst, across the

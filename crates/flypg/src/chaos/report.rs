@@ -35,6 +35,8 @@ pub(crate) struct ScenarioReport {
     pub(crate) stalls_within_timeouts: bool,
     /// The faults injected, with when and how long.
     pub(crate) faults: Vec<String>,
+    /// Faults that could not be made as described (the scenario fails).
+    pub(crate) faults_not_done: Vec<String>,
     /// Scenario-specific figures (recovery time, load).
     #[serde(flatten)]
     pub(crate) extra: BTreeMap<String, serde_json::Value>,
@@ -61,6 +63,7 @@ impl ScenarioReport {
             max_stall_ms: 0.0,
             stalls_within_timeouts: true,
             faults: Vec::new(),
+            faults_not_done: Vec::new(),
             extra: BTreeMap::new(),
             promises_held: false,
         }
@@ -70,7 +73,8 @@ impl ScenarioReport {
     /// committed write reported failed, no stale read, no stall past the
     /// timeouts.
     pub(crate) fn core_promises_held(&self) -> bool {
-        self.lost == 0
+        self.faults_not_done.is_empty()
+            && self.lost == 0
             && self.duplicated == 0
             && self.failed_but_committed == 0
             && self.stale_reads == 0

@@ -219,6 +219,7 @@ fn chaos_table(page: &mut String, report: &Value) {
         "max_stall_ms",
         "promises_held",
         "faults",
+        "faults_not_done",
         "errors",
     ];
     for (name, s) in scenarios {

@@ -1,0 +1,188 @@
+//! A network partition is silence, not a reset: connections stay open and
+//! nothing arrives. With the link between an instance and its database
+//! black-holed (`LatencyProxy::black_hole`), writes still end within their
+//! deadline in a truthful class, and everything resumes once the link
+//! returns, nothing written twice.
+
+use std::time::{Duration, Instant};
+
+use fly_postgres::sqlx::{self, PgConnection};
+use fly_postgres::{Error, Repo};
+use fly_postgres_testkit::{Delay, LatencyProxy, PgCluster};
+use fly_rpc::{Node, Regions, StaticPeers};
+
+#[fly_postgres::mutation]
+async fn note_silently(tx: &mut PgConnection, text: String) -> Result<String, Error> {
+    Ok(
+        sqlx::query_scalar("insert into notes (text) values ($1) returning text")
+            .bind(text)
+            .fetch_one(&mut *tx)
+            .await?,
+    )
+}
+
+struct World {
+    cluster: PgCluster,
+    /// syd's pool reaches the primary through this link.
+    primary_link: LatencyProxy,
+    /// lax's pool reaches its replica through this link.
+    replica_link: LatencyProxy,
+    syd: Repo,
+    lax: Repo,
+}
+
+async fn world() -> World {
+    let cluster = PgCluster::start().await.unwrap();
+    let link = |port: u16| LatencyProxy::start(([127, 0, 0, 1], port).into(), Delay::NONE);
+    let primary_link = link(cluster.primary().port()).await.unwrap();
+    let replica_link = link(cluster.replica().port()).await.unwrap();
+    let pool = |options: sqlx::postgres::PgConnectOptions, via: &LatencyProxy| {
+        fly_postgres::pool_options()
+            .max_connections(4)
+            .connect_lazy_with(options.port(via.local_addr().port()))
+    };
+    let node = |region: &str| {
+        Node::builder()
+            .regions(Regions::new(region, "syd"))
+            .listen("127.0.0.1:0".parse().unwrap())
+            .secret("silent links test secret")
+    };
+    let syd = Repo::builder()
+        .pool(pool(cluster.primary().connect_options(), &primary_link))
+        .node(node("syd"))
+        .start()
+        .await
+        .unwrap();
+    syd.migrate().await.unwrap();
+    sqlx::query("create table notes (id bigserial primary key, text text not null)")
+        .execute(syd.local())
+        .await
+        .unwrap();
+    let syd_rpc = syd.node().local_addr().unwrap();
+    let lax = Repo::builder()
+        .pool(pool(cluster.replica().connect_options(), &replica_link))
+        .node(node("lax").discovery(StaticPeers::new().with("syd", syd_rpc)))
+        .start()
+        .await
+        .unwrap();
+    cluster
+        .wait_for_catch_up(Duration::from_secs(10))
+        .await
+        .unwrap();
+    // Connections open and in use before the partition.
+    lax.write(note_silently::args("before".into()))
+        .await
+        .unwrap();
+    World {
+        cluster,
+        primary_link,
+        replica_link,
+        syd,
+        lax,
+    }
+}
+
+/// Rows with `text` on the primary, read past the black-holed link.
+async fn rows(world: &World, text: &str) -> i64 {
+    let mut conn = <PgConnection as sqlx::Connection>::connect_with(
+        &world.cluster.primary().connect_options(),
+    )
+    .await
+    .unwrap();
+    sqlx::query_scalar("select count(*) from notes where text = $1")
+        .bind(text)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_silent_primary_link_ends_writes_at_their_deadline_and_they_resume_after() {
+    let world = world().await;
+    world.primary_link.black_hole();
+    let deadline = Duration::from_secs(2);
+    let started = Instant::now();
+    let result = world
+        .syd
+        .write(note_silently::args("in the dark".into()))
+        .request_id("dark-1")
+        .rpc_timeout(deadline)
+        .await;
+    let took = started.elapsed();
+    // Silence proves nothing either way: the outcome is unknown, and the
+    // caller gets the id that settles it.
+    match &result {
+        Err(Error::MaybeCommitted { request_id, .. }) => {
+            assert_eq!(request_id.as_deref(), Some("dark-1"));
+        }
+        other => panic!("expected MaybeCommitted, got {other:?}"),
+    }
+    // Ended by its deadline, not by the operating system's minutes-long
+    // retransmissions (the bound is loose: a defect hangs forever).
+    assert!(took < deadline * 3, "the write took {took:?}");
+
+    world.primary_link.restore();
+    // Settled with its id: one row, whether the first attempt's held bytes
+    // committed it after the link returned or the retry did.
+    let healed = Instant::now();
+    let settled = world
+        .syd
+        .write(note_silently::args("in the dark".into()))
+        .request_id("dark-1")
+        .rpc_timeout(Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_eq!(settled, "in the dark");
+    assert_eq!(rows(&world, "in the dark").await, 1);
+    // New writes go through again.
+    world
+        .syd
+        .write(note_silently::args("after".into()))
+        .rpc_timeout(Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert!(
+        healed.elapsed() < Duration::from_secs(20),
+        "writes resumed {:?} after the link returned",
+        healed.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_silent_replica_link_ends_the_wait_at_its_bound_and_the_write_stays_committed() {
+    let world = world().await;
+    world.replica_link.black_hole();
+    let bound = Duration::from_secs(1);
+    let started = Instant::now();
+    let result = world
+        .lax
+        .write(note_silently::args("unseen in lax".into()))
+        .replication_timeout(bound)
+        .await;
+    let took = started.elapsed();
+    // Committed in syd, not visible in lax in time: the committed class,
+    // with the output, never a failure.
+    match &result {
+        Err(Error::ReplicationTimeout { output, .. }) => assert!(output.is_some()),
+        other => panic!("expected ReplicationTimeout, got {other:?}"),
+    }
+    assert!(
+        took < bound + Duration::from_secs(5),
+        "the wait took {took:?}"
+    );
+    assert_eq!(rows(&world, "unseen in lax").await, 1);
+
+    world.replica_link.restore();
+    // The waits work again: the next write is read back in lax.
+    world
+        .lax
+        .write(note_silently::args("seen in lax".into()))
+        .replication_timeout(Duration::from_secs(20))
+        .await
+        .unwrap();
+    let seen: i64 = sqlx::query_scalar("select count(*) from notes where text = 'seen in lax'")
+        .fetch_one(world.lax.local())
+        .await
+        .unwrap();
+    assert_eq!(seen, 1);
+}
