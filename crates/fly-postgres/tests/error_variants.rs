@@ -72,8 +72,8 @@ async fn assert_answer(error: Error, status: StatusCode, code: &str, committed: 
     body
 }
 
-/// Loopback port 1: nothing listens there (and an unprivileged test
-/// cannot bind it), so a connection is refused at once.
+/// Loopback port 1 (tcpmux, a privileged port nothing here serves): a
+/// connection to it is refused at once.
 const NOWHERE: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 1);
 
 /// A lax repo with the test mutations whose database is never reached
@@ -89,14 +89,17 @@ async fn lax_without_database(extra: impl FnOnce(RepoBuilder) -> RepoBuilder) ->
         .unwrap()
 }
 
+/// A database at [`NOWHERE`].
+fn nowhere() -> PgConnectOptions {
+    PgConnectOptions::new()
+        .host("127.0.0.1")
+        .port(NOWHERE.port())
+}
+
 fn unreachable_pool() -> sqlx::PgPool {
     fly_postgres::pool_options()
         .acquire_timeout(Duration::from_millis(200))
-        .connect_lazy_with(
-            PgConnectOptions::new()
-                .host("127.0.0.1")
-                .port(NOWHERE.port()),
-        )
+        .connect_lazy_with(nowhere())
 }
 
 async fn titled(cluster: &PgCluster, title: &str) -> i64 {
@@ -478,7 +481,14 @@ async fn arguments_that_are_not_json_are_decode() {
 
 /// `RpcTimeout`: the write reached the primary region (and committed),
 /// and no answer came back before the RPC deadline (a link that went
-/// silent).
+/// silent). Both it and `MaybeCommitted` truthfully say "may have
+/// committed: settle with the id"; which one a write gets is the last
+/// attempt's failure: a timeout after sending (here, every attempt) is
+/// `RpcTimeout`, a fast failure after an earlier attempt was sent (a reset,
+/// a panic, an instance that went down) is `MaybeCommitted`. When the
+/// deadline can fall in either kind of attempt (a crash mid-retry), a test
+/// can only expect one of the two; this test and the next are the
+/// deterministic cases.
 #[tokio::test]
 async fn a_write_whose_answers_never_come_back_is_rpc_timeout() {
     let cluster = PgCluster::start().await.unwrap();
@@ -866,11 +876,7 @@ async fn a_primary_database_that_is_down_is_no_connection() {
             PgPoolOptions::new()
                 .max_connections(3)
                 .acquire_timeout(Duration::from_millis(300))
-                .connect_lazy_with(
-                    PgConnectOptions::new()
-                        .host("127.0.0.1")
-                        .port(NOWHERE.port()),
-                ),
+                .connect_lazy_with(nowhere()),
         )
     })
     .await;

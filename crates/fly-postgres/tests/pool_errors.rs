@@ -62,20 +62,36 @@ async fn a_database_that_refuses_more_connections_is_quoted_in_the_error() {
         .acquire_timeout(Duration::from_secs(1))
         .connect_lazy_with(cluster.primary().connect_options().username("limited"));
     let syd = syd_holding(pool).await;
-    let mut writes = tokio::task::JoinSet::new();
-    for _ in 0..24 {
+    // Eight writes take the role's eight connections for 2.5 s (their
+    // deadline leaves them the time)...
+    let mut holders = tokio::task::JoinSet::new();
+    for _ in 0..8 {
         let syd = syd.clone();
-        writes.spawn(async move { syd.write(Hold { ms: 2500 }).await });
+        holders.spawn(async move {
+            syd.write(Hold { ms: 2500 })
+                .rpc_timeout(Duration::from_secs(20))
+                .await
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    // ...so sixteen more, with the repo's 600 ms, find none.
+    let mut writes = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        let syd = syd.clone();
+        writes.spawn(async move { syd.write(Hold { ms: 0 }).await });
     }
     let mut refused = Vec::new();
-    let mut ok = 0;
     while let Some(result) = writes.join_next().await {
-        match result.unwrap() {
-            Ok(()) => ok += 1,
-            Err(e) => refused.push(e),
+        if let Err(e) = result.unwrap() {
+            refused.push(e);
         }
     }
-    assert!(ok >= 1, "the writes that got a connection commit");
+    let mut ok = 0;
+    while let Some(result) = holders.join_next().await {
+        result.unwrap().unwrap();
+        ok += 1;
+    }
+    assert_eq!(ok, 8, "the writes that got a connection commit");
     assert!(!refused.is_empty(), "24 writes cannot fit in 8 connections");
     for e in &refused {
         assert!(
@@ -97,9 +113,10 @@ async fn a_pool_too_small_for_its_callers_says_so() {
         .acquire_timeout(Duration::from_millis(500))
         .connect_lazy_with(cluster.primary().connect_options());
     let syd = syd_holding(pool).await;
+    let long = Duration::from_secs(20);
     let (a, b, c) = tokio::join!(
-        syd.write(Hold { ms: 1500 }),
-        syd.write(Hold { ms: 1500 }),
+        syd.write(Hold { ms: 1500 }).rpc_timeout(long),
+        syd.write(Hold { ms: 1500 }).rpc_timeout(long),
         async {
             tokio::time::sleep(Duration::from_millis(200)).await;
             syd.write(Hold { ms: 0 }).await

@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use fly_postgres::sqlx::{self, PgConnection};
-use fly_postgres::{Error, Repo};
+use fly_postgres::{Error, Repo, WriteOutcome};
 use fly_postgres_testkit::{Delay, LatencyProxy, PgCluster};
 use fly_rpc::{Node, Regions, StaticPeers};
 
@@ -109,22 +109,26 @@ async fn a_silent_primary_link_ends_writes_at_their_deadline_and_they_resume_aft
         .rpc_timeout(deadline)
         .await;
     let took = started.elapsed();
-    // Silence proves nothing either way: the outcome is unknown, and the
-    // caller gets the id that settles it.
+    // No answer to BEGIN, so COMMIT was never sent: the write is not
+    // committed, and says so, with what the database did (nothing).
     match &result {
-        Err(Error::MaybeCommitted { request_id, .. }) => {
-            assert_eq!(request_id.as_deref(), Some("dark-1"));
+        Err(e @ Error::NoConnection { reason, .. }) => {
+            assert_eq!(e.outcome(), WriteOutcome::NotCommitted, "{e}");
+            assert!(reason.contains("did not accept a connection"), "{reason}");
         }
-        other => panic!("expected MaybeCommitted, got {other:?}"),
+        other => panic!("expected NoConnection (not committed), got {other:?}"),
     }
     // Ended by its deadline, not by the operating system's minutes-long
     // retransmissions (the bound is loose: a defect hangs forever).
     assert!(took < deadline * 3, "the write took {took:?}");
 
     world.primary_link.restore();
-    // Settled with its id: one row, whether the first attempt's held bytes
-    // committed it after the link returned or the retry did.
+    // What the attempt had sent arrives now, as TCP would deliver it after
+    // the partition, and commits nothing: "not committed" was the truth.
     let healed = Instant::now();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(rows(&world, "in the dark").await, 0);
+    // The same request again writes it, once.
     let settled = world
         .syd
         .write(note_silently::args("in the dark".into()))

@@ -164,7 +164,14 @@ async fn past_the_budget_the_outcome_is_maybe_committed_and_the_request_id_settl
     link.sever();
     link.set_delay(Delay::rtt(RTT));
     let err = write.await.unwrap().unwrap_err();
-    assert!(err.is_maybe_committed(), "{err:?}");
+    // Two variants, one class, by timing alone: the last attempt either
+    // failed fast on a closed connection (MaybeCommitted) or was still
+    // waiting when the deadline came (RpcTimeout). Each is produced alone,
+    // deterministically, in fly-postgres's tests/error_variants.rs.
+    assert!(
+        matches!(err, Error::MaybeCommitted { .. } | Error::RpcTimeout { .. }),
+        "{err:?}"
+    );
     assert_eq!(err.request_id(), Some(key), "{err}");
     assert!(err.to_string().contains(key), "{err}");
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::server_state::ServerState;
-use super::transaction::{Failure, Outcome, run_once};
+use super::transaction::{Failure, Outcome, Progress, run_once_noting};
 use super::write::{FIRST_BACKOFF, MAX_BACKOFF};
 use crate::error::Error;
 use crate::mutation::Mutation;
@@ -66,7 +66,14 @@ async fn attempts<M: Mutation>(
     // An attempt's COMMIT had an unknown outcome: the write may have
     // committed, and only its record can tell.
     let mut maybe = false;
+    let mut last: Option<Error> = None;
     loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero()
+            && let Some(e) = last.take()
+        {
+            return Err(at_deadline::<M>(e, maybe, &key, attempt));
+        }
         attempt += 1;
         // Each attempt gets the mutation anew from its arguments, as a
         // forwarded write does: what runs here is what would run if this
@@ -78,21 +85,30 @@ async fn attempts<M: Mutation>(
             ),
         })?;
         // A database that goes silent (a partition: no reset, no answer)
-        // would hold an attempt forever; the write's deadline ends it. What
-        // it had sent may still arrive and commit, so its outcome is
-        // unknown and the record settles it.
-        let left = deadline.saturating_duration_since(Instant::now());
-        let ran = tokio::time::timeout(left, run_once(&state, mutation, Some(&key)))
-            .await
-            .unwrap_or_else(|_| {
-                Err(Failure::Unknown(Error::Primary {
-                    message: format!(
-                        "the database did not answer within the write's deadline \
-                         ({:?} for this attempt): a silent network or a stalled server",
-                        left
-                    ),
-                }))
-            });
+        // would hold an attempt forever; the write's deadline ends the wait
+        // for it, as it ends a forwarded write's. The attempt itself runs
+        // on in its task (cancelling sqlx mid-exchange could leave a broken
+        // connection in the pool) but may no longer reach COMMIT unless it
+        // already has: exactly one of the two is decided.
+        let progress = Arc::new(Progress::default());
+        let mut running = tokio::spawn({
+            let (state, key, progress) = (Arc::clone(&state), key.clone(), Arc::clone(&progress));
+            async move { run_once_noting(&state, mutation, Some(&key), &progress).await }
+        });
+        let joined = match tokio::time::timeout(left, &mut running).await {
+            Ok(joined) => joined,
+            Err(_) => match cut_short(&state, left, &progress).await {
+                Some(failure) => Ok(Err(failure)),
+                // COMMIT is under way: its answer, or the connection's
+                // failure, says more than "unknown" would.
+                None => running.await,
+            },
+        };
+        let ran = joined.unwrap_or_else(|panicked| {
+            Err(Failure::Unknown(Error::Primary {
+                message: format!("the write's attempt ended abnormally: {panicked}"),
+            }))
+        });
         match ran {
             Ok(Outcome::Committed(output, position)) => {
                 return Ok(LocalReply {
@@ -118,22 +134,52 @@ async fn attempts<M: Mutation>(
                 maybe |= unknown;
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
-                    if maybe {
-                        return Err(Error::MaybeCommitted {
-                            mutation: M::NAME.to_owned(),
-                            request_id: Some(key.id.clone()),
-                            attempts: attempt,
-                            reason: format!("the write's outcome is unknown: {e}"),
-                        });
-                    }
-                    return Err(e);
+                    return Err(at_deadline::<M>(e, maybe, &key, attempt));
                 }
                 metrics::counter!("fly_postgres_write_retries_total", "mutation" => M::NAME)
                     .increment(1);
                 tracing::warn!(error = %e, attempt, unknown, request_id = %key.id, "local write did not finish; retrying with the same request id");
                 tokio::time::sleep(backoff.min(left)).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
+                last = Some(e);
             }
         }
+    }
+}
+
+/// An attempt the deadline caught, by how far it got: still waiting for a
+/// connection (or BEGIN's answer) is a pool failure, explained as one;
+/// inside the transaction it is given up and nothing will commit; with
+/// COMMIT under way it cannot be given up (`None`).
+async fn cut_short(state: &ServerState, waited: Duration, progress: &Progress) -> Option<Failure> {
+    if !progress.abandon() {
+        return None;
+    }
+    if progress.began() {
+        return Some(Failure::NotStarted(Error::Primary {
+            message: format!(
+                "the write did not finish within its deadline ({waited:?} for this attempt): \
+                 the database went silent or the mutation ran longer; nothing was committed"
+            ),
+        }));
+    }
+    Some(Failure::NotStarted(
+        crate::pool_diagnosis::explain_pool_error(&state.pool, sqlx::Error::PoolTimedOut).await,
+    ))
+}
+
+/// The error a write ends with at its deadline: "maybe committed" with its
+/// id when any attempt's COMMIT had an unknown outcome, else the last
+/// attempt's own.
+fn at_deadline<M: Mutation>(last: Error, maybe: bool, key: &RequestKey, attempts: u32) -> Error {
+    if maybe {
+        Error::MaybeCommitted {
+            mutation: M::NAME.to_owned(),
+            request_id: Some(key.id.clone()),
+            attempts,
+            reason: format!("the write's outcome is unknown: {last}"),
+        }
+    } else {
+        last
     }
 }

@@ -3,6 +3,7 @@
 
 use super::commit_round_trip::{Finished, Record, commit_with_record};
 use super::server_state::ServerState;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use super::forward::WireError;
 use crate::commit_lsn::commit_position;
@@ -72,8 +73,59 @@ pub(crate) async fn run_once<M: Mutation>(
     mutation: M,
     key: Option<&RequestKey>,
 ) -> Result<Outcome<M::Output>, Failure> {
+    run_once_noting(state, mutation, key, &Progress::default()).await
+}
+
+/// How far an attempt got, and the one decision between an attempt about
+/// to COMMIT and a caller giving up on it (its deadline passed while the
+/// database was silent or the mutation ran long): exactly one of them wins,
+/// so "not committed" is never said of an attempt that went on to commit.
+#[derive(Debug, Default)]
+pub(crate) struct Progress {
+    /// A connection was had and BEGIN answered.
+    began: AtomicBool,
+    /// [`RUNNING`], then [`COMMITTING`] or [`ABANDONED`].
+    state: AtomicU8,
+}
+
+const RUNNING: u8 = 0;
+const COMMITTING: u8 = 1;
+const ABANDONED: u8 = 2;
+
+impl Progress {
+    /// Whether BEGIN was answered.
+    pub(crate) fn began(&self) -> bool {
+        self.began.load(Ordering::SeqCst)
+    }
+
+    /// Gives up on the attempt: true when it will not commit (it had not
+    /// reached COMMIT, and now never will), false when COMMIT is under way.
+    pub(crate) fn abandon(&self) -> bool {
+        self.state
+            .compare_exchange(RUNNING, ABANDONED, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+    }
+
+    fn may_commit(&self) -> bool {
+        self.state
+            .compare_exchange(RUNNING, COMMITTING, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+    }
+}
+
+/// [`run_once`], noting its [`Progress`]: a caller that gives up on the
+/// attempt can tell "nothing could have committed" from "unknown".
+pub(crate) async fn run_once_noting<M: Mutation>(
+    state: &ServerState,
+    mutation: M,
+    key: Option<&RequestKey>,
+    progress: &Progress,
+) -> Result<Outcome<M::Output>, Failure> {
     let force_flush = state.needs_local_flush().await;
     let mut tx = begin(state).await?;
+    progress
+        .began
+        .store(true, std::sync::atomic::Ordering::SeqCst);
     let running = mutation.run(&mut tx);
     let output = match crate::app_state::with_state(
         std::sync::Arc::clone(&state.app_state),
@@ -111,6 +163,13 @@ pub(crate) async fn run_once<M: Mutation>(
         mutation: M::NAME,
         output,
     });
+    if !progress.may_commit() {
+        // The caller gave up and was told "not committed": keep it true.
+        let _ = tx.rollback().await;
+        return Err(Failure::NotStarted(Error::Primary {
+            message: "the attempt was given up at the write's deadline before COMMIT".into(),
+        }));
+    }
     let finished = commit_with_record(&mut tx, record, force_flush).await;
     match finished {
         Finished::Committed(lsn) => {
