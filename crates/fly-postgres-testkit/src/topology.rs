@@ -305,6 +305,12 @@ impl PgTopology {
         self.leader.local_addr()
     }
 
+    /// The proxy behind [`PgTopology::leader_addr`]: the primary-region
+    /// apps' link to their database, to delay, cut or silence.
+    pub fn leader_link(&self) -> &LatencyProxy {
+        &self.leader
+    }
+
     /// A connection URL for the leader address (the `postgres` database).
     pub fn leader_url(&self) -> String {
         format!(

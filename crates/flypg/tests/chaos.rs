@@ -35,6 +35,7 @@ fn a_short_chaos_run_keeps_every_promise() {
         "failover-async",
         "skew",
         "rotate",
+        "partition",
     ] {
         let s = &report["scenarios"][name];
         for key in [
@@ -91,6 +92,22 @@ fn a_short_chaos_run_keeps_every_promise() {
     assert!(crash[1].contains("right after a commit"), "{crash:?}");
     assert!(crash[2].contains("cut the lax -> syd link"), "{crash:?}");
     assert!(crash[3].contains("pause replay"), "{crash:?}");
+    // Silence on each of the three links, each ended.
+    let partition: Vec<&str> = report["scenarios"]["partition"]["faults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    assert_eq!(partition.len(), 3, "{partition:?}");
+    for link in ["RPC link", "link to its database", "WAL link"] {
+        assert!(
+            partition
+                .iter()
+                .any(|f| f.contains("silence on") && f.contains(link)),
+            "{link}: {partition:?}"
+        );
+    }
     // The load scenario's load ran.
     let load = &report["scenarios"]["load"];
     assert!(load["pgbench_tps"].as_f64().unwrap() > 0.0, "{load}");

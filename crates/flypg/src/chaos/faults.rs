@@ -64,6 +64,7 @@ pub(crate) async fn inject(
     match scenario {
         Scenario::Load => load(world, seconds, started, notes).await,
         Scenario::Crash => crash(world, gap, started, notes, drill).await,
+        Scenario::Partition => partition(world, gap, started, notes).await,
         Scenario::Rolling => rolling(world, gap, started, notes).await,
         Scenario::ReplicaDown => replica_down_for(world, gap, replica_down, started, notes).await,
         Scenario::Failover | Scenario::FailoverAsync => failover(world, gap, started, notes).await,
@@ -380,6 +381,38 @@ async fn rotate(
         }
     }
     world.secret = new;
+    tokio::time::sleep(gap).await;
+    Ok(())
+}
+
+/// Silence on each link in turn: what only timeouts can end, where a cut
+/// or a crash is announced by a reset. Each lasts less than the write and
+/// replication deadlines, so it must cost latency, never a broken promise.
+async fn partition(
+    world: &mut World,
+    gap: Duration,
+    started: Instant,
+    notes: &mut Notes,
+) -> ChaosResult<()> {
+    const SILENCE: Duration = Duration::from_secs(3);
+    let links: [(&str, &fly_postgres_testkit::LatencyProxy); 3] = [
+        ("the lax -> syd RPC link", &world.links[0]),
+        (
+            "syd's link to its database (the leader address)",
+            world.topology.leader_link(),
+        ),
+        ("the lax replica's WAL link", world.topology.link("lax")?),
+    ];
+    for (name, link) in links {
+        tokio::time::sleep(gap).await;
+        notes.fault(
+            started,
+            format!("silence on {name} for {} s", SILENCE.as_secs()),
+        );
+        link.black_hole();
+        tokio::time::sleep(SILENCE).await;
+        link.restore();
+    }
     tokio::time::sleep(gap).await;
     Ok(())
 }

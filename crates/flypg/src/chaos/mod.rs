@@ -47,6 +47,10 @@ pub(crate) enum Scenario {
     /// A rolling deploy that adds the ledger's mutation: one syd instance
     /// runs the old build without it, then is replaced by the new one.
     Skew,
+    /// Silence, as a network partition gives it (connections open, nothing
+    /// delivered), for 3 s in turn on the lax -> syd RPC link, on syd's
+    /// link to its database, and on the lax replica's WAL link.
+    Partition,
     /// The RPC secret rotated in three rolling deploys of every instance.
     Rotate,
 }
@@ -62,6 +66,7 @@ impl Scenario {
             Scenario::FailoverAsync => "failover-async",
             Scenario::Skew => "skew",
             Scenario::Rotate => "rotate",
+            Scenario::Partition => "partition",
         }
     }
 
@@ -135,7 +140,8 @@ impl Scenario {
                 .get("pgbench_tps")
                 .and_then(|tps| tps.as_f64())
                 .is_some_and(|tps| tps > 0.0),
-            Scenario::Crash => true,
+            // Each silence ended and the drill's writes still carried on.
+            Scenario::Crash | Scenario::Partition => true,
         }
     }
 }
@@ -182,6 +188,7 @@ pub(crate) async fn run(args: ChaosArgs) -> Result<(), Box<dyn std::error::Error
             Scenario::FailoverAsync,
             Scenario::Skew,
             Scenario::Rotate,
+            Scenario::Partition,
         ]
     } else {
         args.scenarios.clone()
