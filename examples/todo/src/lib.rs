@@ -75,7 +75,16 @@ pub async fn run_from_env_with(
         Some(addr) => Some(metrics_endpoint::start(addr).await?),
         None => None,
     };
-    let node = fly_rpc::Node::from_env()?.version(env!("CARGO_PKG_VERSION"));
+    let node = fly_rpc::Node::from_env()?;
+    // What the node reports to `status` and in version-skew errors: the
+    // image a deploy made (FLY_IMAGE_REF on Fly) or FLY_RPC_VERSION, which
+    // from_env reads, else this crate's version.
+    let set = |name: &str| std::env::var(name).is_ok_and(|v| !v.trim().is_empty());
+    let node = if set("FLY_RPC_VERSION") || set("FLY_IMAGE_REF") {
+        node
+    } else {
+        node.version(env!("CARGO_PKG_VERSION"))
+    };
     // The app writes only through its typed mutations, so ad-hoc
     // statements stay off (the default): a node in the primary region has
     // no reason to run arbitrary SQL for its peers.
