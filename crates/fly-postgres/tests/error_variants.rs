@@ -343,6 +343,27 @@ async fn a_mutations_own_error_is_app() {
 /// `Sql`: the local database failed without PostgreSQL refusing a
 /// statement (no row where one was expected, a column read as the wrong
 /// type, a pool closed at shutdown).
+/// A mutation's `fetch_one` that finds no row answers the same in every
+/// region: forwarded it is still `Sql(RowNotFound)`, a 404, not a 503 that
+/// a client would retry forever.
+#[tokio::test]
+async fn a_row_not_found_forwarded_is_what_it_is_in_the_primary_region() {
+    let app = two_regions_with(|b| b.mutation::<Rename>(), |b| b.mutation::<Rename>()).await;
+    let err = app
+        .lax
+        .write(Rename {
+            id: 404,
+            title: "x".into(),
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Sql(sqlx::Error::RowNotFound)),
+        "{err:?}"
+    );
+    assert_answer(err, StatusCode::NOT_FOUND, "not_found", json!(false)).await;
+}
+
 #[tokio::test]
 async fn local_database_failures_that_are_not_refusals_are_sql() {
     let app = two_regions_with(|b| b.mutation::<Rename>().mutation::<CountAsText>(), |b| b).await;

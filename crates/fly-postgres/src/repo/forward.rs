@@ -133,6 +133,12 @@ pub(crate) enum WireError {
         request_id: String,
         recorded_mutation: String,
     },
+    /// The mutation's `fetch_one` found no row: a definite failure, as in
+    /// the primary region (a 404, not a 503 a client would retry forever).
+    /// An older peer reads this kind as "may have run", which a retry with
+    /// the request id settles.
+    #[error("{0}")]
+    NotFound(String),
 }
 
 impl WireError {
@@ -149,6 +155,7 @@ impl WireError {
                 request_id: request_id.clone(),
                 recorded_mutation: recorded_mutation.clone(),
             },
+            Error::Sql(sqlx::Error::RowNotFound) => WireError::NotFound(error.to_string()),
             other => WireError::Primary(other.to_string()),
         }
     }
@@ -181,6 +188,7 @@ impl From<WireError> for Error {
                 recorded_mutation,
             },
             WireError::AdHocDisabled => Error::AdHocStatementsDisabled { on_primary: true },
+            WireError::NotFound(_) => Error::Sql(sqlx::Error::RowNotFound),
         }
     }
 }

@@ -625,6 +625,7 @@ fn settles(error: &fly_rpc::Error) -> bool {
                 | WireError::App(_)
                 | WireError::Reused { .. }
                 | WireError::Primary(_)
+                | WireError::NotFound(_)
         )
     })
 }
