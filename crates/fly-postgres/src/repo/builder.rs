@@ -9,7 +9,6 @@ use futures_util::FutureExt;
 use sqlx::PgPool;
 
 use super::forward::Forwarded;
-use super::position_flight::PrimaryPositions;
 use super::primary_status::PrimaryStatus;
 use super::server_state::{AfterCommit, Retention, ServerState};
 use super::{Repo, RepoConfig, RepoInner, WriteMode, sweeper};
@@ -358,7 +357,7 @@ impl RepoBuilder {
         let app_state = Arc::new(self.app_state);
         let direct = primary_pool.map(|pool| {
             Arc::new(ServerState {
-                positions: PrimaryPositions::new(&pool),
+                positions: Default::default(),
                 pool,
                 served: AtomicU64::new(0),
                 after_commit: None,
@@ -377,7 +376,7 @@ impl RepoBuilder {
             .label(self.name.clone())
             .start()?;
         let server = Arc::new(ServerState {
-            positions: PrimaryPositions::new(&pool),
+            positions: Default::default(),
             pool: pool.clone(),
             served: AtomicU64::new(0),
             after_commit: self.after_commit,

@@ -66,14 +66,8 @@ async fn attempts<M: Mutation>(
     // An attempt's COMMIT had an unknown outcome: the write may have
     // committed, and only its record can tell.
     let mut maybe = false;
-    let mut last: Option<Error> = None;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero()
-            && let Some(e) = last.take()
-        {
-            return Err(at_deadline::<M>(e, maybe, &key, attempt));
-        }
         attempt += 1;
         // Each attempt gets the mutation anew from its arguments, as a
         // forwarded write does: what runs here is what would run if this
@@ -141,7 +135,10 @@ async fn attempts<M: Mutation>(
                 tracing::warn!(error = %e, attempt, unknown, request_id = %key.id, "local write did not finish; retrying with the same request id");
                 tokio::time::sleep(backoff.min(left)).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
-                last = Some(e);
+                // The pause took what was left: no attempt would get any.
+                if Instant::now() >= deadline {
+                    return Err(at_deadline::<M>(e, maybe, &key, attempt));
+                }
             }
         }
     }

@@ -361,7 +361,7 @@ impl Repo {
                     .load(Ordering::Relaxed),
             ),
             sweeps_skipped: self.inner.sweeps.skipped.load(Ordering::Relaxed),
-            position_queries: self.inner.server.positions.queries(),
+            position_queries: self.inner.server.positions.get().map_or(0, |p| p.queries()),
             position_calls: self.inner.remote_positions.asked(),
             timeline_reads: self.inner.timelines.reads(),
         }

@@ -46,7 +46,7 @@ impl Procedure for CurrentPosition {
         _ctx: CallContext,
     ) -> Result<PositionReply, String> {
         let position = state
-            .positions
+            .positions()
             .current()
             .await
             .map_err(|_| "the primary's position could not be read".to_owned())?;
@@ -138,7 +138,7 @@ impl Repo {
     /// answer serves every request that began before it was asked.
     pub async fn primary_position(&self) -> Result<WalPosition, Error> {
         if self.is_primary().await {
-            return self.inner.server.positions.current().await;
+            return self.inner.server.positions().current().await;
         }
         self.inner
             .remote_positions
@@ -188,7 +188,7 @@ impl Repo {
                 }
             }
         }
-        self.inner.server.positions.current().await.ok()
+        self.inner.server.positions().current().await.ok()
     }
 
     /// The local database cluster's system identifier (read once a second

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 
+use super::position_flight::PrimaryPositions;
+
 /// Called after a forwarded write committed, before the reply is sent.
 pub(crate) type AfterCommit = Arc<dyn Fn(&str) + Send + Sync>;
 
@@ -23,8 +25,9 @@ pub(crate) struct ServerState {
     /// What [`crate::state`] finds while a mutation runs.
     pub(crate) app_state: Arc<crate::app_state::AppState>,
     /// The primary's position, for strong and session reads here and in
-    /// other regions.
-    pub(crate) positions: super::position_flight::PrimaryPositions,
+    /// other regions; its pool is made on first use, as most apps never
+    /// ask.
+    pub(crate) positions: std::sync::OnceLock<PrimaryPositions>,
 }
 
 /// How long an exactly-once record is kept, by who chose its request id.
@@ -48,6 +51,12 @@ impl Retention {
 }
 
 impl ServerState {
+    /// The primary's positions, read through a connection of their own.
+    pub(crate) fn positions(&self) -> &PrimaryPositions {
+        self.positions
+            .get_or_init(|| PrimaryPositions::new(&self.pool))
+    }
+
     /// With `synchronous_commit = off` a commit returns before its WAL is
     /// flushed, so the flush LSN read right after it may not cover it and
     /// a reader could wake too early. Writes then ask for a local flush.

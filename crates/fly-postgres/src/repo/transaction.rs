@@ -1,9 +1,10 @@
 //! Running a mutation in one transaction next to the primary, exactly once
 //! per request id.
 
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+
 use super::commit_round_trip::{Finished, Record, commit_with_record};
 use super::server_state::ServerState;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use super::forward::WireError;
 use crate::commit_lsn::commit_position;
@@ -123,9 +124,7 @@ pub(crate) async fn run_once_noting<M: Mutation>(
 ) -> Result<Outcome<M::Output>, Failure> {
     let force_flush = state.needs_local_flush().await;
     let mut tx = begin(state).await?;
-    progress
-        .began
-        .store(true, std::sync::atomic::Ordering::SeqCst);
+    progress.began.store(true, Ordering::SeqCst);
     let running = mutation.run(&mut tx);
     let output = match crate::app_state::with_state(
         std::sync::Arc::clone(&state.app_state),
