@@ -4,6 +4,8 @@
 //! is worth: shared position questions, one timeline read at a time, keys
 //! scoped to who sent them, outputs stored in linear time.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,17 +15,24 @@ use axum::extract::State;
 use axum::http::{Request, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use common::{CreateTodo, two_regions};
 use fly_postgres::sqlx::{self, PgConnection};
 use fly_postgres::{
     Consistency, ConsistencyLayer, Error, IdempotencyKey, Lsn, Repo, WaitFallback, WalPosition,
 };
-use fly_postgres_testkit::PgCluster;
-use fly_rpc::{Node, Regions, StaticPeers};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
-/// A write whose output is its input, as an app's output often echoes
-/// what a client sent.
+/// A write whose output echoes what the client sent (its title), as an
+/// app's output often does.
+fn todo(title: impl Into<String>) -> CreateTodo {
+    CreateTodo {
+        title: title.into(),
+    }
+}
+
+/// A write whose output is its input, stored where a long text fits (a
+/// todo's title has a unique index, which caps its length).
 #[fly_postgres::mutation]
 async fn note(tx: &mut PgConnection, text: String) -> Result<String, Error> {
     Ok(
@@ -34,55 +43,16 @@ async fn note(tx: &mut PgConnection, text: String) -> Result<String, Error> {
     )
 }
 
-struct Regions2 {
-    syd: Repo,
-    lax: Repo,
-    cluster: PgCluster,
-}
-
-async fn two_regions() -> Regions2 {
-    let cluster = PgCluster::start().await.unwrap();
-    let node = |region: &str| {
-        Node::builder()
-            .regions(Regions::new(region, "syd"))
-            .listen("127.0.0.1:0".parse().unwrap())
-            .secret("public port costs test secret")
-    };
-    let syd = Repo::builder()
-        .database_url(cluster.primary().url())
-        .node(node("syd"))
-        .start()
-        .await
-        .unwrap();
-    syd.migrate().await.unwrap();
-    sqlx::query("create table notes (id bigserial primary key, text text not null)")
-        .execute(syd.local())
-        .await
-        .unwrap();
-    let syd_addr = syd.node().local_addr().unwrap();
-    let lax = Repo::builder()
-        .database_url(cluster.replica().url())
-        .node(node("lax").discovery(StaticPeers::new().with("syd", syd_addr)))
-        .start()
-        .await
-        .unwrap();
-    cluster
-        .wait_for_catch_up(Duration::from_secs(10))
-        .await
-        .unwrap();
-    Regions2 { syd, lax, cluster }
-}
-
-async fn count_notes(State(repo): State<Repo>) -> String {
-    sqlx::query_scalar::<_, i64>("select count(*) from notes")
+async fn count_todos(State(repo): State<Repo>) -> String {
+    sqlx::query_scalar::<_, i64>("select count(*) from todos")
         .fetch_one(repo.reader())
         .await
         .map(|n| n.to_string())
         .unwrap_or_else(|e| format!("error: {e}"))
 }
 
-async fn add_note(State(repo): State<Repo>, text: String) -> StatusCode {
-    match repo.write(note::args(text)).await {
+async fn add_todo(State(repo): State<Repo>, title: String) -> StatusCode {
+    match repo.write(todo(title)).await {
         Ok(_) => StatusCode::CREATED,
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -90,7 +60,7 @@ async fn add_note(State(repo): State<Repo>, text: String) -> StatusCode {
 
 fn app(repo: &Repo, layer: ConsistencyLayer) -> Router {
     Router::new()
-        .route("/notes", get(count_notes).post(add_note))
+        .route("/todos", get(count_todos).post(add_todo))
         .with_state(repo.clone())
         .layer(layer)
 }
@@ -103,7 +73,7 @@ async fn send(router: &Router, request: Request<Body>) -> (StatusCode, axum::htt
 }
 
 fn strong_read() -> Request<Body> {
-    Request::get("/notes")
+    Request::get("/todos")
         .header("fly-consistency", "strong")
         .body(Body::empty())
         .unwrap()
@@ -132,7 +102,7 @@ async fn two_hundred_strong_readers_share_their_position_questions() {
     for n in 0..10 {
         regions
             .lax
-            .write(note::args(format!("during the flood {n}")))
+            .write(todo(format!("during the flood {n}")))
             .await
             .expect("forwarded writes succeed during the flood");
     }
@@ -205,6 +175,10 @@ async fn an_output_made_of_quote_tags_is_stored_and_replayed_intact() {
             }
         })
         .collect();
+    sqlx::query("create table notes (id bigserial primary key, text text not null)")
+        .execute(regions.syd.local())
+        .await
+        .unwrap();
     for (repo, id) in [
         (&regions.syd, "tags-local"),
         (&regions.lax, "tags-forwarded"),
@@ -237,17 +211,14 @@ async fn a_key_scoped_to_its_sender_is_one_write_per_scope() {
     let key = IdempotencyKey::new("order-17").unwrap();
     let alice = key.clone().scoped("user:alice");
     let bob = key.scoped("user:bob");
-    let write = |id: &IdempotencyKey, text: &str| {
-        regions
-            .lax
-            .write(note::args(text.to_owned()))
-            .request_id(id.clone())
-    };
-    assert_eq!(write(&alice, "alice's").await.unwrap(), "alice's");
+    let write =
+        |id: &IdempotencyKey, title: &str| regions.lax.write(todo(title)).request_id(id.clone());
+    let first = write(&alice, "alice's").await.unwrap();
+    assert_eq!(first.title, "alice's");
     // Bob's key is the same text: another write, not alice's result.
-    assert_eq!(write(&bob, "bob's").await.unwrap(), "bob's");
+    assert_eq!(write(&bob, "bob's").await.unwrap().title, "bob's");
     // Alice repeating her request: her first answer, nothing written.
-    assert_eq!(write(&alice, "alice's").await.unwrap(), "alice's");
+    assert_eq!(write(&alice, "alice's").await.unwrap(), first);
     // Alice reusing her key for another write: refused, 422.
     let reused = write(&alice, "something else").await.unwrap_err();
     assert!(
@@ -265,7 +236,7 @@ async fn a_key_scoped_to_its_sender_is_one_write_per_scope() {
             .scoped("user:alice"),
         alice
     );
-    let rows: i64 = sqlx::query_scalar("select count(*) from notes")
+    let rows: i64 = sqlx::query_scalar("select count(*) from todos")
         .fetch_one(regions.syd.local())
         .await
         .unwrap();
@@ -282,7 +253,7 @@ async fn plain_lsns_are_bounded_to_a_small_lead() {
             .max_wait(Duration::from_millis(500), WaitFallback::Unavailable)
     };
     let read = |lsn: Lsn| {
-        Request::get("/notes")
+        Request::get("/todos")
             .header("fly-lsn", lsn.to_string())
             .body(Body::empty())
             .unwrap()
@@ -294,7 +265,7 @@ async fn plain_lsns_are_bounded_to_a_small_lead() {
     assert_eq!(send(&app(lax, layer()), read(far)).await.0, StatusCode::OK);
 
     // A forwarded write makes the tracker poll.
-    lax.write(note::args("first".into())).await.unwrap();
+    lax.write(todo("first")).await.unwrap();
     let replayed = lax.tracker().last_replayed().expect("a replay position");
     regions.cluster.pause_replay().await.unwrap();
     // Far ahead: ignored, served at once.
@@ -313,12 +284,19 @@ async fn plain_lsns_are_bounded_to_a_small_lead() {
 async fn the_token_cookie_is_secure_behind_https() {
     let regions = two_regions().await;
     let router = app(&regions.lax, ConsistencyLayer::new(regions.lax.clone()));
-    for (proto, secure) in [(Some("https"), true), (Some("http"), false), (None, false)] {
-        let mut request = Request::post("/notes");
+    for (n, (proto, secure)) in [(Some("https"), true), (Some("http"), false), (None, false)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut request = Request::post("/todos");
         if let Some(proto) = proto {
             request = request.header("x-forwarded-proto", proto);
         }
-        let (status, headers) = send(&router, request.body(Body::from("a note")).unwrap()).await;
+        let (status, headers) = send(
+            &router,
+            request.body(Body::from(format!("a todo {n}"))).unwrap(),
+        )
+        .await;
         assert_eq!(status, StatusCode::CREATED);
         let cookie = headers["set-cookie"].to_str().unwrap();
         assert!(cookie.starts_with("fly_lsn="), "{cookie}");

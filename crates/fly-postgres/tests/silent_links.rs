@@ -4,21 +4,19 @@
 //! deadline in a truthful class, and everything resumes once the link
 //! returns, nothing written twice.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::{CreateTodo, syd_and_lax};
 use fly_postgres::sqlx::{self, PgConnection};
 use fly_postgres::{Error, Repo, WriteOutcome};
 use fly_postgres_testkit::{Delay, LatencyProxy, PgCluster};
-use fly_rpc::{Node, Regions, StaticPeers};
 
-#[fly_postgres::mutation]
-async fn note_silently(tx: &mut PgConnection, text: String) -> Result<String, Error> {
-    Ok(
-        sqlx::query_scalar("insert into notes (text) values ($1) returning text")
-            .bind(text)
-            .fetch_one(&mut *tx)
-            .await?,
-    )
+fn todo(title: &str) -> CreateTodo {
+    CreateTodo {
+        title: title.into(),
+    }
 }
 
 struct World {
@@ -41,38 +39,19 @@ async fn world() -> World {
             .max_connections(4)
             .connect_lazy_with(options.port(via.local_addr().port()))
     };
-    let node = |region: &str| {
-        Node::builder()
-            .regions(Regions::new(region, "syd"))
-            .listen("127.0.0.1:0".parse().unwrap())
-            .secret("silent links test secret")
-    };
-    let syd = Repo::builder()
-        .pool(pool(cluster.primary().connect_options(), &primary_link))
-        .node(node("syd"))
-        .start()
-        .await
-        .unwrap();
-    syd.migrate().await.unwrap();
-    sqlx::query("create table notes (id bigserial primary key, text text not null)")
-        .execute(syd.local())
-        .await
-        .unwrap();
-    let syd_rpc = syd.node().local_addr().unwrap();
-    let lax = Repo::builder()
-        .pool(pool(cluster.replica().connect_options(), &replica_link))
-        .node(node("lax").discovery(StaticPeers::new().with("syd", syd_rpc)))
-        .start()
-        .await
-        .unwrap();
+    let (syd, lax) = syd_and_lax(
+        pool(cluster.primary().connect_options(), &primary_link),
+        pool(cluster.replica().connect_options(), &replica_link),
+        |b| b,
+        |b| b,
+    )
+    .await;
     cluster
         .wait_for_catch_up(Duration::from_secs(10))
         .await
         .unwrap();
     // Connections open and in use before the partition.
-    lax.write(note_silently::args("before".into()))
-        .await
-        .unwrap();
+    lax.write(todo("before")).await.unwrap();
     World {
         cluster,
         primary_link,
@@ -82,15 +61,15 @@ async fn world() -> World {
     }
 }
 
-/// Rows with `text` on the primary, read past the black-holed link.
-async fn rows(world: &World, text: &str) -> i64 {
+/// Todos titled `title` on the primary, read past the black-holed link.
+async fn rows(world: &World, title: &str) -> i64 {
     let mut conn = <PgConnection as sqlx::Connection>::connect_with(
         &world.cluster.primary().connect_options(),
     )
     .await
     .unwrap();
-    sqlx::query_scalar("select count(*) from notes where text = $1")
-        .bind(text)
+    sqlx::query_scalar("select count(*) from todos where title = $1")
+        .bind(title)
         .fetch_one(&mut conn)
         .await
         .unwrap()
@@ -104,7 +83,7 @@ async fn a_silent_primary_link_ends_writes_at_their_deadline_and_they_resume_aft
     let started = Instant::now();
     let result = world
         .syd
-        .write(note_silently::args("in the dark".into()))
+        .write(todo("in the dark"))
         .request_id("dark-1")
         .rpc_timeout(deadline)
         .await;
@@ -131,17 +110,17 @@ async fn a_silent_primary_link_ends_writes_at_their_deadline_and_they_resume_aft
     // The same request again writes it, once.
     let settled = world
         .syd
-        .write(note_silently::args("in the dark".into()))
+        .write(todo("in the dark"))
         .request_id("dark-1")
         .rpc_timeout(Duration::from_secs(20))
         .await
         .unwrap();
-    assert_eq!(settled, "in the dark");
+    assert_eq!(settled.title, "in the dark");
     assert_eq!(rows(&world, "in the dark").await, 1);
     // New writes go through again.
     world
         .syd
-        .write(note_silently::args("after".into()))
+        .write(todo("after"))
         .rpc_timeout(Duration::from_secs(20))
         .await
         .unwrap();
@@ -160,7 +139,7 @@ async fn a_silent_replica_link_ends_the_wait_at_its_bound_and_the_write_stays_co
     let started = Instant::now();
     let result = world
         .lax
-        .write(note_silently::args("unseen in lax".into()))
+        .write(todo("unseen in lax"))
         .replication_timeout(bound)
         .await;
     let took = started.elapsed();
@@ -180,11 +159,11 @@ async fn a_silent_replica_link_ends_the_wait_at_its_bound_and_the_write_stays_co
     // The waits work again: the next write is read back in lax.
     world
         .lax
-        .write(note_silently::args("seen in lax".into()))
+        .write(todo("seen in lax"))
         .replication_timeout(Duration::from_secs(20))
         .await
         .unwrap();
-    let seen: i64 = sqlx::query_scalar("select count(*) from notes where text = 'seen in lax'")
+    let seen: i64 = sqlx::query_scalar("select count(*) from todos where title = 'seen in lax'")
         .fetch_one(world.lax.local())
         .await
         .unwrap();
