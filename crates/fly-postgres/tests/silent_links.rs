@@ -169,3 +169,47 @@ async fn a_silent_replica_link_ends_the_wait_at_its_bound_and_the_write_stays_co
         .unwrap();
     assert_eq!(seen, 1);
 }
+
+#[tokio::test]
+async fn a_silent_replica_link_ends_reads_at_the_callers_bound_and_they_resume_after() {
+    let world = world().await;
+    let count = || {
+        sqlx::query_scalar::<_, i64>("select count(*) from todos where title = 'before'")
+            .fetch_one(world.lax.local())
+    };
+    assert_eq!(count().await.unwrap(), 1);
+    world.replica_link.black_hole();
+    // A query on an open connection has no client-side bound in sqlx: the
+    // caller's timeout is the bound (the reliability guide says so). Each
+    // read ends there, including the ones that meet the connections cut
+    // before them, or wait for a connection (the pool's acquire timeout).
+    let bound = Duration::from_millis(800);
+    for attempt in 0..6 {
+        let started = Instant::now();
+        let read = tokio::time::timeout(bound, count()).await;
+        let took = started.elapsed();
+        match read {
+            Err(_elapsed) => {}
+            Ok(Err(sqlx::Error::PoolTimedOut)) => {}
+            Ok(other) => panic!("read {attempt} in the dark answered: {other:?}"),
+        }
+        assert!(took < bound * 4, "read {attempt} took {took:?}");
+    }
+
+    world.replica_link.restore();
+    // Reads resume: the connections cut mid-query are settled or closed
+    // when they return to the pool, never handed out half-read.
+    let healed = Instant::now();
+    for _ in 0..8 {
+        let n = tokio::time::timeout(Duration::from_secs(20), count())
+            .await
+            .expect("a read after the link returned hung")
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+    assert!(
+        healed.elapsed() < Duration::from_secs(20),
+        "reads resumed {:?} after the link returned",
+        healed.elapsed()
+    );
+}
