@@ -130,6 +130,49 @@ impl DbError {
             .iter()
             .any(|class| self.0.code.starts_with(class))
     }
+
+    /// `40P01`: a deadlock was detected; the transaction may be retried.
+    pub fn is_deadlock(&self) -> bool {
+        self.0.code == "40P01"
+    }
+
+    /// `42P01`: a table the statement names does not exist.
+    pub(crate) fn is_undefined_table(&self) -> bool {
+        self.0.code == "42P01"
+    }
+
+    /// The connection or the server went away (a crash, a failover, an
+    /// administrator's shutdown), not a refusal of the statement: class
+    /// `08` and `57P01`-`57P03`.
+    pub(crate) fn is_connection_gone(&self) -> bool {
+        self.0.code.starts_with("08") || matches!(self.0.code.as_str(), "57P01" | "57P02" | "57P03")
+    }
+}
+
+/// Whether an error answering COMMIT may have come after the commit was
+/// durable: the server shutting down or the backend terminated while COMMIT
+/// waited for a synchronous standby (PostgreSQL warns "the transaction has
+/// already committed locally"), a lost connection, an I/O or internal
+/// error (classes `08`, `53`, `57`, `58`, `XX`). A deferred constraint or a
+/// serialization failure refuses it.
+pub(crate) fn may_follow_commit(code: &str) -> bool {
+    ["08", "53", "57", "58", "XX"]
+        .iter()
+        .any(|class| code.starts_with(class))
+}
+
+/// Whether sqlx failed to reach or keep its connection (not the server
+/// refusing a statement).
+pub(crate) fn connection_failed(error: &sqlx::Error) -> bool {
+    matches!(
+        error,
+        sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+    )
 }
 
 impl std::fmt::Display for DbError {

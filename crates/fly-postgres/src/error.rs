@@ -281,20 +281,6 @@ pub(crate) const WRITE_LOST_ANSWER: &str = "an earlier write of this session was
      database failed over: it is not in the database and will not appear; check and write it \
      again";
 
-/// Whether sqlx failed to reach or keep its connection (not the server
-/// refusing a statement).
-pub(crate) fn connection_failed(error: &sqlx::Error) -> bool {
-    matches!(
-        error,
-        sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::Protocol(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::WorkerCrashed
-    )
-}
-
 impl From<sqlx::Error> for Error {
     /// A database error becomes [`Error::Database`] (matchable by SQLSTATE
     /// wherever it is handled); anything else stays [`Error::Sql`].
@@ -408,6 +394,61 @@ impl Error {
         }
     }
 
+    /// "Maybe committed": a request for `mutation` under `request_id` may
+    /// have committed; the same id settles it. The one constructor.
+    pub(crate) fn maybe_committed(
+        mutation: &str,
+        request_id: &str,
+        attempts: u32,
+        reason: impl Into<String>,
+    ) -> Self {
+        Error::MaybeCommitted {
+            mutation: mutation.to_owned(),
+            request_id: Some(request_id.to_owned()),
+            attempts,
+            reason: reason.into(),
+        }
+    }
+
+    /// Committed, but where in the WAL is unknown, so this region cannot
+    /// wait for it: committed-class, with the output.
+    pub(crate) fn committed_position_unknown(output: &impl Serialize) -> Self {
+        Error::CommittedButUnreadable {
+            reason: "committed on the primary, but its WAL position could not be read to \
+                     wait for, so this region may not show it yet"
+                .to_owned(),
+            output: serde_json::to_value(output).ok(),
+        }
+    }
+
+    /// A failed wait for the replay of a committed write, as the write's
+    /// error: always [`Error::ReplicationTimeout`], with the output (a
+    /// tracker that stopped waited `waited` and saw no replay).
+    pub(crate) fn with_committed_output(
+        self,
+        committed_lsn: Lsn,
+        waited: Duration,
+        output: &impl Serialize,
+    ) -> Self {
+        let output = serde_json::to_value(output).ok();
+        match self {
+            Error::ReplicationTimeout {
+                replayed, waited, ..
+            } => Error::ReplicationTimeout {
+                committed_lsn,
+                replayed,
+                waited,
+                output,
+            },
+            _ => Error::ReplicationTimeout {
+                committed_lsn,
+                replayed: None,
+                waited,
+                output,
+            },
+        }
+    }
+
     /// Wraps an error of the app's own type, so a mutation can fail with it
     /// and the caller in any region gets it back with [`Error::app_error`].
     pub fn app<E: Serialize + Display>(error: E) -> Self {
@@ -439,7 +480,7 @@ impl Error {
         match self {
             Error::NoConnection { .. } => true,
             Error::Database(db) => db.is_unavailable(),
-            Error::Sql(e) => connection_failed(e),
+            Error::Sql(e) => crate::db_error::connection_failed(e),
             _ => false,
         }
     }

@@ -99,6 +99,7 @@ mod consistency;
 mod database_url;
 mod db_error;
 mod error;
+mod error_kind;
 mod fly_replay;
 pub mod guide;
 mod lsn;
@@ -109,12 +110,14 @@ mod pool_options;
 mod read_only;
 mod repo;
 mod request_key;
+mod request_record;
 mod shared_polls;
 mod shutdown_signal;
 mod statement;
 mod timeline_view;
 mod tracker;
 mod wal_position;
+mod write_timings;
 
 #[cfg(feature = "axum")]
 mod edge;
@@ -141,6 +144,7 @@ pub use consistency::{
 pub use database_url::{REPLICA_PORT, database_url_from_env, rewrite_database_url};
 pub use db_error::DbError;
 pub use error::{Error, WriteOutcome};
+pub use error_kind::ErrorKind;
 pub use fly_replay::{
     FLY_REPLAY_HEADER, FlyReplayLayer, FlyReplayService, ReplayInPrimary, replay_response,
 };
@@ -150,14 +154,15 @@ pub use pool_diagnosis::explain_pool_error;
 pub use pool_options::pool_options;
 pub use read_only::read_only;
 pub use repo::{
-    MIGRATION_SQL, Repo, RepoBuilder, RepoStats, Timed, Write, WriteMode, WriteTimings, Written,
-    WrittenWrite, rpc_and_wait,
+    MIGRATION_SQL, Repo, RepoBuilder, RepoStats, Timed, Write, WriteMode, Written, WrittenWrite,
+    rpc_and_wait,
 };
 pub use request_key::MAX_REQUEST_ID_LEN;
 pub use shutdown_signal::shutdown_signal;
 pub use statement::{Param, Statement, StatementResult, query};
 pub use tracker::{DEFAULT_POLL_INTERVAL, Tracker, TrackerBuilder, TrackerStats};
 pub use wal_position::WalPosition;
+pub use write_timings::WriteTimings;
 
 #[cfg(feature = "axum")]
 pub use edge::{

@@ -2,10 +2,7 @@
 
 use std::time::Duration;
 
-use tower_layer::Layer;
-
 use super::mode::{Consistency, WaitFallback};
-use super::service::ConsistencyService;
 use crate::error::Error;
 use crate::repo::Repo;
 
@@ -141,13 +138,5 @@ impl ConsistencyLayer {
     pub fn cookie_max_age(mut self, max_age: Duration) -> Self {
         self.cookie_max_age = max_age;
         self
-    }
-}
-
-impl<S> Layer<S> for ConsistencyLayer {
-    type Service = ConsistencyService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        ConsistencyService::new(inner, self.clone())
     }
 }

@@ -23,20 +23,15 @@
 //! ```
 
 mod layer;
-mod mode;
+pub(crate) mod mode;
 mod request_token;
 mod service;
-mod token;
+pub(crate) mod token;
 
-use std::cell::Cell;
-
-use crate::repo::WriteTimings;
-use crate::wal_position::WalPosition;
-
+pub use crate::request_record::forget_written_lsn;
 pub use layer::ConsistencyLayer;
 pub use mode::{Consistency, UnknownConsistency, WaitFallback};
 pub use service::ConsistencyService;
-pub(crate) use token::KEY_CONTEXT as TOKEN_KEY_CONTEXT;
 
 /// The request and response header that carries the consistency token.
 pub const LSN_HEADER: &str = "fly-lsn";
@@ -44,83 +39,3 @@ pub const LSN_HEADER: &str = "fly-lsn";
 pub const LSN_COOKIE: &str = "fly_lsn";
 /// The request header that picks a [`Consistency`] for one request.
 pub const CONSISTENCY_HEADER: &str = "fly-consistency";
-
-/// What the current request left for its response.
-#[derive(Debug, Default, Clone, Copy)]
-struct RequestRecord {
-    written: Option<WalPosition>,
-    seen: Option<WalPosition>,
-    timings: Option<WriteTimings>,
-    from_primary: bool,
-}
-
-tokio::task_local! {
-    static RECORD: Cell<RequestRecord>;
-}
-
-fn update(change: impl FnOnce(&mut RequestRecord)) {
-    let _ = RECORD.try_with(|cell| {
-        let mut record = cell.get();
-        change(&mut record);
-        cell.set(record);
-    });
-}
-
-/// Notes that the current request committed a write at `position`. The
-/// repo calls it after every write; outside a [`ConsistencyLayer`] it does
-/// nothing.
-pub(crate) fn record_write(position: WalPosition) {
-    update(|r| r.written = Some(WalPosition::latest(r.written, position)));
-}
-
-/// Notes that the current request's reads saw the database at `position`
-/// (session and strong modes).
-pub(crate) fn record_seen(position: WalPosition) {
-    update(|r| r.seen = Some(WalPosition::latest(r.seen, position)));
-}
-
-/// Whether the current request reads from the primary.
-pub(crate) fn reading_from_primary() -> bool {
-    RECORD
-        .try_with(|cell| cell.get().from_primary)
-        .unwrap_or(false)
-}
-
-/// Keeps the writes made so far in this request from reaching the client:
-/// the [`ConsistencyLayer`] sends no token for them, so the client's next
-/// request does not wait for them. For a page that shows what a read
-/// without the wait looks like; everything else wants the token. Outside a
-/// [`ConsistencyLayer`] it does nothing.
-pub fn forget_written_lsn() {
-    update(|r| r.written = None);
-}
-
-/// Adds a write's phases to the current request's; outside a
-/// [`ConsistencyLayer`] it does nothing.
-pub(crate) fn record_timings(timings: &WriteTimings) {
-    update(|r| {
-        let mut total = r.timings.unwrap_or_default();
-        total.add(timings);
-        r.timings = Some(total);
-    });
-}
-
-/// Runs `future` with a fresh record (`seen` already noted), and returns
-/// what it left.
-async fn recording<F: Future>(
-    seen: Option<WalPosition>,
-    from_primary: bool,
-    future: F,
-) -> (F::Output, RequestRecord) {
-    let start = RequestRecord {
-        seen,
-        from_primary,
-        ..RequestRecord::default()
-    };
-    RECORD
-        .scope(Cell::new(start), async {
-            let output = future.await;
-            (output, RECORD.with(Cell::get))
-        })
-        .await
-}

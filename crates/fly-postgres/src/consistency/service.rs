@@ -7,16 +7,18 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
+use tower_layer::Layer;
 use tower_service::Service;
 
 use super::layer::ConsistencyLayer;
 use super::mode::{Consistency, WaitFallback};
 use super::request_token::{requested_mode, token_text};
 use super::token::{Rejected, Token};
-use super::{LSN_COOKIE, LSN_HEADER, RequestRecord, recording};
+use super::{LSN_COOKIE, LSN_HEADER};
 use crate::error::Error;
 use crate::lsn::Lsn;
 use crate::middleware_support::{take_ready, text_response};
+use crate::request_record::{RequestRecord, recording};
 use crate::wal_position::WalPosition;
 
 /// See [`super::ConsistencyLayer`].
@@ -280,11 +282,7 @@ where
 fn server_timing<B>(response: &mut Response<B>, waited: Option<Duration>, record: &RequestRecord) {
     let mut timing: Vec<String> = waited
         .map(|waited| {
-            crate::repo::server_timing_metric(
-                "fly-lsn-wait",
-                "wait for the session's token",
-                waited,
-            )
+            crate::write_timings::metric("fly-lsn-wait", "wait for the session's token", waited)
         })
         .into_iter()
         .collect();
@@ -357,5 +355,13 @@ async fn respond_with_token<B>(
     );
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         headers.append(header::SET_COOKIE, value);
+    }
+}
+
+impl<S> Layer<S> for ConsistencyLayer {
+    type Service = ConsistencyService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ConsistencyService::new(inner, self.clone())
     }
 }

@@ -6,6 +6,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::error::{Error, WriteOutcome};
+use crate::error_kind::ErrorKind;
 
 /// An HTTP error answer: status, a machine-readable `code`, a message for
 /// people, the write's outcome class, and the request id to settle an
@@ -135,124 +136,64 @@ impl From<Error> for ErrorResponse {
     }
 }
 
-/// Status, code and message of each error; exhaustive, so a new variant
-/// must be placed here.
+/// Status, code and message of each error: status and code from its
+/// [`ErrorKind`], the message written for a client.
 fn classify(error: &Error) -> (StatusCode, &'static str, String) {
-    use StatusCode as S;
-    let primary_unreachable = || {
-        (
-            S::SERVICE_UNAVAILABLE,
-            "primary_unreachable",
-            "the primary region cannot take writes right now; nothing was written".to_owned(),
-        )
+    let kind = error.kind();
+    let status =
+        StatusCode::from_u16(kind.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, kind.as_str(), message(kind, error))
+}
+
+fn message(kind: ErrorKind, error: &Error) -> String {
+    let on = |what: &str| match error.as_database_error().and_then(|db| db.constraint()) {
+        Some(c) => format!("{what} (constraint {c})"),
+        None => what.to_owned(),
     };
-    let unavailable = || {
-        (
-            S::SERVICE_UNAVAILABLE,
-            "database_unavailable",
-            "the database cannot serve right now; try again shortly".to_owned(),
-        )
-    };
-    let internal = || {
-        (
-            S::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal error".to_owned(),
-        )
-    };
-    match error {
-        Error::ReplicationTimeout { .. } => (
-            S::ACCEPTED,
-            "committed",
-            "the write committed, but this region's replica has not replayed it yet: \
-             do not send it again"
+    match kind {
+        ErrorKind::Committed => match error {
+            Error::ReplicationTimeout { .. } => "the write committed, but this region's replica \
+                 has not replayed it yet: do not send it again"
                 .to_owned(),
-        ),
-        Error::CommittedButUnreadable { .. } => (
-            S::ACCEPTED,
-            "committed",
-            "the write committed, but its result cannot be shown: do not send it again".to_owned(),
-        ),
-        Error::MaybeCommitted { .. } | Error::RpcTimeout { .. } => {
-            let message = match error.request_id() {
-                Some(id) => format!(
-                    "the write may have committed; repeat the request with the header \
-                     `Idempotency-Key: {id}` to settle it"
-                ),
-                None => "the write may have committed; check before sending it again".to_owned(),
-            };
-            (S::SERVICE_UNAVAILABLE, "maybe_committed", message)
-        }
-        Error::NoPrimaryNode { .. }
-        | Error::Unauthorized { .. }
-        | Error::UnknownProcedure { .. }
-        | Error::Rpc(_)
-        | Error::Primary { .. } => primary_unreachable(),
-        Error::Database(db) => {
-            let on = |what: &str| match db.constraint() {
-                Some(c) => format!("{what} (constraint {c})"),
-                None => what.to_owned(),
-            };
-            if db.is_unique_violation() {
-                (
-                    S::CONFLICT,
-                    "conflict",
-                    on("a row with this value already exists"),
-                )
-            } else if db.is_foreign_key_violation() {
-                (
-                    S::CONFLICT,
-                    "conflict",
-                    on("a row this refers to does not exist, or is still referred to"),
-                )
-            } else if db.is_check_violation() || db.is_not_null_violation() {
-                (
-                    S::UNPROCESSABLE_ENTITY,
-                    "invalid",
-                    on("the data is not valid"),
-                )
-            } else if db.is_serialization_failure() || db.code() == "40P01" {
-                (
-                    S::SERVICE_UNAVAILABLE,
-                    "try_again",
-                    "the write met a concurrent one; nothing was written, try again".to_owned(),
-                )
-            } else if db.is_unavailable() {
-                unavailable()
-            } else {
-                internal()
-            }
-        }
-        Error::App(app) => (S::UNPROCESSABLE_ENTITY, "rejected", app.to_string()),
-        Error::WriteLost { .. } => (
-            S::GONE,
-            "write_lost",
-            crate::error::WRITE_LOST_ANSWER.to_owned(),
-        ),
-        Error::RequestIdReused { .. } => (
-            S::UNPROCESSABLE_ENTITY,
-            "idempotency_key_reused",
-            "this Idempotency-Key was already used for a different request; nothing was written"
+            _ => "the write committed, but its result cannot be shown: do not send it again"
                 .to_owned(),
-        ),
-        Error::InvalidRequestId { reason } => (
-            S::BAD_REQUEST,
-            "bad_request",
-            format!("invalid Idempotency-Key: {reason}"),
-        ),
-        Error::Sql(sqlx::Error::RowNotFound) => (S::NOT_FOUND, "not_found", "not found".to_owned()),
-        Error::Sql(_) | Error::NoConnection { .. } if error.is_unavailable() => unavailable(),
-        Error::NoConnection { .. } => unavailable(),
-        Error::Sql(_)
-        | Error::AdHocStatementsDisabled { .. }
-        | Error::Decode { .. }
-        | Error::Config(_)
-        | Error::MissingEnv { .. }
-        | Error::InvalidDatabaseUrl { .. }
-        | Error::InvalidLsn(_)
-        | Error::TrackerStart(_)
-        | Error::TrackerStopped
-        | Error::Listener(_) => internal(),
+        },
+        ErrorKind::MaybeCommitted => match error.request_id() {
+            Some(id) => format!(
+                "the write may have committed; repeat the request with the header \
+                 `Idempotency-Key: {id}` to settle it"
+            ),
+            None => "the write may have committed; check before sending it again".to_owned(),
+        },
+        ErrorKind::PrimaryUnreachable => {
+            "the primary region cannot take writes right now; nothing was written".to_owned()
+        }
+        ErrorKind::Conflict
+            if error
+                .as_database_error()
+                .is_some_and(|db| db.is_unique_violation()) =>
+        {
+            on("a row with this value already exists")
+        }
+        ErrorKind::Conflict => on("a row this refers to does not exist, or is still referred to"),
+        ErrorKind::Invalid => on("the data is not valid"),
+        ErrorKind::TryAgain => {
+            "the write met a concurrent one; nothing was written, try again".to_owned()
+        }
+        ErrorKind::Unavailable => {
+            "the database cannot serve right now; try again shortly".to_owned()
+        }
+        ErrorKind::Rejected => error.to_string(),
+        ErrorKind::WriteLost => crate::error::WRITE_LOST_ANSWER.to_owned(),
+        ErrorKind::RequestIdReused => "this Idempotency-Key was already used for a different \
+             request; nothing was written"
+            .to_owned(),
+        ErrorKind::BadRequest => match error {
+            Error::InvalidRequestId { reason } => format!("invalid Idempotency-Key: {reason}"),
+            _ => "bad request".to_owned(),
+        },
+        ErrorKind::NotFound => "not found".to_owned(),
+        _ => "internal error".to_owned(),
     }
 }
 

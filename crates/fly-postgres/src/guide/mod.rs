@@ -15,6 +15,7 @@
 //! - [`operations`]: metrics, traces, logs, `Server-Timing`, status.
 //! - [`testing`]: test an app against a real primary and replica.
 //! - [`from_elixir`]: the Elixir library's API and this one, side by side.
+//! - [`write_path`]: how a write travels through the code, hop by hop.
 //!
 //! Measured figures live in one place, `docs/performance.md` in the
 //! repository, written by `flypg bench report`.
@@ -45,3 +46,6 @@ pub mod testing {}
 
 #[doc = include_str!("from_elixir.md")]
 pub mod from_elixir {}
+
+#[doc = include_str!("write_path.md")]
+pub mod write_path {}

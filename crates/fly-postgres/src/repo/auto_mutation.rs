@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use fly_rpc::NodeBuilder;
 
-use super::forward::Forwarded;
 use super::server_state::ServerState;
+use super::wire::Forwarded;
 use crate::mutation::Mutation;
 
 /// One mutation as the registry knows it: what `RepoBuilder::mutation`

@@ -1,42 +1,35 @@
-//! Configuring and starting a [`Repo`].
+//! Configuring a [`Repo`](super::Repo); [`startup`](super::startup) starts it.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use fly_rpc::{Node, NodeBuilder};
-use futures_util::FutureExt;
+use fly_rpc::NodeBuilder;
 use sqlx::PgPool;
 
-use super::forward::Forwarded;
-use super::primary_status::PrimaryStatus;
-use super::server_state::{AfterCommit, Retention, ServerState};
-use super::{Repo, RepoConfig, RepoInner, WriteMode, sweeper};
-use crate::error::Error;
+use super::server_state::AfterCommit;
+use super::{RepoConfig, WriteMode};
 use crate::mutation::Mutation;
-use crate::statement::Statement;
-use crate::tracker::Tracker;
 
 /// Settings of a [`Repo`]; every setter states its default.
 pub struct RepoBuilder {
-    database_url: Option<String>,
-    pool: Option<PgPool>,
-    primary_url: Option<String>,
-    primary_pool: Option<PgPool>,
-    max_connections: u32,
-    node: Option<NodeBuilder>,
-    registrations: Vec<super::auto_mutation::MutationEntry>,
-    auto_register: bool,
-    config: RepoConfig,
-    name: String,
-    sweep_interval: Duration,
-    generated_retention: Option<Duration>,
-    after_commit: Option<AfterCommit>,
-    ad_hoc_statements: bool,
-    force_forward: Option<bool>,
-    share_polls: Option<bool>,
-    app_state: crate::app_state::AppState,
-    follow_primary: Option<bool>,
+    pub(super) database_url: Option<String>,
+    pub(super) pool: Option<PgPool>,
+    pub(super) primary_url: Option<String>,
+    pub(super) primary_pool: Option<PgPool>,
+    pub(super) max_connections: u32,
+    pub(super) node: Option<NodeBuilder>,
+    pub(super) registrations: Vec<super::auto_mutation::MutationEntry>,
+    pub(super) auto_register: bool,
+    pub(super) config: RepoConfig,
+    pub(super) name: String,
+    pub(super) sweep_interval: Duration,
+    pub(super) generated_retention: Option<Duration>,
+    pub(super) after_commit: Option<AfterCommit>,
+    pub(super) ad_hoc_statements: bool,
+    pub(super) force_forward: Option<bool>,
+    pub(super) share_polls: Option<bool>,
+    pub(super) app_state: crate::app_state::AppState,
+    pub(super) follow_primary: Option<bool>,
 }
 
 impl std::fmt::Debug for RepoBuilder {
@@ -283,200 +276,5 @@ impl RepoBuilder {
     pub fn after_commit_hook(mut self, hook: Arc<dyn Fn(&str) + Send + Sync>) -> Self {
         self.after_commit = Some(hook);
         self
-    }
-
-    /// Opens the pool, starts the tracker and the node. In the primary
-    /// region it also checks that the database is out of recovery (an error
-    /// is logged if not) and starts sweeping old exactly-once records.
-    pub async fn start(self) -> Result<Repo, Error> {
-        let retry_span = self.config.rpc_timeout.saturating_mul(2);
-        let generated_retention = self.generated_retention.unwrap_or_else(|| {
-            self.config
-                .rpc_timeout
-                .saturating_mul(4)
-                .max(Duration::from_secs(600))
-        });
-        for (name, retention) in [
-            ("request_retention", self.config.retention),
-            ("generated_id_retention", generated_retention),
-        ] {
-            if retention < retry_span {
-                return Err(Error::Config(format!(
-                    "{name} {retention:?} is shorter than a write's retries can take \
-                     (twice the RPC timeout); use at least {retry_span:?}"
-                )));
-            }
-        }
-        let retention = Retention {
-            chosen: self.config.retention,
-            generated: generated_retention,
-        };
-        let pool = match (self.pool, &self.database_url) {
-            (Some(pool), _) => pool,
-            (None, Some(url)) => {
-                crate::database_url::parse(url)?;
-                let options: sqlx::postgres::PgConnectOptions =
-                    url.parse().map_err(|e| Error::InvalidDatabaseUrl {
-                        reason: format!("{e}"),
-                    })?;
-                crate::pool_options::pool_options()
-                    .max_connections(self.max_connections)
-                    .connect_lazy_with(options)
-            }
-            (None, None) => {
-                return Err(Error::Config(
-                    "the repo needs a database: call database_url() or pool()".into(),
-                ));
-            }
-        };
-        let primary_pool = match (self.primary_pool, &self.primary_url) {
-            (Some(pool), _) => Some(pool),
-            (None, Some(url)) => {
-                crate::database_url::parse(url)?;
-                let options: sqlx::postgres::PgConnectOptions =
-                    url.parse().map_err(|e| Error::InvalidDatabaseUrl {
-                        reason: format!("primary URL: {e}"),
-                    })?;
-                Some(
-                    crate::pool_options::pool_options()
-                        .max_connections(self.max_connections)
-                        .connect_lazy_with(options),
-                )
-            }
-            (None, None) => None,
-        };
-        if primary_pool.is_none()
-            && (self.config.write_mode == WriteMode::Direct || self.config.direct_fallback)
-        {
-            return Err(Error::Config(
-                "direct writes (write_mode(Direct) or direct_fallback(true)) need primary_url() or \
-                 primary_pool()"
-                    .into(),
-            ));
-        }
-        let app_state = Arc::new(self.app_state);
-        let direct = primary_pool.map(|pool| {
-            Arc::new(ServerState {
-                positions: Default::default(),
-                pool,
-                served: AtomicU64::new(0),
-                after_commit: None,
-                async_commit: tokio::sync::OnceCell::new(),
-                ad_hoc_statements: true,
-                retention,
-                app_state: Arc::clone(&app_state),
-            })
-        });
-        let node = match self.node {
-            Some(node) => node,
-            None => Node::from_env().map_err(Error::Rpc)?,
-        };
-        let regions = node.regions_ref().clone();
-        let tracker = Tracker::builder((*pool.connect_options()).clone())
-            .label(self.name.clone())
-            .start()?;
-        let server = Arc::new(ServerState {
-            positions: Default::default(),
-            pool: pool.clone(),
-            served: AtomicU64::new(0),
-            after_commit: self.after_commit,
-            async_commit: tokio::sync::OnceCell::new(),
-            ad_hoc_statements: self.ad_hoc_statements,
-            retention,
-            app_state: Arc::clone(&app_state),
-        });
-        let sweeps = Arc::new(super::sweeper::SweepCounters::default());
-        let status = Arc::new(PrimaryStatus::new(pool.clone()));
-        let check_status = Arc::clone(&status);
-        // A flag's value flips its default only when it clearly says so.
-        let env_flag = |name: &str, default: bool| {
-            std::env::var(name).map_or(default, |v| match v.trim().to_ascii_lowercase().as_str() {
-                "1" | "true" | "yes" => true,
-                "0" | "false" | "no" => false,
-                _ => default,
-            })
-        };
-        let follow = self
-            .follow_primary
-            .unwrap_or_else(|| env_flag("FLY_POSTGRES_FOLLOW_PRIMARY", false));
-        let mut config = self.config;
-        config.force_forward = self
-            .force_forward
-            .unwrap_or_else(|| env_flag("FLY_POSTGRES_FORCE_FORWARD", false));
-        let share_polls = self
-            .share_polls
-            .unwrap_or_else(|| env_flag("FLY_POSTGRES_SHARE_POLLS", true));
-        let mut node = node
-            .procedure::<Forwarded<Statement>>(Arc::clone(&server))
-            .procedure::<super::positions::CurrentPosition>(Arc::clone(&server))
-            .procedure::<crate::shared_polls::ReplayAsk>(Arc::new(tracker.sibling_link()))
-            .primary_check(Arc::new(move || {
-                let status = Arc::clone(&check_status);
-                async move { status.is_primary().await }.boxed()
-            }));
-        let auto: Vec<_> = if self.auto_register {
-            super::auto_mutation::submitted().collect()
-        } else {
-            Vec::new()
-        };
-        let reserved = [
-            <Statement as Mutation>::NAME,
-            <super::positions::CurrentPosition as fly_rpc::Procedure>::NAME,
-            <crate::shared_polls::ReplayAsk as fly_rpc::Procedure>::NAME,
-        ];
-        for entry in super::auto_mutation::choose(self.registrations, auto.into_iter(), &reserved)?
-        {
-            node = (entry.register)(node, &server);
-        }
-        let node = node.start().await.map_err(Error::Rpc)?;
-        let registered = node.info().procedures.into_iter().collect();
-        let token_keys = node.derive_keys(crate::consistency::TOKEN_KEY_CONTEXT);
-
-        let sweeper = if regions.is_primary() {
-            if !status.is_primary().await {
-                tracing::error!(
-                    region = regions.my_region(),
-                    "this instance is in the primary region, but its database is in recovery \
-                     (or unreachable): writes here will fail; check DATABASE_URL and PRIMARY_REGION"
-                );
-            }
-            Some(tokio::spawn(sweeper::run(
-                pool.clone(),
-                self.config.retention,
-                self.sweep_interval,
-                Arc::clone(&sweeps),
-            )))
-        } else {
-            None
-        };
-        // Only a node with a listener has siblings to share with; in the
-        // primary region waits return at once.
-        let poll_sharing = (share_polls && node.local_addr().is_some() && !regions.is_primary())
-            .then(|| crate::shared_polls::spawn(tracker.sibling_link(), node.clone()));
-        let follower =
-            follow.then(|| super::primary_follower::PrimaryFollower::new(regions.primary_region()));
-        Ok(Repo {
-            inner: Arc::new(RepoInner {
-                pool,
-                tracker,
-                node,
-                regions,
-                config,
-                server,
-                direct,
-                follow: follower,
-                status,
-                local_writes: AtomicU64::new(0),
-                forwarded_writes: AtomicU64::new(0),
-                retries: AtomicU64::new(0),
-                sweeper,
-                poll_sharing,
-                sweeps,
-                timelines: Default::default(),
-                token_keys,
-                registered,
-                remote_positions: Default::default(),
-            }),
-        })
     }
 }

@@ -126,18 +126,12 @@ pub(crate) async fn commit_with_record(
 }
 
 /// Whether an error answering COMMIT may have come after the commit was
-/// durable: the server shutting down or the backend terminated while COMMIT
-/// waited for a synchronous standby (PostgreSQL warns "the transaction has
-/// already committed locally"), a lost connection, an I/O or internal
-/// error. A deferred constraint or a serialization failure refuses it.
+/// durable (see [`crate::db_error::may_follow_commit`]).
 fn fails_after_commit(error: &sqlx::Error) -> bool {
-    error.as_database_error().is_some_and(|db| {
-        db.code().is_some_and(|code| {
-            ["08", "53", "57", "58", "XX"]
-                .iter()
-                .any(|c| code.starts_with(c))
-        })
-    })
+    error
+        .as_database_error()
+        .and_then(|db| db.code())
+        .is_some_and(|code| crate::db_error::may_follow_commit(&code))
 }
 
 /// `text` as a dollar-quoted literal, whose content PostgreSQL never

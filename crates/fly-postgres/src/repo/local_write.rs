@@ -2,22 +2,16 @@
 //! same exactly-once record and the same retry rule as a forwarded write.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use super::reply::Reply;
+use super::retry_policy::{Backoff, Deadline};
 use super::server_state::ServerState;
 use super::transaction::{Failure, Outcome, Progress, run_once_noting};
-use super::write::{FIRST_BACKOFF, MAX_BACKOFF};
 use crate::error::Error;
 use crate::mutation::Mutation;
 use crate::request_key::RequestKey;
 use crate::wal_position::WalPosition;
-
-/// How a local write ended, with the attempts it took.
-pub(super) struct LocalReply<O> {
-    pub(super) output: O,
-    pub(super) position: Option<WalPosition>,
-    pub(super) attempts: u32,
-}
 
 /// Runs `mutation` on the local database (the primary) under `key`, in a
 /// task of its own: a caller that is dropped (a client gone, a timeout)
@@ -28,7 +22,7 @@ pub(super) struct LocalReply<O> {
 /// connection that died before COMMIT was sent, a server shutting down or
 /// in recovery while the leader moves), or whose COMMIT's outcome is
 /// unknown, is retried with the same request id on a fresh connection,
-/// with backoff from 25 ms to 500 ms, until `deadline`: the record answers
+/// by the [retry policy](super::retry_policy) until `deadline`: the record answers
 /// a retry of a write that did commit, so it commits once, and a
 /// PostgreSQL failover costs a primary-region caller latency, as it costs
 /// a forwarded one. At the deadline an unknown outcome is
@@ -38,19 +32,19 @@ pub(super) async fn write_locally<M: Mutation>(
     state: Arc<ServerState>,
     args: String,
     key: RequestKey,
-    deadline: Duration,
-) -> Result<LocalReply<M::Output>, Error> {
+    deadline: Deadline,
+) -> Result<Reply<M::Output>, Error> {
     let request_id = key.id.clone();
     let task = tokio::spawn(attempts::<M>(state, args, key, deadline));
     match task.await {
         Ok(result) => result,
         // A panic in the mutation: its record, if any, still tells.
-        Err(e) => Err(Error::MaybeCommitted {
-            mutation: M::NAME.to_owned(),
-            request_id: Some(request_id),
-            attempts: 1,
-            reason: format!("the write's task ended abnormally: {e}"),
-        }),
+        Err(e) => Err(Error::maybe_committed(
+            M::NAME,
+            &request_id,
+            1,
+            format!("the write's task ended abnormally: {e}"),
+        )),
     }
 }
 
@@ -58,90 +52,90 @@ async fn attempts<M: Mutation>(
     state: Arc<ServerState>,
     args: String,
     key: RequestKey,
-    deadline: Duration,
-) -> Result<LocalReply<M::Output>, Error> {
-    let deadline = Instant::now() + deadline;
-    let mut backoff = FIRST_BACKOFF;
+    deadline: Deadline,
+) -> Result<Reply<M::Output>, Error> {
+    let mut backoff = Backoff::new();
     let mut attempt = 0u32;
     // An attempt's COMMIT had an unknown outcome: the write may have
     // committed, and only its record can tell.
     let mut maybe = false;
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
         attempt += 1;
-        // Each attempt gets the mutation anew from its arguments, as a
-        // forwarded write does: what runs here is what would run if this
-        // write came from another region.
-        let mutation: M = serde_json::from_str(&args).map_err(|e| Error::Decode {
-            message: format!(
-                "the arguments of `{}` do not survive JSON (as a forwarded write's must): {e}",
-                M::NAME
-            ),
-        })?;
-        // A database that goes silent (a partition: no reset, no answer)
-        // would hold an attempt forever; the write's deadline ends the wait
-        // for it, as it ends a forwarded write's. The attempt itself runs
-        // on in its task (cancelling sqlx mid-exchange could leave a broken
-        // connection in the pool) but may no longer reach COMMIT unless it
-        // already has: exactly one of the two is decided.
-        let progress = Arc::new(Progress::default());
-        let mut running = tokio::spawn({
-            let (state, key, progress) = (Arc::clone(&state), key.clone(), Arc::clone(&progress));
-            async move { run_once_noting(&state, mutation, Some(&key), &progress).await }
-        });
-        let joined = match tokio::time::timeout(left, &mut running).await {
-            Ok(joined) => joined,
-            Err(_) => match cut_short(&state, left, &progress).await {
-                Some(failure) => Ok(Err(failure)),
-                // COMMIT is under way: its answer, or the connection's
-                // failure, says more than "unknown" would.
-                None => running.await,
-            },
-        };
-        let ran = joined.unwrap_or_else(|panicked| {
-            Err(Failure::Unknown(Error::Primary {
-                message: format!("the write's attempt ended abnormally: {panicked}"),
-            }))
-        });
-        match ran {
+        let (e, unknown) = match one_attempt::<M>(&state, &args, &key, &deadline).await? {
             Ok(Outcome::Committed(output, position)) => {
-                return Ok(LocalReply {
-                    output,
-                    position: Some(position),
-                    attempts: attempt,
-                });
+                return Ok(reply(output, Some(position), attempt));
             }
-            // Committed; only the consistency cookie misses its LSN.
-            Ok(Outcome::CommittedLsnUnknown(output)) => {
-                return Ok(LocalReply {
-                    output,
-                    position: None,
-                    attempts: attempt,
-                });
-            }
+            // Committed; only the consistency token misses its LSN.
+            Ok(Outcome::CommittedLsnUnknown(output)) => return Ok(reply(output, None, attempt)),
             Err(Failure::NotCommitted(e)) => return Err(e),
-            Err(failure @ (Failure::NotStarted(_) | Failure::Unknown(_))) => {
-                let (e, unknown) = match failure {
-                    Failure::Unknown(e) => (e, true),
-                    Failure::NotStarted(e) | Failure::NotCommitted(e) => (e, false),
-                };
-                maybe |= unknown;
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(at_deadline::<M>(e, maybe, &key, attempt));
-                }
-                metrics::counter!("fly_postgres_write_retries_total", "mutation" => M::NAME)
-                    .increment(1);
-                tracing::warn!(error = %e, attempt, unknown, request_id = %key.id, "local write did not finish; retrying with the same request id");
-                tokio::time::sleep(backoff.min(left)).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-                // The pause took what was left: no attempt would get any.
-                if Instant::now() >= deadline {
-                    return Err(at_deadline::<M>(e, maybe, &key, attempt));
-                }
-            }
+            Err(Failure::Unknown(e)) => (e, true),
+            Err(Failure::NotStarted(e)) => (e, false),
+        };
+        maybe |= unknown;
+        if deadline.passed() {
+            return Err(at_deadline::<M>(e, maybe, &key, attempt));
+        }
+        metrics::counter!("fly_postgres_write_retries_total", "mutation" => M::NAME).increment(1);
+        tracing::warn!(error = %e, attempt, unknown, request_id = %key.id, "local write did not finish; retrying with the same request id");
+        // The pause took what was left: no attempt would get any.
+        if !backoff.pause(&deadline).await {
+            return Err(at_deadline::<M>(e, maybe, &key, attempt));
         }
     }
+}
+
+fn reply<O>(output: O, position: Option<WalPosition>, attempts: u32) -> Reply<O> {
+    Reply {
+        output,
+        position,
+        primary_us: None,
+        attempts,
+    }
+}
+
+/// One attempt in a task of its own, ended by the deadline unless its
+/// COMMIT is under way.
+async fn one_attempt<M: Mutation>(
+    state: &Arc<ServerState>,
+    args: &str,
+    key: &RequestKey,
+    deadline: &Deadline,
+) -> Result<Result<Outcome<M::Output>, Failure>, Error> {
+    // Each attempt gets the mutation anew from its arguments, as a
+    // forwarded write does: what runs here is what would run if this
+    // write came from another region.
+    let mutation: M = serde_json::from_str(args).map_err(|e| Error::Decode {
+        message: format!(
+            "the arguments of `{}` do not survive JSON (as a forwarded write's must): {e}",
+            M::NAME
+        ),
+    })?;
+    // A database that goes silent (a partition: no reset, no answer)
+    // would hold an attempt forever; the write's deadline ends the wait
+    // for it, as it ends a forwarded write's. The attempt itself runs on
+    // in its task (cancelling sqlx mid-exchange could leave a broken
+    // connection in the pool) but may no longer reach COMMIT unless it
+    // already has: exactly one of the two is decided.
+    let progress = Arc::new(Progress::default());
+    let mut running = tokio::spawn({
+        let (state, key, progress) = (Arc::clone(state), key.clone(), Arc::clone(&progress));
+        async move { run_once_noting(&state, mutation, Some(&key), &progress).await }
+    });
+    let left = deadline.left();
+    let joined = match tokio::time::timeout(left, &mut running).await {
+        Ok(joined) => joined,
+        Err(_) => match cut_short(state, left, &progress).await {
+            Some(failure) => Ok(Err(failure)),
+            // COMMIT is under way: its answer, or the connection's
+            // failure, says more than "unknown" would.
+            None => running.await,
+        },
+    };
+    Ok(joined.unwrap_or_else(|panicked| {
+        Err(Failure::Unknown(Error::Primary {
+            message: format!("the write's attempt ended abnormally: {panicked}"),
+        }))
+    }))
 }
 
 /// An attempt the deadline caught, by how far it got: still waiting for a
@@ -170,12 +164,12 @@ async fn cut_short(state: &ServerState, waited: Duration, progress: &Progress) -
 /// attempt's own.
 fn at_deadline<M: Mutation>(last: Error, maybe: bool, key: &RequestKey, attempts: u32) -> Error {
     if maybe {
-        Error::MaybeCommitted {
-            mutation: M::NAME.to_owned(),
-            request_id: Some(key.id.clone()),
+        Error::maybe_committed(
+            M::NAME,
+            &key.id,
             attempts,
-            reason: format!("the write's outcome is unknown: {last}"),
-        }
+            format!("the write's outcome is unknown: {last}"),
+        )
     } else {
         last
     }

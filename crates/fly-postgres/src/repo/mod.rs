@@ -4,17 +4,26 @@
 mod auto_mutation;
 mod builder;
 mod commit_round_trip;
-mod forward;
+mod direct_path;
+mod forwarded_path;
 mod local_write;
+mod pipeline;
 mod position_flight;
 mod positions;
 mod primary_follower;
 mod primary_status;
+mod reply;
+mod retry_policy;
+mod rpc_failure;
+mod serve_forwarded;
 mod server_state;
+mod startup;
 mod sweeper;
-mod timings;
+mod timed;
 mod transaction;
+mod wire;
 mod write;
+mod write_metrics;
 mod write_mode;
 mod written;
 
@@ -29,9 +38,8 @@ use sqlx::PgPool;
 #[doc(hidden)]
 pub use auto_mutation::AutoMutation;
 pub use builder::RepoBuilder;
-pub use timings::WriteTimings;
-pub(crate) use timings::metric as server_timing_metric;
-pub use write::{Timed, Write};
+pub use timed::Timed;
+pub use write::Write;
 pub use write_mode::WriteMode;
 pub use written::{Written, WrittenWrite};
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Repo;
 use super::server_state::ServerState;
-use crate::consistency::Consistency;
+use crate::consistency::mode::Consistency;
 use crate::error::Error;
 use crate::lsn::Lsn;
 use crate::timeline_view::Verdict;
@@ -151,7 +151,7 @@ impl Repo {
                     .node
                     .call(&self.primary_region(), CurrentPosition, options)
                     .await
-                    .map_err(super::forward::from_rpc)?;
+                    .map_err(super::rpc_failure::from_rpc)?;
                 Ok(WalPosition::new(reply.timeline, reply.lsn))
             })
             .await
@@ -230,7 +230,7 @@ impl Repo {
             Consistency::Eventual | Consistency::ReadYourWrites => Ok(()),
             Consistency::Session => {
                 if let Some(seen) = self.seen_position().await {
-                    crate::consistency::record_seen(seen);
+                    crate::request_record::record_seen(seen);
                 }
                 Ok(())
             }
@@ -238,7 +238,7 @@ impl Repo {
                 let target = self.primary_position().await?;
                 self.wait_for_position(target, self.inner.config.replication_timeout)
                     .await?;
-                crate::consistency::record_seen(target);
+                crate::request_record::record_seen(target);
                 Ok(())
             }
         }
@@ -250,7 +250,7 @@ impl Repo {
     /// replica in this request (and the repo has a `primary_url` /
     /// `primary_pool`).
     pub fn reader(&self) -> &sqlx::PgPool {
-        if crate::consistency::reading_from_primary()
+        if crate::request_record::reading_from_primary()
             && let Some(direct) = &self.inner.direct
         {
             return &direct.pool;

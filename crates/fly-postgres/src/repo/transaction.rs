@@ -5,8 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use super::commit_round_trip::{Finished, Record, commit_with_record};
 use super::server_state::ServerState;
-
-use super::forward::WireError;
+use super::wire::WireError;
 use crate::commit_lsn::commit_position;
 use crate::error::Error;
 use crate::mutation::Mutation;
@@ -214,10 +213,8 @@ pub(crate) async fn run_once_noting<M: Mutation>(
 /// 57P01-57P03.
 fn connection_lost(error: &Error) -> bool {
     match error {
-        Error::Sql(e) => crate::error::connection_failed(e),
-        Error::Database(db) => {
-            db.code().starts_with("08") || matches!(db.code(), "57P01" | "57P02" | "57P03")
-        }
+        Error::Sql(e) => crate::db_error::connection_failed(e),
+        Error::Database(db) => db.is_connection_gone(),
         _ => false,
     }
 }
@@ -371,12 +368,12 @@ async fn recorded<M: Mutation>(
 }
 
 fn is_read_only(error: &Error) -> bool {
-    matches!(error, Error::Database(db) if db.code() == "25006")
+    matches!(error, Error::Database(db) if db.is_read_only_transaction())
 }
 
 fn missing_table_hint(error: Error) -> Error {
     match &error {
-        Error::Database(db) if db.code() == "42P01" => Error::Config(
+        Error::Database(db) if db.is_undefined_table() => Error::Config(
             "table fly_postgres_requests is missing: run Repo::migrate() (or the SQL in \
              fly-postgres' migrations/) on the primary"
                 .into(),

@@ -4,7 +4,8 @@
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 
-use super::write::{Write, run, unreadable};
+use super::pipeline::{run, unreadable};
+use super::write::Write;
 use crate::error::Error;
 use crate::mutation::Mutation;
 
@@ -31,9 +32,30 @@ impl<T> Written<T> {
     }
 }
 
+impl<'r, M: Mutation, T> Write<'r, M, T> {
+    /// Resolves to [`Written`](crate::Written): the output, and whether the local replica
+    /// had replayed the write when the call returned. A write that
+    /// committed but was not replayed here in time
+    /// ([`Error::ReplicationTimeout`]) is then a success with `replicated:
+    /// false`, as it should be for a client: it must not be sent again.
+    ///
+    // Not run as a doctest: needs a running database.
+    /// ```no_run
+    /// # async fn demo(repo: fly_postgres::Repo, statement: fly_postgres::Statement) -> Result<(), fly_postgres::Error> {
+    /// let written = repo.execute(statement).written().await?;
+    /// if !written.replicated {
+    ///     println!("{} rows changed; a read here may not see them yet", written.output);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn written(self) -> WrittenWrite<'r, M, T> {
+        WrittenWrite(self)
+    }
+}
+
 /// A [`Write`] that resolves to [`Written`]; from [`Write::written`].
 #[must_use = "a write does nothing until awaited"]
-pub struct WrittenWrite<'r, M: Mutation, T>(pub(super) Write<'r, M, T>);
+pub struct WrittenWrite<'r, M: Mutation, T>(Write<'r, M, T>);
 
 impl<'r, M: Mutation, T: Send + 'r> IntoFuture for WrittenWrite<'r, M, T> {
     type Output = Result<Written<T>, Error>;

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 /// The phases of one write, as the library measured them.
 ///
-/// From [`Write::timed`](super::Write::timed); the
+/// From [`Write::timed`](crate::Write::timed); the
 /// [`ConsistencyLayer`](crate::ConsistencyLayer) also sends them to browsers
 /// as a `Server-Timing` header.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -21,7 +21,7 @@ pub struct WriteTimings {
     /// its reply did not say, as from an older version).
     pub primary: Option<Duration>,
     /// Waiting for the local replica to replay the commit; `None` with
-    /// [`Write::no_wait`](super::Write::no_wait) or in the primary region.
+    /// [`Write::no_wait`](crate::Write::no_wait) or in the primary region.
     pub replication_wait: Option<Duration>,
     /// Attempts the write took: RPC attempts, or for a write this instance
     /// ran itself, its attempts on the local database (more than one when
