@@ -56,8 +56,34 @@ pub(crate) async fn commit_with_record(
     record: Option<Record<'_>>,
     force_local_flush: bool,
 ) -> Finished {
+    let (sql, before_commit) = round_trip_sql(record.as_ref(), force_local_flush);
+    let mut completed = 0usize;
+    let mut lsn: Option<Result<WalPosition, sqlx::Error>> = None;
+    let mut results = sqlx::raw_sql(AssertSqlSafe(sql)).fetch_many(&mut *conn);
+    loop {
+        match results.try_next().await {
+            Ok(Some(Either::Left(_done))) => completed += 1,
+            // Only the row of the SELECT right after COMMIT is the LSN.
+            Ok(Some(Either::Right(row))) if completed == before_commit + 1 => {
+                lsn = Some(position_of_row(&row));
+            }
+            Ok(Some(Either::Right(_))) => {}
+            Ok(None) => break,
+            Err(error) => return failed_at(error, completed, before_commit),
+        }
+    }
+    match lsn {
+        Some(Ok(lsn)) => Finished::Committed(lsn),
+        Some(Err(e)) => Finished::CommittedLsnUnknown(e),
+        None => Finished::CommittedLsnUnknown(sqlx::Error::RowNotFound),
+    }
+}
+
+/// The round trip's SQL, and how many of its statements complete before
+/// COMMIT's own completion.
+fn round_trip_sql(record: Option<&Record<'_>>, force_local_flush: bool) -> (String, usize) {
     let mut sql = String::new();
-    if let Some(r) = &record {
+    if let Some(r) = record {
         sql.push_str(&format!(
             "insert into fly_postgres_requests (id, mutation, args_digest, output, keep_until) \
              values ({}, {}, {}, {}, now() + make_interval(secs => {}));\n",
@@ -82,46 +108,28 @@ pub(crate) async fn commit_with_record(
     if guard {
         sql.push_str("select 1;\n");
     }
-    // Statements that complete before COMMIT's own completion.
     let before_commit =
         usize::from(record.is_some()) + usize::from(force_local_flush) + usize::from(guard);
     sql.push_str("commit;\n");
     sql.push_str(COMMIT_POSITION_SQL);
     sql.push_str(";\nbegin");
+    (sql, before_commit)
+}
 
-    let mut completed = 0usize;
-    let mut lsn: Option<Result<WalPosition, sqlx::Error>> = None;
-    let mut results = sqlx::raw_sql(AssertSqlSafe(sql)).fetch_many(&mut *conn);
-    loop {
-        match results.try_next().await {
-            Ok(Some(Either::Left(_done))) => completed += 1,
-            // Only the row of the SELECT right after COMMIT is the LSN.
-            Ok(Some(Either::Right(row))) if completed == before_commit + 1 => {
-                lsn = Some(position_of_row(&row));
-            }
-            Ok(Some(Either::Right(_))) => {}
-            Ok(None) => break,
-            Err(error) => {
-                let committed = completed > before_commit;
-                return match (committed, error.as_database_error().is_some()) {
-                    (true, _) => Finished::CommittedLsnUnknown(error),
-                    (false, true) if completed == before_commit && fails_after_commit(&error) => {
-                        Finished::Unknown(error)
-                    }
-                    (false, true) => Finished::Refused {
-                        // A failing COMMIT ends the transaction itself.
-                        transaction_open: completed < before_commit,
-                        error,
-                    },
-                    (false, false) => Finished::Unknown(error),
-                };
-            }
+/// What an error after `completed` statements means for the commit.
+fn failed_at(error: sqlx::Error, completed: usize, before_commit: usize) -> Finished {
+    let committed = completed > before_commit;
+    match (committed, error.as_database_error().is_some()) {
+        (true, _) => Finished::CommittedLsnUnknown(error),
+        (false, true) if completed == before_commit && fails_after_commit(&error) => {
+            Finished::Unknown(error)
         }
-    }
-    match lsn {
-        Some(Ok(lsn)) => Finished::Committed(lsn),
-        Some(Err(e)) => Finished::CommittedLsnUnknown(e),
-        None => Finished::CommittedLsnUnknown(sqlx::Error::RowNotFound),
+        (false, true) => Finished::Refused {
+            // A failing COMMIT ends the transaction itself.
+            transaction_open: completed < before_commit,
+            error,
+        },
+        (false, false) => Finished::Unknown(error),
     }
 }
 

@@ -153,15 +153,7 @@ async fn run_elsewhere<M: Mutation, T>(
     let call = Forwarded::new(&write.mutation, !write.chosen_id)?;
     drop(write.mutation);
     let request_id = write.request_id.as_str();
-    let span = tracing::info_span!(
-        "fly_postgres.write",
-        mutation = M::NAME,
-        request_id = %request_id,
-        primary_region = %repo.primary_region(),
-        attempts = tracing::field::Empty,
-        lsn = tracing::field::Empty,
-        outcome = tracing::field::Empty,
-    );
+    let span = write_span(repo, M::NAME, request_id);
     let result = async {
         let rpc_started = Instant::now();
         let (reply, rpc) = if direct_mode {
@@ -190,6 +182,19 @@ async fn run_elsewhere<M: Mutation, T>(
     let path = if direct_mode { "direct" } else { "forwarded" };
     record(M::NAME, path, started, &result);
     result
+}
+
+/// The span of a write outside the primary region.
+fn write_span(repo: &Repo, mutation: &'static str, request_id: &str) -> tracing::Span {
+    tracing::info_span!(
+        "fly_postgres.write",
+        mutation,
+        request_id = %request_id,
+        primary_region = %repo.primary_region(),
+        attempts = tracing::field::Empty,
+        lsn = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+    )
 }
 
 /// Whether a forwarded write that ended this way may be run directly: no

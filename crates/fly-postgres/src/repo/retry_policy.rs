@@ -12,7 +12,10 @@
 //! instance that lacks the procedure during a deploy); this policy retries
 //! the write, which needs the request record.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// tokio's clock, so the policy runs on paused time in tests.
+use tokio::time::Instant;
 
 /// An attempt gets at least this long (unless less is left): a write
 /// across an ocean needs a few round trips of slack.

@@ -24,36 +24,9 @@ impl RepoBuilder {
     /// Opens the pool, starts the tracker and the node. In the primary
     /// region it also checks that the database is out of recovery (an error
     /// is logged if not) and starts sweeping old exactly-once records.
-    pub async fn start(self) -> Result<Repo, Error> {
+    pub async fn start(mut self) -> Result<Repo, Error> {
         let retention = self.retention()?;
-        let pool = match open_pool(
-            self.pool,
-            self.database_url.as_deref(),
-            self.max_connections,
-            "",
-        )? {
-            Some(pool) => pool,
-            None => {
-                return Err(Error::Config(
-                    "the repo needs a database: call database_url() or pool()".into(),
-                ));
-            }
-        };
-        let primary_pool = open_pool(
-            self.primary_pool,
-            self.primary_url.as_deref(),
-            self.max_connections,
-            "primary URL: ",
-        )?;
-        if primary_pool.is_none()
-            && (self.config.write_mode == WriteMode::Direct || self.config.direct_fallback)
-        {
-            return Err(Error::Config(
-                "direct writes (write_mode(Direct) or direct_fallback(true)) need primary_url() or \
-                 primary_pool()"
-                    .into(),
-            ));
-        }
+        let (pool, primary_pool) = self.pools()?;
         let app_state = Arc::new(self.app_state);
         let direct = primary_pool
             .map(|pool| server_state(pool, None, true, retention, Arc::clone(&app_state)));
@@ -68,16 +41,9 @@ impl RepoBuilder {
             .label(self.name.clone())
             .start()?;
         let status = Arc::new(PrimaryStatus::new(pool.clone()));
+        let (follow, share_polls) = (self.follows_primary(), self.shares_polls());
         let mut config = self.config;
-        config.force_forward = self
-            .force_forward
-            .unwrap_or_else(|| env_flag("FLY_POSTGRES_FORCE_FORWARD", false));
-        let follow = self
-            .follow_primary
-            .unwrap_or_else(|| env_flag("FLY_POSTGRES_FOLLOW_PRIMARY", false));
-        let share_polls = self
-            .share_polls
-            .unwrap_or_else(|| env_flag("FLY_POSTGRES_SHARE_POLLS", true));
+        config.force_forward = self.forces_forward();
         let registrations = Registrations {
             explicit: self.registrations,
             auto: self.auto_register,
@@ -85,16 +51,12 @@ impl RepoBuilder {
         let node = start_node(self.node, registrations, &server, &tracker, &status).await?;
         let regions = node.regions().clone();
         let sweeps = Arc::new(sweeper::SweepCounters::default());
-        let sweeper = if regions.is_primary() {
-            check_primary(&status, regions.my_region()).await;
-            Some(tokio::spawn(sweeper::run(
-                pool.clone(),
-                config.retention,
-                self.sweep_interval,
-                Arc::clone(&sweeps),
-            )))
-        } else {
-            None
+        let sweeper = match regions.is_primary() {
+            true => {
+                let every = self.sweep_interval;
+                Some(sweep(&pool, &status, regions.my_region(), config.retention, every, &sweeps).await)
+            }
+            false => None,
         };
         // Only a node with a listener has siblings to share with; in the
         // primary region waits return at once.
@@ -115,16 +77,54 @@ impl RepoBuilder {
                 direct,
                 follow,
                 status,
-                local_writes: AtomicU64::new(0),
-                forwarded_writes: AtomicU64::new(0),
-                retries: AtomicU64::new(0),
                 sweeper,
                 poll_sharing,
                 sweeps,
+                local_writes: AtomicU64::default(),
+                forwarded_writes: AtomicU64::default(),
+                retries: AtomicU64::default(),
                 timelines: Default::default(),
                 remote_positions: Default::default(),
             }),
         })
+    }
+
+    fn forces_forward(&self) -> bool {
+        (self.force_forward).unwrap_or_else(|| env_flag("FLY_POSTGRES_FORCE_FORWARD", false))
+    }
+
+    fn follows_primary(&self) -> bool {
+        (self.follow_primary).unwrap_or_else(|| env_flag("FLY_POSTGRES_FOLLOW_PRIMARY", false))
+    }
+
+    fn shares_polls(&self) -> bool {
+        (self.share_polls).unwrap_or_else(|| env_flag("FLY_POSTGRES_SHARE_POLLS", true))
+    }
+
+    /// The local pool and, for direct writes, the primary's.
+    fn pools(&mut self) -> Result<(PgPool, Option<PgPool>), Error> {
+        let max = self.max_connections;
+        let Some(pool) = open_pool(self.pool.take(), self.database_url.as_deref(), max, "")? else {
+            return Err(Error::Config(
+                "the repo needs a database: call database_url() or pool()".into(),
+            ));
+        };
+        let primary = open_pool(
+            self.primary_pool.take(),
+            self.primary_url.as_deref(),
+            max,
+            "primary URL: ",
+        )?;
+        if primary.is_none()
+            && (self.config.write_mode == WriteMode::Direct || self.config.direct_fallback)
+        {
+            return Err(Error::Config(
+                "direct writes (write_mode(Direct) or direct_fallback(true)) need primary_url() or \
+                 primary_pool()"
+                    .into(),
+            ));
+        }
+        Ok((pool, primary))
     }
 
     /// How long request records are kept; each must outlast a write's
@@ -245,6 +245,20 @@ async fn start_node(
         node = (entry.register)(node, server);
     }
     node.start().await.map_err(Error::Rpc)
+}
+
+/// In the primary region: checks the database takes writes, then sweeps
+/// old request records in the background.
+async fn sweep(
+    pool: &PgPool,
+    status: &PrimaryStatus,
+    region: &str,
+    keep: Duration,
+    every: Duration,
+    sweeps: &Arc<sweeper::SweepCounters>,
+) -> tokio::task::JoinHandle<()> {
+    check_primary(status, region).await;
+    tokio::spawn(sweeper::run(pool.clone(), keep, every, Arc::clone(sweeps)))
 }
 
 /// In the primary region the database must take writes: say so loudly if

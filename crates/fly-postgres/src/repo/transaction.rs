@@ -125,36 +125,18 @@ pub(crate) async fn run_once_noting<M: Mutation>(
     let mut tx = begin(state).await?;
     progress.began.store(true, Ordering::SeqCst);
     let running = mutation.run(&mut tx);
-    let output = match crate::app_state::with_state(
-        std::sync::Arc::clone(&state.app_state),
-        running,
-    )
-    .await
-    {
-        Ok(output) => output,
-        Err(e) if connection_lost(&e) => {
-            // COMMIT was never sent, so the server cannot have committed:
-            // the write did not run, and a fresh connection may take it.
-            let _ = tx.rollback().await;
-            return Err(Failure::NotStarted(e));
-        }
+    let ran = crate::app_state::with_state(std::sync::Arc::clone(&state.app_state), running).await;
+    let (output, encoded) = match ran.and_then(|output| encode::<M>(key, output)) {
+        Ok(done) => done,
         Err(e) => {
             let _ = tx.rollback().await;
+            // COMMIT was never sent, so the server cannot have committed:
+            // the write did not run, and a fresh connection may take it.
+            if connection_lost(&e) {
+                return Err(Failure::NotStarted(e));
+            }
             return settle_failure::<M>(state, key, e).await;
         }
-    };
-    let encoded = match key {
-        Some(_) => match serde_json::to_string(&output) {
-            Ok(text) => Some(text),
-            Err(e) => {
-                let _ = tx.rollback().await;
-                let error = Error::Decode {
-                    message: format!("output of `{}` does not serialize: {e}", M::NAME),
-                };
-                return settle_failure::<M>(state, key, error).await;
-            }
-        },
-        None => None,
     };
     let record = key.zip(encoded.as_deref()).map(|(key, output)| Record {
         key,
@@ -169,6 +151,33 @@ pub(crate) async fn run_once_noting<M: Mutation>(
         }));
     }
     let finished = commit_with_record(&mut tx, record, force_flush).await;
+    finish::<M>(state, key, tx, finished, output).await
+}
+
+/// The output's JSON for the request record (only with a key).
+fn encode<M: Mutation>(
+    key: Option<&RequestKey>,
+    output: M::Output,
+) -> Result<(M::Output, Option<String>), Error> {
+    if key.is_none() {
+        return Ok((output, None));
+    }
+    match serde_json::to_string(&output) {
+        Ok(text) => Ok((output, Some(text))),
+        Err(e) => Err(Error::Decode {
+            message: format!("output of `{}` does not serialize: {e}", M::NAME),
+        }),
+    }
+}
+
+/// The outcome of the commit round trip.
+async fn finish<M: Mutation>(
+    state: &ServerState,
+    key: Option<&RequestKey>,
+    mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    finished: Finished,
+    output: M::Output,
+) -> Result<Outcome<M::Output>, Failure> {
     match finished {
         Finished::Committed(lsn) => {
             // Ends the empty transaction the round trip left open.
