@@ -9,6 +9,7 @@ use crate::procedure::Procedure;
 use crate::remote_error::RemoteError;
 use crate::wire::{WireError, WireErrorKind};
 
+/// The wire error in an answer's body, if it is one.
 pub(crate) fn parse_wire_error(body: &[u8]) -> Option<WireError> {
     serde_json::from_slice(body).ok()
 }
@@ -28,6 +29,7 @@ pub(crate) fn is_not_primary(status: StatusCode, body: &[u8]) -> bool {
         && parse_wire_error(body).is_some_and(|e| e.kind == WireErrorKind::NotPrimary)
 }
 
+/// A peer's answer to a call of `P`: its output, or the error it stands for.
 pub(crate) fn decode_response<P: Procedure>(
     peer: SocketAddr,
     status: StatusCode,
@@ -45,6 +47,7 @@ pub(crate) fn decode_response<P: Procedure>(
     Err(wire_error_to_error(peer, status, body, P::NAME))
 }
 
+/// A peer's error answer as the [`Error`] it stands for.
 pub(crate) fn wire_error_to_error(
     peer: SocketAddr,
     status: StatusCode,
@@ -52,11 +55,7 @@ pub(crate) fn wire_error_to_error(
     procedure: &str,
 ) -> Error {
     let Some(error) = parse_wire_error(body) else {
-        let snippet = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
-        return Error::Transport {
-            peer: peer.to_string(),
-            message: format!("unexpected answer {status}: {snippet}"),
-        };
+        return unexpected_answer(peer, status, body);
     };
     let peer_text = peer.to_string();
     match error.kind {
@@ -94,16 +93,28 @@ pub(crate) fn wire_error_to_error(
         },
         // A newer peer's kind: it may have run the call, so the outcome is
         // unknown (a retry with the same idempotency key settles it).
-        WireErrorKind::Unknown => {
-            note_unknown_kind(&peer_text);
-            Error::Transport {
-                peer: peer_text,
-                message: format!(
-                    "answered {status} with an error kind this version does not know: {}",
-                    error.message
-                ),
-            }
-        }
+        WireErrorKind::Unknown => newer_kind(peer_text, status, &error.message),
+    }
+}
+
+/// An answer that is no wire error (a proxy's page, say): its start is
+/// shown, as the only clue to what answered.
+fn unexpected_answer(peer: SocketAddr, status: StatusCode, body: &[u8]) -> Error {
+    let snippet = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+    Error::Transport {
+        peer: peer.to_string(),
+        message: format!("unexpected answer {status}: {snippet}"),
+    }
+}
+
+/// An error kind from a newer peer.
+fn newer_kind(peer: String, status: StatusCode, message: &str) -> Error {
+    note_unknown_kind(&peer);
+    Error::Transport {
+        peer,
+        message: format!(
+            "answered {status} with an error kind this version does not know: {message}"
+        ),
     }
 }
 

@@ -59,52 +59,9 @@ impl TlsConfig {
         }
         let key = PrivateKeyDer::from_pem_slice(key)
             .map_err(|e| tls_error("the private key is not valid PEM", e))?;
-        let roots = match ca {
-            Some(ca) => {
-                let mut roots = RootCertStore::empty();
-                for cert in CertificateDer::pem_slice_iter(ca) {
-                    let cert = cert.map_err(|e| tls_error("the CA is not valid PEM", e))?;
-                    roots
-                        .add(cert)
-                        .map_err(|e| tls_error("the CA certificate is unusable", e))?;
-                }
-                if roots.is_empty() {
-                    return Err(tls_error("the CA file", "holds no certificate"));
-                }
-                Some(Arc::new(roots))
-            }
-            None => None,
-        };
-
-        let server = rustls::ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| tls_error("protocol versions", e))?;
-        let server = match &roots {
-            Some(roots) => server.with_client_cert_verifier(
-                WebPkiClientVerifier::builder_with_provider(Arc::clone(roots), provider())
-                    .build()
-                    .map_err(|e| tls_error("client verifier", e))?,
-            ),
-            None => server.with_no_client_auth(),
-        };
-        let mut server = server
-            .with_single_cert(certs.clone(), key.clone_key())
-            .map_err(|e| tls_error("the certificate and key do not match", e))?;
-        server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-
-        let client = rustls::ClientConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| tls_error("protocol versions", e))?;
-        let mut client = match roots {
-            Some(roots) => client
-                .with_root_certificates(roots)
-                .with_client_auth_cert(certs, key)
-                .map_err(|e| tls_error("the client certificate", e))?,
-            None => client
-                .with_root_certificates(system_roots())
-                .with_no_client_auth(),
-        };
-        client.alpn_protocols = vec![b"h2".to_vec()];
+        let roots = ca.map(ca_roots).transpose()?;
+        let server = server_config(roots.as_ref(), certs.clone(), key.clone_key())?;
+        let client = client_config(roots, certs, key)?;
         Ok(TlsConfig {
             server: Arc::new(server),
             client: Arc::new(client),
@@ -130,6 +87,69 @@ impl TlsConfig {
         );
         Ok(self)
     }
+}
+
+/// The CA that signs every node's certificate, for mutual TLS.
+fn ca_roots(ca: &[u8]) -> Result<Arc<RootCertStore>, Error> {
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca) {
+        let cert = cert.map_err(|e| tls_error("the CA is not valid PEM", e))?;
+        roots
+            .add(cert)
+            .map_err(|e| tls_error("the CA certificate is unusable", e))?;
+    }
+    if roots.is_empty() {
+        return Err(tls_error("the CA file", "holds no certificate"));
+    }
+    Ok(Arc::new(roots))
+}
+
+/// The server's side: this node's certificate, and with a CA, clients
+/// must present one it signed.
+fn server_config(
+    roots: Option<&Arc<RootCertStore>>,
+    certs: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<rustls::ServerConfig, Error> {
+    let server = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls_error("protocol versions", e))?;
+    let server = match roots {
+        Some(roots) => server.with_client_cert_verifier(
+            WebPkiClientVerifier::builder_with_provider(Arc::clone(roots), provider())
+                .build()
+                .map_err(|e| tls_error("client verifier", e))?,
+        ),
+        None => server.with_no_client_auth(),
+    };
+    let mut server = server
+        .with_single_cert(certs, key)
+        .map_err(|e| tls_error("the certificate and key do not match", e))?;
+    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(server)
+}
+
+/// The caller's side: with a CA, servers must have a certificate it
+/// signed, and this node presents its own; without, the system's roots.
+fn client_config(
+    roots: Option<Arc<RootCertStore>>,
+    certs: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<rustls::ClientConfig, Error> {
+    let client = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls_error("protocol versions", e))?;
+    let mut client = match roots {
+        Some(roots) => client
+            .with_root_certificates(roots)
+            .with_client_auth_cert(certs, key)
+            .map_err(|e| tls_error("the client certificate", e))?,
+        None => client
+            .with_root_certificates(system_roots())
+            .with_no_client_auth(),
+    };
+    client.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(client)
 }
 
 fn system_roots() -> RootCertStore {

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// Path prefix of every endpoint.
 pub(crate) const CALL_PATH: &str = "/fly-rpc/v1/call/";
-/// Several calls in one request (see `coalesce.rs`).
+/// Several calls in one request (see `coalesce`).
 pub(crate) const BATCH_PATH: &str = "/fly-rpc/v1/batch";
 /// The introspection endpoint.
 pub(crate) const INFO_PATH: &str = "/fly-rpc/v1/info";
