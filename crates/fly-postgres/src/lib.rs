@@ -13,7 +13,7 @@
 //! - [`Error`]: one matchable enum ([`DbError`] keeps the primary's SQLSTATE
 //!   and constraint; [`Error::app`] carries the app's own errors);
 //! - [`Tracker`]: waits until the local replica has replayed an [`Lsn`], one
-//!   poller per database however many wait; [`commit_lsn`] gives the LSN;
+//!   poller per database however many wait; [`advanced::commit_lsn`] gives the LSN;
 //! - [`ConsistencyLayer`] (read-your-writes, session and strong reads
 //!   across requests and regions, by a signed token) and [`FlyReplayLayer`]
 //!   (`fly-replay` to the primary region);
@@ -134,9 +134,20 @@ pub mod __private {
     pub use serde;
 }
 
+/// fly-rpc, whose types appear in this crate's API ([`Error::Rpc`],
+/// [`RepoBuilder::node`]): the same version, without a second dependency.
+pub use fly_rpc;
+
+/// Building blocks below the [`Repo`], for tools and tests that need them;
+/// an app does not.
+pub mod advanced {
+    pub use crate::commit_lsn::commit_lsn;
+    pub use crate::repo::rpc_and_wait;
+    pub use crate::tracker::TrackerStats;
+}
+
 pub use app_error::AppError;
 pub use app_state::state;
-pub use commit_lsn::commit_lsn;
 pub use consistency::{
     CONSISTENCY_HEADER, Consistency, ConsistencyLayer, ConsistencyService, LSN_COOKIE, LSN_HEADER,
     UnknownConsistency, WaitFallback, forget_written_lsn,
@@ -155,12 +166,11 @@ pub use pool_options::pool_options;
 pub use read_only::read_only;
 pub use repo::{
     MIGRATION_SQL, Repo, RepoBuilder, RepoStats, Timed, Write, WriteMode, Written, WrittenWrite,
-    rpc_and_wait,
 };
 pub use request_key::MAX_REQUEST_ID_LEN;
 pub use shutdown_signal::shutdown_signal;
 pub use statement::{Param, Statement, StatementResult, query};
-pub use tracker::{DEFAULT_POLL_INTERVAL, Tracker, TrackerBuilder, TrackerStats};
+pub use tracker::{DEFAULT_POLL_INTERVAL, Tracker, TrackerBuilder};
 pub use wal_position::WalPosition;
 pub use write_timings::WriteTimings;
 

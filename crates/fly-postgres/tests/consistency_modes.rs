@@ -417,7 +417,7 @@ async fn a_token_for_a_write_lost_in_an_async_failover_answers_gone() {
     let old_primary = topology.member("syd-primary").unwrap().server();
     let lost_at = {
         let mut conn = old_primary.connect().await.unwrap();
-        let lsn = fly_postgres::commit_lsn(&mut conn).await.unwrap();
+        let lsn = fly_postgres::advanced::commit_lsn(&mut conn).await.unwrap();
         let walfile: String =
             sqlx::query_scalar("select pg_walfile_name(pg_current_wal_flush_lsn())")
                 .fetch_one(&mut conn)

@@ -8,7 +8,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::{CreateTodo, node, pool, registered};
-use fly_postgres::{Repo, TrackerStats};
+use fly_postgres::Repo;
+use fly_postgres::advanced::TrackerStats;
 use fly_postgres_testkit::{PgCluster, free_loopback_addrs};
 use fly_rpc::StaticPeers;
 

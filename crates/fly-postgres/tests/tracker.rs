@@ -2,8 +2,9 @@
 
 use std::time::{Duration, Instant};
 
+use fly_postgres::advanced::commit_lsn;
 use fly_postgres::sqlx::{self, PgPool, postgres::PgPoolOptions};
-use fly_postgres::{Error, Lsn, Tracker, commit_lsn};
+use fly_postgres::{Error, Lsn, Tracker};
 use fly_postgres_testkit::PgCluster;
 
 struct Fixture {

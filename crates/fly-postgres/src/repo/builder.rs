@@ -10,7 +10,7 @@ use super::server_state::AfterCommit;
 use super::{RepoConfig, WriteMode};
 use crate::mutation::Mutation;
 
-/// Settings of a [`Repo`]; every setter states its default.
+/// Settings of a [`Repo`](crate::Repo); every setter states its default.
 pub struct RepoBuilder {
     pub(super) database_url: Option<String>,
     pub(super) pool: Option<PgPool>,
@@ -74,7 +74,7 @@ impl RepoBuilder {
         }
     }
 
-    /// A value [`Mutation::run`] reaches with [`crate::state`]`::<T>()` (a
+    /// A value [`Mutation::run`](crate::Mutation::run) reaches with [`crate::state`]`::<T>()` (a
     /// configuration, an HTTP client, a pool of another database), as a
     /// `Procedure` reaches its state. One value per type; register the same
     /// on every instance, since a write runs in the primary region.
@@ -115,7 +115,7 @@ impl RepoBuilder {
     /// all answer "not primary", a write is offered to the other regions
     /// discovery knows (same request id, so it commits once) and the region
     /// that takes it is where writes go from then on
-    /// ([`Repo::primary_region`], [`Repo::is_primary`]), with no redeploy.
+    /// ([`Repo::primary_region`](crate::Repo::primary_region), [`Repo::is_primary`](crate::Repo::is_primary)), with no redeploy.
     pub fn follow_primary(mut self, enabled: bool) -> Self {
         self.follow_primary = Some(enabled);
         self
@@ -135,7 +135,7 @@ impl RepoBuilder {
     }
 
     /// The primary's URL, for writes that go straight to it over
-    /// PostgreSQL ([`WriteMode::Direct`], [`RepoBuilder::direct_fallback`]);
+    /// PostgreSQL ([`WriteMode::Direct`](crate::WriteMode::Direct), [`RepoBuilder::direct_fallback`]);
     /// on Fly, the app's `DATABASE_URL` with port 5432, which always reaches
     /// the leader. Opened lazily, with [`crate::pool_options`] and
     /// [`RepoBuilder::max_connections`].
@@ -150,8 +150,8 @@ impl RepoBuilder {
         self
     }
 
-    /// How writes leave a replica region (default [`WriteMode::Forward`]).
-    /// [`WriteMode::Direct`] needs [`RepoBuilder::primary_url`].
+    /// How writes leave a replica region (default [`WriteMode::Forward`](crate::WriteMode::Forward)).
+    /// [`WriteMode::Direct`](crate::WriteMode::Direct) needs [`RepoBuilder::primary_url`].
     pub fn write_mode(mut self, mode: WriteMode) -> Self {
         self.config.write_mode = mode;
         self
@@ -177,7 +177,7 @@ impl RepoBuilder {
         self
     }
 
-    /// The RPC node configuration (default: [`Node::from_env`] at start).
+    /// The RPC node configuration (default: [`Node::from_env`](fly_rpc::Node::from_env) at start).
     /// Each repo of an app needs its own node, on its own port.
     pub fn node(mut self, node: NodeBuilder) -> Self {
         self.node = Some(node);
@@ -250,10 +250,10 @@ impl RepoBuilder {
         self
     }
 
-    /// Whether this repo runs ad-hoc statements ([`Repo::execute`] and the
+    /// Whether this repo runs ad-hoc statements ([`Repo::execute`](crate::Repo::execute) and the
     /// `fetch_*` calls): its own, and those other regions forward to it
     /// (default: false). Off, it runs only the registered mutations, and
-    /// ad-hoc statements fail with [`Error::AdHocStatementsDisabled`]
+    /// ad-hoc statements fail with [`Error::AdHocStatementsDisabled`](crate::Error::AdHocStatementsDisabled)
     /// before anything runs. Turn it on in every region's repo, knowing
     /// what it grants: whoever holds the RPC secret can then run on the
     /// primary anything the app's database user may, not only the

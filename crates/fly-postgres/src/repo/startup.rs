@@ -27,6 +27,9 @@ impl RepoBuilder {
     pub async fn start(mut self) -> Result<Repo, Error> {
         let retention = self.retention()?;
         let (pool, primary_pool) = self.pools()?;
+        let (follow, share_polls) = (self.follows_primary(), self.shares_polls());
+        let mut config = self.config;
+        config.force_forward = self.forces_forward();
         let app_state = Arc::new(self.app_state);
         let direct = primary_pool
             .map(|pool| server_state(pool, None, true, retention, Arc::clone(&app_state)));
@@ -41,9 +44,6 @@ impl RepoBuilder {
             .label(self.name.clone())
             .start()?;
         let status = Arc::new(PrimaryStatus::new(pool.clone()));
-        let (follow, share_polls) = (self.follows_primary(), self.shares_polls());
-        let mut config = self.config;
-        config.force_forward = self.forces_forward();
         let registrations = Registrations {
             explicit: self.registrations,
             auto: self.auto_register,
@@ -54,7 +54,17 @@ impl RepoBuilder {
         let sweeper = match regions.is_primary() {
             true => {
                 let every = self.sweep_interval;
-                Some(sweep(&pool, &status, regions.my_region(), config.retention, every, &sweeps).await)
+                Some(
+                    sweep(
+                        &pool,
+                        &status,
+                        regions.my_region(),
+                        config.retention,
+                        every,
+                        &sweeps,
+                    )
+                    .await,
+                )
             }
             false => None,
         };

@@ -9,8 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use fly_postgres::advanced::commit_lsn;
 use fly_postgres::sqlx::{self, Connection, PgPool, postgres::PgPoolOptions};
-use fly_postgres::{Lsn, Tracker, commit_lsn};
+use fly_postgres::{Lsn, Tracker};
 use fly_postgres_testkit::PgCluster;
 use serde::Serialize;
 
