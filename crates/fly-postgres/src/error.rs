@@ -187,6 +187,9 @@ pub enum Error {
     },
 
     /// Any other RPC failure (transport, bad request, a panic on the peer).
+    /// Never an `Unauthorized` or `UnknownProcedure` one: the conversion
+    /// from [`fly_rpc::Error`] lifts those into the variants above, so each
+    /// failure has one place to be matched.
     #[error(transparent)]
     Rpc(fly_rpc::Error),
 
@@ -280,6 +283,21 @@ pub enum Error {
 pub(crate) const WRITE_LOST_ANSWER: &str = "an earlier write of this session was lost when the \
      database failed over: it is not in the database and will not appear; check and write it \
      again";
+
+/// The one conversion from fly-rpc's errors: a refusal of this node's
+/// credentials and an unknown procedure get their own variants; anything
+/// else is [`Error::Rpc`].
+impl From<fly_rpc::Error> for Error {
+    fn from(error: fly_rpc::Error) -> Self {
+        match error {
+            fly_rpc::Error::Unauthorized { reason, .. } => Error::Unauthorized { reason },
+            fly_rpc::Error::UnknownProcedure {
+                name, peer_version, ..
+            } => Error::UnknownProcedure { name, peer_version },
+            other => Error::Rpc(other),
+        }
+    }
+}
 
 impl From<sqlx::Error> for Error {
     /// A database error becomes [`Error::Database`] (matchable by SQLSTATE

@@ -150,48 +150,22 @@ async fn before<B: From<String>>(
 ) -> Before<B> {
     let repo = &config.repo;
     let started = Instant::now();
-    let mut target: Option<WalPosition> = None;
-    if mode != Consistency::Eventual {
-        if !incoming.token.is_empty() {
-            match repo.system_id().await {
-                Ok(system_id) => target = incoming.token.get(system_id),
-                Err(_) => {
-                    return Before::Answer(unavailable(
-                        "the database cannot serve right now; try again shortly",
-                    ));
-                }
-            }
+    let target = match target(config, mode, incoming).await {
+        Ok(Some(target)) => target,
+        Ok(None) => {
+            return Before::Run {
+                seen: None,
+                from_primary: false,
+                waited: None,
+            };
         }
-        if let Some(lsn) = incoming.plain {
-            target = Some(WalPosition::latest(target, WalPosition::new(None, lsn)));
-        }
-    }
-    let mut seen = None;
-    if mode == Consistency::Strong {
-        match repo.primary_position().await {
-            Ok(position) => target = Some(WalPosition::latest(target, position)),
-            Err(e) => {
-                tracing::warn!(error = %e, "a strong read could not learn the primary's position");
-                return Before::Answer(unavailable(
-                    "the primary region could not be asked for its position; try again shortly",
-                ));
-            }
-        }
-    }
-    let Some(target) = target else {
-        return Before::Run {
-            seen,
-            from_primary: false,
-            waited: None,
-        };
+        Err(answer) => return Before::Answer(answer),
     };
     let limit = config
         .max_wait
         .map_or_else(|| repo.replication_timeout(), |(limit, _)| limit);
     let waited = repo.wait_for_position(target, limit).await;
-    if matches!(mode, Consistency::Session | Consistency::Strong) {
-        seen = Some(WalPosition::latest(seen, target));
-    }
+    let seen = matches!(mode, Consistency::Session | Consistency::Strong).then_some(target);
     let run = |from_primary| Before::Run {
         seen,
         from_primary,
@@ -220,6 +194,44 @@ async fn before<B: From<String>>(
                 ))
             }
         },
+    }
+}
+
+/// The position the request must wait for in `mode`: its token's (on this
+/// database's system), a plain LSN it sent, and for a strong read the
+/// primary's; `None` when there is nothing to wait for.
+async fn target<B: From<String>>(
+    config: &ConsistencyLayer,
+    mode: Consistency,
+    incoming: &Incoming,
+) -> Result<Option<WalPosition>, Response<B>> {
+    if mode == Consistency::Eventual {
+        return Ok(None);
+    }
+    let repo = &config.repo;
+    let mut target: Option<WalPosition> = None;
+    if !incoming.token.is_empty() {
+        let Ok(system_id) = repo.system_id().await else {
+            return Err(unavailable(
+                "the database cannot serve right now; try again shortly",
+            ));
+        };
+        target = incoming.token.get(system_id);
+    }
+    if let Some(lsn) = incoming.plain {
+        target = Some(WalPosition::latest(target, WalPosition::new(None, lsn)));
+    }
+    if mode != Consistency::Strong {
+        return Ok(target);
+    }
+    match repo.strong_target(target).await {
+        Ok(position) => Ok(Some(position)),
+        Err(e) => {
+            tracing::warn!(error = %e, "a strong read could not learn the primary's position");
+            Err(unavailable(
+                "the primary region could not be asked for its position; try again shortly",
+            ))
+        }
     }
 }
 

@@ -7,10 +7,11 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::Repo;
+use super::attempt_outcome::{Failure, Outcome};
 use super::reply::Reply;
 use super::retry_policy::{Backoff, Deadline};
 use super::server_state::ServerState;
-use super::transaction::{Failure, Outcome, run_once};
+use super::transaction::run_once;
 use super::wire::Forwarded;
 use crate::error::Error;
 use crate::mutation::Mutation;

@@ -64,7 +64,7 @@ pub(super) async fn forward<M: Mutation>(
                     tries.last = Some(error);
                     continue;
                 }
-                repo.inner.retries.fetch_add(1, Ordering::Relaxed);
+                repo.inner.counters.retries.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("fly_postgres_write_retries_total", "mutation" => M::NAME)
                     .increment(1);
                 tracing::warn!(error = %error, attempt = tries.attempts, sent, "forwarded write attempt failed; retrying with the same request id");

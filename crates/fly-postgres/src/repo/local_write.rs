@@ -4,10 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::attempt_outcome::{Failure, Outcome};
 use super::reply::Reply;
 use super::retry_policy::{Backoff, Deadline};
 use super::server_state::ServerState;
-use super::transaction::{Failure, Outcome, Progress, run_once_noting};
+use super::transaction::{Progress, run_once_noting};
 use crate::error::Error;
 use crate::mutation::Mutation;
 use crate::request_key::RequestKey;

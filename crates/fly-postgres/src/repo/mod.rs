@@ -1,6 +1,7 @@
 //! The `Repo`: local reads, writes forwarded to the primary region, and the
 //! wait that makes the caller read its own writes.
 
+mod attempt_outcome;
 mod auto_mutation;
 mod builder;
 mod commit_round_trip;
@@ -12,12 +13,14 @@ mod position_flight;
 mod positions;
 mod primary_follower;
 mod primary_status;
+mod recorded_outcome;
 mod reply;
 mod retry_policy;
 mod rpc_failure;
 mod serve_forwarded;
 mod server_state;
 mod startup;
+mod stats;
 mod sweeper;
 mod timed;
 mod transaction;
@@ -28,7 +31,6 @@ mod write_mode;
 mod written;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use fly_rpc::{Node, Regions};
@@ -38,6 +40,7 @@ use sqlx::PgPool;
 #[doc(hidden)]
 pub use auto_mutation::AutoMutation;
 pub use builder::RepoBuilder;
+pub use stats::RepoStats;
 pub use timed::Timed;
 pub use write::Write;
 pub use write_mode::WriteMode;
@@ -78,9 +81,7 @@ pub(crate) struct RepoInner {
     status: Arc<primary_status::PrimaryStatus>,
     /// Set when the primary may move between regions.
     follow: Option<primary_follower::PrimaryFollower>,
-    local_writes: AtomicU64,
-    forwarded_writes: AtomicU64,
-    retries: AtomicU64,
+    counters: stats::WriteCounters,
     sweeper: Option<tokio::task::JoinHandle<()>>,
     /// Follows the region's replay poll leader (see `shared_polls`).
     poll_sharing: Option<tokio::task::JoinHandle<()>>,
@@ -100,41 +101,6 @@ impl Drop for RepoInner {
             task.abort();
         }
     }
-}
-
-/// Counters of one repo, for tests and `flypg status`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct RepoStats {
-    /// Writes this instance ran itself (in the primary region).
-    pub local_writes: u64,
-    /// Writes this instance forwarded to the primary region.
-    pub forwarded_writes: u64,
-    /// Extra attempts of forwarded writes (after a timeout or a failure).
-    pub retries: u64,
-    /// Forwarded writes this instance served for others.
-    pub served_writes: u64,
-    /// Writes this instance ran on the primary over PostgreSQL
-    /// ([`WriteMode::Direct`] or the direct fallback).
-    pub direct_writes: u64,
-    /// Exactly-once records this instance's sweeps deleted.
-    pub swept_records: u64,
-    /// The most rows one sweep statement deleted (at most 5,000).
-    pub largest_sweep_batch: u64,
-    /// The longest one sweep statement took.
-    pub longest_sweep_statement: Duration,
-    /// Sweeps skipped because another instance was sweeping the database.
-    pub sweeps_skipped: u64,
-    /// Queries of the primary's position this instance ran on its database
-    /// (strong and session reads, and other regions' strong reads), one at
-    /// a time however many requests wait for one.
-    pub position_queries: u64,
-    /// RPCs this instance sent to the primary region for its position, one
-    /// at a time however many strong reads wait for one.
-    pub position_calls: u64,
-    /// Reads of the local database's timeline and its history, one at a
-    /// time however many requests wait for a newer timeline.
-    pub timeline_reads: u64,
 }
 
 /// One app database across regions: reads on the local database, writes
@@ -168,7 +134,7 @@ pub struct RepoStats {
 /// # async fn demo() -> Result<(), Error> {
 /// let repo = Repo::builder()
 ///     .database_url(fly_postgres::database_url_from_env()?)
-///     .node(fly_rpc::Node::from_env().map_err(Error::Rpc)?)
+///     .node(fly_rpc::Node::from_env().map_err(Error::from)?)
 ///     .mutation::<CreateTodo>()
 ///     .start()
 ///     .await?;
@@ -341,38 +307,11 @@ impl Repo {
     /// returns at once. Calling it again waits for the same stop. With the
     /// `axum` feature, `Repo::serve` does this and the app's port together.
     pub async fn shutdown(&self) -> Result<(), Error> {
-        self.inner.node.shutdown().await.map_err(Error::Rpc)?;
+        self.inner.node.shutdown().await.map_err(Error::from)?;
         if let Some(task) = &self.inner.sweeper {
             task.abort();
         }
         Ok(())
-    }
-
-    /// The repo's counters.
-    pub fn stats(&self) -> RepoStats {
-        RepoStats {
-            local_writes: self.inner.local_writes.load(Ordering::Relaxed),
-            forwarded_writes: self.inner.forwarded_writes.load(Ordering::Relaxed),
-            retries: self.inner.retries.load(Ordering::Relaxed),
-            served_writes: self.inner.server.served.load(Ordering::Relaxed),
-            direct_writes: self
-                .inner
-                .direct
-                .as_ref()
-                .map_or(0, |d| d.served.load(Ordering::Relaxed)),
-            swept_records: self.inner.sweeps.deleted.load(Ordering::Relaxed),
-            largest_sweep_batch: self.inner.sweeps.largest_batch.load(Ordering::Relaxed),
-            longest_sweep_statement: Duration::from_micros(
-                self.inner
-                    .sweeps
-                    .longest_statement_us
-                    .load(Ordering::Relaxed),
-            ),
-            sweeps_skipped: self.inner.sweeps.skipped.load(Ordering::Relaxed),
-            position_queries: self.inner.server.positions.get().map_or(0, |p| p.queries()),
-            position_calls: self.inner.remote_positions.asked(),
-            timeline_reads: self.inner.timelines.reads(),
-        }
     }
 }
 

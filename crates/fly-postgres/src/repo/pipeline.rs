@@ -107,7 +107,7 @@ async fn run_here<M: Mutation, T>(
     started: Instant,
 ) -> Result<(M::Output, WriteTimings), Error> {
     let inner = &write.repo.inner;
-    inner.local_writes.fetch_add(1, Ordering::Relaxed);
+    inner.counters.local.fetch_add(1, Ordering::Relaxed);
     let keep = inner.server.retention.of(!write.chosen_id);
     let (key, args) = RequestKey::with_args(write.request_id, M::NAME, &write.mutation, keep)?;
     drop(write.mutation);
@@ -147,7 +147,7 @@ async fn run_elsewhere<M: Mutation, T>(
     }
     let direct_mode = inner.config.write_mode == WriteMode::Direct;
     if !direct_mode {
-        inner.forwarded_writes.fetch_add(1, Ordering::Relaxed);
+        inner.counters.forwarded.fetch_add(1, Ordering::Relaxed);
     }
     // Serialized once, before the first await: retries resend these bytes.
     let call = Forwarded::new(&write.mutation, !write.chosen_id)?;

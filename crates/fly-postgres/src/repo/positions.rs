@@ -235,13 +235,24 @@ impl Repo {
                 Ok(())
             }
             Consistency::Strong => {
-                let target = self.primary_position().await?;
+                let target = self.strong_target(None).await?;
                 self.wait_for_position(target, self.inner.config.replication_timeout)
                     .await?;
                 crate::request_record::record_seen(target);
                 Ok(())
             }
         }
+    }
+
+    /// What a strong read waits for: everything committed on the primary
+    /// now, and `known` (what the request carries). The one definition of
+    /// strong, for [`Repo::catch_up`] and the consistency layer alike.
+    pub(crate) async fn strong_target(
+        &self,
+        known: Option<WalPosition>,
+    ) -> Result<WalPosition, Error> {
+        let primary = self.primary_position().await?;
+        Ok(WalPosition::latest(known, primary))
     }
 
     /// The pool a handler reads from: the local database, or the primary

@@ -97,10 +97,6 @@ pub(crate) fn from_rpc(error: fly_rpc::Error) -> Error {
                 message: remote.message().to_owned(),
             },
         },
-        fly_rpc::Error::Unauthorized { reason, .. } => Error::Unauthorized { reason },
-        fly_rpc::Error::UnknownProcedure {
-            name, peer_version, ..
-        } => Error::UnknownProcedure { name, peer_version },
         // The primary region answered "committed" with an output this
         // build cannot read: committed, and saying so now beats retrying.
         fly_rpc::Error::UndecodableOutput {
@@ -112,7 +108,7 @@ pub(crate) fn from_rpc(error: fly_rpc::Error) -> Error {
             ),
             output: None,
         },
-        other => Error::Rpc(other),
+        other => Error::from(other),
     }
 }
 

@@ -9,8 +9,9 @@ use std::time::Instant;
 use fly_rpc::{CallContext, Procedure};
 use tracing::Instrument;
 
+use super::attempt_outcome::{Failure, Outcome};
 use super::server_state::ServerState;
-use super::transaction::{Failure, Outcome, run_once};
+use super::transaction::run_once;
 use super::wire::{Committed, Forwarded, WireError};
 use crate::mutation::Mutation;
 use crate::request_key::RequestKey;

@@ -33,13 +33,8 @@ impl RepoBuilder {
         let app_state = Arc::new(self.app_state);
         let direct = primary_pool
             .map(|pool| server_state(pool, None, true, retention, Arc::clone(&app_state)));
-        let server = server_state(
-            pool.clone(),
-            self.after_commit,
-            self.ad_hoc_statements,
-            retention,
-            app_state,
-        );
+        let (after_commit, ad_hoc) = (self.after_commit, self.ad_hoc_statements);
+        let server = server_state(pool.clone(), after_commit, ad_hoc, retention, app_state);
         let tracker = Tracker::builder((*pool.connect_options()).clone())
             .label(self.name.clone())
             .start()?;
@@ -51,22 +46,16 @@ impl RepoBuilder {
         let node = start_node(self.node, registrations, &server, &tracker, &status).await?;
         let regions = node.regions().clone();
         let sweeps = Arc::new(sweeper::SweepCounters::default());
-        let sweeper = match regions.is_primary() {
-            true => {
-                let every = self.sweep_interval;
-                Some(
-                    sweep(
-                        &pool,
-                        &status,
-                        regions.my_region(),
-                        config.retention,
-                        every,
-                        &sweeps,
-                    )
-                    .await,
-                )
-            }
-            false => None,
+        let sweeper = if regions.is_primary() {
+            check_primary(&status, regions.my_region()).await;
+            Some(sweeper::spawn(
+                &pool,
+                config.retention,
+                self.sweep_interval,
+                &sweeps,
+            ))
+        } else {
+            None
         };
         // Only a node with a listener has siblings to share with; in the
         // primary region waits return at once.
@@ -90,9 +79,7 @@ impl RepoBuilder {
                 sweeper,
                 poll_sharing,
                 sweeps,
-                local_writes: AtomicU64::default(),
-                forwarded_writes: AtomicU64::default(),
-                retries: AtomicU64::default(),
+                counters: Default::default(),
                 timelines: Default::default(),
                 remote_positions: Default::default(),
             }),
@@ -229,7 +216,7 @@ async fn start_node(
 ) -> Result<Node, Error> {
     let node = match node {
         Some(node) => node,
-        None => Node::from_env().map_err(Error::Rpc)?,
+        None => Node::from_env().map_err(Error::from)?,
     };
     let check_status = Arc::clone(status);
     let mut node = node
@@ -254,21 +241,7 @@ async fn start_node(
     {
         node = (entry.register)(node, server);
     }
-    node.start().await.map_err(Error::Rpc)
-}
-
-/// In the primary region: checks the database takes writes, then sweeps
-/// old request records in the background.
-async fn sweep(
-    pool: &PgPool,
-    status: &PrimaryStatus,
-    region: &str,
-    keep: Duration,
-    every: Duration,
-    sweeps: &Arc<sweeper::SweepCounters>,
-) -> tokio::task::JoinHandle<()> {
-    check_primary(status, region).await;
-    tokio::spawn(sweeper::run(pool.clone(), keep, every, Arc::clone(sweeps)))
+    node.start().await.map_err(Error::from)
 }
 
 /// In the primary region the database must take writes: say so loudly if

@@ -110,3 +110,19 @@ pub(crate) async fn run(
         }
     }
 }
+
+/// Starts [`run`] in the background.
+pub(crate) fn spawn(
+    pool: &PgPool,
+    legacy_retention: Duration,
+    interval: Duration,
+    counters: &std::sync::Arc<SweepCounters>,
+) -> tokio::task::JoinHandle<()> {
+    let task = run(
+        pool.clone(),
+        legacy_retention,
+        interval,
+        std::sync::Arc::clone(counters),
+    );
+    tokio::spawn(task)
+}

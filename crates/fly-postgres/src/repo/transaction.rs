@@ -3,52 +3,14 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
+use super::attempt_outcome::{Failure, Outcome};
 use super::commit_round_trip::{Finished, Record, commit_with_record};
+use super::recorded_outcome::settle_failure;
 use super::server_state::ServerState;
-use super::wire::WireError;
 use crate::commit_lsn::commit_position;
 use crate::error::Error;
 use crate::mutation::Mutation;
 use crate::request_key::RequestKey;
-use crate::wal_position::WalPosition;
-
-/// How a write ended, when it did not simply fail.
-#[derive(Debug)]
-pub(crate) enum Outcome<O> {
-    /// Committed; readers wait for this LSN.
-    Committed(O, WalPosition),
-    /// Committed, but the LSN could not be read afterwards (the connection
-    /// broke right after COMMIT). A retry with the same request id answers
-    /// with the recorded output and a fresh LSN.
-    CommittedLsnUnknown(O),
-}
-
-/// Why a write did not commit, or may not have.
-#[derive(Debug)]
-pub(crate) enum Failure {
-    /// It did not commit (rolled back, or refused).
-    NotCommitted(Error),
-    /// COMMIT's outcome is unknown (the connection failed, or the server
-    /// stopped while COMMIT waited): it may or may not have committed.
-    /// Only a retry with the same request id can tell, safely.
-    Unknown(Error),
-    /// The write could not start (no connection, a read-only database after
-    /// a failover): nothing ran, and the request id was not claimed, so this
-    /// says nothing about an earlier attempt. Worth retrying.
-    NotStarted(Error),
-}
-
-impl From<Error> for Failure {
-    fn from(error: Error) -> Self {
-        Failure::NotCommitted(error)
-    }
-}
-
-impl From<sqlx::Error> for Failure {
-    fn from(error: sqlx::Error) -> Self {
-        Failure::NotCommitted(error.into())
-    }
-}
 
 /// Runs `mutation` in its own transaction.
 ///
@@ -250,134 +212,6 @@ async fn begin(state: &ServerState) -> Result<sqlx::Transaction<'static, sqlx::P
             }
         }
     }
-}
-
-/// Makes a definite failure of a write with a request id final: the id is
-/// recorded as failed, so an earlier attempt with the same id that is still
-/// on its way (it could not claim the id while this one held it) cannot
-/// commit after the caller was told "not committed". If a concurrent
-/// attempt committed in between, its output is the answer. If the record
-/// cannot be written, the outcome is reported unknown rather than definite.
-async fn settle_failure<M: Mutation>(
-    state: &ServerState,
-    key: Option<&RequestKey>,
-    error: Error,
-) -> Result<Outcome<M::Output>, Failure> {
-    if is_read_only(&error) {
-        // A database that turned read-only (a failover): nothing ran and
-        // nothing can be recorded here; worth retrying elsewhere.
-        return Err(Failure::NotStarted(error));
-    }
-    let Some(key) = key.filter(|_| !matches!(error, Error::Config(_))) else {
-        return Err(Failure::NotCommitted(error));
-    };
-    let Ok(failure) = serde_json::to_string(&WireError::of(&error)) else {
-        return Err(Failure::NotCommitted(error));
-    };
-    // Not the write's own connection: it may be what failed.
-    let mut conn = match state.pool.acquire().await {
-        Ok(conn) => conn,
-        Err(e) => {
-            tracing::warn!(request_id = %key.id, error = %e, "could not record a failed write");
-            return Err(Failure::Unknown(error));
-        }
-    };
-    match insert_failure::<M>(&mut conn, key, &failure).await {
-        Ok(1) => Err(Failure::NotCommitted(error)),
-        // Another attempt recorded the id first: its outcome is the answer.
-        Ok(_) => recorded::<M>(state, &mut conn, key).await,
-        Err(e) => {
-            tracing::warn!(request_id = %key.id, error = %e, "could not record a failed write");
-            Err(Failure::Unknown(error))
-        }
-    }
-}
-
-async fn insert_failure<M: Mutation>(
-    conn: &mut sqlx::PgConnection,
-    key: &RequestKey,
-    failure: &str,
-) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
-        "insert into fly_postgres_requests (id, mutation, args_digest, failure, keep_until) \
-         values ($1, $2, $3, $4, now() + make_interval(secs => $5)) on conflict (id) do nothing",
-    )
-    .bind(&key.id)
-    .bind(M::NAME)
-    .bind(&key.digest)
-    .bind(failure)
-    .bind(key.keep.as_secs_f64())
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected())
-}
-
-/// A request record: mutation, argument digest, output, failure.
-type RecordRow = (String, Option<String>, Option<String>, Option<String>);
-
-/// The answer to a retry of a request id that is recorded: the committed
-/// write's output, or its recorded failure.
-async fn recorded<M: Mutation>(
-    state: &ServerState,
-    conn: &mut sqlx::PgConnection,
-    key: &RequestKey,
-) -> Result<Outcome<M::Output>, Failure> {
-    let id = key.id.as_str();
-    let query =
-        "select mutation, args_digest, output, failure from fly_postgres_requests where id = $1";
-    let row: Result<RecordRow, _> = match sqlx::query_as(query).bind(id).fetch_one(&mut *conn).await
-    {
-        Ok(row) => Ok(row),
-        Err(_) => match state.pool.acquire().await {
-            Ok(mut other) => sqlx::query_as(query).bind(id).fetch_one(&mut *other).await,
-            Err(e) => Err(e),
-        },
-    };
-    // The id is recorded, so the write did commit or did fail: only not
-    // being able to read which is an unknown outcome.
-    let (mutation, digest, output, failure) = row.map_err(|e| Failure::Unknown(e.into()))?;
-    // Records written before digests existed only have the name to compare.
-    if mutation != M::NAME || digest.is_some_and(|d| d != key.digest) {
-        return Err(Failure::NotCommitted(Error::RequestIdReused {
-            request_id: id.to_owned(),
-            recorded_mutation: mutation,
-        }));
-    }
-    if let Some(failure) = failure {
-        return Err(match serde_json::from_str::<WireError>(&failure) {
-            Ok(wire) => Failure::NotCommitted(wire.into()),
-            Err(e) => Failure::Unknown(Error::Decode {
-                message: format!("recorded failure of request {id} does not decode: {e}"),
-            }),
-        });
-    }
-    let output = output
-        .ok_or_else(|| {
-            Failure::Unknown(Error::Primary {
-                message: format!("request {id} is recorded without an outcome"),
-            })
-        })
-        .and_then(|output| {
-            serde_json::from_str(&output).map_err(|e| {
-                Failure::Unknown(Error::Decode {
-                    message: format!("recorded output of request {id} does not decode: {e}"),
-                })
-            })
-        })?;
-    metrics::counter!("fly_postgres_deduplicated_writes_total", "mutation" => M::NAME).increment(1);
-    tracing::info!(
-        request_id = id,
-        mutation = M::NAME,
-        "answered a retried write from its record"
-    );
-    match commit_position(conn).await {
-        Ok(lsn) => Ok(Outcome::Committed(output, lsn)),
-        Err(_) => Ok(Outcome::CommittedLsnUnknown(output)),
-    }
-}
-
-fn is_read_only(error: &Error) -> bool {
-    matches!(error, Error::Database(db) if db.is_read_only_transaction())
 }
 
 fn missing_table_hint(error: Error) -> Error {

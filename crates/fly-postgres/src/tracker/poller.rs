@@ -50,80 +50,27 @@ async fn run(shared: &Shared, options: &PgConnectOptions, config: &Config) {
     let mut conn: Option<PgConnection> = None;
     let mut backoff = MIN_BACKOFF;
     loop {
-        // Idle: no query at all until someone waits.
-        loop {
-            if shared.shutdown.load(Ordering::Acquire) {
-                shared.lock().abandon_all();
-                if let Some(c) = conn.take() {
-                    let _ = c.close().await;
-                }
-                return;
+        if !wait_for_waiters(shared, conn.is_some()).await {
+            shared.lock().abandon_all();
+            if let Some(c) = conn.take() {
+                let _ = c.close().await;
             }
-            let notified = shared.wake.notified();
-            // A sibling answers while delegated; the connection is still
-            // opened, since its identity is what lets a sibling answer.
-            let delegated = shared.delegated.load(Ordering::Acquire) && conn.is_some();
-            if shared.lock().busy() && !delegated {
-                break;
-            }
-            notified.await;
+            return;
         }
-
         let Some(c) = conn.as_mut() else {
-            match tokio::time::timeout(config.connect_timeout, PgConnection::connect_with(options))
-                .await
-            {
-                Ok(Ok(mut c)) => {
-                    // A new connection may reach another server (DNS moved,
-                    // replica rebuilt): forget what the old one said.
-                    shared.forget_position();
-                    match tokio::time::timeout(config.query_timeout, server_identity(&mut c)).await
-                    {
-                        Ok(Ok(identity)) => shared.lock().server = Some(identity.into()),
-                        Ok(Err(e)) => {
-                            tracing::debug!(tracker = %config.label, error = %e, "server identity unknown; polls are not shared")
-                        }
-                        Err(_) => {
-                            tracing::debug!(tracker = %config.label, "server identity query timed out; polls are not shared")
-                        }
+            match connect(shared, options, config).await {
+                Ok(c) => conn = Some(c),
+                Err(pause) => {
+                    if pause {
+                        sleep_or_wake(shared, backoff).await;
                     }
-                    conn = Some(c);
-                }
-                Ok(Err(e)) => {
-                    tracing::warn!(tracker = %config.label, error = %e, "replay tracker cannot reach the local database");
-                    sleep_or_wake(shared, backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                }
-                Err(_) => {
-                    tracing::warn!(tracker = %config.label, "replay tracker connect timed out");
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
             continue;
         };
-
         let started = Instant::now();
-        let poll_number = {
-            let mut state = shared.lock();
-            state.polls_started += 1;
-            state.polls_started
-        };
-        let polled = tokio::time::timeout(config.query_timeout, poll(c)).await;
-        shared.polls.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("fly_postgres_tracker_polls_total", "tracker" => config.label.clone())
-            .increment(1);
-        let failure = match polled {
-            Ok(Ok((in_recovery, replayed))) => {
-                backoff = MIN_BACKOFF;
-                let lag = shared.publish(poll_number, in_recovery, replayed);
-                metrics::gauge!("fly_postgres_replication_lag_bytes", "tracker" => config.label.clone())
-                    .set(lag as f64);
-                None
-            }
-            Ok(Err(e)) => Some(e.to_string()),
-            Err(_) => Some("timed out".to_owned()),
-        };
-        if let Some(error) = failure {
+        if let Err(error) = poll_once(shared, c, config).await {
             tracing::warn!(tracker = %config.label, %error, "replay tracker poll failed; reconnecting");
             conn = None;
             shared.forget_position();
@@ -131,7 +78,7 @@ async fn run(shared: &Shared, options: &PgConnectOptions, config: &Config) {
             backoff = (backoff * 2).min(MAX_BACKOFF);
             continue;
         }
-
+        backoff = MIN_BACKOFF;
         // Pace from the start of the poll, so the period includes the query.
         if shared.lock().busy() {
             let next = started.checked_add(config.poll_interval).unwrap_or(started);
@@ -142,6 +89,86 @@ async fn run(shared: &Shared, options: &PgConnectOptions, config: &Config) {
                 std::thread::sleep(next - now);
             }
         }
+    }
+}
+
+/// Idle: no query at all until someone waits. False when the tracker is
+/// shutting down.
+async fn wait_for_waiters(shared: &Shared, connected: bool) -> bool {
+    loop {
+        if shared.shutdown.load(Ordering::Acquire) {
+            return false;
+        }
+        let notified = shared.wake.notified();
+        // A sibling answers while delegated; the connection is still
+        // opened, since its identity is what lets a sibling answer.
+        let delegated = shared.delegated.load(Ordering::Acquire) && connected;
+        if shared.lock().busy() && !delegated {
+            return true;
+        }
+        notified.await;
+    }
+}
+
+/// A fresh connection, with the server's identity noted; `Err(pause)`
+/// says whether to pause before the next try (a refusal) or not (the
+/// connect timeout already took its time).
+async fn connect(
+    shared: &Shared,
+    options: &PgConnectOptions,
+    config: &Config,
+) -> Result<PgConnection, bool> {
+    match tokio::time::timeout(config.connect_timeout, PgConnection::connect_with(options)).await {
+        Ok(Ok(mut c)) => {
+            // A new connection may reach another server (DNS moved,
+            // replica rebuilt): forget what the old one said.
+            shared.forget_position();
+            match tokio::time::timeout(config.query_timeout, server_identity(&mut c)).await {
+                Ok(Ok(identity)) => shared.lock().server = Some(identity.into()),
+                Ok(Err(e)) => {
+                    tracing::debug!(tracker = %config.label, error = %e, "server identity unknown; polls are not shared")
+                }
+                Err(_) => {
+                    tracing::debug!(tracker = %config.label, "server identity query timed out; polls are not shared")
+                }
+            }
+            Ok(c)
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(tracker = %config.label, error = %e, "replay tracker cannot reach the local database");
+            Err(true)
+        }
+        Err(_) => {
+            tracing::warn!(tracker = %config.label, "replay tracker connect timed out");
+            Err(false)
+        }
+    }
+}
+
+/// One poll, bounded by the query timeout, published to the waiters.
+async fn poll_once(
+    shared: &Shared,
+    conn: &mut PgConnection,
+    config: &Config,
+) -> Result<(), String> {
+    let poll_number = {
+        let mut state = shared.lock();
+        state.polls_started += 1;
+        state.polls_started
+    };
+    let polled = tokio::time::timeout(config.query_timeout, poll(conn)).await;
+    shared.polls.fetch_add(1, Ordering::Relaxed);
+    metrics::counter!("fly_postgres_tracker_polls_total", "tracker" => config.label.clone())
+        .increment(1);
+    match polled {
+        Ok(Ok((in_recovery, replayed))) => {
+            let lag = shared.publish(poll_number, in_recovery, replayed);
+            metrics::gauge!("fly_postgres_replication_lag_bytes", "tracker" => config.label.clone())
+                .set(lag as f64);
+            Ok(())
+        }
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("timed out".to_owned()),
     }
 }
 

@@ -9,6 +9,7 @@ mod mutations;
 mod ping_pong;
 mod read_flood;
 mod region_instances;
+mod replay_wakes;
 mod repo;
 mod report;
 mod rpc;

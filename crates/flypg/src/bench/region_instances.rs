@@ -13,7 +13,7 @@ use fly_postgres_testkit::{PgCluster, free_loopback_addrs};
 use fly_rpc::StaticPeers;
 
 use super::loopback_node::node;
-use super::tracker::{Measured, Observer, measure};
+use super::replay_wakes::{Measured, Observer, measure};
 
 type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
 
