@@ -29,7 +29,7 @@ pub(crate) const COMMIT_POSITION_SQL: &str =
 /// ```no_run
 /// # async fn demo(conn: &mut sqlx::PgConnection) -> Result<(), fly_postgres::Error> {
 /// sqlx::query("insert into todos (title) values ('x')").execute(&mut *conn).await?;
-/// let lsn = fly_postgres::commit_lsn(conn).await?;
+/// let lsn = fly_postgres::advanced::commit_lsn(conn).await?;
 /// # Ok(()) }
 /// ```
 pub async fn commit_lsn(conn: &mut PgConnection) -> Result<Lsn, Error> {
