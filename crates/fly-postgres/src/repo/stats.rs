@@ -18,7 +18,7 @@ pub struct RepoStats {
     /// Forwarded writes this instance served for others.
     pub served_writes: u64,
     /// Writes this instance ran on the primary over PostgreSQL
-    /// ([`WriteMode::Direct`] or the direct fallback).
+    /// ([`WriteMode::Direct`](crate::WriteMode::Direct) or the direct fallback).
     pub direct_writes: u64,
     /// Exactly-once records this instance's sweeps deleted.
     pub swept_records: u64,

@@ -1,0 +1,158 @@
+//! One machine of the emulated private network: its own namespace, its
+//! 6PN address, the env Fly gives it, and a runtime whose tasks open their
+//! sockets inside the machine.
+
+use std::future::Future;
+use std::net::Ipv6Addr;
+use std::sync::{Mutex, PoisonError};
+
+use tokio::runtime::Runtime;
+use tokio::task::JoinHandle;
+
+use super::dns::SharedZone;
+use super::namespace::Namespace;
+use crate::error::{Result, TestkitError};
+
+/// A machine of a [`FlyNet`](super::FlyNet): a network namespace on the
+/// private network's bridge with one IPv6 address (no IPv4 between
+/// machines), listed in DNS while started. Dropping it destroys it: its
+/// records go and its address never answers again.
+#[derive(Debug)]
+pub struct FlyMachine {
+    id: String,
+    app: String,
+    region: String,
+    private_ip: Ipv6Addr,
+    zone: SharedZone,
+    /// Dropped before the namespace, so no task outlives its network.
+    runtime: Mutex<Option<Runtime>>,
+    namespace: Namespace,
+}
+
+impl FlyMachine {
+    pub(super) fn new(
+        namespace: Namespace,
+        id: String,
+        app: &str,
+        region: &str,
+        private_ip: Ipv6Addr,
+        zone: SharedZone,
+    ) -> Result<Self> {
+        let runtime = runtime_in(&namespace, &id)?;
+        Ok(FlyMachine {
+            id,
+            app: app.to_owned(),
+            region: region.to_owned(),
+            private_ip,
+            zone,
+            runtime: Mutex::new(Some(runtime)),
+            namespace,
+        })
+    }
+
+    /// The machine id (14 hex digits, as Fly's).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The app it belongs to.
+    pub fn app(&self) -> &str {
+        &self.app
+    }
+
+    /// Its region.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// Its 6PN address (`FLY_PRIVATE_IP`).
+    pub fn private_ip(&self) -> Ipv6Addr {
+        self.private_ip
+    }
+
+    /// The network namespace's name (for `ip netns exec`).
+    pub fn namespace(&self) -> &str {
+        self.namespace.name()
+    }
+
+    /// The env a Fly machine has (`FLY_APP_NAME`, `FLY_REGION`,
+    /// `FLY_MACHINE_ID`, `FLY_ALLOC_ID`, `FLY_PRIVATE_IP`).
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("FLY_APP_NAME", self.app.clone()),
+            ("FLY_REGION", self.region.clone()),
+            ("FLY_MACHINE_ID", self.id.clone()),
+            ("FLY_ALLOC_ID", self.id.clone()),
+            ("FLY_PRIVATE_IP", self.private_ip.to_string()),
+        ]
+    }
+
+    /// Runs `future` on the machine: every socket it opens (listeners,
+    /// connections, DNS queries) is inside the machine's network.
+    pub fn spawn<F>(&self, future: F) -> Result<JoinHandle<F::Output>>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let runtime = self.runtime.lock().unwrap_or_else(PoisonError::into_inner);
+        match runtime.as_ref() {
+            Some(runtime) => Ok(runtime.spawn(future)),
+            None => Err(TestkitError::Io {
+                context: format!("machine {} is stopped", self.id),
+                source: std::io::ErrorKind::NotConnected.into(),
+            }),
+        }
+    }
+
+    /// Lists the machine in DNS (`true`, a started machine) or keeps only
+    /// its `<id>.vm.<app>.internal` name (`false`, a stopped one); its
+    /// network stays as it is.
+    pub fn set_listed(&self, listed: bool) {
+        let mut zone = self.zone.lock().unwrap_or_else(PoisonError::into_inner);
+        for listing in zone.listings.iter_mut().filter(|l| l.id == self.id) {
+            listing.started = listed;
+        }
+    }
+}
+
+impl Drop for FlyMachine {
+    fn drop(&mut self) {
+        if let Some(runtime) = self
+            .runtime
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            runtime.shutdown_background();
+        }
+        let mut zone = self.zone.lock().unwrap_or_else(PoisonError::into_inner);
+        zone.listings.retain(|l| l.id != self.id);
+    }
+}
+
+/// A runtime whose worker threads were started inside `namespace` (threads
+/// inherit the network namespace of the thread that starts them).
+pub(super) fn runtime_in(namespace: &Namespace, name: &str) -> Result<Runtime> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                namespace.enter()?;
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .thread_name(format!("flynet-{name}"))
+                    .enable_all()
+                    .build()
+                    .map_err(|source| TestkitError::Io {
+                        context: format!("starting the runtime of {name}"),
+                        source,
+                    })
+            })
+            .join()
+            .unwrap_or_else(|_| {
+                Err(TestkitError::Io {
+                    context: format!("starting the runtime of {name}"),
+                    source: std::io::ErrorKind::Other.into(),
+                })
+            })
+    })
+}
