@@ -122,9 +122,11 @@ pub fn node(region: &str, peers: StaticPeers) -> NodeBuilder {
 }
 
 pub async fn pool(url_options: sqlx::postgres::PgConnectOptions) -> PgPool {
+    // Generous: the first connection is made here, while the binary's
+    // other tests start their own servers on the same two cores.
     PgPoolOptions::new()
         .max_connections(20)
-        .acquire_timeout(Duration::from_secs(2))
+        .acquire_timeout(Duration::from_secs(10))
         .connect_with(url_options)
         .await
         .unwrap()
