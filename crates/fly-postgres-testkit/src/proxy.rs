@@ -67,7 +67,8 @@ struct Shared {
     lateness: LatenessHistogram,
 }
 
-/// A latency-injecting TCP proxy on 127.0.0.1. Dropping it closes the listener
+/// A latency-injecting TCP proxy on 127.0.0.1 (or on a listener given to
+/// [`LatencyProxy::start_on`]). Dropping it closes the listener
 /// and every connection through it.
 #[derive(Debug)]
 pub struct LatencyProxy {
@@ -91,6 +92,30 @@ impl LatencyProxy {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(|e| TestkitError::io("binding latency proxy", e))?;
+        Self::on_listener(listener, delay)
+    }
+
+    /// Forwards to `upstream` what arrives on `listener`, a socket the
+    /// caller made: one inside a [`FlyMachine`](crate::FlyMachine)'s network
+    /// ([`FlyMachine::bind_tcp`](crate::FlyMachine::bind_tcp)) takes
+    /// connections there and forwards them from this process's own
+    /// network, where the testkit's servers listen.
+    pub async fn start_on(
+        listener: std::net::TcpListener,
+        upstream: SocketAddr,
+        delay: Delay,
+    ) -> Result<Self> {
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| TestkitError::io("preparing the proxy's listener", e))?;
+        let listener = TcpListener::from_std(listener)
+            .map_err(|e| TestkitError::io("adopting the proxy's listener", e))?;
+        let proxy = Self::on_listener(listener, delay)?;
+        proxy.connect_to(upstream);
+        Ok(proxy)
+    }
+
+    fn on_listener(listener: TcpListener, delay: Delay) -> Result<Self> {
         let local = listener
             .local_addr()
             .map_err(|e| TestkitError::io("reading latency proxy address", e))?;

@@ -104,6 +104,26 @@ impl FlyMachine {
         }
     }
 
+    /// A TCP listener on `port` of the machine's 6PN address, made inside
+    /// the machine's network (to hand to
+    /// [`LatencyProxy::start_on`](crate::LatencyProxy::start_on), say).
+    pub fn bind_tcp(&self, port: u16) -> Result<std::net::TcpListener> {
+        let addr = std::net::SocketAddr::from((self.private_ip, port));
+        let bind_failed = |source| TestkitError::Io {
+            context: format!("binding [{addr}] in machine {}", self.id),
+            source,
+        };
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    self.namespace.enter()?;
+                    std::net::TcpListener::bind(addr).map_err(bind_failed)
+                })
+                .join()
+                .unwrap_or_else(|_| Err(bind_failed(std::io::ErrorKind::Other.into())))
+        })
+    }
+
     /// Lists the machine in DNS (`true`, a started machine) or keeps only
     /// its `<id>.vm.<app>.internal` name (`false`, a stopped one); its
     /// network stays as it is.

@@ -25,6 +25,7 @@
 //! ```
 
 mod cleanup;
+mod db_machine;
 mod dns;
 mod machine;
 mod namespace;
@@ -35,6 +36,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::runtime::Runtime;
 
+pub use db_machine::{DbMachine, LEADER_PORT, NODE_PORT};
 pub use machine::FlyMachine;
 
 use crate::error::{Result, TestkitError};
