@@ -5,7 +5,8 @@
 //! syd, the older `.internal` form in lax), each instance a process inside
 //! its machine's network namespace, with discovery through the network's
 //! DNS only and IPv6 only between machines. A write in lax is forwarded to
-//! syd and read back in lax from lax's own replica.
+//! syd and read back in lax from lax's own replica. A machine whose env
+//! lacks what Fly sets fails to start, naming the variable.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -126,8 +127,12 @@ async fn the_app_serves_on_the_fly_network_as_the_deploy_guide_deploys_it() {
     let syd = net.machine("todo", "syd").unwrap();
     let lax = net.machine("todo", "lax").unwrap();
     // syd first: the primary region's instance runs the migrations.
-    let _syd_app = deploy(&syd, "postgres://postgres@todo-db.flycast:5432/postgres").await;
-    let _lax_app = deploy(&lax, "postgres://postgres@todo-db.internal:5432/postgres").await;
+    let syd_app = deploy(&syd, "postgres://postgres@todo-db.flycast:5432/postgres").await;
+    let lax_app = deploy(&lax, "postgres://postgres@todo-db.internal:5432/postgres").await;
+    // The RPC port listens on the machine's 6PN address only.
+    for (app, machine) in [(&syd_app, &syd), (&lax_app, &lax)] {
+        assert_eq!(app.rpc().ip(), std::net::IpAddr::V6(machine.private_ip()));
+    }
     let port = http_port();
     let syd_http = SocketAddr::from((syd.private_ip(), port));
     let lax_http = SocketAddr::from((lax.private_ip(), port));
@@ -157,4 +162,57 @@ async fn the_app_serves_on_the_fly_network_as_the_deploy_guide_deploys_it() {
         .unwrap();
     let (_, body) = http(&lax, lax_http, "GET", "/todos", "").await;
     assert!(body.contains("from syd"), "{body}");
+}
+
+#[tokio::test]
+async fn a_machine_missing_what_fly_sets_fails_to_start_naming_it() {
+    let Some(net) =
+        FlyNet::start_or_skip("a_machine_missing_what_fly_sets_fails_to_start_naming_it")
+    else {
+        return;
+    };
+    let machine = net.machine("todo", "lax").unwrap();
+    for (drop_var, bad_value, named) in [
+        ("FLY_PRIVATE_IP", None, "FLY_PRIVATE_IP is not set"),
+        (
+            "FLY_PRIVATE_IP",
+            Some("fdaa::zz"),
+            "FLY_PRIVATE_IP \"fdaa::zz\"",
+        ),
+        ("FLY_REGION", None, "FLY_REGION is not set"),
+    ] {
+        let mut env: Vec<(String, String)> = machine
+            .env()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .filter(|(k, _)| k != drop_var)
+            .collect();
+        if let Some(value) = bad_value {
+            env.push((drop_var.to_owned(), value.to_owned()));
+        }
+        env.extend(fly_toml_env());
+        env.push(("FLY_RPC_SECRET".into(), SECRET.into()));
+        env.push((
+            "DATABASE_URL".into(),
+            "postgres://postgres@todo-db.flycast:5432/postgres".into(),
+        ));
+        let output = tokio::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                machine.namespace(),
+                env!("CARGO_BIN_EXE_todo"),
+            ])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(env)
+            .output();
+        let output = tokio::time::timeout(Duration::from_secs(30), output)
+            .await
+            .expect("the app exits at once")
+            .unwrap();
+        assert!(!output.status.success());
+        let said = String::from_utf8_lossy(&output.stderr);
+        assert!(said.contains(named), "{drop_var}: {said}");
+    }
 }

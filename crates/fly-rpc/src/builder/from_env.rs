@@ -1,6 +1,6 @@
 //! Reading a [`NodeBuilder`]'s configuration from the environment.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use super::{DEFAULT_PORT, NodeBuilder};
 use crate::auth::MIN_SECRET_LEN;
@@ -19,7 +19,8 @@ impl NodeBuilder {
     /// | variable | meaning |
     /// | --- | --- |
     /// | `FLY_REGION` / `MY_REGION`, `PRIMARY_REGION` | see [`Regions::from_env`] |
-    /// | `FLY_RPC_PORT` | port to listen on (default 7878), on all interfaces (loopback when insecure) |
+    /// | `FLY_RPC_PORT` | port to listen on (default 7878): on the machine's private address on Fly (`FLY_PRIVATE_IP`), else on all interfaces (loopback when insecure) |
+    /// | `FLY_PRIVATE_IP` | set by Fly: the machine's 6PN address, the only one the RPC port listens on; required when `FLY_MACHINE_ID` is set |
     /// | `FLY_RPC_LISTEN` | full listen address instead, e.g. `127.0.0.1:7001` |
     /// | `FLY_RPC_PEERS` | static peers, `region=ip:port,ip:port;region=...` ([`StaticPeers`]) |
     /// | `FLY_APP_NAME` | without `FLY_RPC_PEERS`: discover peers by Fly DNS ([`FlyDns`]) |
@@ -37,6 +38,7 @@ impl NodeBuilder {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         let builder = NodeBuilder::new(Regions::from_env());
         let (builder, port) = address_from_env(builder, &var)?;
+        let builder = private_address_from_env(builder, &var, port)?;
         let builder = discovery_from_env(builder, &var, port)?;
         let builder = secrets_from_env(builder, &var)?;
         let builder = insecure_from_env(builder, &var)?;
@@ -78,11 +80,60 @@ fn address_from_env(mut builder: NodeBuilder, var: Var<'_>) -> Result<(NodeBuild
     Ok((builder, dialled))
 }
 
+/// On a Fly machine the RPC port listens on the machine's private (6PN)
+/// address only, not on every interface; `FLY_RPC_LISTEN` chooses
+/// otherwise, and an insecure node stays on loopback.
+fn private_address_from_env(
+    builder: NodeBuilder,
+    var: Var<'_>,
+    port: u16,
+) -> Result<NodeBuilder, Error> {
+    if var("FLY_RPC_LISTEN").is_some() {
+        return Ok(builder);
+    }
+    let insecure = matches!(
+        var("FLY_RPC_INSECURE").as_deref().map(str::trim),
+        Some("1" | "true" | "yes")
+    );
+    match var("FLY_PRIVATE_IP") {
+        Some(ip) => {
+            let ip: IpAddr = ip.trim().parse().map_err(|_| {
+                Error::Config(format!(
+                    "FLY_PRIVATE_IP {ip:?} is not an IP address (Fly sets it to the machine's \
+                     private 6PN address)"
+                ))
+            })?;
+            Ok(if insecure {
+                builder
+            } else {
+                builder.listen(SocketAddr::new(ip, port))
+            })
+        }
+        None if var("FLY_MACHINE_ID").is_some() => Err(Error::Config(
+            "FLY_PRIVATE_IP is not set, though FLY_MACHINE_ID is: every Fly machine has it (its \
+             private 6PN address, where the RPC port listens); set FLY_RPC_LISTEN to choose the \
+             address yourself"
+                .into(),
+        )),
+        None => Ok(builder),
+    }
+}
+
 /// `FLY_RPC_PEERS`, else `FLY_APP_NAME` (Fly DNS on `port`), else no peers.
 fn discovery_from_env(builder: NodeBuilder, var: Var<'_>, port: u16) -> Result<NodeBuilder, Error> {
     if let Some(peers) = var("FLY_RPC_PEERS") {
         Ok(builder.discovery(StaticPeers::parse(&peers)?))
     } else if let Some(app) = var("FLY_APP_NAME") {
+        // Peers are found by region: this instance's must be known, not
+        // the `local` a laptop defaults to.
+        if var("FLY_REGION").is_none() && var("MY_REGION").is_none() {
+            return Err(Error::Config(
+                "FLY_REGION is not set: with FLY_APP_NAME the node finds its peers by region \
+                 through Fly's DNS, so it must know its own (Fly sets FLY_REGION; elsewhere set \
+                 MY_REGION, or FLY_RPC_PEERS instead of FLY_APP_NAME)"
+                    .into(),
+            ));
+        }
         fly_dns(builder, app, port)
     } else {
         Ok(builder)
@@ -274,6 +325,70 @@ mod feature_tests {
         let err = fly_dns(builder(), "app".into(), 7878).unwrap_err();
         assert!(
             err.to_string().contains("FLY_RPC_PEERS") && err.to_string().contains("`fly-dns`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn on_a_fly_machine_the_port_listens_on_the_private_address_only() {
+        let fly = env(&[
+            ("FLY_MACHINE_ID", "e784079b449483"),
+            ("FLY_PRIVATE_IP", "fdaa:0:1:a7b:1::2"),
+        ]);
+        let built = private_address_from_env(builder(), &fly, 7878).unwrap();
+        assert_eq!(
+            built.listen,
+            Some("[fdaa:0:1:a7b:1::2]:7878".parse().unwrap())
+        );
+        // FLY_RPC_LISTEN chooses otherwise; insecure stays on loopback.
+        let chosen = env(&[
+            ("FLY_PRIVATE_IP", "fdaa::2"),
+            ("FLY_RPC_LISTEN", "[::]:7000"),
+        ]);
+        assert_eq!(
+            private_address_from_env(builder(), &chosen, 7000)
+                .unwrap()
+                .listen,
+            None
+        );
+        let insecure = env(&[("FLY_PRIVATE_IP", "fdaa::2"), ("FLY_RPC_INSECURE", "true")]);
+        assert_eq!(
+            private_address_from_env(builder(), &insecure, 7878)
+                .unwrap()
+                .listen,
+            None
+        );
+        // Off Fly nothing changes.
+        assert_eq!(
+            private_address_from_env(builder(), &env(&[]), 7878)
+                .unwrap()
+                .listen,
+            None
+        );
+    }
+
+    #[test]
+    fn a_fly_machine_without_or_with_a_bad_private_address_fails_naming_it() {
+        let missing = env(&[("FLY_MACHINE_ID", "e784079b449483")]);
+        let err = private_address_from_env(builder(), &missing, 7878).unwrap_err();
+        assert!(
+            matches!(err, Error::Config(ref m) if m.starts_with("FLY_PRIVATE_IP is not set")),
+            "{err}"
+        );
+        let bad = env(&[("FLY_PRIVATE_IP", "fdaa::zz")]);
+        let err = private_address_from_env(builder(), &bad, 7878).unwrap_err();
+        assert!(
+            matches!(err, Error::Config(ref m) if m.contains("FLY_PRIVATE_IP \"fdaa::zz\"")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn dns_discovery_without_a_region_fails_naming_fly_region() {
+        let err = discovery_from_env(builder(), &env(&[("FLY_APP_NAME", "todo")]), 7878)
+            .expect_err("refused");
+        assert!(
+            matches!(err, Error::Config(ref m) if m.starts_with("FLY_REGION is not set")),
             "{err}"
         );
     }
