@@ -128,3 +128,58 @@ async fn calls_find_instances_through_dns_and_travel_the_ipv6_network() {
     );
     drop(nodes);
 }
+
+#[tokio::test]
+async fn a_silent_dns_holds_no_call_past_its_deadline_and_the_last_answer_serves() {
+    let Some(net) = FlyNet::start_or_skip(
+        "a_silent_dns_holds_no_call_past_its_deadline_and_the_last_answer_serves",
+    ) else {
+        return;
+    };
+    net.set_dns_ttl(1);
+    let syd = net.machine("todo", "syd").unwrap();
+    let lax = net.machine("todo", "lax").unwrap();
+    let fra = net.machine("todo", "fra").unwrap();
+    let _syd_node = node_on(&net, &syd).await;
+    let lax_node = node_on(&net, &lax).await;
+    let fra_node = node_on(&net, &fra).await;
+    // lax has asked DNS once; fra never has.
+    assert_eq!(
+        call_syd(&lax, &lax_node, Duration::from_secs(5))
+            .await
+            .unwrap(),
+        syd.id()
+    );
+
+    net.set_dns_silent(true);
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    // No answer for a caller that never had one: a typed error (nothing
+    // was sent) at the call's deadline, not after the resolver's own
+    // timeouts and attempts.
+    let started = Instant::now();
+    let error = call_syd(&fra, &fra_node, Duration::from_secs(1))
+        .await
+        .unwrap_err();
+    let took = started.elapsed();
+    assert!(
+        matches!(error, fly_rpc::Error::Discovery { .. }),
+        "expected Discovery, got {error:?}"
+    );
+    assert!(!error.may_have_run());
+    assert!(took < Duration::from_secs(3), "the call took {took:?}");
+    // A caller with an earlier answer keeps calling with it (its lookup
+    // fails after the resolver's timeouts; the deadline leaves room).
+    let id = call_syd(&lax, &lax_node, Duration::from_secs(15))
+        .await
+        .unwrap();
+    assert_eq!(id, syd.id());
+
+    // DNS back: fra finds syd.
+    net.set_dns_silent(false);
+    assert_eq!(
+        call_syd(&fra, &fra_node, Duration::from_secs(5))
+            .await
+            .unwrap(),
+        syd.id()
+    );
+}

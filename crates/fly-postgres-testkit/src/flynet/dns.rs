@@ -31,6 +31,9 @@ pub(crate) struct Zone {
     pub(crate) listings: Vec<Listing>,
     /// The TTL of every answer, so a caller can hold a stale one.
     pub(crate) ttl: u32,
+    /// While true, queries get no answer at all (a DNS server that is
+    /// down or unreachable).
+    pub(crate) silent: bool,
 }
 
 pub(crate) type SharedZone = Arc<Mutex<Zone>>;
@@ -92,6 +95,9 @@ async fn serve_tcp(listener: TcpListener, zone: SharedZone) {
 /// The answer to one query message, or nothing for bytes that are no query.
 fn reply(zone: &SharedZone, query: &[u8], from: IpAddr) -> Option<Vec<u8>> {
     let query = Message::from_vec(query).ok()?;
+    if zone.lock().unwrap_or_else(PoisonError::into_inner).silent {
+        return None;
+    }
     let mut reply = Message::new(
         query.metadata.id,
         MessageType::Response,

@@ -81,6 +81,7 @@ impl FlyNet {
         let zone: SharedZone = Arc::new(Mutex::new(Zone {
             listings: Vec::new(),
             ttl: DEFAULT_TTL,
+            silent: false,
         }));
         let dns_runtime = machine::runtime_in(&dns, "dns")?;
         // Bound inside the DNS namespace, on its runtime; this waits only
@@ -167,6 +168,15 @@ impl FlyNet {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .ttl = seconds;
+    }
+
+    /// Makes the DNS server answer nothing (`true`), as one that is down
+    /// or unreachable, or answer again (`false`).
+    pub fn set_dns_silent(&self, silent: bool) {
+        self.zone
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .silent = silent;
     }
 
     /// Where the DNS server answers (`[fdaa::3]:53`, reachable from the

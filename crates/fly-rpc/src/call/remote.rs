@@ -61,7 +61,14 @@ async fn call_remote<P: Procedure>(
     deadline: Instant,
     sent: &AtomicUsize,
 ) -> Result<P::Output, Error> {
-    let instances = inner.discovery.instances(region).await?;
+    // A resolver that does not answer (its own timeouts and attempts can
+    // outlast a short call) must not hold the call past its deadline.
+    let instances = tokio::time::timeout_at(deadline.into(), inner.discovery.instances(region))
+        .await
+        .map_err(|_| Error::Discovery {
+            region: region.to_owned(),
+            message: format!("discovery did not answer within the call's deadline ({timeout:?})"),
+        })??;
     let mut failover = Failover::new(P::RETRY_SAFE || call.idempotency_key.is_some());
     for peer in inner.choice.order(instances) {
         failover.tried += 1;
