@@ -62,13 +62,24 @@ impl RequestKey {
     ) -> Result<(Self, String), Error> {
         // Through the text, as a forwarded write's arguments arrive: the two
         // paths must digest the same value (an f32 differs otherwise).
-        let text = serde_json::to_string(mutation).map_err(|e| Error::Decode {
+        let not_serialized = |e: serde_json::Error| Error::Decode {
             message: format!("mutation `{name}` does not serialize: {e}"),
-        })?;
-        let args = serde_json::from_str(&text).map_err(|e| Error::Decode {
-            message: format!("mutation `{name}` does not serialize: {e}"),
-        })?;
-        Ok((RequestKey::new(id, name, &args, keep), text))
+        };
+        let text = serde_json::to_string(mutation).map_err(not_serialized)?;
+        let key = Self::of_json(id, name, &text, keep).map_err(not_serialized)?;
+        Ok((key, text))
+    }
+
+    /// The key of arguments given as JSON text, digested in canonical form
+    /// whatever order the text lists their fields in.
+    pub(crate) fn of_json(
+        id: String,
+        name: &str,
+        args: &str,
+        keep: Duration,
+    ) -> Result<Self, serde_json::Error> {
+        let args: serde_json::Value = serde_json::from_str(args)?;
+        Ok(RequestKey::new(id, name, &args, keep))
     }
 }
 

@@ -109,18 +109,12 @@ impl FlyMachine {
     /// [`LatencyProxy::start_on`](crate::LatencyProxy::start_on), say).
     pub fn bind_tcp(&self, port: u16) -> Result<std::net::TcpListener> {
         let addr = std::net::SocketAddr::from((self.private_ip, port));
-        let bind_failed = |source| TestkitError::Io {
-            context: format!("binding [{addr}] in machine {}", self.id),
-            source,
-        };
-        std::thread::scope(|scope| {
-            scope
-                .spawn(|| {
-                    self.namespace.enter()?;
-                    std::net::TcpListener::bind(addr).map_err(bind_failed)
-                })
-                .join()
-                .unwrap_or_else(|_| Err(bind_failed(std::io::ErrorKind::Other.into())))
+        let what = format!("binding [{addr}] in machine {}", self.id);
+        self.namespace.inside(&what, || {
+            std::net::TcpListener::bind(addr).map_err(|source| TestkitError::Io {
+                context: what.clone(),
+                source,
+            })
         })
     }
 
@@ -153,26 +147,16 @@ impl Drop for FlyMachine {
 /// A runtime whose worker threads were started inside `namespace` (threads
 /// inherit the network namespace of the thread that starts them).
 pub(super) fn runtime_in(namespace: &Namespace, name: &str) -> Result<Runtime> {
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                namespace.enter()?;
-                tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(1)
-                    .thread_name(format!("flynet-{name}"))
-                    .enable_all()
-                    .build()
-                    .map_err(|source| TestkitError::Io {
-                        context: format!("starting the runtime of {name}"),
-                        source,
-                    })
-            })
-            .join()
-            .unwrap_or_else(|_| {
-                Err(TestkitError::Io {
-                    context: format!("starting the runtime of {name}"),
-                    source: std::io::ErrorKind::Other.into(),
-                })
+    let what = format!("starting the runtime of {name}");
+    namespace.inside(&what, || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name(format!("flynet-{name}"))
+            .enable_all()
+            .build()
+            .map_err(|source| TestkitError::Io {
+                context: what.clone(),
+                source,
             })
     })
 }

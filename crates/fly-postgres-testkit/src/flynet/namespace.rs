@@ -47,9 +47,27 @@ impl Namespace {
         std::fs::write(&path, content).map_err(|e| io(format!("writing {path:?}"), e))
     }
 
-    /// Moves the calling thread into this namespace: sockets it creates
-    /// from now on (and threads it starts) live there.
-    pub(crate) fn enter(&self) -> Result<()> {
+    /// Runs `work` on a thread inside this namespace: the sockets it
+    /// creates (and the threads it starts) live there. `what` names the
+    /// work in the error if the thread panics.
+    pub(crate) fn inside<T: Send>(
+        &self,
+        what: &str,
+        work: impl FnOnce() -> Result<T> + Send,
+    ) -> Result<T> {
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    self.enter()?;
+                    work()
+                })
+                .join()
+                .unwrap_or_else(|_| Err(io(what.to_owned(), std::io::ErrorKind::Other.into())))
+        })
+    }
+
+    /// Moves the calling thread into this namespace.
+    fn enter(&self) -> Result<()> {
         let path = netns_path(&self.name);
         let file = File::open(&path).map_err(|e| io(format!("opening {path:?}"), e))?;
         setns(&file, CloneFlags::CLONE_NEWNET).map_err(|e| TestkitError::Io {

@@ -11,7 +11,7 @@ use super::attempt_outcome::{Failure, Outcome};
 use super::reply::Reply;
 use super::retry_policy::{Backoff, Deadline};
 use super::server_state::ServerState;
-use super::transaction::run_once;
+use super::transaction::{position_on_another_connection, run_once};
 use super::wire::Forwarded;
 use crate::error::Error;
 use crate::mutation::Mutation;
@@ -95,9 +95,7 @@ async fn position_after_commit(state: &ServerState) -> Option<WalPosition> {
     let deadline = Deadline::after(Duration::from_millis(500));
     let mut backoff = Backoff::new();
     for _ in 0..3 {
-        if let Ok(mut conn) = state.pool.acquire().await
-            && let Ok(position) = crate::commit_lsn::commit_position(&mut conn).await
-        {
+        if let Ok(position) = position_on_another_connection(state).await {
             return Some(position);
         }
         if !backoff.pause(&deadline).await {

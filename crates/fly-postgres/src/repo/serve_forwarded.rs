@@ -71,13 +71,10 @@ fn request_key<M: Mutation>(
         return Ok(None);
     };
     crate::request_key::validate(id).map_err(|e| WireError::BadArgs(e.to_string()))?;
-    // The digest is of the canonical form (keys sorted), as the caller's
-    // is, whatever order this caller's build wrote the fields in.
-    let args: serde_json::Value = serde_json::from_str(call.args()).map_err(|e| {
-        WireError::BadArgs(format!("arguments of `{}` do not decode: {e}", M::NAME))
-    })?;
     let keep = state.retention.of(call.generated_id());
-    Ok(Some(RequestKey::new(id.clone(), M::NAME, &args, keep)))
+    RequestKey::of_json(id.clone(), M::NAME, call.args(), keep)
+        .map(Some)
+        .map_err(|e| WireError::BadArgs(format!("arguments of `{}` do not decode: {e}", M::NAME)))
 }
 
 /// What the caller is told: the commit, or a failure it can act on (retry

@@ -11,6 +11,7 @@ use crate::commit_lsn::commit_position;
 use crate::error::Error;
 use crate::mutation::Mutation;
 use crate::request_key::RequestKey;
+use crate::wal_position::WalPosition;
 
 /// Runs `mutation` in its own transaction.
 ///
@@ -148,13 +149,7 @@ async fn finish<M: Mutation>(
         }
         Finished::CommittedLsnUnknown(first) => {
             drop(tx);
-            // Any later flush position covers the commit: ask on another
-            // connection.
-            let retry = async {
-                let mut other = state.pool.acquire().await?;
-                commit_position(&mut other).await
-            };
-            match retry.await {
+            match position_on_another_connection(state).await {
                 Ok(lsn) => Ok(Outcome::Committed(output, lsn)),
                 Err(second) => {
                     tracing::warn!(mutation = M::NAME, %first, %second, "write committed but its LSN could not be read");
@@ -176,6 +171,15 @@ async fn finish<M: Mutation>(
         }
         Finished::Unknown(e) => Err(Failure::Unknown(e.into())),
     }
+}
+
+/// The primary's position now, read on another pooled connection than the
+/// write's: any flush position read after a commit covers it.
+pub(super) async fn position_on_another_connection(
+    state: &ServerState,
+) -> Result<WalPosition, Error> {
+    let mut other = state.pool.acquire().await?;
+    commit_position(&mut other).await
 }
 
 /// Whether a statement failed because the connection or the server went

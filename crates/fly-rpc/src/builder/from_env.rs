@@ -91,10 +91,6 @@ fn private_address_from_env(
     if var("FLY_RPC_LISTEN").is_some() {
         return Ok(builder);
     }
-    let insecure = matches!(
-        var("FLY_RPC_INSECURE").as_deref().map(str::trim),
-        Some("1" | "true" | "yes")
-    );
     match var("FLY_PRIVATE_IP") {
         Some(ip) => {
             let ip: IpAddr = ip.trim().parse().map_err(|_| {
@@ -103,7 +99,7 @@ fn private_address_from_env(
                      private 6PN address)"
                 ))
             })?;
-            Ok(if insecure {
+            Ok(if insecure(var)? {
                 builder
             } else {
                 builder.listen(SocketAddr::new(ip, port))
@@ -163,9 +159,17 @@ fn secrets_from_env(mut builder: NodeBuilder, var: Var<'_>) -> Result<NodeBuilde
 /// `FLY_RPC_INSECURE`: anything but a clear yes or no is refused, since a
 /// typo must not silently decide whether the node authenticates.
 fn insecure_from_env(builder: NodeBuilder, var: Var<'_>) -> Result<NodeBuilder, Error> {
+    Ok(if insecure(var)? {
+        builder.insecure()
+    } else {
+        builder
+    })
+}
+
+fn insecure(var: Var<'_>) -> Result<bool, Error> {
     match var("FLY_RPC_INSECURE").as_deref().map(str::trim) {
-        Some("1" | "true" | "yes") => Ok(builder.insecure()),
-        Some("0" | "false" | "no") | None => Ok(builder),
+        Some("1" | "true" | "yes") => Ok(true),
+        Some("0" | "false" | "no") | None => Ok(false),
         Some(other) => Err(Error::Config(format!(
             "FLY_RPC_INSECURE must be true or false, not {other:?}"
         ))),
