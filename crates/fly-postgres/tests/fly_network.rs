@@ -2,7 +2,8 @@
 //! from lax finds syd's instances through the network's DNS only
 //! (`syd.<app>.internal`, no static peers) and travels IPv6 between
 //! machine namespaces; a destroyed machine leaves DNS and its sibling takes
-//! the calls; with none left the caller gets a typed error in time.
+//! the calls; one gone but still listed costs a head start, not a connect
+//! timeout; with none left the caller gets a typed error in time.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -30,6 +31,10 @@ impl Procedure for WhichMachine {
     }
 }
 
+/// The nodes' connect timeout: long, so a call that waited for one to pass
+/// stands out from one that a head start spared it.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// A node started inside `machine`, listening on its 6PN address and
 /// finding peers through the network's DNS.
 async fn node_on(net: &FlyNet, machine: &FlyMachine) -> Node {
@@ -45,6 +50,7 @@ async fn node_on(net: &FlyNet, machine: &FlyMachine) -> Node {
                 .regions(Regions::new(&region, "syd"))
                 .listen(SocketAddr::from((ip, PORT)))
                 .secret(SECRET)
+                .connect_timeout(CONNECT_TIMEOUT)
                 .discovery(FlyDns::with_nameserver("todo", PORT, dns).unwrap())
                 .procedure::<WhichMachine>(Arc::new(id))
                 .start()
@@ -181,5 +187,50 @@ async fn a_silent_dns_holds_no_call_past_its_deadline_and_the_last_answer_serves
             .await
             .unwrap(),
         syd.id()
+    );
+}
+
+#[tokio::test]
+async fn a_machine_gone_but_still_listed_costs_a_head_start_not_a_connect_timeout() {
+    let Some(net) = FlyNet::start_or_skip(
+        "a_machine_gone_but_still_listed_costs_a_head_start_not_a_connect_timeout",
+    ) else {
+        return;
+    };
+    let syd_a = net.machine("todo", "syd").unwrap();
+    let syd_b = net.machine("todo", "syd").unwrap();
+    let lax = net.machine("todo", "lax").unwrap();
+    let _nodes = [node_on(&net, &syd_a).await, node_on(&net, &syd_b).await];
+    let lax_node = node_on(&net, &lax).await;
+    let mut answered = BTreeSet::new();
+    for _ in 0..6 {
+        answered.insert(
+            call_syd(&lax, &lax_node, Duration::from_secs(5))
+                .await
+                .unwrap(),
+        );
+    }
+    assert_eq!(answered.len(), 2, "both syd machines answer: {answered:?}");
+
+    // syd_a ends; its connections close, its address goes silent, and DNS
+    // (TTL 5 s) still lists it.
+    syd_a.vanish().unwrap();
+    let mut took = Vec::new();
+    for _ in 0..10 {
+        let started = Instant::now();
+        let id = call_syd(&lax, &lax_node, Duration::from_secs(5))
+            .await
+            .unwrap();
+        took.push(started.elapsed());
+        assert_eq!(id, syd_b.id());
+    }
+    took.sort();
+    let (median, worst) = (took[took.len() / 2], took[took.len() - 1]);
+    eprintln!("gone but listed: median {median:?}, worst {worst:?}");
+    // Without the head start the first call to syd_a waits out the whole
+    // connect timeout (3 s) before syd_b gets it.
+    assert!(
+        worst < CONNECT_TIMEOUT / 3,
+        "a call waited {worst:?} (median {median:?})"
     );
 }

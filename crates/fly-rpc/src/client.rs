@@ -2,9 +2,8 @@
 //! or TLS.
 
 use std::net::SocketAddr;
-#[cfg(feature = "tls")]
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, Method, Request, Response, StatusCode};
 use bytes::Bytes;
@@ -16,6 +15,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use crate::connections::{Connections, CountingConnector};
+use crate::head_start::{Race, Reachable};
 #[cfg(feature = "tls")]
 use crate::tls::TlsConfig;
 #[cfg(not(feature = "tls"))]
@@ -24,9 +25,9 @@ use crate::tls_disabled::TlsConfig;
 /// The connector under the client: rustls over TCP for `https` URIs when
 /// the `tls` feature is on, plain TCP otherwise.
 #[cfg(feature = "tls")]
-type Connector = HttpsConnector<HttpConnector>;
+type Connector = HttpsConnector<CountingConnector>;
 #[cfg(not(feature = "tls"))]
-type Connector = HttpConnector;
+type Connector = CountingConnector;
 
 /// A failed exchange, split by whether the request may have reached the peer.
 #[derive(Debug, Clone)]
@@ -51,17 +52,19 @@ pub(crate) struct HttpClient {
     inner: Client<Connector, Full<Bytes>>,
     max_response: usize,
     scheme: &'static str,
+    connections: Arc<Connections>,
+    race: Race,
 }
 
 impl HttpClient {
-    pub(crate) fn new(
-        connect_timeout: Duration,
-        max_response: usize,
-        tls: Option<&TlsConfig>,
-    ) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(connect_timeout));
+    pub(crate) fn new(race: Race, max_response: usize, tls: Option<&TlsConfig>) -> Self {
+        let mut tcp = HttpConnector::new();
+        tcp.set_nodelay(true);
+        tcp.set_connect_timeout(Some(race.connect_timeout));
+        #[cfg(feature = "tls")]
+        tcp.enforce_http(false);
+        let connections = Arc::new(Connections::default());
+        let connector = CountingConnector::new(tcp, Arc::clone(&connections));
         let (connector, scheme) = connector_for(connector, tls);
         let inner = Client::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
@@ -77,7 +80,21 @@ impl HttpClient {
             inner,
             max_response,
             scheme,
+            connections,
+            race,
         }
+    }
+
+    /// `order` with the instance that connects first in front, when the
+    /// first has no open connection (see [`crate::head_start`]).
+    pub(crate) async fn reachable_first(
+        &self,
+        order: Vec<SocketAddr>,
+        deadline: Instant,
+    ) -> Reachable {
+        self.race
+            .reachable_first(&self.connections, order, deadline)
+            .await
     }
 
     pub(crate) async fn send(
@@ -181,9 +198,9 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 
 /// The connector and URI scheme for `tls`.
 #[cfg(feature = "tls")]
-fn connector_for(mut tcp: HttpConnector, tls: Option<&TlsConfig>) -> (Connector, &'static str) {
-    // https URIs only with TLS configured; then TLS is required.
-    tcp.enforce_http(false);
+fn connector_for(tcp: CountingConnector, tls: Option<&TlsConfig>) -> (Connector, &'static str) {
+    // https URIs only with TLS configured (the TCP connector was told to
+    // let them through); then TLS is required.
     let (client_config, scheme) = match tls {
         Some(tls) => (Arc::clone(&tls.client), "https"),
         None => (plaintext_only(), "http"),
@@ -199,7 +216,7 @@ fn connector_for(mut tcp: HttpConnector, tls: Option<&TlsConfig>) -> (Connector,
 
 /// Without the `tls` feature: cleartext h2c only.
 #[cfg(not(feature = "tls"))]
-fn connector_for(tcp: HttpConnector, tls: Option<&TlsConfig>) -> (Connector, &'static str) {
+fn connector_for(tcp: CountingConnector, tls: Option<&TlsConfig>) -> (Connector, &'static str) {
     if let Some(never) = tls {
         match *never {}
     }

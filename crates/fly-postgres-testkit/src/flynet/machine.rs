@@ -129,6 +129,27 @@ impl FlyMachine {
     }
 }
 
+impl FlyMachine {
+    /// Ends the machine as a crash or a destroy looks from outside, while
+    /// DNS still lists it (Fly's records lag a machine's end): its tasks
+    /// end and their connections close, then its address stops answering
+    /// (packets dropped, not refused). Its records go with
+    /// [`set_listed`](Self::set_listed) or when it is dropped.
+    pub fn vanish(&self) -> Result<()> {
+        if let Some(runtime) = self
+            .runtime
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            runtime.shutdown_background();
+        }
+        // The closing segments leave before the link goes down.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        self.namespace.ip(&["link", "set", "eth0", "down"])
+    }
+}
+
 impl Drop for FlyMachine {
     fn drop(&mut self) {
         if let Some(runtime) = self

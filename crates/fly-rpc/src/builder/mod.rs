@@ -77,6 +77,7 @@ pub struct NodeBuilder {
     insecure: bool,
     rpc_timeout: Duration,
     connect_timeout: Duration,
+    connect_head_start: Duration,
     max_body: usize,
     auth_window: Duration,
     quarantine: Duration,
@@ -121,6 +122,7 @@ impl NodeBuilder {
             insecure: false,
             rpc_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(1),
+            connect_head_start: crate::head_start::DEFAULT_HEAD_START,
             max_body: 8 * 1024 * 1024,
             auth_window: DEFAULT_AUTH_WINDOW,
             quarantine: Duration::from_secs(5),
@@ -196,6 +198,19 @@ impl NodeBuilder {
     /// How long to wait for a TCP connection to a peer (default 1 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// The head start of one instance over the next when a call needs a
+    /// new connection (default 150 ms). The instance a call would go to
+    /// gets this long to connect; then the next one in its region is tried
+    /// too (at once if the first fails), and the call is sent once, to
+    /// whichever connected first. An address DNS still lists after its
+    /// machine is gone (no answer, not even a refusal) then costs this,
+    /// not a whole [`connect_timeout`](Self::connect_timeout). Set it
+    /// above the region's connect round trip to spare the extra connect.
+    pub fn connect_head_start(mut self, head_start: Duration) -> Self {
+        self.connect_head_start = head_start;
         self
     }
 

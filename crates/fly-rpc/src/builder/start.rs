@@ -13,6 +13,7 @@ use crate::body_budget::BodyBudget;
 use crate::client::HttpClient;
 use crate::coalesce::Coalescer;
 use crate::error::Error;
+use crate::head_start::Race;
 use crate::limits::Limits;
 use crate::node::{Node, Server};
 use crate::peer_choice::PeerChoice;
@@ -171,7 +172,11 @@ impl NodeBuilder {
     fn into_inner(self, key: Option<Vec<u8>>) -> (Arc<NodeInner>, Limits) {
         let limits = self.limits;
         let auth = Arc::new(Auth::rotating(key, self.previous_secrets, self.auth_window));
-        let client = HttpClient::new(self.connect_timeout, self.max_body, self.tls.as_ref());
+        let race = Race {
+            head_start: self.connect_head_start,
+            connect_timeout: self.connect_timeout,
+        };
+        let client = HttpClient::new(race, self.max_body, self.tls.as_ref());
         let coalescer = Coalescer::new(
             self.batch_calls,
             client.clone(),

@@ -70,6 +70,23 @@ impl Failover {
         ControlFlow::Continue(())
     }
 
+    /// An instance no connection could be made to (see
+    /// [`crate::head_start`]): the call was not sent to it.
+    pub(super) fn unreachable(
+        &mut self,
+        inner: &NodeInner,
+        region: &str,
+        peer: SocketAddr,
+        why: &str,
+    ) {
+        self.tried += 1;
+        tracing::warn!(%peer, region, error = why, "RPC peer unreachable; trying the next instance");
+        self.last_error = Some(format!("{peer}: {why}"));
+        inner.peer_failed(region, peer);
+        crate::metric::counter!("fly_rpc_failovers_total", "region" => region.to_owned())
+            .increment(1);
+    }
+
     /// A broken connection the call may be sent again after.
     fn transport_failed(
         &mut self,

@@ -70,7 +70,17 @@ async fn call_remote<P: Procedure>(
             message: format!("discovery did not answer within the call's deadline ({timeout:?})"),
         })??;
     let mut failover = Failover::new(P::RETRY_SAFE || call.idempotency_key.is_some());
-    for peer in inner.choice.order(instances) {
+    let reachable = inner
+        .client
+        .reachable_first(inner.choice.order(instances), deadline)
+        .await;
+    for (peer, why) in reachable.unreachable {
+        failover.unreachable(inner, region, peer, &why);
+    }
+    for peer in reachable.outrun {
+        inner.choice.failed(peer);
+    }
+    for peer in reachable.order {
         failover.tried += 1;
         tracing::Span::current().record("peer", tracing::field::display(peer));
         sent.fetch_add(1, Ordering::Relaxed);
