@@ -87,6 +87,19 @@ pub enum TestkitError {
     /// A topology was asked for something it does not have or cannot do.
     #[error("topology: {0}")]
     Topology(String),
+    /// A fly.toml the Fly world cannot read.
+    #[error("fly.toml: {0}")]
+    FlyToml(String),
+    /// A machine of a deploy never passed its health check, or exited.
+    #[error("deploy failed: machine {machine}: {why}; its log ends with:\n{tail}")]
+    FailedDeploy {
+        /// The machine's id.
+        machine: String,
+        /// What went wrong.
+        why: String,
+        /// The last lines the app printed.
+        tail: String,
+    },
 }
 
 impl TestkitError {

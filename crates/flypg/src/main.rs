@@ -4,6 +4,7 @@
 mod bench;
 mod chaos;
 mod demo;
+mod fly_world;
 mod percentiles;
 mod pgbench;
 mod probe;

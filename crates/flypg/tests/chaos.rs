@@ -189,3 +189,83 @@ fn chaos_refuses_an_unknown_scenario_clearly() {
         "{stderr}"
     );
 }
+
+/// The drills on the emulated Fly network (root only; CI requires them):
+/// `fly deploy` rolling and bluegreen with writers running, and DNS that
+/// lags the machines.
+#[test]
+fn the_fly_drills_keep_every_promise() {
+    // Privilege is probed with a world of its own, dropped at once.
+    let Some(probe) =
+        fly_postgres_testkit::FlyNet::start_or_skip("the_fly_drills_keep_every_promise")
+    else {
+        return;
+    };
+    drop(probe);
+    let out = Command::new(env!("CARGO_BIN_EXE_flypg"))
+        .args([
+            "chaos",
+            "--scenarios",
+            "fly-deploy,fly-dns-churn",
+            "--seconds",
+            "6",
+            "--clients",
+            "4",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "fly chaos failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let deploy = &report["scenarios"]["fly-deploy"];
+    for key in [
+        "lost",
+        "duplicated",
+        "failed_but_committed",
+        "stale_reads",
+        "maybe_committed",
+    ] {
+        assert_eq!(deploy[key], 0, "{key}: {deploy}");
+    }
+    assert_eq!(deploy["errors"], serde_json::json!({}), "{deploy}");
+    assert_eq!(deploy["restarts"], 8, "{deploy}");
+    assert_eq!(deploy["clean_exits"], 8, "{deploy}");
+    assert_eq!(deploy["new_addresses"], 4, "bluegreen moves: {deploy}");
+    assert!(
+        deploy["first_forwarded_write_ms"]["median"].is_number(),
+        "{deploy}"
+    );
+    let churn = &report["scenarios"]["fly-dns-churn"];
+    for key in ["lost", "duplicated", "failed_but_committed", "stale_reads"] {
+        assert_eq!(churn[key], 0, "{key}: {churn}");
+    }
+    let gone = &churn["gone_but_listed"];
+    assert!(gone["writes"].as_u64().unwrap() > 0, "{churn}");
+    assert!(
+        gone["worst_over_median_ms"].as_f64().unwrap() <= 250.0,
+        "{churn}"
+    );
+    let faults: Vec<&str> = churn["faults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    for what in [
+        "killed, still listed",
+        "gone, its address silent",
+        "listed before it listens",
+        "fly secrets unset",
+    ] {
+        assert!(
+            faults.iter().any(|f| f.contains(what)),
+            "{what}: {faults:?}"
+        );
+    }
+    assert_eq!(report["promises_held"], true, "{report}");
+}

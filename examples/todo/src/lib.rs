@@ -36,6 +36,10 @@ use std::net::SocketAddr;
 use fly_postgres::Repo;
 
 pub use api_error::ApiError;
+
+/// The template app's fly.toml, as `fly deploy` reads it (the Fly world
+/// of the demo and the drills deploys from it).
+pub const FLY_TOML: &str = include_str!("../fly.toml");
 pub use ledger::{AppendLedger, LedgerEntry};
 pub use mutations::{
     CreateBatch, CreateTodo, DeleteTodo, Todo, UpdateTodo, create_batch, create_todo, delete_todo,

@@ -24,9 +24,13 @@
 //! # Ok(()) }
 //! ```
 
+mod app;
+mod app_machine;
 mod cleanup;
 mod db_machine;
 mod dns;
+mod edge_proxy;
+mod fly_toml;
 mod machine;
 mod namespace;
 
@@ -36,7 +40,11 @@ use std::sync::{Arc, Mutex};
 
 use tokio::runtime::Runtime;
 
+pub use app::{DeployReport, FlyApp, MachineDeploy, Routes};
+pub use app_machine::{AppMachine, Image, Stopped};
 pub use db_machine::{DbMachine, LEADER_PORT, NODE_PORT};
+pub use edge_proxy::EdgeProxy;
+pub use fly_toml::{DeploySection, FlyToml, HttpCheck, HttpService, Strategy};
 pub use machine::FlyMachine;
 
 use crate::error::{Result, TestkitError};

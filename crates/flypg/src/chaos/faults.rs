@@ -22,7 +22,7 @@ pub(crate) struct Notes {
 }
 
 impl Notes {
-    fn fault(&mut self, started: Instant, what: impl Into<String>) {
+    pub(super) fn fault(&mut self, started: Instant, what: impl Into<String>) {
         self.faults.push(format!(
             "at {:.1} s: {}",
             started.elapsed().as_secs_f64(),
@@ -30,7 +30,7 @@ impl Notes {
         ));
     }
 
-    fn not_done(&mut self, started: Instant, what: impl Into<String>) {
+    pub(super) fn not_done(&mut self, started: Instant, what: impl Into<String>) {
         let line = format!(
             "at {:.1} s: NOT DONE: {}",
             started.elapsed().as_secs_f64(),
@@ -70,6 +70,9 @@ pub(crate) async fn inject(
         Scenario::Failover | Scenario::FailoverAsync => failover(world, gap, started, notes).await,
         Scenario::Skew => skew(world, gap, started, notes).await,
         Scenario::Rotate => rotate(world, gap, started, notes).await,
+        Scenario::FlyDeploy | Scenario::FlyDnsChurn => {
+            Err("the Fly scenarios run on a world of their own".into())
+        }
     }
 }
 

@@ -9,6 +9,8 @@
 
 mod clients;
 mod faults;
+mod fly_faults;
+mod fly_scenario;
 mod ledger;
 mod report;
 mod world;
@@ -53,6 +55,15 @@ pub(crate) enum Scenario {
     Partition,
     /// The RPC secret rotated in three rolling deploys of every instance.
     Rotate,
+    /// On the emulated Fly network (root): `fly deploy` of the template
+    /// app, rolling over a machine left on the old build, then bluegreen
+    /// to new machines at new addresses, found through DNS only.
+    FlyDeploy,
+    /// On the emulated Fly network (root): a killed machine still listed
+    /// in DNS, a gone one still listed with its address silent, a new one
+    /// listed before it listens, and `fly secrets set` rotating the RPC
+    /// secret.
+    FlyDnsChurn,
 }
 
 impl Scenario {
@@ -67,7 +78,14 @@ impl Scenario {
             Scenario::Skew => "skew",
             Scenario::Rotate => "rotate",
             Scenario::Partition => "partition",
+            Scenario::FlyDeploy => "fly-deploy",
+            Scenario::FlyDnsChurn => "fly-dns-churn",
         }
+    }
+
+    /// Whether it runs on the emulated Fly network.
+    fn on_fly(self) -> bool {
+        matches!(self, Scenario::FlyDeploy | Scenario::FlyDnsChurn)
     }
 
     fn syd_instances(self) -> usize {
@@ -142,6 +160,27 @@ impl Scenario {
                 .is_some_and(|tps| tps > 0.0),
             // Each silence ended and the drill's writes still carried on.
             Scenario::Crash | Scenario::Partition => true,
+            // Deploys cost latency, never an error; every machine was
+            // replaced, bluegreen's at new addresses, and each replaced
+            // syd machine served forwarded writes.
+            Scenario::FlyDeploy => {
+                report.error_count() == 0
+                    && report.extra.get("restarts") == Some(&json!(8))
+                    && report.extra.get("clean_exits") == Some(&json!(8))
+                    && report.extra.get("new_addresses") == Some(&json!(4))
+                    && report
+                        .extra
+                        .get("first_forwarded_write_ms")
+                        .is_some_and(|v| v["replacements"].as_u64().is_some_and(|n| n >= 3))
+            }
+            // A machine gone but listed costs a head start, not a connect
+            // timeout: the worst write then is at most 250 ms over the
+            // median before.
+            Scenario::FlyDnsChurn => report
+                .extra
+                .get("gone_but_listed")
+                .and_then(|g| g["worst_over_median_ms"].as_f64())
+                .is_some_and(|ms| ms <= 250.0),
         }
     }
 }
@@ -163,7 +202,8 @@ pub(crate) struct ChaosArgs {
     /// How long `replica-down` keeps the lax replica stopped.
     #[arg(long, default_value_t = 10)]
     replica_down_seconds: u64,
-    /// Which scenarios to run (default: all).
+    /// Which scenarios to run (default: all but `fly-deploy` and
+    /// `fly-dns-churn`, which need root for the emulated Fly network).
     #[arg(long, value_delimiter = ',', value_enum)]
     scenarios: Vec<Scenario>,
     /// Print one JSON object on stdout instead of the table.
@@ -249,6 +289,12 @@ pub(crate) async fn run(args: ChaosArgs) -> Result<(), Box<dyn std::error::Error
 }
 
 async fn run_scenario(scenario: Scenario, args: &ChaosArgs) -> ChaosResult<ScenarioReport> {
+    if scenario.on_fly() {
+        let mut report = fly_scenario::run(scenario, args).await?;
+        report.promises_held =
+            scenario.core_promises_held(&report) && scenario.extra_promises_held(&report);
+        return Ok(report);
+    }
     let rtt = Duration::from_millis(args.rtt_ms);
     let seconds = Duration::from_secs(args.seconds.max(1));
     let mut world = World::start(
