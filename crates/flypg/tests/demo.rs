@@ -155,3 +155,70 @@ fn the_demo_explains_a_missing_postgres_in_one_line() {
     assert!(stderr.contains("PG_BIN=/nonexistent"), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
 }
+
+/// `flypg demo --fly` (root only; CI requires it): the template app on the
+/// emulated Fly network, deployed twice with writers running, then scaled
+/// into a third region; every check held and nothing left behind.
+#[test]
+fn the_fly_demo_deploys_twice_without_a_failed_write_and_scales_out() {
+    let Some(probe) = fly_postgres_testkit::FlyNet::start_or_skip(
+        "the_fly_demo_deploys_twice_without_a_failed_write_and_scales_out",
+    ) else {
+        return;
+    };
+    drop(probe);
+    let demo = Command::new(env!("CARGO_BIN_EXE_flypg"))
+        .args(["demo", "--fly", "--writes", "5", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The world's namespaces carry the process id of the one that made it.
+    let its_namespaces = format!("flypg-{}-", demo.id());
+    let out = demo.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "demo --fly failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(summary["walk"]["stale_reads"], 0, "{summary}");
+    assert_eq!(summary["walk"]["forwarded"], 5, "{summary}");
+    let deploys = summary["deploys"].as_array().unwrap();
+    assert_eq!(deploys.len(), 2, "{summary}");
+    assert_eq!(deploys[0]["strategy"], "rolling");
+    assert_eq!(deploys[0]["new_addresses"], 0);
+    assert_eq!(deploys[1]["strategy"], "bluegreen");
+    assert_eq!(deploys[1]["new_addresses"], 4);
+    for deploy in deploys {
+        assert_eq!(deploy["machines"], 4, "{deploy}");
+        assert_eq!(deploy["clean_exits"], 4, "{deploy}");
+    }
+    let ledger = &summary["ledger"];
+    assert!(ledger["writes"].as_u64().unwrap() > 0, "{ledger}");
+    assert_eq!(ledger["writes"], ledger["ok"], "{ledger}");
+    for broken in [
+        "failed",
+        "lost",
+        "duplicated",
+        "failed_but_committed",
+        "stale_reads",
+    ] {
+        assert_eq!(ledger[broken], 0, "{broken}: {ledger}");
+    }
+    assert!(
+        summary["first_forwarded_write_ms"]["median"].is_number(),
+        "{summary}"
+    );
+    assert_eq!(summary["scale_out"]["region"], "fra");
+    assert_eq!(summary["scale_out"]["read_back"], true, "{summary}");
+    assert_eq!(summary["app_machines"], 5);
+    // The demo's world is gone: no namespace of it, no app process.
+    let left = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let left = String::from_utf8_lossy(&left.stdout);
+    assert!(
+        !left.lines().any(|l| l.starts_with(&its_namespaces)),
+        "namespaces left: {left}"
+    );
+}

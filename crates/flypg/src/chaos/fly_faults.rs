@@ -5,19 +5,15 @@
 //! machine listed before it listens, a secret rotated with `fly secrets
 //! set`).
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use fly_postgres_testkit::flynet::{DeployReport, Routes, Stopped, Strategy};
+use fly_postgres_testkit::flynet::{DeployReport, Stopped, Strategy};
 use serde_json::json;
 
 use super::ChaosResult;
 use super::faults::Notes;
 use crate::demo::http::Http;
-use crate::fly_world::{FlyWorld, image};
+use crate::fly_world::{FirstServed, FlyWorld, image};
 use crate::percentiles::{Samples, millis, round3};
 
 /// A rolling deploy of the new build over every machine (the first syd
@@ -29,7 +25,7 @@ pub(crate) async fn deploys(
     started: Instant,
     notes: &mut Notes,
 ) -> ChaosResult<()> {
-    let watch = FirstServed::watch(world)?;
+    let watch = FirstServed::watch(world, "syd")?;
     for (strategy, tag) in [(Strategy::Rolling, "v2"), (Strategy::Bluegreen, "v3")] {
         tokio::time::sleep(gap).await;
         let report = world
@@ -235,54 +231,4 @@ fn samples(times: Vec<f64>) -> ChaosResult<Samples> {
         return Err("no probe write succeeded".into());
     }
     Ok(Samples::new(times))
-}
-
-/// Watches syd's routed machines: for each that comes (back) after the
-/// start, how long from its first passing check to the first forwarded
-/// write it served.
-struct FirstServed {
-    stop: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<Vec<f64>>,
-}
-
-impl FirstServed {
-    fn watch(world: &FlyWorld) -> ChaosResult<Self> {
-        let routes = world.app.routes();
-        let stop = Arc::new(AtomicBool::new(false));
-        let (_, edge) = world.edge("syd")?;
-        let task = edge.spawn(first_served(routes, Arc::clone(&stop)))?;
-        Ok(FirstServed { stop, task })
-    }
-
-    async fn finish(self) -> ChaosResult<Vec<f64>> {
-        self.stop.store(true, Ordering::Relaxed);
-        Ok(self.task.await?)
-    }
-}
-
-async fn first_served(routes: Routes, stop: Arc<AtomicBool>) -> Vec<f64> {
-    let http = Http::new();
-    // Routed now, with when it came and whether it has served yet.
-    let mut known: BTreeMap<SocketAddr, (Instant, bool)> = routes
-        .region("syd")
-        .into_iter()
-        .map(|a| (a, (Instant::now(), true)))
-        .collect();
-    let mut found = Vec::new();
-    while !stop.load(Ordering::Relaxed) {
-        let now = routes.region("syd");
-        known.retain(|a, _| now.contains(a));
-        for addr in now {
-            known.entry(addr).or_insert((Instant::now(), false));
-        }
-        for (addr, (since, served)) in known.iter_mut().filter(|(_, (_, s))| !*s) {
-            let stats = http.get(&format!("http://{addr}/stats")).await;
-            if stats.is_ok_and(|a| a.body["served_writes"].as_u64() > Some(0)) {
-                found.push(millis(since.elapsed()));
-                *served = true;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    found
 }

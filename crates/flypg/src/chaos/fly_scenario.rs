@@ -19,6 +19,7 @@ pub(crate) async fn run(scenario: Scenario, args: &ChaosArgs) -> ChaosResult<Sce
     let log = std::env::var("RUST_LOG").unwrap_or_else(|_| "error".into());
     let mut world = FlyWorld::start(Plan {
         regions: &regions,
+        app_regions: 2,
         per_region: 2,
         old_first: scenario == Scenario::FlyDeploy,
         log: &log,

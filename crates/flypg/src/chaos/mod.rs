@@ -7,11 +7,11 @@
 //! once, injects its faults, then compares what each client was told with
 //! the rows on the primary.
 
-mod clients;
+pub(crate) mod clients;
 mod faults;
 mod fly_faults;
 mod fly_scenario;
-mod ledger;
+pub(crate) mod ledger;
 mod report;
 mod world;
 

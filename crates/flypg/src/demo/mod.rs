@@ -6,6 +6,7 @@
 //! scenario against `lax` that prints what it does and how long it takes.
 
 pub(crate) mod app_process;
+mod fly_walk;
 pub(crate) mod http;
 mod narration;
 mod scenario;
@@ -47,6 +48,14 @@ pub(crate) struct DemoArgs {
     /// Print the summary as one JSON object on stdout.
     #[arg(long)]
     json: bool,
+    /// On the emulated Fly network instead (root; Linux network
+    /// namespaces): the template app deployed as the deploy guide says, 2
+    /// machines in each of the first two regions, DNS-only discovery,
+    /// IPv6-only 6PN; a walk, a rolling and a bluegreen deploy with
+    /// writers running, and a scale-out into the third region (`fra`
+    /// unless `--regions` names one).
+    #[arg(long, conflicts_with_all = ["serve", "primary_instances"])]
+    fly: bool,
 }
 
 type DemoResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -55,8 +64,15 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>
     // Say how to get PostgreSQL before anything else happens.
     PgBinaries::locate()?;
     narration::to_stderr(args.json);
+    let walk = async {
+        if args.fly {
+            fly_walk::run(&args).await
+        } else {
+            demo(&args).await
+        }
+    };
     tokio::select! {
-        result = demo(&args) => result.map_err(|e| -> Box<dyn std::error::Error> { e.to_string().into() }),
+        result = walk => result.map_err(|e| -> Box<dyn std::error::Error> { e.to_string().into() }),
         _ = crate::signal::stop_requested() => {
             eprintln!("\ninterrupted: stopping the apps and PostgreSQL");
             Err("interrupted".into())

@@ -6,12 +6,16 @@
 //! standby in the primary region and a replica in each other region; and
 //! Fly's proxy in front of the app in each region.
 
+mod first_served;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use fly_postgres_testkit::flynet::{DbMachine, EdgeProxy, FlyApp, Image};
 use fly_postgres_testkit::{FlyMachine, FlyNet, PgTopology};
+
+pub(crate) use first_served::FirstServed;
 
 pub(crate) type FlyResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -38,6 +42,9 @@ pub(crate) struct FlyWorld {
 pub(crate) struct Plan<'a> {
     /// The regions, the primary region (fly.toml's) first.
     pub(crate) regions: &'a [String],
+    /// How many of the regions, from the first, get app machines at
+    /// start (the others have a replica and an edge, for a scale-out).
+    pub(crate) app_regions: usize,
     /// App machines per region.
     pub(crate) per_region: usize,
     /// The first machine of the primary region runs the old build (no
@@ -81,7 +88,7 @@ impl FlyWorld {
             format!("postgres://postgres@{DB_APP}.flycast:5432/postgres"),
         );
         // The primary region first: its first instance runs the migrations.
-        for region in plan.regions {
+        for region in plan.regions.iter().take(plan.app_regions) {
             for i in 0..plan.per_region {
                 if plan.old_first && *region == primary && i == 0 {
                     app.launch_image(&net, region, Vec::new(), image("v1", plan.log, true)?)
