@@ -224,7 +224,7 @@ async fn deploys_under_load(
             clients::run(Http::new(), base, format!("fly-demo-{c}"), stop).await
         })?);
     }
-    let watch = FirstServed::watch(world, &world.topology.primary_region().to_owned())?;
+    let watch = FirstServed::watch(world, world.topology.primary_region())?;
     let mut deploys = Vec::new();
     for (strategy, tag) in [(Strategy::Rolling, "v2"), (Strategy::Bluegreen, "v3")] {
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
