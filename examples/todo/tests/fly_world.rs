@@ -6,7 +6,8 @@
 //! its machine's network namespace, with discovery through the network's
 //! DNS only and IPv6 only between machines. A write in lax is forwarded to
 //! syd and read back in lax from lax's own replica. A machine whose env
-//! lacks what Fly sets fails to start, naming the variable.
+//! lacks what Fly sets fails to start, naming the variable, and so does one
+//! whose database host resolves to nothing, naming the host.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -215,4 +216,50 @@ async fn a_machine_missing_what_fly_sets_fails_to_start_naming_it() {
         let said = String::from_utf8_lossy(&output.stderr);
         assert!(said.contains(named), "{drop_var}: {said}");
     }
+}
+
+#[tokio::test]
+async fn a_database_host_that_resolves_to_nothing_fails_the_start_naming_it() {
+    let Some(net) =
+        FlyNet::start_or_skip("a_database_host_that_resolves_to_nothing_fails_the_start_naming_it")
+    else {
+        return;
+    };
+    let machine = net.machine("todo", "lax").unwrap();
+    let mut env: Vec<(String, String)> = machine
+        .env()
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    env.extend(fly_toml_env());
+    env.push(("FLY_RPC_SECRET".into(), SECRET.into()));
+    // No database app of that name: nothing answers for it in any region.
+    env.push((
+        "DATABASE_URL".into(),
+        "postgres://postgres@no-such-db.flycast:5432/postgres".into(),
+    ));
+    let started = std::time::Instant::now();
+    let output = tokio::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            machine.namespace(),
+            env!("CARGO_BIN_EXE_todo"),
+        ])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env)
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(15), output)
+        .await
+        .expect("the start fails at once, not after serving")
+        .unwrap();
+    assert!(!output.status.success());
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        said.contains("top1.nearest.of.no-such-db.internal"),
+        "the error names the host tried after the rewrite: {said}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
 }

@@ -28,6 +28,7 @@ pub struct RepoBuilder {
     pub(super) ad_hoc_statements: bool,
     pub(super) force_forward: Option<bool>,
     pub(super) share_polls: Option<bool>,
+    pub(super) check_host: Option<bool>,
     pub(super) app_state: crate::app_state::AppState,
     pub(super) follow_primary: Option<bool>,
 }
@@ -70,6 +71,7 @@ impl RepoBuilder {
             follow_primary: None,
             force_forward: None,
             share_polls: None,
+            check_host: None,
             app_state: Default::default(),
         }
     }
@@ -105,6 +107,19 @@ impl RepoBuilder {
     /// makes every instance poll on its own.
     pub fn share_replay_polls(mut self, enabled: bool) -> Self {
         self.share_polls = Some(enabled);
+        self
+    }
+
+    /// Whether the start fails when the database host resolves to no
+    /// address (default: the environment's
+    /// `FLY_POSTGRES_CHECK_DATABASE_HOST`, else true). The name is looked
+    /// up once, for up to 5 s; a name of nothing (a database app with no
+    /// machine, a typo) is an [`Error::InvalidDatabaseUrl`](crate::Error::InvalidDatabaseUrl)
+    /// naming the host tried, after the `DATABASE_URL` rewrite. A host that
+    /// resolves but does not answer never fails the start. `false` starts
+    /// regardless, every query failing until the name resolves.
+    pub fn check_database_host(mut self, enabled: bool) -> Self {
+        self.check_host = Some(enabled);
         self
     }
 

@@ -5,6 +5,7 @@ mod attempt_outcome;
 mod auto_mutation;
 mod builder;
 mod commit_round_trip;
+mod database_host;
 mod direct_path;
 mod forwarded_path;
 mod local_write;

@@ -27,6 +27,9 @@ impl RepoBuilder {
     pub async fn start(mut self) -> Result<Repo, Error> {
         let retention = self.retention()?;
         let (pool, primary_pool) = self.pools()?;
+        if self.checks_host() {
+            super::database_host::check_resolves(&pool.connect_options()).await?;
+        }
         let (follow, share_polls) = (self.follows_primary(), self.shares_polls());
         let mut config = self.config;
         config.force_forward = self.forces_forward();
@@ -92,6 +95,11 @@ impl RepoBuilder {
 
     fn follows_primary(&self) -> bool {
         (self.follow_primary).unwrap_or_else(|| env_flag("FLY_POSTGRES_FOLLOW_PRIMARY", false))
+    }
+
+    fn checks_host(&self) -> bool {
+        (self.check_host)
+            .unwrap_or_else(|| env_flag("FLY_POSTGRES_CHECK_DATABASE_HOST", true))
     }
 
     fn shares_polls(&self) -> bool {
