@@ -213,6 +213,19 @@ impl FlyApp {
         self.deploy(net, image).await
     }
 
+    /// `fly ssh console -C "<program> <args>"` on machine `index`: the
+    /// image's program with `args` and the machine's env, beside its app.
+    pub async fn ssh_console(&self, index: usize, args: &[&str]) -> Result<std::process::Output> {
+        let machine = self
+            .machines
+            .get(index)
+            .ok_or_else(|| TestkitError::Topology(format!("no machine {index}")))?;
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        machine
+            .console(&self.config, &self.secret_list(), &args)
+            .await
+    }
+
     /// Stops machine `index` as Fly does and destroys it: its records go,
     /// its address never answers again.
     pub async fn destroy(&mut self, index: usize) -> Result<Stopped> {

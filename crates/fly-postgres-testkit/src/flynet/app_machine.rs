@@ -123,9 +123,9 @@ impl AppMachine {
         &self.log
     }
 
-    /// Starts the app inside the machine, with only the env a Fly machine
-    /// has, fly.toml's `[env]`, the image's env, `secrets`, and its own.
-    pub(super) fn start(&mut self, config: &FlyToml, secrets: &[(String, String)]) -> Result<()> {
+    /// The env the machine's processes get: what a Fly machine has,
+    /// fly.toml's `[env]`, the image's env, `secrets`, and its own.
+    fn env(&self, config: &FlyToml, secrets: &[(String, String)]) -> Vec<(String, String)> {
         let mut env: Vec<(String, String)> = self
             .machine
             .env()
@@ -141,6 +141,47 @@ impl AppMachine {
         env.extend(self.image.env.iter().cloned());
         env.extend(secrets.iter().cloned());
         env.extend(self.own_env.iter().cloned());
+        env
+    }
+
+    /// A command inside the machine with its env, the image's program and
+    /// `args`.
+    fn command(&self, config: &FlyToml, secrets: &[(String, String)], args: &[String]) -> Command {
+        let mut command = Command::new("ip");
+        command
+            .args(["netns", "exec", self.machine.namespace()])
+            .arg(&self.image.program)
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(self.env(config, secrets))
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        command
+    }
+
+    /// Runs the image's program with `args` beside the app, with the
+    /// machine's env: `fly ssh console -C "<program> <args>"`.
+    pub(super) async fn console(
+        &self,
+        config: &FlyToml,
+        secrets: &[(String, String)],
+        args: &[String],
+    ) -> Result<std::process::Output> {
+        self.command(config, secrets, args)
+            .output()
+            .await
+            .map_err(|e| {
+                TestkitError::io(
+                    format!("running {} in the machine", self.image.program.display()),
+                    e,
+                )
+            })
+    }
+
+    /// Starts the app inside the machine (see [`AppMachine::env`]), listed
+    /// in DNS from now on.
+    pub(super) fn start(&mut self, config: &FlyToml, secrets: &[(String, String)]) -> Result<()> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -149,17 +190,10 @@ impl AppMachine {
         let err = log
             .try_clone()
             .map_err(|e| TestkitError::io("duplicating the log file", e))?;
-        let child = Command::new("ip")
-            .args(["netns", "exec", self.machine.namespace()])
-            .arg(&self.image.program)
-            .args(&self.image.args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(env)
-            .stdin(Stdio::null())
+        let child = self
+            .command(config, secrets, &self.image.args)
             .stdout(log)
             .stderr(err)
-            .kill_on_drop(true)
             .spawn()
             .map_err(|e| {
                 TestkitError::io(format!("starting {}", self.image.program.display()), e)

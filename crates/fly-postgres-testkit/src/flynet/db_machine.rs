@@ -9,6 +9,7 @@ use super::FlyNet;
 use super::machine::FlyMachine;
 use crate::error::Result;
 use crate::proxy::{Delay, LatencyProxy};
+use crate::topology::PgTopology;
 
 /// The port of a Postgres node's own server on Fly.
 pub const NODE_PORT: u16 = 5433;
@@ -61,5 +62,19 @@ impl FlyNet {
             leader,
             machine,
         })
+    }
+
+    /// The Postgres app `app` as `fly postgres create` makes it, on the
+    /// servers of `topology`: a machine per server in its region (the
+    /// primary region's standby too), each forwarding 5433 to its own
+    /// server and 5432 to the topology's leader address.
+    pub async fn postgres_app(&self, app: &str, topology: &PgTopology) -> Result<Vec<DbMachine>> {
+        let leader = topology.leader_addr();
+        let mut machines = Vec::new();
+        for member in topology.members() {
+            let node = SocketAddr::from(([127, 0, 0, 1], member.server().port()));
+            machines.push(self.db_machine(app, member.region(), node, leader).await?);
+        }
+        Ok(machines)
     }
 }

@@ -98,8 +98,7 @@ impl RepoBuilder {
     }
 
     fn checks_host(&self) -> bool {
-        (self.check_host)
-            .unwrap_or_else(|| env_flag("FLY_POSTGRES_CHECK_DATABASE_HOST", true))
+        (self.check_host).unwrap_or_else(|| env_flag("FLY_POSTGRES_CHECK_DATABASE_HOST", true))
     }
 
     fn shares_polls(&self) -> bool {

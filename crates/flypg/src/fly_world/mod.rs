@@ -9,7 +9,6 @@
 mod first_served;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use fly_postgres_testkit::flynet::{DbMachine, EdgeProxy, FlyApp, Image};
@@ -71,15 +70,7 @@ impl FlyWorld {
             builder = builder.replica(region);
         }
         let topology = builder.start().await?;
-        let leader = topology.leader_addr();
-        let mut db = Vec::new();
-        for member in topology.members() {
-            let node = SocketAddr::from(([127, 0, 0, 1], member.server().port()));
-            db.push(
-                net.db_machine(DB_APP, member.region(), node, leader)
-                    .await?,
-            );
-        }
+        let db = net.postgres_app(DB_APP, &topology).await?;
         let secret = format!("fly-{:032x}", rand::random::<u128>());
         let mut app = FlyApp::new(fly_postgres_todo::FLY_TOML, image("v2", plan.log, false)?)?;
         app.stage_secret("FLY_RPC_SECRET", &secret);
