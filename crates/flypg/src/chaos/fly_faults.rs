@@ -36,10 +36,12 @@ pub(crate) async fn deploys(
     }
     tokio::time::sleep(gap).await;
     let first_served = watch.finish().await?;
+    let rounded: Vec<String> = first_served.iter().map(|ms| format!("{ms:.0}")).collect();
     notes.fault(
         started,
         format!(
-            "replaced syd machines served their first forwarded write after {first_served:?} ms"
+            "replaced syd machines served their first forwarded write after [{}] ms",
+            rounded.join(", ")
         ),
     );
     let samples = Samples::new(first_served.clone());

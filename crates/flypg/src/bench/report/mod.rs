@@ -20,7 +20,8 @@ pub(crate) struct ReportArgs {
     #[arg(long)]
     run: bool,
     /// With --run: only these runs, by name (default: all). Names:
-    /// repo, repo-cost, rpc, tracker, tracker-load, flood, chaos.
+    /// repo, repo-cost, rpc, tracker, tracker-load, flood, chaos, and
+    /// (as root) fly-demo, fly-chaos.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Where each run's JSON is kept.

@@ -65,7 +65,7 @@ fn section(page: &mut String, record: &RunRecord, chart_dir: &Path) {
         record.seconds,
         record.machine.describe()
     );
-    if record.name == "chaos" {
+    if record.name == "chaos" || record.name == "fly-chaos" {
         chaos_table(page, &record.report);
         return;
     }
@@ -110,15 +110,13 @@ fn all_keys(page: &mut String, report: &Value, headline: &[(&str, &str)]) {
             .iter()
             .any(|(_, rows)| rows.iter().any(|r| r.get(key).is_some()))
     };
-    let scalars: Vec<(&String, &Value)> = object
-        .iter()
-        .filter(|(k, v)| {
-            !v.is_array()
-                && !v.is_object()
-                && !headline.iter().any(|(h, _)| h == k)
-                && !in_columns(k)
-        })
-        .collect();
+    let mut scalars = Vec::new();
+    for (key, value) in object {
+        if headline.iter().any(|(h, _)| h == key) || in_columns(key) {
+            continue;
+        }
+        leaves(key, value, &mut scalars);
+    }
     if !scalars.is_empty() {
         let _ = writeln!(page, "| key | value |\n| --- | --- |");
         for (key, value) in scalars {
@@ -155,15 +153,32 @@ fn all_keys(page: &mut String, report: &Value, headline: &[(&str, &str)]) {
     }
 }
 
+/// The scalars under `key`: itself, or an object's, named `key.inner`
+/// (arrays are tables of their own, or not shown).
+fn leaves<'a>(key: &str, value: &'a Value, out: &mut Vec<(String, &'a Value)>) {
+    match value {
+        Value::Object(inner) => {
+            for (k, v) in inner {
+                leaves(&format!("{key}.{k}"), v, out);
+            }
+        }
+        Value::Array(_) => {}
+        scalar => out.push((key.to_owned(), scalar)),
+    }
+}
+
 /// The drills' verdicts, a row per scenario, then what each did.
 fn chaos_table(page: &mut String, report: &Value) {
+    let distance = if report["rtt_ms"].is_null() {
+        "no latency added between the regions".to_owned()
+    } else {
+        format!("{} ms RTT between the regions", number(&report["rtt_ms"]))
+    };
     let _ = writeln!(
         page,
-        "{} s per scenario, {} clients, {} ms RTT between the regions. \
-         Promises: {}.\n",
+        "{} s per scenario, {} clients, {distance}. Promises: {}.\n",
         number(&report["seconds"]),
         number(&report["clients"]),
-        number(&report["rtt_ms"]),
         if report["promises_held"] == Value::Bool(true) {
             "held"
         } else {

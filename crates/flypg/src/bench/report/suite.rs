@@ -195,4 +195,36 @@ pub(crate) const SUITE: &[SuiteEntry] = &[
         charts: false,
         headline: &[],
     },
+    SuiteEntry {
+        name: "fly-demo",
+        title: "The demo on an emulated Fly network",
+        about: "`flypg demo --fly` (root): the template app deployed as the \
+                deploy guide says on Linux network namespaces, one per machine, \
+                IPv6 only between them, a DNS server answering as Fly's at \
+                `fdaa::3` (discovery by DNS only), Postgres machines with port \
+                5433 to their own server and 5432 to the leader, Fly's proxy \
+                emulated in front of each region. No latency is added between \
+                the regions. Writes in lax read back at once; `fly deploy` \
+                rolling then bluegreen of all four machines with four writers \
+                running (their ledger checked on the primary); a scale-out \
+                into fra.",
+        args: &["demo", "--fly"],
+        charts: false,
+        headline: &[],
+    },
+    SuiteEntry {
+        name: "fly-chaos",
+        title: "Fault drills on an emulated Fly network",
+        about: "The same world as the Fly demo (root). `fly-deploy`: a rolling \
+                deploy over a machine left on the old build (version skew), \
+                then a bluegreen deploy to new machines at new addresses found \
+                through DNS only. `fly-dns-churn`: a killed machine still \
+                listed, a gone machine still listed with its address silent \
+                (`gone_but_listed`: sequential writes before and during), a new \
+                machine listed before it listens, and the RPC secret rotated \
+                with `fly secrets set`. Columns as in the drills above.",
+        args: &["chaos", "--scenarios", "fly-deploy,fly-dns-churn"],
+        charts: false,
+        headline: &[],
+    },
 ];
