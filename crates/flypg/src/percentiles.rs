@@ -21,11 +21,13 @@ impl Samples {
         self.sorted[rank.clamp(1, self.sorted.len()) - 1]
     }
 
+    #[cfg(feature = "bench")]
     pub(crate) fn max(&self) -> f64 {
         self.sorted.last().copied().unwrap_or(0.0)
     }
 
     /// The samples, smallest first.
+    #[cfg(feature = "bench")]
     pub(crate) fn values(&self) -> &[f64] {
         &self.sorted
     }

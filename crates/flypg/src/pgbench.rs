@@ -44,6 +44,7 @@ pub(crate) async fn init(pgbench: &PathBuf, url: &str) -> PgbenchResult<()> {
 
 /// Starts `clients` pgbench clients on `url` until the returned child is
 /// dropped (it is killed then).
+#[cfg(feature = "bench")]
 pub(crate) fn spawn(
     pgbench: &PathBuf,
     url: &str,

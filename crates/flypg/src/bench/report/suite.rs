@@ -30,10 +30,16 @@ impl SuiteEntry {
         args
     }
 
-    /// The command line a reader can run again.
+    /// The command line a reader can run again (the benchmarks need
+    /// flypg's `bench` feature; the demo and the drills do not).
     pub(crate) fn command(&self, charts: &Path) -> String {
+        let features = if self.args.first() == Some(&"bench") {
+            " --features bench"
+        } else {
+            ""
+        };
         format!(
-            "cargo run --release -p flypg -- {}",
+            "cargo run --release -p flypg{features} -- {}",
             self.full_args(charts).join(" ")
         )
     }
