@@ -256,7 +256,7 @@ impl RepoBuilder {
     }
 
     /// How often expired records are swept in the primary region (default
-    /// 60 s, at least 1 s). A sweep deletes in batches of at most 5,000
+    /// 60 s, at least 1 s). A sweep deletes in batches of at most 100
     /// rows with a pause between them, and one instance sweeps a database
     /// at a time (session advisory lock `7380407413031007095`, "flypg_sw";
     /// the others skip).

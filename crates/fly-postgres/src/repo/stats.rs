@@ -22,7 +22,7 @@ pub struct RepoStats {
     pub direct_writes: u64,
     /// Exactly-once records this instance's sweeps deleted.
     pub swept_records: u64,
-    /// The most rows one sweep statement deleted (at most 5,000).
+    /// The most rows one sweep statement deleted (at most 100).
     pub largest_sweep_batch: u64,
     /// The longest one sweep statement took.
     pub longest_sweep_statement: Duration,

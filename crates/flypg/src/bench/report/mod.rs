@@ -20,7 +20,7 @@ pub(crate) struct ReportArgs {
     #[arg(long)]
     run: bool,
     /// With --run: only these runs, by name (default: all). Names:
-    /// repo, repo-cost, rpc, tracker, tracker-load, flood, chaos, and
+    /// repo, repo-cost, rpc, tracker, tracker-load, soak, flood, chaos, and
     /// (as root) fly-demo, fly-chaos.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,

@@ -158,6 +158,25 @@ pub(crate) const SUITE: &[SuiteEntry] = &[
         headline: &[],
     },
     SuiteEntry {
+        name: "soak",
+        title: "Writes while records are swept",
+        about: "16 writers forward writes from lax (no added latency) for 40 s \
+                with a 2 s record retention and a sweep every second, as the \
+                exactly-once table sees under a steady load. The writers' p99 \
+                while a sweep runs, against outside sweeps, says what a sweep \
+                costs them; the table's size stays bounded by rate x retention.",
+        args: &["bench", "repo", "--soak", "40"],
+        charts: false,
+        headline: &[
+            (
+                "write_p99_ms_outside_sweeps",
+                "write p99 outside sweeps (ms)",
+            ),
+            ("write_p99_ms_during_sweeps", "write p99 during sweeps (ms)"),
+            ("sweep_p99_ratio", "during over outside"),
+        ],
+    },
+    SuiteEntry {
         name: "flood",
         title: "A flood of strong reads",
         about: "200 HTTP clients read back to back from lax's public port \
