@@ -43,16 +43,51 @@ fn http_port() -> u16 {
         .expect("fly.toml sets PORT")
 }
 
-/// The app started inside `machine` with only what Fly gives it.
-async fn deploy(machine: &FlyMachine, database_url: &str) -> AppProcess {
+/// What the app gets on `machine`: the machine's env (less `without`),
+/// fly.toml's `[env]`, and the two secrets.
+fn fly_env(
+    machine: &FlyMachine,
+    without: Option<&str>,
+    database_url: &str,
+) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = machine
         .env()
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
+        .filter(|(k, _)| Some(k.as_str()) != without)
         .collect();
     env.extend(fly_toml_env());
     env.push(("FLY_RPC_SECRET".into(), SECRET.into()));
     env.push(("DATABASE_URL".into(), database_url.into()));
+    env
+}
+
+/// The app started inside `machine` with `env` only; it must exit within
+/// `limit`, failing: what it said on stderr.
+async fn failed_start(machine: &FlyMachine, env: Vec<(String, String)>, limit: Duration) -> String {
+    let output = tokio::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            machine.namespace(),
+            env!("CARGO_BIN_EXE_todo"),
+        ])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env)
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(limit, output)
+        .await
+        .expect("the start fails at once, not after serving")
+        .unwrap();
+    assert!(!output.status.success());
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The app started inside `machine` with only what Fly gives it.
+async fn deploy(machine: &FlyMachine, database_url: &str) -> AppProcess {
+    let env = fly_env(machine, None, database_url);
     let namespace = machine.namespace().to_owned();
     tokio::task::spawn_blocking(move || {
         let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
@@ -182,38 +217,15 @@ async fn a_machine_missing_what_fly_sets_fails_to_start_naming_it() {
         ),
         ("FLY_REGION", None, "FLY_REGION is not set"),
     ] {
-        let mut env: Vec<(String, String)> = machine
-            .env()
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .filter(|(k, _)| k != drop_var)
-            .collect();
+        let mut env = fly_env(
+            &machine,
+            Some(drop_var),
+            "postgres://postgres@todo-db.flycast:5432/postgres",
+        );
         if let Some(value) = bad_value {
             env.push((drop_var.to_owned(), value.to_owned()));
         }
-        env.extend(fly_toml_env());
-        env.push(("FLY_RPC_SECRET".into(), SECRET.into()));
-        env.push((
-            "DATABASE_URL".into(),
-            "postgres://postgres@todo-db.flycast:5432/postgres".into(),
-        ));
-        let output = tokio::process::Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                machine.namespace(),
-                env!("CARGO_BIN_EXE_todo"),
-            ])
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(env)
-            .output();
-        let output = tokio::time::timeout(Duration::from_secs(30), output)
-            .await
-            .expect("the app exits at once")
-            .unwrap();
-        assert!(!output.status.success());
-        let said = String::from_utf8_lossy(&output.stderr);
+        let said = failed_start(&machine, env, Duration::from_secs(30)).await;
         assert!(said.contains(named), "{drop_var}: {said}");
     }
 }
@@ -226,37 +238,14 @@ async fn a_database_host_that_resolves_to_nothing_fails_the_start_naming_it() {
         return;
     };
     let machine = net.machine("todo", "lax").unwrap();
-    let mut env: Vec<(String, String)> = machine
-        .env()
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-    env.extend(fly_toml_env());
-    env.push(("FLY_RPC_SECRET".into(), SECRET.into()));
     // No database app of that name: nothing answers for it in any region.
-    env.push((
-        "DATABASE_URL".into(),
-        "postgres://postgres@no-such-db.flycast:5432/postgres".into(),
-    ));
+    let env = fly_env(
+        &machine,
+        None,
+        "postgres://postgres@no-such-db.flycast:5432/postgres",
+    );
     let started = std::time::Instant::now();
-    let output = tokio::process::Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            machine.namespace(),
-            env!("CARGO_BIN_EXE_todo"),
-        ])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(env)
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(15), output)
-        .await
-        .expect("the start fails at once, not after serving")
-        .unwrap();
-    assert!(!output.status.success());
-    let said = String::from_utf8_lossy(&output.stderr);
+    let said = failed_start(&machine, env, Duration::from_secs(15)).await;
     assert!(
         said.contains("top1.nearest.of.no-such-db.internal"),
         "the error names the host tried after the rewrite: {said}"

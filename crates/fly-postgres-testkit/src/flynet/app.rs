@@ -78,6 +78,24 @@ pub struct DeployReport {
     pub took: Duration,
 }
 
+impl DeployReport {
+    /// Machines whose old process exited by itself, successfully.
+    pub fn clean_exits(&self) -> usize {
+        self.machines
+            .iter()
+            .filter(|m| m.stopped == Stopped::Exited { success: true })
+            .count()
+    }
+
+    /// Machines that came back at another address (`bluegreen`).
+    pub fn new_addresses(&self) -> usize {
+        self.machines
+            .iter()
+            .filter(|m| m.new_addr != m.old_addr)
+            .count()
+    }
+}
+
 /// An app on a [`FlyNet`]. Its processes are killed when it is dropped
 /// (drop it before the network), and its logs removed unless
 /// `FLYNET_KEEP_LOGS=1` (then their directory is named on stderr).

@@ -136,6 +136,14 @@ impl FlyMachine {
     /// (packets dropped, not refused). Its records go with
     /// [`set_listed`](Self::set_listed) or when it is dropped.
     pub fn vanish(&self) -> Result<()> {
+        self.stop_tasks();
+        // The closing segments leave before the link goes down.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        self.namespace.ip(&["link", "set", "eth0", "down"])
+    }
+
+    /// Ends the machine's runtime and every task on it.
+    fn stop_tasks(&self) {
         if let Some(runtime) = self
             .runtime
             .lock()
@@ -144,22 +152,12 @@ impl FlyMachine {
         {
             runtime.shutdown_background();
         }
-        // The closing segments leave before the link goes down.
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        self.namespace.ip(&["link", "set", "eth0", "down"])
     }
 }
 
 impl Drop for FlyMachine {
     fn drop(&mut self) {
-        if let Some(runtime) = self
-            .runtime
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-        {
-            runtime.shutdown_background();
-        }
+        self.stop_tasks();
         let mut zone = self.zone.lock().unwrap_or_else(PoisonError::into_inner);
         zone.listings.retain(|l| l.id != self.id);
     }

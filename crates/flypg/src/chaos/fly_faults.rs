@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use fly_postgres_testkit::flynet::{DeployReport, Stopped, Strategy};
+use fly_postgres_testkit::flynet::{DeployReport, Strategy};
 use serde_json::json;
 
 use super::ChaosResult;
@@ -163,16 +163,7 @@ pub(crate) async fn dns_churn(
 
 /// One line per deploy, and the counts a deploy's promise is checked on.
 fn note_deploy(notes: &mut Notes, started: Instant, what: &str, report: &DeployReport) {
-    let clean = report
-        .machines
-        .iter()
-        .filter(|m| m.stopped == Stopped::Exited { success: true })
-        .count();
-    let moved = report
-        .machines
-        .iter()
-        .filter(|m| m.new_addr != m.old_addr)
-        .count();
+    let (clean, moved) = (report.clean_exits(), report.new_addresses());
     let slowest = report
         .machines
         .iter()

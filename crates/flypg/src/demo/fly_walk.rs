@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use fly_postgres_testkit::flynet::{DeployReport, Stopped, Strategy};
+use fly_postgres_testkit::flynet::{DeployReport, Strategy};
 use hyper::StatusCode;
 use serde::Serialize;
 use serde_json::json;
@@ -281,16 +281,8 @@ fn deploy_line(report: &DeployReport) -> Deploy {
         strategy: strategy_name(report.strategy).to_owned(),
         machines: report.machines.len(),
         took_ms: round3(millis(report.took)),
-        clean_exits: report
-            .machines
-            .iter()
-            .filter(|m| m.stopped == Stopped::Exited { success: true })
-            .count(),
-        new_addresses: report
-            .machines
-            .iter()
-            .filter(|m| m.new_addr != m.old_addr)
-            .count(),
+        clean_exits: report.clean_exits(),
+        new_addresses: report.new_addresses(),
     }
 }
 
