@@ -38,6 +38,8 @@ pub(crate) struct View {
     /// current timeline's history file; `None` when it could not be read
     /// (the role may not read server files).
     pub(crate) history: Option<Vec<(u32, Lsn)>>,
+    /// Whether it was replaying (a standby) when read.
+    pub(crate) in_recovery: bool,
 }
 
 /// What a position means to the local database.
@@ -185,8 +187,10 @@ impl TimelineCache {
     }
 }
 
-async fn read_view(pool: &PgPool) -> Result<View, Error> {
+/// The view as the database says it now, uncached.
+pub(crate) async fn read_view(pool: &PgPool) -> Result<View, Error> {
     let row = sqlx::query(VIEW_SQL).fetch_one(pool).await?;
+    let in_recovery: bool = row.try_get(0)?;
     let system_id: String = row.try_get(1)?;
     let system_id = system_id.parse::<u64>().map_err(|e| Error::Decode {
         message: format!("system identifier {system_id:?}: {e}"),
@@ -203,6 +207,7 @@ async fn read_view(pool: &PgPool) -> Result<View, Error> {
         system_id,
         timeline,
         history,
+        in_recovery,
     })
 }
 
@@ -247,6 +252,7 @@ mod tests {
             system_id: 7,
             timeline: Some(timeline),
             history,
+            in_recovery: false,
         }
     }
 

@@ -1,6 +1,7 @@
 //! How one attempt at a write's transaction ended: the outcome every path
 //! (here, forwarded, direct) sorts by.
 
+use super::xact_probe::XactProbe;
 use crate::error::Error;
 use crate::wal_position::WalPosition;
 
@@ -13,6 +14,9 @@ pub(crate) enum Outcome<O> {
     /// broke right after COMMIT). A retry with the same request id answers
     /// with the recorded output and a fresh LSN.
     CommittedLsnUnknown(O),
+    /// A write without a record whose COMMIT answer was lost: the output,
+    /// and what settles whether it committed.
+    Unsettled(O, XactProbe, Error),
 }
 
 /// Why a write did not commit, or may not have.

@@ -62,6 +62,7 @@ impl RepoBuilder {
                 write_mode: WriteMode::Forward,
                 direct_fallback: false,
                 force_forward: false,
+                record_local_writes: false,
             },
             name: "default".into(),
             sweep_interval: Duration::from_secs(60),
@@ -252,6 +253,22 @@ impl RepoBuilder {
     /// `start` refuses.
     pub fn generated_id_retention(mut self, retention: Duration) -> Self {
         self.generated_retention = Some(retention);
+        self
+    }
+
+    /// Whether writes in the primary region under a generated request id
+    /// keep an exactly-once record as forwarded writes do (default
+    /// `false`). Without one, a write costs about what its bare
+    /// transaction costs: the transaction's id is read before COMMIT, and
+    /// if COMMIT's answer is lost the database is asked whether that
+    /// transaction committed (see the [exactly-once
+    /// guide](crate::guide::exactly_once)). Its id settles it in this
+    /// process, and the id in its [`Error::MaybeCommitted`](crate::Error::MaybeCommitted)
+    /// in any process; an id the caller chose always keeps a record.
+    /// `true` records every write, so a bare generated id (from
+    /// [`Write::id`](super::Write::id)) settles in any process too.
+    pub fn record_local_writes(mut self, enabled: bool) -> Self {
+        self.config.record_local_writes = enabled;
         self
     }
 

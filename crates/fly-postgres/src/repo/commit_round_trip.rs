@@ -45,7 +45,8 @@ pub(crate) enum Finished {
 }
 
 /// Sends `[INSERT record;] [SET LOCAL ...;] COMMIT; SELECT flush LSN; BEGIN`
-/// on `conn`, which is inside the write's transaction.
+/// on `conn`, which is inside the write's transaction (`probed`: the
+/// transaction answered a statement since its mutation ran).
 ///
 /// The trailing `BEGIN` leaves the connection in an empty transaction, so
 /// the ROLLBACK sqlx queues when its `Transaction` guard drops ends that one
@@ -55,8 +56,9 @@ pub(crate) async fn commit_with_record(
     conn: &mut PgConnection,
     record: Option<Record<'_>>,
     force_local_flush: bool,
+    probed: bool,
 ) -> Finished {
-    let (sql, before_commit) = round_trip_sql(record.as_ref(), force_local_flush);
+    let (sql, before_commit) = round_trip_sql(record.as_ref(), force_local_flush, probed);
     let mut completed = 0usize;
     let mut lsn: Option<Result<WalPosition, sqlx::Error>> = None;
     let mut results = sqlx::raw_sql(AssertSqlSafe(sql)).fetch_many(&mut *conn);
@@ -81,7 +83,11 @@ pub(crate) async fn commit_with_record(
 
 /// The round trip's SQL, and how many of its statements complete before
 /// COMMIT's own completion.
-fn round_trip_sql(record: Option<&Record<'_>>, force_local_flush: bool) -> (String, usize) {
+fn round_trip_sql(
+    record: Option<&Record<'_>>,
+    force_local_flush: bool,
+    probed: bool,
+) -> (String, usize) {
     let mut sql = String::new();
     if let Some(r) = record {
         sql.push_str(&format!(
@@ -103,8 +109,9 @@ fn round_trip_sql(record: Option<&Record<'_>>, force_local_flush: bool) -> (Stri
     // A mutation that swallowed an error leaves the transaction aborted,
     // and COMMIT then answers "ROLLBACK" without an error (sqlx does not
     // show the tag). Some statement before COMMIT must fail in that case:
-    // the record or the SET does; otherwise this one.
-    let guard = record.is_none() && !force_local_flush;
+    // the record, the SET or the transaction's probe (`probed`, a round
+    // trip before) does; otherwise this one.
+    let guard = record.is_none() && !force_local_flush && !probed;
     if guard {
         sql.push_str("select 1;\n");
     }

@@ -77,6 +77,8 @@ async fn run_direct<M: Mutation>(
             Some(position) => (output, position),
             None => return Err(Error::committed_position_unknown(&output)),
         },
+        // Only a write without a request id keeps no record.
+        Ok(Outcome::Unsettled(_, _, e)) => return Ok(Err(Failure::Unknown(e))),
         Err(f) => return Ok(Err(f)),
     };
     Ok(Ok(Reply {

@@ -1,86 +1,292 @@
-//! A write in the primary region: run here, next to the primary, with the
-//! same exactly-once record and the same retry rule as a forwarded write.
+//! A write in the primary region: run here, next to the primary, exactly
+//! once, with the same retry rule as a forwarded write.
 
 use std::sync::Arc;
 use std::time::Duration;
+
+use serde::Serialize;
 
 use super::attempt_outcome::{Failure, Outcome};
 use super::reply::Reply;
 use super::retry_policy::{Backoff, Deadline};
 use super::server_state::ServerState;
-use super::transaction::{Progress, run_once_noting};
+use super::transaction::{Progress, position_on_another_connection, run_once_noting};
+use super::unrecorded::Final;
+use super::xact_probe::XactRef;
+use super::xact_settle::{Settled, settle};
 use crate::error::Error;
 use crate::mutation::Mutation;
 use crate::request_key::RequestKey;
 use crate::wal_position::WalPosition;
 
-/// Runs `mutation` on the local database (the primary) under `key`, in a
-/// task of its own: a caller that is dropped (a client gone, a timeout)
-/// never leaves COMMIT half-done, and the write's record tells its outcome
-/// to a retry with the same request id.
+/// Runs the mutation (from its JSON `args`) on the local database (the
+/// primary) under request id `id`, in a task of its own: a caller that is
+/// dropped (a client gone, a timeout) never leaves COMMIT half-done.
+///
+/// With a `key` the write keeps an exactly-once record, as a forwarded one
+/// does, which answers a retry with the same id. Without one it keeps
+/// none: its outcome stays in this process until the caller takes it (see
+/// [`super::unrecorded`]), and a COMMIT whose answer was lost is settled
+/// by asking the database whether the transaction committed (see
+/// [`super::xact_settle`]) before anything runs again.
 ///
 /// An attempt whose failure proves it did not run (no connection, a
 /// connection that died before COMMIT was sent, a server shutting down or
 /// in recovery while the leader moves), or whose COMMIT's outcome is
-/// unknown, is retried with the same request id on a fresh connection,
-/// by the [retry policy](super::retry_policy) until `deadline`: the record answers
-/// a retry of a write that did commit, so it commits once, and a
-/// PostgreSQL failover costs a primary-region caller latency, as it costs
-/// a forwarded one. At the deadline an unknown outcome is
-/// [`Error::MaybeCommitted`] with the id; a definite failure keeps its
-/// class.
+/// unknown, is retried on a fresh connection, by the [retry
+/// policy](super::retry_policy) until `deadline`, once the record or the
+/// database says the write did not commit: it commits once, and a
+/// PostgreSQL failover costs a primary-region caller latency, as it costs a
+/// forwarded one. At the deadline an unknown outcome is
+/// [`Error::MaybeCommitted`] with the id that settles it; a definite
+/// failure keeps its class.
 pub(super) async fn write_locally<M: Mutation>(
     state: Arc<ServerState>,
     args: String,
-    key: RequestKey,
+    id: String,
+    key: Option<RequestKey>,
     deadline: Deadline,
 ) -> Result<Reply<M::Output>, Error> {
-    let request_id = key.id.clone();
-    let task = tokio::spawn(attempts::<M>(state, args, key, deadline));
-    match task.await {
-        Ok(result) => result,
+    // Without a record, the outcome is kept in this process until the
+    // caller takes it: a caller that is gone left it for a retry by id.
+    let ticket = key
+        .is_none()
+        .then(|| state.unrecorded.register(&id, M::NAME, &args));
+    let task = tokio::spawn({
+        let (state, id, ticket) = (Arc::clone(&state), id.clone(), ticket.clone());
+        async move {
+            let ended = attempts::<M>(&state, args, &id, key.as_ref(), deadline).await;
+            match ticket {
+                // Its caller gets "maybe committed"; a retry settles it from
+                // what is kept.
+                Some(ticket) if matches!(ended, Ended::Unsettled { .. }) => {
+                    ticket.keep(ended.kept());
+                    Some(ended)
+                }
+                // Left in the slot for the caller to take.
+                Some(ticket) => {
+                    ticket.end(ended);
+                    None
+                }
+                None => Some(ended),
+            }
+        }
+    });
+    let ended = match (task.await, &ticket) {
+        (Ok(Some(ended)), _) => ended,
+        (Ok(None), Some(ticket)) => state
+            .unrecorded
+            .take::<Ended<M::Output>>(&id, ticket, Ended::kept)
+            .unwrap_or_else(|| {
+                Ended::Failed(Error::maybe_committed(
+                    M::NAME,
+                    &id,
+                    1,
+                    "the write's outcome was not where it was left",
+                ))
+            }),
+        (Ok(None), None) => unreachable!("only a write without a record leaves its outcome"),
         // A panic in the mutation: its record, if any, still tells.
-        Err(e) => Err(Error::maybe_committed(
-            M::NAME,
-            &request_id,
-            1,
-            format!("the write's task ended abnormally: {e}"),
-        )),
+        (Err(e), _) => {
+            let why = format!("the write's task ended abnormally: {e}");
+            if let Some(ticket) = &ticket {
+                ticket.keep(Final::Unknown(why.clone()));
+            }
+            return Err(Error::maybe_committed(M::NAME, &id, 1, why));
+        }
+    };
+    ended.into_result(M::NAME, &id)
+}
+
+/// How a write in the primary region ended.
+pub(super) enum Ended<O> {
+    Replied(Reply<O>),
+    Failed(Error),
+    /// COMMIT's answer was lost and the database could not be asked
+    /// before the deadline (a write without a record).
+    Unsettled {
+        output: O,
+        xact: XactRef,
+        pid: i32,
+        error: Error,
+        attempts: u32,
+    },
+}
+
+impl<O: Serialize> Ended<O> {
+    /// The outcome as kept for a retry by id.
+    pub(super) fn kept(&self) -> Final {
+        let json = |output: &O| serde_json::to_string(output);
+        match self {
+            Ended::Replied(reply) => match json(&reply.output) {
+                Ok(output) => Final::Committed {
+                    output,
+                    position: reply.position,
+                },
+                Err(e) => Final::Unknown(format!("committed, but its output does not serialize: {e}")),
+            },
+            Ended::Failed(e) if e.is_maybe_committed() || e.is_committed() => {
+                Final::Unknown(e.to_string())
+            }
+            Ended::Failed(_) => Final::NotCommitted,
+            Ended::Unsettled {
+                output, xact, pid, ..
+            } => match json(output) {
+                Ok(output) => Final::Unsettled {
+                    xact: *xact,
+                    pid: *pid,
+                    output,
+                },
+                Err(e) => Final::Unknown(format!("its output does not serialize: {e}")),
+            },
+        }
+    }
+}
+
+impl<O> Ended<O> {
+    /// What the caller is told; "maybe committed" carries the id that
+    /// settles it.
+    fn into_result(self, mutation: &str, id: &str) -> Result<Reply<O>, Error> {
+        match self {
+            Ended::Replied(reply) => Ok(reply),
+            Ended::Failed(e) => Err(e),
+            Ended::Unsettled {
+                xact,
+                error,
+                attempts,
+                ..
+            } => Err(Error::maybe_committed(
+                mutation,
+                &xact.settle_id(id),
+                attempts,
+                format!(
+                    "COMMIT's answer was lost ({error}) and the database could not be asked \
+                     before the deadline whether transaction {} committed",
+                    xact.xid
+                ),
+            )),
+        }
+    }
+}
+
+/// A COMMIT whose answer was lost, of a write without a record.
+struct Unsettled<O> {
+    output: O,
+    xact: XactRef,
+    pid: i32,
+    error: Error,
+}
+
+impl<O> Unsettled<O> {
+    fn ended(self, attempts: u32, why: Option<String>) -> Ended<O> {
+        let error = match why {
+            Some(why) => Error::Primary {
+                message: format!("{}; {why}", self.error),
+            },
+            None => self.error,
+        };
+        Ended::Unsettled {
+            output: self.output,
+            xact: self.xact,
+            pid: self.pid,
+            error,
+            attempts,
+        }
     }
 }
 
 async fn attempts<M: Mutation>(
-    state: Arc<ServerState>,
+    state: &Arc<ServerState>,
     args: String,
-    key: RequestKey,
+    id: &str,
+    key: Option<&RequestKey>,
     deadline: Deadline,
-) -> Result<Reply<M::Output>, Error> {
+) -> Ended<M::Output> {
     let mut backoff = Backoff::new();
     let mut attempt = 0u32;
-    // An attempt's COMMIT had an unknown outcome: the write may have
-    // committed, and only its record can tell.
+    // With a record: an attempt's COMMIT had an unknown outcome, so the
+    // write may have committed, and only its record can tell.
     let mut maybe = false;
+    // Without one: a COMMIT to settle before anything runs again.
+    let mut unsettled: Option<Unsettled<M::Output>> = None;
+    let system_id = match key {
+        Some(_) => 0,
+        None => match state.system_id().await {
+            Ok(system_id) => system_id,
+            Err(e) => return Ended::Failed(e),
+        },
+    };
     loop {
-        attempt += 1;
-        let (e, unknown) = match one_attempt::<M>(&state, &args, &key, &deadline).await? {
-            Ok(Outcome::Committed(output, position)) => {
-                return Ok(reply(output, Some(position), attempt));
-            }
-            // Committed; only the consistency token misses its LSN.
-            Ok(Outcome::CommittedLsnUnknown(output)) => return Ok(reply(output, None, attempt)),
-            Err(Failure::NotCommitted(e)) => return Err(e),
-            Err(Failure::Unknown(e)) => (e, true),
-            Err(Failure::NotStarted(e)) => (e, false),
+        let settling = match unsettled.take() {
+            None => None,
+            Some(u) => match settle(&state.pool, &u.xact, Some(u.pid)).await {
+                Ok(Settled::Committed) => {
+                    let position = position_on_another_connection(state).await.ok();
+                    return Ended::Replied(reply(u.output, position, attempt));
+                }
+                Ok(Settled::NotCommitted) => {
+                    tracing::warn!(request_id = %id, xid = u.xact.xid, "a write's lost COMMIT did not commit; running it again");
+                    None
+                }
+                Ok(Settled::Undecidable(why)) => return u.ended(attempt, Some(why)),
+                Ok(Settled::Pending(why)) => {
+                    unsettled = Some(u);
+                    Some(Error::Primary { message: why })
+                }
+                Err(e) => {
+                    unsettled = Some(u);
+                    Some(e)
+                }
+            },
         };
-        maybe |= unknown;
-        if deadline.passed() {
-            return Err(at_deadline::<M>(e, maybe, &key, attempt));
-        }
-        metrics::counter!("fly_postgres_write_retries_total", "mutation" => M::NAME).increment(1);
-        tracing::warn!(error = %e, attempt, unknown, request_id = %key.id, "local write did not finish; retrying with the same request id");
+        let e = match settling {
+            Some(e) => e,
+            None => {
+                attempt += 1;
+                let (e, unknown) = match one_attempt::<M>(state, &args, key, &deadline).await {
+                    Err(e) => return Ended::Failed(e),
+                    Ok(Ok(Outcome::Committed(output, position))) => {
+                        return Ended::Replied(reply(output, Some(position), attempt));
+                    }
+                    // Committed; only the consistency token misses its LSN.
+                    Ok(Ok(Outcome::CommittedLsnUnknown(output))) => {
+                        return Ended::Replied(reply(output, None, attempt));
+                    }
+                    Ok(Ok(Outcome::Unsettled(output, probe, error))) => {
+                        let Some(xact) = probe.xact(system_id) else {
+                            // It wrote nothing: COMMIT had nothing to lose.
+                            let position = position_on_another_connection(state).await.ok();
+                            return Ended::Replied(reply(output, position, attempt));
+                        };
+                        tracing::warn!(error = %error, request_id = %id, xid = xact.xid, "a write's COMMIT answer was lost; asking the database whether it committed");
+                        unsettled = Some(Unsettled {
+                            output,
+                            xact,
+                            pid: probe.pid,
+                            error,
+                        });
+                        // Asked at once, on a fresh connection.
+                        continue;
+                    }
+                    Ok(Err(Failure::NotCommitted(e))) => return Ended::Failed(e),
+                    Ok(Err(Failure::Unknown(e))) => (e, true),
+                    Ok(Err(Failure::NotStarted(e))) => (e, false),
+                };
+                maybe |= unknown;
+                if !deadline.passed() {
+                    metrics::counter!("fly_postgres_write_retries_total", "mutation" => M::NAME)
+                        .increment(1);
+                    tracing::warn!(error = %e, attempt, unknown, request_id = %id, "local write did not finish; retrying with the same request id");
+                }
+                e
+            }
+        };
         // The pause took what was left: no attempt would get any.
-        if !backoff.pause(&deadline).await {
-            return Err(at_deadline::<M>(e, maybe, &key, attempt));
+        if deadline.passed() || !backoff.pause(&deadline).await {
+            return match unsettled {
+                Some(u) => u.ended(attempt, None),
+                None => Ended::Failed(at_deadline::<M>(e, maybe, id, attempt)),
+            };
         }
     }
 }
@@ -99,7 +305,7 @@ fn reply<O>(output: O, position: Option<WalPosition>, attempts: u32) -> Reply<O>
 async fn one_attempt<M: Mutation>(
     state: &Arc<ServerState>,
     args: &str,
-    key: &RequestKey,
+    key: Option<&RequestKey>,
     deadline: &Deadline,
 ) -> Result<Result<Outcome<M::Output>, Failure>, Error> {
     // Each attempt gets the mutation anew from its arguments, as a
@@ -119,8 +325,8 @@ async fn one_attempt<M: Mutation>(
     // already has: exactly one of the two is decided.
     let progress = Arc::new(Progress::default());
     let mut running = tokio::spawn({
-        let (state, key, progress) = (Arc::clone(state), key.clone(), Arc::clone(&progress));
-        async move { run_once_noting(&state, mutation, Some(&key), &progress).await }
+        let (state, key, progress) = (Arc::clone(state), key.cloned(), Arc::clone(&progress));
+        async move { run_once_noting(&state, mutation, key.as_ref(), &progress).await }
     });
     let left = deadline.left();
     let joined = match tokio::time::timeout(left, &mut running).await {
@@ -163,11 +369,11 @@ async fn cut_short(state: &ServerState, waited: Duration, progress: &Progress) -
 /// The error a write ends with at its deadline: "maybe committed" with its
 /// id when any attempt's COMMIT had an unknown outcome, else the last
 /// attempt's own.
-fn at_deadline<M: Mutation>(last: Error, maybe: bool, key: &RequestKey, attempts: u32) -> Error {
+fn at_deadline<M: Mutation>(last: Error, maybe: bool, id: &str, attempts: u32) -> Error {
     if maybe {
         Error::maybe_committed(
             M::NAME,
-            &key.id,
+            id,
             attempts,
             format!("the write's outcome is unknown: {last}"),
         )

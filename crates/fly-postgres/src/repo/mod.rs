@@ -25,11 +25,15 @@ mod stats;
 mod sweeper;
 mod timed;
 mod transaction;
+mod unrecorded;
+mod unrecorded_retry;
 mod wire;
 mod write;
 mod write_metrics;
 mod write_mode;
 mod written;
+mod xact_probe;
+mod xact_settle;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,6 +70,7 @@ pub(crate) struct RepoConfig {
     pub(crate) write_mode: WriteMode,
     pub(crate) direct_fallback: bool,
     pub(crate) force_forward: bool,
+    pub(crate) record_local_writes: bool,
 }
 
 pub(crate) struct RepoInner {

@@ -108,10 +108,20 @@ async fn run_here<M: Mutation, T>(
 ) -> Result<(M::Output, WriteTimings), Error> {
     let inner = &write.repo.inner;
     inner.counters.local.fetch_add(1, Ordering::Relaxed);
-    let keep = inner.server.retention.of(!write.chosen_id);
-    let (key, args) = RequestKey::with_args(write.request_id, M::NAME, &write.mutation, keep)?;
+    let id = write.request_id;
+    let (key, args) = if write.chosen_id || inner.config.record_local_writes {
+        let keep = inner.server.retention.of(!write.chosen_id);
+        let (key, args) = RequestKey::with_args(id.clone(), M::NAME, &write.mutation, keep)?;
+        (Some(key), args)
+    } else {
+        // No record: the arguments only feed each attempt anew.
+        let args = serde_json::to_string(&write.mutation).map_err(|e| Error::Decode {
+            message: format!("mutation `{}` does not serialize: {e}", M::NAME),
+        })?;
+        (None, args)
+    };
     drop(write.mutation);
-    let result = write_locally::<M>(Arc::clone(&inner.server), args, key, deadline).await;
+    let result = write_locally::<M>(Arc::clone(&inner.server), args, id, key, deadline).await;
     record(M::NAME, "local", started, &result);
     let reply = result?;
     if let Some(position) = reply.position {

@@ -100,7 +100,8 @@ fn reply<M: Mutation>(
             "the write committed but its LSN could not be read; retry with the same request id"
                 .into(),
         )),
-        Err(Failure::Unknown(e)) => Err(WireError::Retry(format!(
+        // Only a write without a request id keeps no record.
+        Ok(Outcome::Unsettled(_, _, e)) | Err(Failure::Unknown(e)) => Err(WireError::Retry(format!(
             "COMMIT's outcome is unknown ({e}); retry with the same request id"
         ))),
         Err(Failure::NotCommitted(e)) => Err(e.into()),

@@ -18,6 +18,11 @@ pub(crate) struct ServerState {
     /// Whether this database runs with `synchronous_commit = off`, learned
     /// on the first write.
     pub(crate) async_commit: tokio::sync::OnceCell<bool>,
+    /// The cluster's system identifier, learned on the first write that
+    /// keeps no record (its settle id names the cluster).
+    pub(crate) system_id: tokio::sync::OnceCell<u64>,
+    /// This process's writes that kept no record, for a retry by id.
+    pub(crate) unrecorded: super::unrecorded::Unrecorded,
     /// Whether forwarded ad-hoc statements are served.
     pub(crate) ad_hoc_statements: bool,
     /// How long exactly-once records are kept.
@@ -55,6 +60,21 @@ impl ServerState {
     pub(crate) fn positions(&self) -> &PrimaryPositions {
         self.positions
             .get_or_init(|| PrimaryPositions::new(&self.pool))
+    }
+
+    /// The cluster's system identifier.
+    pub(crate) async fn system_id(&self) -> Result<u64, crate::error::Error> {
+        let id = self.system_id.get_or_try_init(|| async {
+            let text: String = sqlx::query_scalar(
+                "select system_identifier::text from pg_control_system()",
+            )
+            .fetch_one(&self.pool)
+            .await?;
+            text.parse::<u64>().map_err(|e| crate::error::Error::Decode {
+                message: format!("system identifier {text:?}: {e}"),
+            })
+        });
+        id.await.copied()
     }
 
     /// With `synchronous_commit = off` a commit returns before its WAL is

@@ -199,6 +199,8 @@ fn server_state(
         served: AtomicU64::new(0),
         after_commit,
         async_commit: tokio::sync::OnceCell::new(),
+        system_id: tokio::sync::OnceCell::new(),
+        unrecorded: super::unrecorded::Unrecorded::new(retention.generated),
         ad_hoc_statements,
         retention,
         app_state,

@@ -7,6 +7,7 @@ use super::attempt_outcome::{Failure, Outcome};
 use super::commit_round_trip::{Finished, Record, commit_with_record};
 use super::recorded_outcome::settle_failure;
 use super::server_state::ServerState;
+use super::xact_probe::{XactProbe, probe};
 use crate::commit_lsn::commit_position;
 use crate::error::Error;
 use crate::mutation::Mutation;
@@ -15,7 +16,13 @@ use crate::wal_position::WalPosition;
 
 /// Runs `mutation` in its own transaction.
 ///
-/// With a request `key`, the id is recorded with the output in the same
+/// Without a request `key` nothing is recorded: the transaction's id is
+/// read before COMMIT, and a lost COMMIT answer is
+/// [`Outcome::Unsettled`] with the output, for the caller to settle (see
+/// [`super::xact_settle`]).
+///
+/// With a request `key`, an id that names a write which kept no record is
+/// settled first (see [`super::unrecorded_retry`]). Otherwise the id is recorded with the output in the same
 /// transaction, right before COMMIT (one round trip with COMMIT and the LSN,
 /// see [`commit_with_record`]). A second attempt with the same id (a retry
 /// after a timeout or a dropped connection, on any node) that runs while the
@@ -84,6 +91,12 @@ pub(crate) async fn run_once_noting<M: Mutation>(
     key: Option<&RequestKey>,
     progress: &Progress,
 ) -> Result<Outcome<M::Output>, Failure> {
+    if let Some(answer) = match key {
+        Some(key) => super::unrecorded_retry::answer::<M>(state, key).await,
+        None => None,
+    } {
+        return answer;
+    }
     let force_flush = state.needs_local_flush().await;
     let mut tx = begin(state).await?;
     progress.began.store(true, Ordering::SeqCst);
@@ -101,6 +114,21 @@ pub(crate) async fn run_once_noting<M: Mutation>(
             return settle_failure::<M>(state, key, e).await;
         }
     };
+    // Without a record, what settles a lost COMMIT answer is read first.
+    let probe = match key {
+        Some(_) => None,
+        None => match probe(&mut tx).await {
+            Ok(probe) => Some(probe),
+            Err(e) => {
+                let e = Error::from(e);
+                let _ = tx.rollback().await;
+                if connection_lost(&e) {
+                    return Err(Failure::NotStarted(e));
+                }
+                return Err(Failure::NotCommitted(e));
+            }
+        },
+    };
     let record = key.zip(encoded.as_deref()).map(|(key, output)| Record {
         key,
         mutation: M::NAME,
@@ -113,8 +141,8 @@ pub(crate) async fn run_once_noting<M: Mutation>(
             message: "the attempt was given up at the write's deadline before COMMIT".into(),
         }));
     }
-    let finished = commit_with_record(&mut tx, record, force_flush).await;
-    finish::<M>(state, key, tx, finished, output).await
+    let finished = commit_with_record(&mut tx, record, force_flush, probe.is_some()).await;
+    finish::<M>(state, key, tx, finished, (output, probe)).await
 }
 
 /// The output's JSON for the request record (only with a key).
@@ -139,7 +167,7 @@ async fn finish<M: Mutation>(
     key: Option<&RequestKey>,
     mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
     finished: Finished,
-    output: M::Output,
+    (output, probe): (M::Output, Option<XactProbe>),
 ) -> Result<Outcome<M::Output>, Failure> {
     match finished {
         Finished::Committed(lsn) => {
@@ -169,7 +197,10 @@ async fn finish<M: Mutation>(
             let _ = tx.rollback().await;
             settle_failure::<M>(state, key, missing_table_hint(error.into())).await
         }
-        Finished::Unknown(e) => Err(Failure::Unknown(e.into())),
+        Finished::Unknown(e) => match probe {
+            Some(probe) => Ok(Outcome::Unsettled(output, probe, e.into())),
+            None => Err(Failure::Unknown(e.into())),
+        },
     }
 }
 
