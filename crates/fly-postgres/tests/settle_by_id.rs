@@ -5,18 +5,22 @@
 
 mod common;
 
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
 use fly_postgres::{Error, Mutation, Repo, sqlx};
-use fly_postgres_testkit::{Delay, LatencyProxy, PgCluster};
+use fly_postgres_testkit::{Delay, LatencyProxy, PgCluster, PgTopology};
 use fly_rpc::StaticPeers;
 use serde::{Deserialize, Serialize};
 
-/// The link [`CutBeforeAnswer`] cuts.
-static CUT: std::sync::OnceLock<std::sync::Arc<LatencyProxy>> = std::sync::OnceLock::new();
+/// Per title: the link [`CutBeforeAnswer`] cuts, and when.
+static CUTS: std::sync::Mutex<Vec<(String, Arc<LatencyProxy>, Duration)>> =
+    std::sync::Mutex::new(Vec::new());
 
-/// Inserts, then has the link to the database cut 150 ms later (once).
+/// Inserts, then has the link to the database cut a while after its last
+/// statement (once), as its test arranged.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct CutBeforeAnswer {
     title: String,
@@ -27,13 +31,17 @@ impl Mutation for CutBeforeAnswer {
     type Output = Todo;
     async fn run(self, tx: &mut sqlx::PgConnection) -> Result<Todo, Error> {
         let todo = sqlx::query_as("insert into todos (title) values ($1) returning id, title")
-            .bind(self.title)
+            .bind(&self.title)
             .fetch_one(&mut *tx)
             .await?;
-        if let Some(proxy) = CUT.get() {
-            let proxy = std::sync::Arc::clone(proxy);
+        let cut = {
+            let mut cuts = CUTS.lock().unwrap();
+            let at = cuts.iter().position(|(title, _, _)| *title == self.title);
+            at.map(|at| cuts.remove(at))
+        };
+        if let Some((_, proxy, after)) = cut {
             tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(150)).await;
+                tokio::time::sleep(after).await;
                 proxy.cut();
             });
         }
@@ -41,27 +49,30 @@ impl Mutation for CutBeforeAnswer {
     }
 }
 
-/// A primary-region repo whose one connection goes through a proxy, and
-/// the proxy.
-async fn syd_through(cluster: &PgCluster) -> (std::sync::Arc<LatencyProxy>, Repo) {
-    let proxy = std::sync::Arc::new(
-        LatencyProxy::start(
-            std::net::SocketAddr::from(([127, 0, 0, 1], cluster.primary().port())),
-            Delay::NONE,
-        )
-        .await
-        .unwrap(),
-    );
-    let mut options = cluster.primary().connect_options();
-    options = options.host("127.0.0.1").port(proxy.local_addr().port());
+/// The next write titled `title` has `proxy` cut `after` its last statement.
+fn cut_once(title: &str, proxy: &Arc<LatencyProxy>, after: Duration) {
+    CUTS.lock()
+        .unwrap()
+        .push((title.to_owned(), Arc::clone(proxy), after));
+}
+
+/// A primary-region repo whose one connection goes through a proxy to
+/// `upstream`, and the proxy.
+async fn syd_through(
+    (upstream, options): (SocketAddr, sqlx::postgres::PgConnectOptions),
+    records: bool,
+) -> (Arc<LatencyProxy>, Repo) {
+    let proxy = Arc::new(LatencyProxy::start(upstream, Delay::NONE).await.unwrap());
+    let options = options.host("127.0.0.1").port(proxy.local_addr().port());
     let pool = fly_postgres::pool_options()
         .max_connections(1)
         .connect_lazy_with(options);
     let syd = registered(Repo::builder())
         .mutation::<CutBeforeAnswer>()
+        .record_local_writes(records)
         // How long a local write retries with its id before it answers
-        // "maybe committed".
-        .rpc_timeout(Duration::from_secs(1))
+        // "maybe committed" (a write takes four round trips of 300 ms).
+        .rpc_timeout(Duration::from_secs(3))
         .pool(pool)
         .node(node("syd", StaticPeers::new()))
         .start()
@@ -78,57 +89,249 @@ async fn syd_through(cluster: &PgCluster) -> (std::sync::Arc<LatencyProxy>, Repo
     (proxy, syd)
 }
 
-async fn rows(cluster: &PgCluster, title: &str) -> i64 {
-    let mut conn = cluster.primary().connect().await.unwrap();
-    sqlx::query_scalar("select count(*) from todos where title = $1")
-        .bind(title)
+fn primary_addr(cluster: &PgCluster) -> (SocketAddr, sqlx::postgres::PgConnectOptions) {
+    (
+        SocketAddr::from(([127, 0, 0, 1], cluster.primary().port())),
+        cluster.primary().connect_options(),
+    )
+}
+
+async fn count(options: sqlx::postgres::PgConnectOptions, sql: &'static str, arg: &str) -> i64 {
+    let mut conn = sqlx::ConnectOptions::connect(&options).await.unwrap();
+    sqlx::query_scalar(sql)
+        .bind(arg)
         .fetch_one(&mut conn)
         .await
         .unwrap()
 }
 
-#[tokio::test]
-async fn a_lost_commit_answer_is_maybe_committed_with_an_id_that_settles_it() {
-    let cluster = PgCluster::start().await.unwrap();
-    let (proxy, syd) = syd_through(&cluster).await;
-    // Every answer takes 300 ms to come back. The mutation cuts the link
-    // 150 ms after its last statement: COMMIT has reached the server (bytes
-    // to it are not delayed) and its answer is on the way back.
+async fn rows_at(options: sqlx::postgres::PgConnectOptions, title: &str) -> i64 {
+    count(
+        options,
+        "select count(*) from todos where title = $1",
+        title,
+    )
+    .await
+}
+
+/// Request records whose id starts with `id`.
+async fn records_at(options: sqlx::postgres::PgConnectOptions, id: &str) -> i64 {
+    count(
+        options,
+        "select count(*) from fly_postgres_requests where starts_with(id, $1)",
+        id,
+    )
+    .await
+}
+
+async fn rows(cluster: &PgCluster, title: &str) -> i64 {
+    rows_at(cluster.primary().connect_options(), title).await
+}
+
+/// Every answer takes 300 ms to come back, and the link is cut while
+/// COMMIT's answer is on its way: COMMIT reached the server. The write
+/// must answer "maybe committed" with an id. Without a record, COMMIT
+/// goes out one round trip (the transaction's probe) after the mutation.
+async fn lose_commit_answer(
+    proxy: &Arc<LatencyProxy>,
+    syd: &Repo,
+    title: &str,
+    records: bool,
+) -> String {
     proxy.set_delay(Delay::to_client_only(Duration::from_millis(300)));
-    let _ = CUT.set(std::sync::Arc::clone(&proxy));
+    let after = if records { 150 } else { 450 };
+    cut_once(title, proxy, Duration::from_millis(after));
     let err = syd
         .write(CutBeforeAnswer {
-            title: "lost answer".into(),
+            title: title.into(),
         })
         .await
         .unwrap_err();
-    let id = match &err {
+    assert!(err.is_maybe_committed(), "{err:?}");
+    match &err {
         Error::MaybeCommitted {
             request_id: Some(id),
             ..
         } => id.clone(),
         other => panic!("expected MaybeCommitted with an id, got {other:?}"),
-    };
-    assert!(err.is_maybe_committed());
-    assert_eq!(rows(&cluster, "lost answer").await, 1, "it did commit");
+    }
+}
 
+/// Bytes to the server take 300 ms, and the link is cut while COMMIT is
+/// on its way there: it never arrives.
+async fn lose_commit(proxy: &Arc<LatencyProxy>, syd: &Repo, title: &str) -> String {
+    proxy.set_delay(Delay {
+        to_upstream: Duration::from_millis(300),
+        to_client: Duration::ZERO,
+    });
+    cut_once(title, proxy, Duration::from_millis(450));
+    let err = syd
+        .write(CutBeforeAnswer {
+            title: title.into(),
+        })
+        .await
+        .unwrap_err();
+    match &err {
+        Error::MaybeCommitted {
+            request_id: Some(id),
+            ..
+        } => id.clone(),
+        other => panic!("expected MaybeCommitted with an id, got {other:?}"),
+    }
+}
+
+async fn settle(syd: &Repo, title: &str, id: &str) -> Todo {
+    syd.write(CutBeforeAnswer {
+        title: title.into(),
+    })
+    .request_id(id)
+    .await
+    .expect("the id settles the write")
+}
+
+#[tokio::test]
+async fn a_lost_commit_answer_is_maybe_committed_with_an_id_that_settles_it() {
+    for records in [false, true] {
+        let cluster = PgCluster::start().await.unwrap();
+        let (proxy, syd) = syd_through(primary_addr(&cluster), records).await;
+        let title = format!("lost answer, records: {records}");
+        let id = lose_commit_answer(&proxy, &syd, &title, records).await;
+        assert_eq!(rows(&cluster, &title).await, 1, "it did commit");
+        proxy.set_delay(Delay::NONE);
+        proxy.restore();
+        let settled = settle(&syd, &title, &id).await;
+        assert_eq!(settled.title, title);
+        // Settling again answers alike.
+        assert_eq!(settle(&syd, &title, &id).await, settled);
+        assert_eq!(rows(&cluster, &title).await, 1, "exactly once");
+        syd.shutdown().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_lost_commit_answer_settles_as_committed_without_a_record() {
+    let cluster = PgCluster::start().await.unwrap();
+    let (proxy, syd) = syd_through(primary_addr(&cluster), false).await;
+    let title = "committed, no record";
+    let id = lose_commit_answer(&proxy, &syd, title, false).await;
+    let base = id.split(":x").next().unwrap().to_owned();
+    assert_ne!(base, id, "the id names the transaction: {id}");
     proxy.set_delay(Delay::NONE);
     proxy.restore();
-    let settled = syd
+    assert_eq!(settle(&syd, title, &id).await.title, title);
+    // So does the write's own id, in this process.
+    assert_eq!(settle(&syd, title, &base).await.title, title);
+    assert_eq!(rows(&cluster, title).await, 1, "exactly once");
+    let primary = cluster.primary().connect_options();
+    assert_eq!(
+        records_at(primary, &base).await,
+        0,
+        "no request record was written"
+    );
+
+    // Another process (another repo on the same database) settles it by
+    // the id too: committed, its output kept only where it ran.
+    let other = registered(Repo::builder())
+        .mutation::<CutBeforeAnswer>()
+        .pool(pool(cluster.primary().connect_options()).await)
+        .node(node("syd", StaticPeers::new()))
+        .start()
+        .await
+        .unwrap();
+    let err = other
         .write(CutBeforeAnswer {
-            title: "lost answer".into(),
+            title: title.into(),
         })
         .request_id(&id)
         .await
-        .expect("the retry answers from the record");
-    assert_eq!(settled.title, "lost answer");
-    assert_eq!(rows(&cluster, "lost answer").await, 1, "exactly once");
+        .unwrap_err();
+    assert!(err.is_committed(), "{err:?}");
+    assert_eq!(rows(&cluster, title).await, 1, "still once");
+    other.shutdown().await.unwrap();
+    syd.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_commit_that_never_arrived_settles_as_not_committed_and_runs_once() {
+    let cluster = PgCluster::start().await.unwrap();
+    let (proxy, syd) = syd_through(primary_addr(&cluster), false).await;
+    let title = "never arrived";
+    let id = lose_commit(&proxy, &syd, title).await;
+    assert_eq!(rows(&cluster, title).await, 0, "nothing committed");
+    proxy.set_delay(Delay::NONE);
+    proxy.restore();
+    let settled = settle(&syd, title, &id).await;
+    assert_eq!(settled.title, title);
+    assert_eq!(rows(&cluster, title).await, 1, "ran once, on settling");
+    // A second settle answers from the record the run kept.
+    assert_eq!(settle(&syd, title, &id).await, settled);
+    assert_eq!(rows(&cluster, title).await, 1, "exactly once");
+    syd.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn lost_commits_settle_across_a_failover_to_a_synchronous_standby() {
+    let topology = PgTopology::builder("syd")
+        .synchronous_standby()
+        .start()
+        .await
+        .unwrap();
+    let (proxy, syd) =
+        syd_through((topology.leader_addr(), topology.leader_options()), false).await;
+    topology
+        .wait_for_catch_up(Duration::from_secs(10))
+        .await
+        .unwrap();
+    let committed = lose_commit_answer(&proxy, &syd, "committed, then failover", false).await;
+    proxy.set_delay(Delay::NONE);
+    proxy.restore();
+    // The link heals: a write goes through on a fresh connection.
+    syd.write(CreateTodo {
+        title: "healed".into(),
+    })
+    .await
+    .unwrap();
+    let lost = lose_commit(&proxy, &syd, "never arrived, then failover").await;
+    assert_eq!(
+        rows_at(topology.leader_options(), "committed, then failover").await,
+        1
+    );
+    assert_eq!(
+        rows_at(topology.leader_options(), "never arrived, then failover").await,
+        0
+    );
+
+    topology.primary().kill().await.unwrap();
+    topology.promote("syd-standby").await.unwrap();
+    proxy.set_delay(Delay::NONE);
+    proxy.restore();
+
+    // The new primary has the commit that reached the old one (synchronous
+    // replication): settled as committed, not run again.
+    let settled = settle(&syd, "committed, then failover", &committed).await;
+    assert_eq!(settled.title, "committed, then failover");
+    // The COMMIT that never arrived: not committed, so it runs now.
+    let ran = settle(&syd, "never arrived, then failover", &lost).await;
+    assert_eq!(ran.title, "never arrived, then failover");
+    let leader = topology.leader_options();
+    assert_eq!(rows_at(leader.clone(), "committed, then failover").await, 1);
+    assert_eq!(
+        rows_at(leader.clone(), "never arrived, then failover").await,
+        1
+    );
+    let base = committed.split(":x").next().unwrap();
+    assert_eq!(
+        records_at(leader, base).await,
+        0,
+        "no request record was written"
+    );
+    syd.shutdown().await.unwrap();
 }
 
 #[tokio::test]
 async fn a_dropped_write_runs_to_its_end_and_its_id_settles_it() {
     let cluster = PgCluster::start().await.unwrap();
-    let (proxy, syd) = syd_through(&cluster).await;
+    let (proxy, syd) = syd_through(primary_addr(&cluster), false).await;
     proxy.set_delay(Delay::to_client_only(Duration::from_millis(150)));
     let write = syd.write(CreateTodo {
         title: "dropped".into(),

@@ -123,7 +123,9 @@ impl<O: Serialize> Ended<O> {
                     output,
                     position: reply.position,
                 },
-                Err(e) => Final::Unknown(format!("committed, but its output does not serialize: {e}")),
+                Err(e) => {
+                    Final::Unknown(format!("committed, but its output does not serialize: {e}"))
+                }
             },
             Ended::Failed(e) if e.is_maybe_committed() || e.is_committed() => {
                 Final::Unknown(e.to_string())

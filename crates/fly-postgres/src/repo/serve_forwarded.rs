@@ -101,9 +101,9 @@ fn reply<M: Mutation>(
                 .into(),
         )),
         // Only a write without a request id keeps no record.
-        Ok(Outcome::Unsettled(_, _, e)) | Err(Failure::Unknown(e)) => Err(WireError::Retry(format!(
-            "COMMIT's outcome is unknown ({e}); retry with the same request id"
-        ))),
+        Ok(Outcome::Unsettled(_, _, e)) | Err(Failure::Unknown(e)) => Err(WireError::Retry(
+            format!("COMMIT's outcome is unknown ({e}); retry with the same request id"),
+        )),
         Err(Failure::NotCommitted(e)) => Err(e.into()),
         Err(Failure::NotStarted(e)) => Err(WireError::Unavailable(format!(
             "the write could not start next to the primary: {e}"

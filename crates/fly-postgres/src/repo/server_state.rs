@@ -65,14 +65,14 @@ impl ServerState {
     /// The cluster's system identifier.
     pub(crate) async fn system_id(&self) -> Result<u64, crate::error::Error> {
         let id = self.system_id.get_or_try_init(|| async {
-            let text: String = sqlx::query_scalar(
-                "select system_identifier::text from pg_control_system()",
-            )
-            .fetch_one(&self.pool)
-            .await?;
-            text.parse::<u64>().map_err(|e| crate::error::Error::Decode {
-                message: format!("system identifier {text:?}: {e}"),
-            })
+            let text: String =
+                sqlx::query_scalar("select system_identifier::text from pg_control_system()")
+                    .fetch_one(&self.pool)
+                    .await?;
+            text.parse::<u64>()
+                .map_err(|e| crate::error::Error::Decode {
+                    message: format!("system identifier {text:?}: {e}"),
+                })
         });
         id.await.copied()
     }

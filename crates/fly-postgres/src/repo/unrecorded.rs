@@ -262,7 +262,10 @@ mod tests {
         let table = Unrecorded::new(Duration::from_secs(60));
         let ticket = table.register("a", "m", "{}");
         ticket.end(7u32);
-        assert_eq!(table.take::<u32>("a", &ticket, |_| Final::NotCommitted), Some(7));
+        assert_eq!(
+            table.take::<u32>("a", &ticket, |_| Final::NotCommitted),
+            Some(7)
+        );
         assert!(table.find("a").is_none());
 
         let ticket = table.register("b", "m", "{}");

@@ -8,9 +8,9 @@
 use std::time::Duration;
 
 use super::attempt_outcome::{Failure, Outcome};
+use super::local_write::Ended;
 use super::server_state::ServerState;
 use super::unrecorded::{Final, Found};
-use super::local_write::Ended;
 use super::xact_probe::XactRef;
 use super::xact_settle::{Settled, settle};
 use crate::error::Error;
@@ -111,8 +111,7 @@ fn decoded<M: Mutation>(id: &str, output: &str) -> Result<M::Output, Failure> {
 }
 
 fn deduplicated<M: Mutation>(id: &str) {
-    metrics::counter!("fly_postgres_deduplicated_writes_total", "mutation" => M::NAME)
-        .increment(1);
+    metrics::counter!("fly_postgres_deduplicated_writes_total", "mutation" => M::NAME).increment(1);
     tracing::info!(
         request_id = id,
         mutation = M::NAME,

@@ -59,7 +59,10 @@ pub(crate) async fn probe(conn: &mut PgConnection) -> Result<XactProbe, sqlx::Er
     let decode = |e: String| sqlx::Error::Decode(e.into());
     let xid = row
         .try_get::<Option<String>, _>(0)?
-        .map(|xid| xid.parse::<u64>().map_err(|e| decode(format!("xid {xid:?}: {e}"))))
+        .map(|xid| {
+            xid.parse::<u64>()
+                .map_err(|e| decode(format!("xid {xid:?}: {e}")))
+        })
         .transpose()?;
     let pid: i32 = row.try_get(1)?;
     let lsn = row
@@ -113,10 +116,7 @@ impl XactRef {
             XactRef {
                 system_id,
                 xid,
-                before_commit: WalPosition::new(
-                    (timeline > 0).then_some(timeline),
-                    Lsn::new(lsn),
-                ),
+                before_commit: WalPosition::new((timeline > 0).then_some(timeline), Lsn::new(lsn)),
             },
         ))
     }

@@ -175,7 +175,11 @@ async fn end_backend(pool: &PgPool, pid: i32, xid: u64) -> Result<bool, Error> {
     .fetch_optional(pool)
     .await?;
     if ended == Some(true) {
-        tracing::warn!(pid, xid, "ended the backend of a write whose client connection was lost, to settle its COMMIT");
+        tracing::warn!(
+            pid,
+            xid,
+            "ended the backend of a write whose client connection was lost, to settle its COMMIT"
+        );
     }
     Ok(ended == Some(true))
 }
