@@ -53,7 +53,10 @@ impl<'r, M: Mutation, T> Write<'r, M, T> {
     /// write with this id settles it: it answers with the first write's
     /// output if that one committed, and runs it otherwise. Ids the library
     /// generated are remembered for the repo's `generated_id_retention`
-    /// (10 minutes by default).
+    /// (10 minutes by default): in the primary region by the process that
+    /// ran the write (it keeps no record, see
+    /// [`RepoBuilder::record_local_writes`](super::RepoBuilder::record_local_writes)),
+    /// elsewhere by the primary's record.
     ///
     // Not run as a doctest: needs a running database.
     /// ```no_run
