@@ -261,8 +261,8 @@ impl RepoBuilder {
     /// `false`). Without one, a write costs about what its bare
     /// transaction costs: the transaction's id is read before COMMIT, and
     /// if COMMIT's answer is lost the database is asked whether that
-    /// transaction committed (see the [exactly-once
-    /// guide](crate::guide::exactly_once)). Its id settles it in this
+    /// transaction committed (see the [reliability
+    /// guide](crate::guide::reliability)). Its id settles it in this
     /// process, and the id in its [`Error::MaybeCommitted`](crate::Error::MaybeCommitted)
     /// in any process; an id the caller chose always keeps a record.
     /// `true` records every write, so a bare generated id (from
