@@ -1,9 +1,11 @@
 //! A write in the primary region: run here, next to the primary, exactly
 //! once, with the same retry rule as a forwarded write.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use serde::Serialize;
 
 use super::attempt_outcome::{Failure, Outcome};
@@ -55,7 +57,18 @@ pub(super) async fn write_locally<M: Mutation>(
     let task = tokio::spawn({
         let (state, id, ticket) = (Arc::clone(&state), id.clone(), ticket.clone());
         async move {
-            let ended = attempts::<M>(&state, args, &id, key.as_ref(), deadline).await;
+            let attempts = attempts::<M>(&state, args, &id, key.as_ref(), deadline);
+            let ended = match AssertUnwindSafe(attempts).catch_unwind().await {
+                Ok(ended) => ended,
+                // A panic in the mutation: a record, if any, still tells;
+                // without one, nothing can.
+                Err(_) => Ended::Failed(Error::maybe_committed(
+                    M::NAME,
+                    &id,
+                    1,
+                    "the write's task ended abnormally (a panic in the mutation?)",
+                )),
+            };
             match ticket {
                 // Its caller gets "maybe committed"; a retry settles it from
                 // what is kept.
@@ -85,9 +98,17 @@ pub(super) async fn write_locally<M: Mutation>(
                     "the write's outcome was not where it was left",
                 ))
             }),
-        (Ok(None), None) => unreachable!("only a write without a record leaves its outcome"),
-        // A panic in the mutation: its record, if any, still tells.
-        (Err(e), _) => {
+        // Only a write without a record leaves its outcome; the task
+        // cannot panic, but the runtime may be shutting down.
+        (Ok(None), None) | (Err(_), None) => {
+            return Err(Error::maybe_committed(
+                M::NAME,
+                &id,
+                1,
+                "the write's task ended abnormally",
+            ));
+        }
+        (Err(e), Some(_)) => {
             let why = format!("the write's task ended abnormally: {e}");
             if let Some(ticket) = &ticket {
                 ticket.keep(Final::Unknown(why.clone()));
