@@ -78,13 +78,7 @@ fn old_build_mutations(builder: fly_postgres::RepoBuilder) -> fly_postgres::Repo
 
 /// Parses the command line and runs the command.
 pub fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    fly_postgres_todo::log_to_stderr("flypg", tracing::Level::WARN);
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -14,6 +14,7 @@
 //! | `METRICS_PORT` / `METRICS_LISTEN` | serve Prometheus metrics at `/metrics` there (default: off) |
 //! | `PRIMARY_DATABASE_URL` | the primary, for reads that stop waiting for a lagging replica (`FLY_POSTGRES_WAIT_FALLBACK=primary-pool`) |
 //! | `FLY_POSTGRES_CONSISTENCY`, `FLY_POSTGRES_MAX_WAIT_MS`, `FLY_POSTGRES_WAIT_FALLBACK` | the consistency layer (see `fly_postgres::ConsistencyLayer::from_env`) |
+//! | `RUST_LOG` | the log filter: `info` by default; `target=level` directives such as `fly_postgres=debug,info` |
 //!
 // Not run as a doctest: serves until SIGTERM or Ctrl-C.
 //! ```no_run
@@ -25,6 +26,7 @@
 mod api_error;
 mod instance;
 mod ledger;
+mod logging;
 mod metrics_endpoint;
 mod mutations;
 mod page;
@@ -41,6 +43,7 @@ pub use api_error::ApiError;
 /// of the demo and the drills deploys from it).
 pub const FLY_TOML: &str = include_str!("../fly.toml");
 pub use ledger::{AppendLedger, LedgerEntry};
+pub use logging::log_to_stderr;
 pub use mutations::{
     CreateBatch, CreateTodo, DeleteTodo, Todo, UpdateTodo, create_batch, create_todo, delete_todo,
     update_todo,
