@@ -9,8 +9,9 @@
 //! timeline, or on a later one when the write's WAL up to COMMIT lies
 //! before the switch point (the standby replayed the write's records, so
 //! its id was taken). A write whose WAL went past the switch point has no
-//! commit on the new timeline: not committed. A history that cannot be
-//! read decides nothing.
+//! commit on the new timeline: not committed. Without the history, only
+//! "committed" is in doubt: an aborted or unknown id means the write did
+//! not commit on this timeline, whoever holds the id now.
 
 use std::time::Duration;
 
@@ -72,14 +73,9 @@ pub(crate) async fn settle(
         ));
     };
     let same_timeline = view.timeline == Some(timeline);
-    if !same_timeline {
-        if view.history.is_none() {
-            return Ok(Settled::Undecidable(
-                "the primary changed timeline, and its timeline history is not readable \
-                 (the role needs pg_read_server_files)"
-                    .into(),
-            ));
-        }
+    // Whether a "committed" can only be the write's own transaction.
+    let mut trusted = same_timeline;
+    if !same_timeline && view.history.is_some() {
         match view.judge(xact.before_commit) {
             // The commit record would come after the switch point.
             Verdict::Lost { .. } => return Ok(Settled::NotCommitted),
@@ -88,13 +84,24 @@ pub(crate) async fn settle(
                     "the write ran on timeline {timeline}, which this database has not reached"
                 )));
             }
-            Verdict::Wait => {}
+            Verdict::Wait => trusted = true,
         }
     }
     let mut ended = false;
     for _ in 0..RECHECKS {
         match status(pool, xact.xid).await? {
-            Status::Committed => return Ok(Settled::Committed),
+            Status::Committed if trusted => return Ok(Settled::Committed),
+            Status::Committed => {
+                return Ok(Settled::Undecidable(format!(
+                    "transaction {} committed, but the primary changed timeline since and its \
+                     timeline history is not readable (the role needs pg_read_server_files), so \
+                     it may be another transaction that reused the id",
+                    xact.xid
+                )));
+            }
+            // Either the write's own transaction, or one that reused its id
+            // because the write's WAL never reached this timeline: either
+            // way the write did not commit here.
             Status::Aborted | Status::NeverStarted => return Ok(Settled::NotCommitted),
             Status::Forgotten => {
                 return Ok(Settled::Undecidable(format!(
