@@ -90,11 +90,16 @@ pub enum Error {
     /// The write's outcome is unknown: a request reached (or may have
     /// reached) the primary region and no definite answer came back before
     /// the RPC deadline (for example the primary-region instance crashed
-    /// after receiving it). Settle it by writing again with the same request
-    /// id ([`crate::Write::request_id`]), which returns the recorded output
-    /// if it did commit. Records are kept for the repo's `request_retention`
-    /// (24 h by default). `request_id` is `None` only for a write run in the
-    /// primary region without a request id, whose COMMIT lost its connection.
+    /// after receiving it), or a primary-region write's COMMIT lost its
+    /// connection and the database could not be asked in time whether it
+    /// committed. Settle it by writing again with this `request_id`
+    /// ([`crate::Write::request_id`]), which returns the first write's
+    /// output if it did commit and runs the write otherwise. Records are
+    /// kept for the repo's `request_retention` (24 h by default). For a
+    /// primary-region write under a generated id, which keeps no record,
+    /// the id names its transaction too (`<id>:x<transaction>:...`), so any
+    /// process can settle it (see the [reliability
+    /// guide](crate::guide::reliability)).
     #[error(
         "the write `{mutation}` may have committed ({reason}); {}",
         request_id.as_deref().map_or_else(
