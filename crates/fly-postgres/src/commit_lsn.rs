@@ -39,17 +39,21 @@ pub async fn commit_lsn(conn: &mut PgConnection) -> Result<Lsn, Error> {
 /// [`commit_lsn`] with the primary's timeline.
 pub(crate) async fn commit_position(conn: &mut PgConnection) -> Result<WalPosition, Error> {
     let row = sqlx::query(COMMIT_POSITION_SQL).fetch_one(conn).await?;
-    position_of_row(&row).map_err(Error::from)
+    position_of_row(&row, 0).map_err(Error::from)
 }
 
-/// The position in a row of [`COMMIT_POSITION_SQL`].
-pub(crate) fn position_of_row(row: &sqlx::postgres::PgRow) -> Result<WalPosition, sqlx::Error> {
+/// The position in a row's columns `first` (the LSN as text) and
+/// `first + 1` (its WAL file's name), as [`COMMIT_POSITION_SQL`] reads them.
+pub(crate) fn position_of_row(
+    row: &sqlx::postgres::PgRow,
+    first: usize,
+) -> Result<WalPosition, sqlx::Error> {
     let lsn = row
-        .try_get::<String, _>(0)?
+        .try_get::<String, _>(first)?
         .parse::<Lsn>()
         .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
     let timeline = row
-        .try_get::<Option<String>, _>(1)?
+        .try_get::<Option<String>, _>(first + 1)?
         .as_deref()
         .and_then(timeline_of_walfile);
     Ok(WalPosition::new(timeline, lsn))

@@ -62,11 +62,8 @@ impl RequestKey {
     ) -> Result<(Self, String), Error> {
         // Through the text, as a forwarded write's arguments arrive: the two
         // paths must digest the same value (an f32 differs otherwise).
-        let not_serialized = |e: serde_json::Error| Error::Decode {
-            message: format!("mutation `{name}` does not serialize: {e}"),
-        };
-        let text = serde_json::to_string(mutation).map_err(not_serialized)?;
-        let key = Self::of_json(id, name, &text, keep).map_err(not_serialized)?;
+        let text = args_json(name, mutation)?;
+        let key = Self::of_json(id, name, &text, keep).map_err(|e| not_serialized(name, e))?;
         Ok((key, text))
     }
 
@@ -80,6 +77,17 @@ impl RequestKey {
     ) -> Result<Self, serde_json::Error> {
         let args: serde_json::Value = serde_json::from_str(args)?;
         Ok(RequestKey::new(id, name, &args, keep))
+    }
+}
+
+/// `mutation`'s arguments as the JSON text a forwarded write carries.
+pub(crate) fn args_json<M: Serialize>(name: &str, mutation: &M) -> Result<String, Error> {
+    serde_json::to_string(mutation).map_err(|e| not_serialized(name, e))
+}
+
+fn not_serialized(name: &str, e: serde_json::Error) -> Error {
+    Error::Decode {
+        message: format!("mutation `{name}` does not serialize: {e}"),
     }
 }
 

@@ -191,10 +191,7 @@ impl TimelineCache {
 pub(crate) async fn read_view(pool: &PgPool) -> Result<View, Error> {
     let row = sqlx::query(VIEW_SQL).fetch_one(pool).await?;
     let in_recovery: bool = row.try_get(0)?;
-    let system_id: String = row.try_get(1)?;
-    let system_id = system_id.parse::<u64>().map_err(|e| Error::Decode {
-        message: format!("system identifier {system_id:?}: {e}"),
-    })?;
+    let system_id = parse_system_id(&row.try_get::<String, _>(1)?)?;
     let timeline = row
         .try_get::<Option<i32>, _>(2)?
         .and_then(|t| u32::try_from(t).ok())
@@ -208,6 +205,14 @@ pub(crate) async fn read_view(pool: &PgPool) -> Result<View, Error> {
         timeline,
         history,
         in_recovery,
+    })
+}
+
+/// `pg_control_system().system_identifier` as text (it is a `bigint`
+/// PostgreSQL prints unsigned).
+pub(crate) fn parse_system_id(text: &str) -> Result<u64, Error> {
+    text.parse::<u64>().map_err(|e| Error::Decode {
+        message: format!("system identifier {text:?}: {e}"),
     })
 }
 

@@ -141,20 +141,7 @@ async fn lose_commit_answer(
     proxy.set_delay(Delay::to_client_only(Duration::from_millis(300)));
     let after = if records { 150 } else { 450 };
     cut_once(title, proxy, Duration::from_millis(after));
-    let err = syd
-        .write(CutBeforeAnswer {
-            title: title.into(),
-        })
-        .await
-        .unwrap_err();
-    assert!(err.is_maybe_committed(), "{err:?}");
-    match &err {
-        Error::MaybeCommitted {
-            request_id: Some(id),
-            ..
-        } => id.clone(),
-        other => panic!("expected MaybeCommitted with an id, got {other:?}"),
-    }
+    maybe_committed_id(syd, title).await
 }
 
 /// Bytes to the server take 300 ms, and the link is cut while COMMIT is
@@ -165,19 +152,31 @@ async fn lose_commit(proxy: &Arc<LatencyProxy>, syd: &Repo, title: &str) -> Stri
         to_client: Duration::ZERO,
     });
     cut_once(title, proxy, Duration::from_millis(450));
+    maybe_committed_id(syd, title).await
+}
+
+/// Writes `title`, which must end "maybe committed" with an id: the id.
+async fn maybe_committed_id(syd: &Repo, title: &str) -> String {
     let err = syd
         .write(CutBeforeAnswer {
             title: title.into(),
         })
         .await
         .unwrap_err();
-    match &err {
+    assert!(err.is_maybe_committed(), "{err:?}");
+    match err {
         Error::MaybeCommitted {
             request_id: Some(id),
             ..
-        } => id.clone(),
+        } => id,
         other => panic!("expected MaybeCommitted with an id, got {other:?}"),
     }
+}
+
+/// The link heals: no delay, no cut.
+fn heal(proxy: &LatencyProxy) {
+    proxy.set_delay(Delay::NONE);
+    proxy.restore();
 }
 
 async fn settle(syd: &Repo, title: &str, id: &str) -> Todo {
@@ -197,8 +196,7 @@ async fn a_lost_commit_answer_is_maybe_committed_with_an_id_that_settles_it() {
         let title = format!("lost answer, records: {records}");
         let id = lose_commit_answer(&proxy, &syd, &title, records).await;
         assert_eq!(rows(&cluster, &title).await, 1, "it did commit");
-        proxy.set_delay(Delay::NONE);
-        proxy.restore();
+        heal(&proxy);
         let settled = settle(&syd, &title, &id).await;
         assert_eq!(settled.title, title);
         // Settling again answers alike.
@@ -216,8 +214,7 @@ async fn a_lost_commit_answer_settles_as_committed_without_a_record() {
     let id = lose_commit_answer(&proxy, &syd, title, false).await;
     let base = id.split(":x").next().unwrap().to_owned();
     assert_ne!(base, id, "the id names the transaction: {id}");
-    proxy.set_delay(Delay::NONE);
-    proxy.restore();
+    heal(&proxy);
     assert_eq!(settle(&syd, title, &id).await.title, title);
     // So does the write's own id, in this process.
     assert_eq!(settle(&syd, title, &base).await.title, title);
@@ -258,8 +255,7 @@ async fn a_commit_that_never_arrived_settles_as_not_committed_and_runs_once() {
     let title = "never arrived";
     let id = lose_commit(&proxy, &syd, title).await;
     assert_eq!(rows(&cluster, title).await, 0, "nothing committed");
-    proxy.set_delay(Delay::NONE);
-    proxy.restore();
+    heal(&proxy);
     let settled = settle(&syd, title, &id).await;
     assert_eq!(settled.title, title);
     assert_eq!(rows(&cluster, title).await, 1, "ran once, on settling");
@@ -283,8 +279,7 @@ async fn lost_commits_settle_across_a_failover_to_a_synchronous_standby() {
         .await
         .unwrap();
     let committed = lose_commit_answer(&proxy, &syd, "committed, then failover", false).await;
-    proxy.set_delay(Delay::NONE);
-    proxy.restore();
+    heal(&proxy);
     // The link heals: a write goes through on a fresh connection.
     syd.write(CreateTodo {
         title: "healed".into(),
@@ -303,8 +298,7 @@ async fn lost_commits_settle_across_a_failover_to_a_synchronous_standby() {
 
     topology.primary().kill().await.unwrap();
     topology.promote("syd-standby").await.unwrap();
-    proxy.set_delay(Delay::NONE);
-    proxy.restore();
+    heal(&proxy);
 
     // The new primary has the commit that reached the old one (synchronous
     // replication): settled as committed, not run again.

@@ -67,7 +67,7 @@ pub(crate) async fn commit_with_record(
             Ok(Some(Either::Left(_done))) => completed += 1,
             // Only the row of the SELECT right after COMMIT is the LSN.
             Ok(Some(Either::Right(row))) if completed == before_commit + 1 => {
-                lsn = Some(position_of_row(&row));
+                lsn = Some(position_of_row(&row, 0));
             }
             Ok(Some(Either::Right(_))) => {}
             Ok(None) => break,

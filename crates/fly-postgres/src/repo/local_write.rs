@@ -108,11 +108,9 @@ pub(super) async fn write_locally<M: Mutation>(
                 "the write's task ended abnormally",
             ));
         }
-        (Err(e), Some(_)) => {
+        (Err(e), Some(ticket)) => {
             let why = format!("the write's task ended abnormally: {e}");
-            if let Some(ticket) = &ticket {
-                ticket.keep(Final::Unknown(why.clone()));
-            }
+            ticket.keep(Final::Unknown(why.clone()));
             return Err(Error::maybe_committed(M::NAME, &id, 1, why));
         }
     };

@@ -115,10 +115,7 @@ async fn run_here<M: Mutation, T>(
         (Some(key), args)
     } else {
         // No record: the arguments only feed each attempt anew.
-        let args = serde_json::to_string(&write.mutation).map_err(|e| Error::Decode {
-            message: format!("mutation `{}` does not serialize: {e}", M::NAME),
-        })?;
-        (None, args)
+        (None, request_key::args_json(M::NAME, &write.mutation)?)
     };
     drop(write.mutation);
     let result = write_locally::<M>(Arc::clone(&inner.server), args, id, key, deadline).await;

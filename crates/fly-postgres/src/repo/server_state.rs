@@ -69,10 +69,7 @@ impl ServerState {
                 sqlx::query_scalar("select system_identifier::text from pg_control_system()")
                     .fetch_one(&self.pool)
                     .await?;
-            text.parse::<u64>()
-                .map_err(|e| crate::error::Error::Decode {
-                    message: format!("system identifier {text:?}: {e}"),
-                })
+            crate::timeline_view::parse_system_id(&text)
         });
         id.await.copied()
     }

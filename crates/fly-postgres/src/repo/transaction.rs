@@ -91,10 +91,9 @@ pub(crate) async fn run_once_noting<M: Mutation>(
     key: Option<&RequestKey>,
     progress: &Progress,
 ) -> Result<Outcome<M::Output>, Failure> {
-    if let Some(answer) = match key {
-        Some(key) => super::unrecorded_retry::answer::<M>(state, key).await,
-        None => None,
-    } {
+    if let Some(key) = key
+        && let Some(answer) = super::unrecorded_retry::answer::<M>(state, key).await
+    {
         return answer;
     }
     let force_flush = state.needs_local_flush().await;
@@ -102,8 +101,18 @@ pub(crate) async fn run_once_noting<M: Mutation>(
     progress.began.store(true, Ordering::SeqCst);
     let running = mutation.run(&mut tx);
     let ran = crate::app_state::with_state(std::sync::Arc::clone(&state.app_state), running).await;
-    let (output, encoded) = match ran.and_then(|output| encode::<M>(key, output)) {
-        Ok(done) => done,
+    let ready = match ran.and_then(|output| encode::<M>(key, output)) {
+        // Without a record, what settles a lost COMMIT answer is read
+        // first (a transaction the mutation left aborted fails here).
+        Ok(done) if key.is_none() => probe(&mut tx)
+            .await
+            .map(|probe| (done, Some(probe)))
+            .map_err(Error::from),
+        Ok(done) => Ok((done, None)),
+        Err(e) => Err(e),
+    };
+    let ((output, encoded), probe) = match ready {
+        Ok(ready) => ready,
         Err(e) => {
             let _ = tx.rollback().await;
             // COMMIT was never sent, so the server cannot have committed:
@@ -113,21 +122,6 @@ pub(crate) async fn run_once_noting<M: Mutation>(
             }
             return settle_failure::<M>(state, key, e).await;
         }
-    };
-    // Without a record, what settles a lost COMMIT answer is read first.
-    let probe = match key {
-        Some(_) => None,
-        None => match probe(&mut tx).await {
-            Ok(probe) => Some(probe),
-            Err(e) => {
-                let e = Error::from(e);
-                let _ = tx.rollback().await;
-                if connection_lost(&e) {
-                    return Err(Failure::NotStarted(e));
-                }
-                return Err(Failure::NotCommitted(e));
-            }
-        },
     };
     let record = key.zip(encoded.as_deref()).map(|(key, output)| Record {
         key,

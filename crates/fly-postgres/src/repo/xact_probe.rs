@@ -9,8 +9,9 @@
 
 use sqlx::{PgConnection, Row};
 
+use crate::commit_lsn::position_of_row;
 use crate::lsn::Lsn;
-use crate::wal_position::{WalPosition, timeline_of_walfile};
+use crate::wal_position::WalPosition;
 
 /// Read inside the write's transaction, after its mutation and before
 /// COMMIT: the transaction id if the mutation wrote anything (no id is
@@ -64,19 +65,10 @@ pub(crate) async fn probe(conn: &mut PgConnection) -> Result<XactProbe, sqlx::Er
                 .map_err(|e| decode(format!("xid {xid:?}: {e}")))
         })
         .transpose()?;
-    let pid: i32 = row.try_get(1)?;
-    let lsn = row
-        .try_get::<String, _>(2)?
-        .parse::<Lsn>()
-        .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-    let timeline = row
-        .try_get::<Option<String>, _>(3)?
-        .as_deref()
-        .and_then(timeline_of_walfile);
     Ok(XactProbe {
         xid,
-        pid,
-        before_commit: WalPosition::new(timeline, lsn),
+        pid: row.try_get(1)?,
+        before_commit: position_of_row(&row, 2)?,
     })
 }
 
