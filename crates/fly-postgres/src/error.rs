@@ -278,6 +278,16 @@ pub enum Error {
     #[error("the replay tracker has stopped")]
     TrackerStopped,
 
+    /// The local replica cannot serve a read now: it does not answer, or
+    /// its reports contradict the primary's so its lag is unknown (see
+    /// [`crate::ReplicaLag`]). Read from the primary instead (a
+    /// [`crate::ConsistencyLayer`]'s fallback does).
+    #[error("the local replica cannot serve this read: {reason}")]
+    ReplicaUnavailable {
+        /// Why, in words.
+        reason: String,
+    },
+
     /// The app's own listener failed while serving (see `Repo::serve`).
     #[error("the app's listener failed: {0}")]
     Listener(#[source] std::io::Error),
@@ -383,6 +393,7 @@ impl Error {
             | Error::InvalidLsn(_)
             | Error::TrackerStart(_)
             | Error::TrackerStopped
+            | Error::ReplicaUnavailable { .. }
             | Error::Listener(_)
             // It committed once, but nothing of it is in the database now:
             // writing it again is safe.

@@ -123,7 +123,7 @@ impl Error {
             Error::RequestIdReused { .. } => ErrorKind::RequestIdReused,
             Error::InvalidRequestId { .. } => ErrorKind::BadRequest,
             Error::Sql(sqlx::Error::RowNotFound) => ErrorKind::NotFound,
-            Error::NoConnection { .. } => ErrorKind::Unavailable,
+            Error::NoConnection { .. } | Error::ReplicaUnavailable { .. } => ErrorKind::Unavailable,
             Error::Sql(_) if self.is_unavailable() => ErrorKind::Unavailable,
             Error::Sql(_)
             | Error::AdHocStatementsDisabled { .. }

@@ -108,6 +108,7 @@ mod mutation;
 mod pool_diagnosis;
 mod pool_options;
 mod read_only;
+mod replica_lag;
 mod repo;
 mod request_key;
 mod request_record;
@@ -150,7 +151,7 @@ pub use app_error::AppError;
 pub use app_state::state;
 pub use consistency::{
     CONSISTENCY_HEADER, Consistency, ConsistencyLayer, ConsistencyService, LSN_COOKIE, LSN_HEADER,
-    UnknownConsistency, WaitFallback, forget_written_lsn,
+    MAX_STALENESS_BOUND, UnknownConsistency, WaitFallback, forget_written_lsn,
 };
 pub use database_url::{REPLICA_PORT, database_url_from_env, rewrite_database_url};
 pub use db_error::DbError;
@@ -164,6 +165,7 @@ pub use mutation::Mutation;
 pub use pool_diagnosis::explain_pool_error;
 pub use pool_options::pool_options;
 pub use read_only::read_only;
+pub use replica_lag::{ReplicaLag, ReplicaState};
 pub use repo::{
     MIGRATION_SQL, Repo, RepoBuilder, RepoStats, Timed, Write, WriteMode, Written, WrittenWrite,
 };

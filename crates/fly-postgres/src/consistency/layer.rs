@@ -12,7 +12,9 @@ use crate::repo::Repo;
 ///   cookie) runs only once the local replica shows what the token names,
 ///   per the [`Consistency`] mode (the layer's, or the request's
 ///   `fly-consistency` header, up to [`ConsistencyLayer::max_header_mode`]);
-///   a token that does not verify is ignored;
+///   a token that does not verify is ignored; a
+///   [`Consistency::Bounded`] request also runs only once the replica is
+///   within its bound of the primary;
 /// - a response carries the raised token (header and cookie, default
 ///   lifetime 5 minutes) when the request wrote, or, in session mode, saw
 ///   a later state than its token named;
@@ -20,6 +22,11 @@ use crate::repo::Repo;
 ///   `410 Gone`; a wait longer than [`ConsistencyLayer::max_wait`] (default:
 ///   the repo's replication timeout) falls back as configured, or answers
 ///   `503` with `Retry-After`.
+///
+/// While the local replica is known not to answer, every request takes
+/// the fallback at once (503 without one), with no wait of its own; the
+/// repo looks at the replica in the background and serves locally again
+/// within a second or so of its return.
 ///
 /// In the primary region waits return at once.
 #[derive(Debug, Clone)]
@@ -30,6 +37,7 @@ pub struct ConsistencyLayer {
     pub(super) max_wait: Option<(Duration, WaitFallback)>,
     pub(super) accept_plain_lsn: bool,
     pub(super) max_header_mode: Consistency,
+    pub(super) min_header_bound: Duration,
 }
 
 impl ConsistencyLayer {
@@ -43,6 +51,7 @@ impl ConsistencyLayer {
             max_wait: None,
             accept_plain_lsn: false,
             max_header_mode: Consistency::Session,
+            min_header_bound: Duration::from_secs(1),
         }
     }
 
@@ -50,7 +59,7 @@ impl ConsistencyLayer {
     ///
     /// | variable | meaning |
     /// | --- | --- |
-    /// | `FLY_POSTGRES_CONSISTENCY` | the default mode: `eventual`, `read-your-writes` (default), `session`, `strong` |
+    /// | `FLY_POSTGRES_CONSISTENCY` | the default mode: `eventual`, `read-your-writes` (default), `bounded=<duration>` (e.g. `bounded=2s`), `session`, `strong` |
     /// | `FLY_POSTGRES_MAX_HEADER_CONSISTENCY` | [`ConsistencyLayer::max_header_mode`] (default `session`) |
     /// | `FLY_POSTGRES_MAX_WAIT_MS` | [`ConsistencyLayer::max_wait`] in milliseconds (default: none) |
     /// | `FLY_POSTGRES_WAIT_FALLBACK` | what follows it: `replay`, `primary-pool`, `unavailable` (default: `replay` on Fly.io, else `primary-pool` when the repo has a primary pool, else `unavailable`) |
@@ -130,6 +139,19 @@ impl ConsistencyLayer {
     /// [`mode`]: ConsistencyLayer::mode
     pub fn max_header_mode(mut self, ceiling: Consistency) -> Self {
         self.max_header_mode = ceiling;
+        self
+    }
+
+    /// The tightest bound a request's `fly-consistency: bounded=<duration>`
+    /// header may ask for (default 1 s); a tighter one is served with this
+    /// bound, named in the response's `fly-consistency` header. A bound
+    /// shorter than the time since the primary was last heard from costs
+    /// the read a question to the primary region (one at a time, shared by
+    /// every read waiting): this keeps clients from turning every read
+    /// into one. The layer's own [`mode`](ConsistencyLayer::mode) may be
+    /// tighter.
+    pub fn min_header_bound(mut self, min: Duration) -> Self {
+        self.min_header_bound = min;
         self
     }
 

@@ -30,7 +30,7 @@ pub(crate) mod token;
 
 pub use crate::request_record::forget_written_lsn;
 pub use layer::ConsistencyLayer;
-pub use mode::{Consistency, UnknownConsistency, WaitFallback};
+pub use mode::{Consistency, MAX_STALENESS_BOUND, UnknownConsistency, WaitFallback};
 pub use service::ConsistencyService;
 
 /// The request and response header that carries the consistency token.

@@ -93,6 +93,13 @@ fn served_mode(config: &ConsistencyLayer, requested: Option<Consistency>) -> (Co
     let Some(requested) = requested else {
         return (config.mode, false);
     };
+    if let Consistency::Bounded(max) = requested
+        && max < config.min_header_bound
+        && requested != config.mode
+    {
+        metrics::counter!("fly_postgres_consistency_header_capped_total").increment(1);
+        return (Consistency::Bounded(config.min_header_bound), true);
+    }
     let ceiling = config.max_header_mode.max(config.mode);
     if requested > ceiling {
         metrics::counter!("fly_postgres_consistency_header_capped_total").increment(1);
@@ -149,6 +156,10 @@ async fn before<B: From<String>>(
     incoming: &Incoming,
 ) -> Before<B> {
     let repo = &config.repo;
+    if repo.replica_down() {
+        // Known down: no request waits to find out again.
+        return fall_back(config, None, REPLICA_DOWN).await;
+    }
     let started = Instant::now();
     let target = match target(config, mode, incoming).await {
         Ok(Some(target)) => target,
@@ -159,52 +170,98 @@ async fn before<B: From<String>>(
                 waited: None,
             };
         }
-        Err(answer) => return Before::Answer(answer),
+        Err(Missed::Answer(answer)) => return Before::Answer(answer),
+        Err(Missed::FallBack(why)) => return fall_back(config, None, why).await,
     };
     let limit = config
         .max_wait
         .map_or_else(|| repo.replication_timeout(), |(limit, _)| limit);
-    let waited = repo.wait_for_position(target, limit).await;
+    // The limit covers the whole wait, also a replica that stopped
+    // answering while the pool tries to reach it.
+    let waited = tokio::time::timeout(limit, repo.wait_for_position(target, limit))
+        .await
+        .unwrap_or_else(|_| {
+            Err(Error::ReplicaUnavailable {
+                reason: "no answer within the wait's limit".into(),
+            })
+        });
     let seen = matches!(mode, Consistency::Session | Consistency::Strong).then_some(target);
-    let run = |from_primary| Before::Run {
-        seen,
-        from_primary,
-        waited: Some(started.elapsed()),
-    };
     match waited {
-        Ok(()) => run(false),
+        Ok(()) => Before::Run {
+            seen,
+            from_primary: false,
+            waited: Some(started.elapsed()),
+        },
         Err(Error::WriteLost { .. }) => Before::Answer(text_response(
             StatusCode::GONE,
             crate::error::WRITE_LOST_ANSWER.to_owned(),
         )),
-        Err(_) => match config.max_wait.map(|(_, fallback)| fallback) {
-            Some(WaitFallback::Replay) if !repo.is_primary().await => {
-                fell_back("replay");
-                Before::Answer(crate::fly_replay::replay_response(&repo.primary_region()))
+        Err(e) => {
+            if !matches!(e, Error::ReplicationTimeout { .. }) {
+                repo.suspect_replica();
             }
-            Some(WaitFallback::PrimaryPool) if repo.has_primary_pool() => {
-                fell_back("primary_pool");
-                run(true)
+            let why = if mode.staleness_bound().is_some() {
+                NOT_FRESH_ENOUGH
+            } else {
+                NOT_CAUGHT_UP
+            };
+            fall_back(config, Some((seen, started)), why).await
+        }
+    }
+}
+
+const REPLICA_DOWN: &str = "this region's replica does not answer; try again shortly";
+const NOT_CAUGHT_UP: &str = "this region's replica has not caught up with what your session wrote or saw yet; try again shortly";
+const NOT_FRESH_ENOUGH: &str = "this region's replica is further behind the primary than the read's staleness bound; try again shortly";
+const LAG_UNKNOWN: &str =
+    "this region's replica cannot tell how far behind the primary it is; try again shortly";
+
+/// Why the handler cannot run on the local replica as usual.
+enum Missed<B> {
+    /// Answer this.
+    Answer(Response<B>),
+    /// Take the layer's fallback; the text explains a 503.
+    FallBack(&'static str),
+}
+
+/// The layer's fallback, when the local replica cannot serve: replay in
+/// the primary region, read from the primary pool, or 503 with `why`.
+/// `waited`: what the request may say it saw, and when its wait began.
+async fn fall_back<B: From<String>>(
+    config: &ConsistencyLayer,
+    waited: Option<(Option<WalPosition>, Instant)>,
+    why: &'static str,
+) -> Before<B> {
+    let repo = &config.repo;
+    match config.max_wait.map(|(_, fallback)| fallback) {
+        Some(WaitFallback::Replay) if !repo.is_primary().await => {
+            fell_back("replay");
+            Before::Answer(crate::fly_replay::replay_response(&repo.primary_region()))
+        }
+        Some(WaitFallback::PrimaryPool) if repo.has_primary_pool() => {
+            fell_back("primary_pool");
+            Before::Run {
+                seen: waited.and_then(|(seen, _)| seen),
+                from_primary: true,
+                waited: waited.map(|(_, started)| started.elapsed()),
             }
-            _ => {
-                fell_back("unavailable");
-                Before::Answer(unavailable(
-                    "this region's replica has not caught up with what your session wrote or \
-                     saw yet; try again shortly",
-                ))
-            }
-        },
+        }
+        _ => {
+            fell_back("unavailable");
+            Before::Answer(unavailable(why))
+        }
     }
 }
 
 /// The position the request must wait for in `mode`: its token's (on this
-/// database's system), a plain LSN it sent, and for a strong read the
-/// primary's; `None` when there is nothing to wait for.
+/// database's system), a plain LSN it sent, for a strong read the
+/// primary's, and for a bounded one what makes the replica fresh enough;
+/// `None` when there is nothing to wait for.
 async fn target<B: From<String>>(
     config: &ConsistencyLayer,
     mode: Consistency,
     incoming: &Incoming,
-) -> Result<Option<WalPosition>, Response<B>> {
+) -> Result<Option<WalPosition>, Missed<B>> {
     if mode == Consistency::Eventual {
         return Ok(None);
     }
@@ -212,7 +269,8 @@ async fn target<B: From<String>>(
     let mut target: Option<WalPosition> = None;
     if !incoming.token.is_empty() {
         let Ok(system_id) = repo.system_id().await else {
-            return Err(unavailable(
+            repo.suspect_replica();
+            return Err(Missed::FallBack(
                 "the database cannot serve right now; try again shortly",
             ));
         };
@@ -221,6 +279,19 @@ async fn target<B: From<String>>(
     if let Some(lsn) = incoming.plain {
         target = Some(WalPosition::latest(target, WalPosition::new(None, lsn)));
     }
+    if let Some(max) = mode.staleness_bound() {
+        return match repo.bounded_target(max).await {
+            Ok(Some(fresh)) => Ok(Some(WalPosition::latest(target, fresh))),
+            Ok(None) => Ok(target),
+            Err(Error::ReplicaUnavailable { .. }) => Err(Missed::FallBack(LAG_UNKNOWN)),
+            Err(e) => {
+                tracing::warn!(error = %e, "a bounded read could not learn the primary's position");
+                Err(Missed::FallBack(
+                    "the primary region could not be asked for its position; try again shortly",
+                ))
+            }
+        };
+    }
     if mode != Consistency::Strong {
         return Ok(target);
     }
@@ -228,9 +299,9 @@ async fn target<B: From<String>>(
         Ok(position) => Ok(Some(position)),
         Err(e) => {
             tracing::warn!(error = %e, "a strong read could not learn the primary's position");
-            Err(unavailable(
+            Err(Missed::Answer(unavailable(
                 "the primary region could not be asked for its position; try again shortly",
-            ))
+            )))
         }
     }
 }
@@ -279,10 +350,11 @@ where
                 }
             }
             if capped {
-                response.headers_mut().insert(
-                    super::CONSISTENCY_HEADER,
-                    HeaderValue::from_static(mode.as_str()),
-                );
+                if let Ok(value) = HeaderValue::from_str(&mode.to_string()) {
+                    response
+                        .headers_mut()
+                        .insert(super::CONSISTENCY_HEADER, value);
+                }
             }
             server_timing(&mut response, waited, &record);
             respond_with_token(&config, incoming.token, &record, secure, &mut response).await;

@@ -112,9 +112,13 @@ async fn attempt<M: Mutation>(
     if let Some(follower) = &inner.follow {
         follower.taken_by(region);
     }
+    let position = WalPosition::new(timeline, lsn);
+    // The primary had it: a measure of the replica's lag that needs no
+    // privilege on the replica.
+    repo.primary_reached(position);
     Ok(Reply {
         output,
-        position: Some(WalPosition::new(timeline, lsn)),
+        position: Some(position),
         primary_us,
         attempts: 0,
     })

@@ -20,6 +20,7 @@ mod retry_policy;
 mod rpc_failure;
 mod serve_forwarded;
 mod server_state;
+mod staleness;
 mod startup;
 mod stats;
 mod sweeper;
@@ -99,6 +100,9 @@ pub(crate) struct RepoInner {
     /// The primary's position asked of the primary region, one RPC at a
     /// time for every strong read waiting (outside the primary region).
     remote_positions: position_flight::PositionFlight,
+    /// Looks at the local replica in the background (outside the primary
+    /// region): whether it answers, and its lag.
+    lag: Option<crate::replica_lag::LagMonitor>,
 }
 
 impl Drop for RepoInner {

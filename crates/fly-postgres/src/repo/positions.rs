@@ -214,8 +214,11 @@ impl Repo {
     /// outside a [`crate::ConsistencyLayer`]: [`Consistency::Strong`] asks
     /// the primary for its position and waits for it (at most the repo's
     /// replication timeout); [`Consistency::Session`] notes what this
-    /// instance has shown, so the layer's token rises to it; the others
-    /// have nothing to add to what the layer did.
+    /// instance has shown, so the layer's token rises to it;
+    /// [`Consistency::Bounded`] waits until the local replica is within its
+    /// bound of the primary ([`Error::ReplicaUnavailable`] when the replica
+    /// does not answer or its lag is unknown); the others have nothing to
+    /// add to what the layer did.
     ///
     // Not run as a doctest: needs a running database.
     /// ```no_run
@@ -231,6 +234,13 @@ impl Repo {
             Consistency::Session => {
                 if let Some(seen) = self.seen_position().await {
                     crate::request_record::record_seen(seen);
+                }
+                Ok(())
+            }
+            Consistency::Bounded(max) => {
+                if let Some(target) = self.bounded_target(max).await? {
+                    self.wait_for_position(target, self.inner.config.replication_timeout)
+                        .await?;
                 }
                 Ok(())
             }

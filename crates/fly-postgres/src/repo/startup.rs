@@ -66,6 +66,11 @@ impl RepoBuilder {
             .then(|| crate::shared_polls::spawn(tracker.sibling_link(), node.clone()));
         let follow =
             follow.then(|| super::primary_follower::PrimaryFollower::new(regions.primary_region()));
+        let lag = if regions.is_primary() {
+            None
+        } else {
+            Some(crate::replica_lag::LagMonitor::start(&pool.connect_options(), &self.name).await)
+        };
         Ok(Repo {
             inner: Arc::new(RepoInner {
                 registered: node.info().procedures.into_iter().collect(),
@@ -85,6 +90,7 @@ impl RepoBuilder {
                 counters: Default::default(),
                 timelines: Default::default(),
                 remote_positions: Default::default(),
+                lag,
             }),
         })
     }
