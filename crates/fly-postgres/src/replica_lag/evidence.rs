@@ -95,7 +95,13 @@ pub(crate) struct Evidence {
     floors: VecDeque<(Lsn, Instant)>,
     /// The highest position the primary is known to have had, and since when.
     newest: Option<(Lsn, Instant)>,
+    /// The highest end of WAL the primary reported, and by when it had it
+    /// (forwarded commits left out: with `synchronous_commit = off` one
+    /// may lie past the end of WAL the primary has flushed).
+    newest_report: Option<(Lsn, Instant)>,
     replayed: Option<Lsn>,
+    /// When the replay position was last read (at the latest).
+    replayed_at: Option<Instant>,
     unknown: Option<Anomaly>,
 }
 
@@ -110,18 +116,22 @@ impl Evidence {
         ceiling_at: Instant,
         floor_at: Instant,
     ) -> Result<(), Anomaly> {
-        if let Some((newest, since)) = self.newest
+        // Each check compares a position read before `ceiling_at` with
+        // the primary's end of WAL at `ceiling_at`, which can only be higher.
+        if let Some((newest, by)) = self.newest_report
             && lsn < newest
-            && since <= ceiling_at
+            && by <= ceiling_at
         {
             return Err(self.contradiction(Anomaly::PrimaryWentBack));
         }
-        if let Some(replayed) = self.replayed
+        if let (Some(replayed), Some(read_by)) = (self.replayed, self.replayed_at)
             && replayed > lsn
-            && floor_at >= ceiling_at
+            && read_by <= ceiling_at
         {
-            // Asked after the replay position was read, and still below it.
             return Err(self.contradiction(Anomaly::ReplicaAhead));
+        }
+        if self.newest_report.is_none_or(|(newest, _)| newest < lsn) {
+            self.newest_report = Some((lsn, floor_at));
         }
         self.ceiling(Ceiling {
             lsn,
@@ -176,19 +186,22 @@ impl Evidence {
         }
     }
 
-    /// The replica's replay position, read at one moment. `primary_end`:
-    /// what its WAL receiver said the primary's end was, read at the same
-    /// moment.
-    pub(crate) fn replayed(&mut self, lsn: Lsn, primary_end: Option<Lsn>) -> Result<(), Anomaly> {
-        if self.replayed.is_some_and(|before| before > lsn) {
-            self.replayed = Some(lsn);
+    /// The replica's replay position, read by `at`. `primary_end`: what
+    /// its WAL receiver said the primary's end was, read at the same moment.
+    pub(crate) fn replayed(
+        &mut self,
+        lsn: Lsn,
+        primary_end: Option<Lsn>,
+        at: Instant,
+    ) -> Result<(), Anomaly> {
+        let before = self.replayed.replace(lsn);
+        self.replayed_at = Some(at);
+        if before.is_some_and(|before| before > lsn) {
             return Err(self.contradiction(Anomaly::ReplayWentBack));
         }
         if primary_end.is_some_and(|end| end < lsn) {
-            self.replayed = Some(lsn);
             return Err(self.contradiction(Anomaly::ReplicaAhead));
         }
-        self.replayed = Some(lsn);
         while self.floors.front().is_some_and(|&(floor, _)| floor <= lsn) {
             self.floors.pop_front();
         }
@@ -206,6 +219,7 @@ impl Evidence {
         self.ceilings.clear();
         self.floors.clear();
         self.newest = None;
+        self.newest_report = None;
         self.unknown = Some(anomaly);
         anomaly
     }
@@ -214,6 +228,7 @@ impl Evidence {
     /// (restored) without anything being wrong.
     pub(crate) fn forget_replay(&mut self) {
         self.replayed = None;
+        self.replayed_at = None;
     }
 
     pub(crate) fn figures(&self, now: Instant) -> Figures {
@@ -281,7 +296,7 @@ mod tests {
         let t0 = Instant::now();
         let mut e = Evidence::default();
         e.primary_report(lsn(100), None, t0, t0).unwrap();
-        e.replayed(lsn(100), Some(lsn(100))).unwrap();
+        e.replayed(lsn(100), Some(lsn(100)), t0).unwrap();
         let later = t0 + Duration::from_secs(60);
         let figures = e.figures(later);
         assert_eq!(figures.seconds, Some(Duration::ZERO));
@@ -298,7 +313,7 @@ mod tests {
     fn lag_is_the_age_of_the_oldest_position_not_replayed() {
         let t0 = Instant::now();
         let mut e = Evidence::default();
-        e.replayed(lsn(10), None).unwrap();
+        e.replayed(lsn(10), None, t0).unwrap();
         e.primary_report(lsn(50), None, t0 + MS(100), t0 + MS(100))
             .unwrap();
         e.primary_report(lsn(90), None, t0 + MS(300), t0 + MS(300))
@@ -306,9 +321,9 @@ mod tests {
         let f = e.figures(t0 + MS(400));
         assert_eq!(f.seconds, Some(MS(300)));
         assert_eq!(f.bytes, Some(80));
-        e.replayed(lsn(60), Some(lsn(90))).unwrap();
+        e.replayed(lsn(60), Some(lsn(90)), t0).unwrap();
         assert_eq!(e.figures(t0 + MS(400)).seconds, Some(MS(100)));
-        e.replayed(lsn(90), Some(lsn(90))).unwrap();
+        e.replayed(lsn(90), Some(lsn(90)), t0).unwrap();
         assert_eq!(e.figures(t0 + MS(400)).seconds, Some(Duration::ZERO));
     }
 
@@ -348,7 +363,7 @@ mod tests {
         let mut e = Evidence::default();
         e.primary_report(lsn(100), None, t0, t0).unwrap();
         assert_eq!(
-            e.replayed(lsn(120), Some(lsn(100))),
+            e.replayed(lsn(120), Some(lsn(100)), t0),
             Err(Anomaly::ReplicaAhead)
         );
         assert_eq!(e.figures(t0).seconds, None);
@@ -365,7 +380,7 @@ mod tests {
         ));
 
         assert_eq!(
-            e.replayed(lsn(50), Some(lsn(130))),
+            e.replayed(lsn(50), Some(lsn(130)), t0),
             Err(Anomaly::ReplayWentBack)
         );
         assert_eq!(e.figures(t0 + MS(10)).bytes, None);
@@ -382,7 +397,7 @@ mod tests {
     fn floors_are_bounded_and_only_ever_lengthen_the_lag() {
         let t0 = Instant::now();
         let mut e = Evidence::default();
-        e.replayed(lsn(0), None).unwrap();
+        e.replayed(lsn(0), None, t0).unwrap();
         for i in 1..=(MAX_FLOORS as u64 + 100) {
             e.floor(lsn(i), t0 + MS(i));
         }

@@ -220,7 +220,9 @@ impl Shared {
         }
         if let Some(replayed) = sample.replayed {
             let primary_end = sample.receiver.map(|r| r.primary_end);
-            anomaly = anomaly.or(evidence.replayed(replayed, primary_end).err());
+            anomaly = anomaly.or(evidence
+                .replayed(replayed, primary_end, Instant::now())
+                .err());
         }
         if anomaly.is_none() {
             evidence.settled();
