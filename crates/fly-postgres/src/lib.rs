@@ -14,7 +14,7 @@
 //!   and constraint; [`Error::app`] carries the app's own errors);
 //! - [`Tracker`]: waits until the local replica has replayed an [`Lsn`], one
 //!   poller per database however many wait; [`advanced::commit_lsn`] gives the LSN;
-//! - [`ConsistencyLayer`] (read-your-writes, session and strong reads
+//! - [`ConsistencyLayer`] (read-your-writes, bounded-staleness, session and strong reads
 //!   across requests and regions, by a signed token) and [`FlyReplayLayer`]
 //!   (`fly-replay` to the primary region);
 //! - [`database_url_from_env`] / [`rewrite_database_url`]: `DATABASE_URL`

@@ -13,7 +13,7 @@ use axum::http::{Request, StatusCode};
 use axum::routing::get;
 use common::*;
 use fly_postgres::sqlx::{self, PgPool};
-use fly_postgres::{Consistency, ConsistencyLayer, ReplicaState, Repo, WaitFallback};
+use fly_postgres::{Consistency, ConsistencyLayer, ReplicaLag, ReplicaState, Repo, WaitFallback};
 use fly_postgres_testkit::PgCluster;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
@@ -158,6 +158,16 @@ async fn lag_is_measured_from_the_primary_and_an_idle_primary_is_not_lag() {
     assert!(lag.bytes.is_some_and(|b| b < 1024), "{lag:?}");
     let router = app(&regions.lax, Consistency::Bounded(MS(100)), MS(300));
     assert_eq!(read(&router).await.0, "replica 1");
+    // One look from outside a repo (what `flypg status` shows) agrees.
+    let mut conn = regions.cluster.replica().connect().await.unwrap();
+    let once = ReplicaLag::measure(&mut conn).await.unwrap();
+    assert_eq!(once.state, ReplicaState::Replica);
+    assert_eq!(once.bytes, Some(0), "{once:?}");
+    let mut conn = regions.cluster.primary().connect().await.unwrap();
+    assert_eq!(
+        ReplicaLag::measure(&mut conn).await.unwrap(),
+        ReplicaLag::primary()
+    );
 
     // Replay held: the lag grows in seconds and bytes, and shrinks to none
     // once replay runs again.

@@ -235,12 +235,21 @@ async fn strong_reads_see_a_write_made_elsewhere_a_moment_before() {
         before.parse::<i64>().unwrap() + 2
     );
     // An unknown mode is the client's error, naming the accepted ones.
-    let (status, _, body) = send(&fra, get_todos(None, &[("fly-consistency", "linear")])).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(
-        body.contains("eventual, read-your-writes, session, strong"),
-        "{body}"
-    );
+    for bad in [
+        "linear",
+        "bounded",
+        "bounded=",
+        "bounded=-2s",
+        "bounded=2 days",
+    ] {
+        let (status, _, body) = send(&fra, get_todos(None, &[("fly-consistency", bad)])).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+        assert!(
+            body.contains("eventual, read-your-writes, bounded=<duration>")
+                && body.contains("session, strong"),
+            "{bad}: {body}"
+        );
+    }
 }
 
 #[tokio::test]

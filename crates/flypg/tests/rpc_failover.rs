@@ -88,6 +88,7 @@ fn status_lists_the_peers_it_discovers() {
         .env("PRIMARY_REGION", "syd")
         .env("FLY_RPC_SECRET", SECRET)
         .env("FLY_RPC_PEERS", format!("syd={};lax=127.0.0.1:1", a.addr))
+        .env("DATABASE_URL", "postgres://app@127.0.0.1:1/app")
         .env_remove("FLY_APP_NAME")
         .output()
         .unwrap();
@@ -107,6 +108,9 @@ fn status_lists_the_peers_it_discovers() {
         lax["error"].is_string(),
         "unreachable peer should report an error: {lax}"
     );
+    // The local database is reported too; this one does not answer.
+    assert_eq!(status["database"]["answers"], false, "{status}");
+    assert!(status["database"]["error"].is_string(), "{status}");
 
     // Without a secret, status refuses like a node would.
     let out = Command::new(env!("CARGO_BIN_EXE_flypg"))

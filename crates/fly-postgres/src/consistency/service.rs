@@ -349,12 +349,10 @@ where
                     record.seen = Some(WalPosition::latest(record.seen, now));
                 }
             }
-            if capped {
-                if let Ok(value) = HeaderValue::from_str(&mode.to_string()) {
-                    response
-                        .headers_mut()
-                        .insert(super::CONSISTENCY_HEADER, value);
-                }
+            if capped && let Ok(value) = HeaderValue::from_str(&mode.to_string()) {
+                response
+                    .headers_mut()
+                    .insert(super::CONSISTENCY_HEADER, value);
             }
             server_timing(&mut response, waited, &record);
             respond_with_token(&config, incoming.token, &record, secure, &mut response).await;

@@ -31,7 +31,11 @@ mod sample;
 pub(crate) use evidence::BoundTarget;
 pub(crate) use monitor::LagMonitor;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use sqlx::PgConnection;
+
+use crate::error::Error;
 
 /// What the local database is, as the last look found it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +82,29 @@ pub struct ReplicaLag {
 }
 
 impl ReplicaLag {
+    /// The lag of the database `conn` reaches, from one look, for tools
+    /// (`flypg status`); a [`Repo`](crate::Repo) keeps
+    /// [`Repo::replica_lag`](crate::Repo::replica_lag) up to date instead.
+    /// One look sees only what the WAL receiver heard last: the figures of
+    /// a replica whose receiver columns are hidden (no
+    /// `pg_read_all_stats`) are `None`.
+    pub async fn measure(conn: &mut PgConnection) -> Result<ReplicaLag, Error> {
+        let sent = Instant::now();
+        let sample = sample::sample(conn).await?;
+        if !sample.in_recovery {
+            return Ok(ReplicaLag::primary());
+        }
+        let mut evidence = evidence::Evidence::default();
+        sample.apply_to(&mut evidence, sent);
+        let figures = evidence.figures(Instant::now());
+        Ok(ReplicaLag {
+            state: ReplicaState::Replica,
+            seconds: figures.seconds,
+            bytes: figures.bytes,
+            primary_heard: figures.heard,
+        })
+    }
+
     /// The lag of a database that is the primary: none.
     pub fn primary() -> ReplicaLag {
         ReplicaLag {

@@ -205,28 +205,7 @@ impl Shared {
             self.publish(Some(Duration::ZERO), Some(0), true);
             return;
         }
-        let mut anomaly = None;
-        if let Some(report) = sample.receiver {
-            let ceiling_at = sent.checked_sub(report.message_age).unwrap_or(sent);
-            let floor_at = sent.checked_sub(report.end_age).unwrap_or(sent);
-            anomaly = evidence
-                .primary_report(
-                    report.primary_end,
-                    None,
-                    ceiling_at,
-                    floor_at.min(ceiling_at),
-                )
-                .err();
-        }
-        if let Some(replayed) = sample.replayed {
-            let primary_end = sample.receiver.map(|r| r.primary_end);
-            anomaly = anomaly.or(evidence
-                .replayed(replayed, primary_end, Instant::now())
-                .err());
-        }
-        if anomaly.is_none() {
-            evidence.settled();
-        }
+        let anomaly = sample.apply_to(&mut evidence, sent);
         let figures = evidence.figures(Instant::now());
         drop(evidence);
         if let Some(anomaly) = anomaly {

@@ -1,10 +1,11 @@
 //! One look at the replica: its replay position and what its WAL receiver
 //! last heard from the primary, in one short statement.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sqlx::{PgConnection, Row};
 
+use super::evidence::{Anomaly, Evidence};
 use crate::error::Error;
 use crate::lsn::Lsn;
 
@@ -64,4 +65,34 @@ pub(crate) async fn sample(conn: &mut PgConnection) -> Result<Sample, Error> {
         replayed: replayed.map(|text| text.parse()).transpose()?,
         receiver,
     })
+}
+
+impl Sample {
+    /// Adds what this sample (its query sent at `sent`) says to
+    /// `evidence`; the first contradiction it found, if any.
+    pub(crate) fn apply_to(&self, evidence: &mut Evidence, sent: Instant) -> Option<Anomaly> {
+        let mut anomaly = None;
+        if let Some(report) = self.receiver {
+            let ceiling_at = sent.checked_sub(report.message_age).unwrap_or(sent);
+            let floor_at = sent.checked_sub(report.end_age).unwrap_or(sent);
+            anomaly = evidence
+                .primary_report(
+                    report.primary_end,
+                    None,
+                    ceiling_at,
+                    floor_at.min(ceiling_at),
+                )
+                .err();
+        }
+        if let Some(replayed) = self.replayed {
+            let primary_end = self.receiver.map(|r| r.primary_end);
+            anomaly = anomaly.or(evidence
+                .replayed(replayed, primary_end, Instant::now())
+                .err());
+        }
+        if anomaly.is_none() {
+            evidence.settled();
+        }
+        anomaly
+    }
 }
