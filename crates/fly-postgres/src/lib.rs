@@ -151,7 +151,7 @@ pub use app_error::AppError;
 pub use app_state::state;
 pub use consistency::{
     CONSISTENCY_HEADER, Consistency, ConsistencyLayer, ConsistencyService, LSN_COOKIE, LSN_HEADER,
-    MAX_STALENESS_BOUND, UnknownConsistency, WaitFallback, forget_written_lsn,
+    MAX_STALENESS_BOUND, READ_FROM_HEADER, UnknownConsistency, WaitFallback, forget_written_lsn,
 };
 pub use database_url::{REPLICA_PORT, database_url_from_env, rewrite_database_url};
 pub use db_error::DbError;

@@ -111,7 +111,12 @@ fn a_short_chaos_run_keeps_every_promise() {
     // The load scenario's load ran.
     let load = &report["scenarios"]["load"];
     assert!(load["pgbench_tps"].as_f64().unwrap() > 0.0, "{load}");
-    assert!(report["scenarios"]["replica-down"]["recovery_ms"].is_number());
+    let down = &report["scenarios"]["replica-down"];
+    assert!(down["recovery_ms"].is_number(), "{down}");
+    // Reads bounded to 1 s: some served by the primary while lax's replica
+    // was down, none missing a row older than the bound.
+    assert_eq!(down["bounded_stale_beyond_bound"], 0, "{down}");
+    assert!(down["bounded_from_primary"].as_u64().unwrap() > 0, "{down}");
     let split = report["scenarios"]["rolling"]["syd_split"]
         .as_array()
         .unwrap();

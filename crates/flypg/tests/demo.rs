@@ -123,6 +123,22 @@ fn three_regions_and_two_primary_instances_carry_the_lsn_and_spread_the_writes()
         cross["third_region_write_p50_ms"].as_f64().unwrap() >= 120.0,
         "{summary}"
     );
+    // Bounded reads in fra: local while it replays, from the primary when
+    // it stops replaying or goes down, local again after its return, and
+    // never missing an item older than the bound.
+    let bounded = &summary["bounded"];
+    assert_eq!(bounded["region"], "fra", "{summary}");
+    assert_eq!(bounded["stale_beyond_bound"], 0, "{summary}");
+    assert_eq!(bounded["replaying_local"], 5, "{summary}");
+    assert_eq!(bounded["paused_from_primary"], 5, "{summary}");
+    assert_eq!(bounded["down_from_primary"], 5, "{summary}");
+    assert!(bounded["back_local_ms"].is_number(), "{summary}");
+    // Down, no read waits for the replica: one round trip to syd (120 ms),
+    // well under the 2 s the bound's wait could take.
+    assert!(
+        bounded["down_p50_ms"].as_f64().unwrap() < 1000.0,
+        "{summary}"
+    );
 }
 
 #[test]

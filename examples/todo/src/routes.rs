@@ -77,7 +77,13 @@ async fn index(State(repo): State<Repo>, headers: axum::http::HeaderMap) -> Resp
 /// and the chaos drills' reports.
 async fn stats(State(repo): State<Repo>) -> Json<serde_json::Value> {
     let stats = repo.stats();
+    let lag = repo.replica_lag();
     Json(json!({
+        "replica": {
+            "state": format!("{:?}", lag.state),
+            "lag_seconds": lag.seconds.map(|d| d.as_secs_f64()),
+            "lag_bytes": lag.bytes,
+        },
         "region": repo.regions().my_region(),
         "instance": crate::instance::id(),
         "served_writes": stats.served_writes,

@@ -37,5 +37,9 @@ pub use service::ConsistencyService;
 pub const LSN_HEADER: &str = "fly-lsn";
 /// The cookie that carries the consistency token for browsers.
 pub const LSN_COOKIE: &str = "fly_lsn";
+/// The response header that says a request's reads went to the primary
+/// (value `primary`): the layer's [`WaitFallback::PrimaryPool`] moved it
+/// there because the local replica could not serve it. Absent otherwise.
+pub const READ_FROM_HEADER: &str = "fly-read-from";
 /// The request header that picks a [`Consistency`] for one request.
 pub const CONSISTENCY_HEADER: &str = "fly-consistency";

@@ -349,6 +349,11 @@ where
                     record.seen = Some(WalPosition::latest(record.seen, now));
                 }
             }
+            if from_primary {
+                response
+                    .headers_mut()
+                    .insert(super::READ_FROM_HEADER, HeaderValue::from_static("primary"));
+            }
             if capped && let Ok(value) = HeaderValue::from_str(&mode.to_string()) {
                 response
                     .headers_mut()

@@ -67,7 +67,11 @@ impl PrimaryPositions {
     /// Reads through one connection to the database `writes` reaches,
     /// opened on first use.
     pub(crate) fn new(writes: &PgPool) -> Self {
+        // No ping before each question: across an ocean it would double
+        // the question's cost; a broken connection fails one question and
+        // is not returned to the pool.
         let pool = sqlx::postgres::PgPoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(1)
             .min_connections(0)
             .acquire_timeout(std::time::Duration::from_secs(5))

@@ -161,3 +161,80 @@ fn error_code(body: &serde_json::Value, status: StatusCode) -> String {
         .as_str()
         .map_or_else(|| format!("http_{}", status.as_u16()), str::to_owned)
 }
+
+/// What the bounded readers saw.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct BoundedReads {
+    pub(crate) reads: usize,
+    /// Answered with `fly-read-from: primary` (the layer's fallback).
+    pub(crate) from_primary: usize,
+    /// Missed a row acknowledged more than the bound before the read.
+    pub(crate) stale: usize,
+    pub(crate) failed: usize,
+}
+
+impl BoundedReads {
+    pub(crate) fn add(&mut self, other: BoundedReads) {
+        self.reads += other.reads;
+        self.from_primary += other.from_primary;
+        self.stale += other.stale;
+        self.failed += other.failed;
+    }
+}
+
+/// The bound the readers ask for.
+pub(crate) const BOUND: Duration = Duration::from_secs(1);
+
+/// Until `stop`: writes a ledger row in the primary region (`syd`), lets
+/// it grow older than [`BOUND`], then reads it in lax with
+/// `fly-consistency: bounded=1s`: whatever lax's replica does, the read
+/// must show it.
+pub(crate) async fn bounded_reader(
+    http: Http,
+    syd: String,
+    lax: String,
+    prefix: String,
+    stop: Arc<AtomicBool>,
+) -> BoundedReads {
+    let mut seen = BoundedReads::default();
+    let mut n = 0u64;
+    let write_url = format!("{syd}/ledger");
+    while !stop.load(Ordering::Relaxed) {
+        let token = format!("{prefix}-{n}");
+        n += 1;
+        let key = [("idempotency-key", token.as_str())];
+        let written = repeating(&stop, || {
+            http.send_with(
+                hyper::Method::POST,
+                &write_url,
+                Some(json!({ "token": token })),
+                &key,
+            )
+        })
+        .await;
+        if !matches!(&written, Ok(Ok(a)) if a.status == StatusCode::CREATED) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
+        tokio::time::sleep(BOUND + Duration::from_millis(50)).await;
+        let url = format!("{lax}/ledger/{token}");
+        let headers = [("fly-consistency", "bounded=1s")];
+        let answer = tokio::time::timeout(
+            CLIENT_TIMEOUT,
+            http.send_with(hyper::Method::GET, &url, None, &headers),
+        )
+        .await;
+        seen.reads += 1;
+        match answer {
+            Ok(Ok(a)) if a.status == StatusCode::OK => {
+                if a.body["rows"].as_i64().unwrap_or(0) == 0 {
+                    seen.stale += 1;
+                } else if a.from_primary {
+                    seen.from_primary += 1;
+                }
+            }
+            _ => seen.failed += 1,
+        }
+    }
+    seen
+}

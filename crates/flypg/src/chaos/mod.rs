@@ -37,7 +37,9 @@ pub(crate) enum Scenario {
     Crash,
     /// Two syd instances restarted one after the other with SIGTERM.
     Rolling,
-    /// The lax replica stopped for a while.
+    /// The lax replica stopped for a while; lax falls back to a pool on the
+    /// primary, and readers ask for rows written in syd over a second
+    /// before with `fly-consistency: bounded=1s`.
     ReplicaDown,
     /// The syd primary killed, its synchronous standby promoted, the
     /// leader address moved: no acknowledged write may be lost.
@@ -135,10 +137,17 @@ impl Scenario {
                         .and_then(|s| s.as_array())
                         .is_some_and(|s| s.len() == 2 && s.iter().all(|n| n.as_u64() > Some(0)))
             }
-            Scenario::ReplicaDown => report
-                .extra
-                .get("recovery_ms")
-                .is_some_and(|v| !v.is_null()),
+            // The replica came back; reads bounded to 1 s went to the
+            // primary meanwhile, and none missed a row older than that.
+            Scenario::ReplicaDown => {
+                let count = |key: &str| report.extra.get(key).and_then(|v| v.as_u64());
+                report
+                    .extra
+                    .get("recovery_ms")
+                    .is_some_and(|v| !v.is_null())
+                    && count("bounded_stale_beyond_bound") == Some(0)
+                    && count("bounded_from_primary").is_some_and(|n| n > 0)
+            }
             // Writes resumed without restarting any app, and no writer in
             // either region saw an error.
             Scenario::Failover => {
@@ -307,6 +316,11 @@ async fn run_scenario(scenario: Scenario, args: &ChaosArgs) -> ChaosResult<Scena
         scenario.syd_instances(),
         scenario.standby(),
         scenario == Scenario::Skew,
+        if scenario == Scenario::ReplicaDown {
+            world::LaxFallback::PrimaryPool
+        } else {
+            world::LaxFallback::None
+        },
     )
     .await?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -337,6 +351,20 @@ async fn run_scenario(scenario: Scenario, args: &ChaosArgs) -> ChaosResult<Scena
             ));
         }
     }
+    let mut bounded = tokio::task::JoinSet::new();
+    if scenario == Scenario::ReplicaDown {
+        for c in 0..3 {
+            bounded.spawn(clients::bounded_reader(
+                http.clone(),
+                world.syd[0].url(""),
+                world.lax.url(""),
+                format!("{}-bounded-{c}", scenario.name()),
+                Arc::clone(&stop),
+            ));
+            // Spread over the bound, so reads land all through the fault.
+            tokio::time::sleep(clients::BOUND / 3).await;
+        }
+    }
     let started = Instant::now();
     let mut notes = faults::Notes::default();
     let injected = faults::inject(
@@ -361,11 +389,25 @@ async fn run_scenario(scenario: Scenario, args: &ChaosArgs) -> ChaosResult<Scena
     while let Some(done) = clients.join_next().await {
         ops.extend(done?);
     }
+    let mut reads = clients::BoundedReads::default();
+    while let Some(done) = bounded.join_next().await {
+        reads.add(done?);
+    }
     let rows = ledger::rows_by_token(world.topology.primary()).await?;
     let mut report = ledger::reconcile(scenario.name(), &ops, &rows);
     report.faults = notes.faults;
     report.faults_not_done = notes.not_done;
     report.extra = notes.extra;
+    if scenario == Scenario::ReplicaDown {
+        for (key, value) in [
+            ("bounded_reads", reads.reads),
+            ("bounded_from_primary", reads.from_primary),
+            ("bounded_stale_beyond_bound", reads.stale),
+            ("bounded_failed", reads.failed),
+        ] {
+            report.extra.insert(key.into(), json!(value));
+        }
+    }
     if scenario.writes_in_syd() {
         // What a caller in the primary region waited, at worst, across the
         // failover.

@@ -29,6 +29,18 @@ pub(crate) struct World {
     pub(crate) links: Vec<LatencyProxy>,
     pub(crate) lax: AppProcess,
     pub(crate) rtt: Duration,
+    /// lax -> the primary over PostgreSQL, for the consistency layer's
+    /// fallback (replica-down only).
+    _primary_link: Option<LatencyProxy>,
+}
+
+/// How lax's reads fall back when its replica cannot serve them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LaxFallback {
+    /// No fallback: the repo's replication timeout, then 503.
+    None,
+    /// A pool on the primary across the ocean, after 300 ms.
+    PrimaryPool,
 }
 
 impl World {
@@ -39,6 +51,7 @@ impl World {
         syd_instances: usize,
         standby: Standby,
         old_first: bool,
+        fallback: LaxFallback,
     ) -> ChaosResult<World> {
         // WAL crosses the same ocean as the RPC, one way.
         let mut builder = PgTopology::builder("syd")
@@ -90,6 +103,19 @@ impl World {
         env.push(("FLY_RPC_VERSION", "v2".into()));
         env.push(("DATABASE_URL", topology.replica("lax")?.url()));
         env.push(("FLY_RPC_PEERS", format!("syd={peers}")));
+        let primary_link = match fallback {
+            LaxFallback::None => None,
+            LaxFallback::PrimaryPool => {
+                let link = LatencyProxy::start(topology.leader_addr(), Delay::rtt(rtt)).await?;
+                env.push((
+                    "PRIMARY_DATABASE_URL",
+                    format!("postgres://postgres@{}/postgres", link.local_addr()),
+                ));
+                env.push(("FLY_POSTGRES_MAX_WAIT_MS", "300".into()));
+                env.push(("FLY_POSTGRES_WAIT_FALLBACK", "primary-pool".into()));
+                Some(link)
+            }
+        };
         let lax = spawn_todo_app(env).await?;
         Ok(World {
             topology,
@@ -98,6 +124,7 @@ impl World {
             links,
             lax,
             rtt,
+            _primary_link: primary_link,
         })
     }
 

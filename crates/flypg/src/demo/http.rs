@@ -22,6 +22,9 @@ pub(crate) struct Answer {
     pub(crate) elapsed: Duration,
     /// The `fly-lsn` header: the consistency token the response raised.
     pub(crate) lsn: Option<String>,
+    /// `fly-read-from: primary`: the consistency layer sent the request's
+    /// reads to the primary (its fallback).
+    pub(crate) from_primary: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -78,6 +81,10 @@ impl Http {
             .get("fly-lsn")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        let from_primary = response
+            .headers()
+            .get(fly_postgres::READ_FROM_HEADER)
+            .is_some_and(|v| v.as_bytes() == b"primary");
         let bytes = response.into_body().collect().await?.to_bytes();
         let elapsed = started.elapsed();
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
@@ -87,6 +94,7 @@ impl Http {
             body,
             elapsed,
             lsn,
+            from_primary,
         })
     }
 

@@ -6,6 +6,7 @@
 //! scenario against `lax` that prints what it does and how long it takes.
 
 pub(crate) mod app_process;
+mod bounded;
 mod fly_walk;
 pub(crate) mod http;
 mod narration;
@@ -268,6 +269,13 @@ async fn demo(args: &DemoArgs) -> DemoResult<()> {
             primary_rtt: rtt_between(rtt, 0, 2),
         };
         summary.session = Some(session::run(steps, args.writes).await?);
+        let place = bounded::Place {
+            primary: syd,
+            region: &regions[2],
+            app: fra,
+            replica: topology.replica(&regions[2])?,
+        };
+        summary.bounded = Some(bounded::run(place, args.writes).await?);
     }
     let http = http::Http::new();
     for instance in &primaries {

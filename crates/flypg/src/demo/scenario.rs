@@ -33,6 +33,10 @@ pub(crate) struct Summary {
     /// With a third region: session reads across regions, bounded waits.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) session: Option<super::session::SessionSummary>,
+    /// With a third region: bounded-staleness reads as its replica replays,
+    /// stops replaying and goes down.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) bounded: Option<super::bounded::BoundedSummary>,
 }
 
 /// A write in one replica region read in another.
@@ -73,6 +77,10 @@ impl Summary {
                 .session
                 .as_ref()
                 .is_none_or(super::session::SessionSummary::consistent)
+            && self
+                .bounded
+                .as_ref()
+                .is_none_or(super::bounded::BoundedSummary::consistent)
     }
 
     pub(crate) fn print(&self, rtt_ms: u64, json: bool) {
@@ -143,6 +151,9 @@ impl Summary {
         }
         if let Some(session) = &self.session {
             session.print();
+        }
+        if let Some(bounded) = &self.bounded {
+            bounded.print();
         }
         say!(
             "  consistency checks: {}",
@@ -304,6 +315,7 @@ pub(crate) async fn run(
         primary_instance_writes: Vec::new(),
         cross_region: None,
         session: None,
+        bounded: None,
     })
 }
 
