@@ -9,6 +9,7 @@ mod database_host;
 mod direct_path;
 mod forwarded_path;
 mod local_write;
+mod local_write_end;
 mod pipeline;
 mod position_flight;
 mod positions;

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use super::attempt_outcome::{Failure, Outcome};
-use super::local_write::Ended;
+use super::local_write_end::Ended;
 use super::server_state::ServerState;
 use super::unrecorded::{Final, Found};
 use super::xact_probe::XactRef;
