@@ -400,6 +400,20 @@ async fn fresh_positions_cover_what_reads_saw_and_are_shared() {
     }
     let polls = tracker.stats().polls - before;
     assert!((1..=5).contains(&polls), "{polls} polls for 50 callers");
+    // A database that does not answer: the error says what was waited for.
+    let nowhere = Tracker::builder(f.replica.connect_options().as_ref().clone().port(1))
+        .connect_timeout(Duration::from_millis(100))
+        .start()
+        .unwrap();
+    let error = nowhere
+        .fresh_position(Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, fly_postgres::Error::ReplicaUnavailable { .. })
+            && error.to_string().contains("replay position within 300ms"),
+        "{error}"
+    );
     // On a database that is not in recovery there is no replay position.
     let on_primary = Tracker::new(&f.primary).unwrap();
     assert_eq!(

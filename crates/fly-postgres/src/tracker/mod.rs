@@ -327,16 +327,19 @@ impl Tracker {
     /// The replay position now: the answer of a poll that starts after this
     /// call (so it covers everything a read on this database saw before
     /// the call), shared by every caller waiting for the same poll. `None`
-    /// when the database is not in recovery.
+    /// when the database is not in recovery; [`Error::ReplicaUnavailable`]
+    /// when no poll answered within `timeout`.
     pub async fn fresh_position(&self, timeout: Duration) -> Result<Option<Lsn>, Error> {
         match self.shared.fresh(timeout).await {
             Some(Ok(answer)) => Ok(answer),
             Some(Err(())) => Err(Error::TrackerStopped),
-            None => Err(Error::ReplicationTimeout {
-                committed_lsn: Lsn::ZERO,
-                replayed: self.last_replayed(),
-                waited: timeout,
-                output: None,
+            None => Err(Error::ReplicaUnavailable {
+                reason: format!(
+                    "it did not report its replay position within {timeout:?} (the tracker's \
+                     poll got no answer; last replayed position seen: {})",
+                    self.last_replayed()
+                        .map_or_else(|| "none".to_owned(), |lsn| lsn.to_string())
+                ),
             }),
         }
     }
