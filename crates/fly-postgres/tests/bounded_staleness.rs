@@ -223,6 +223,14 @@ async fn a_stopped_replica_sends_reads_to_the_fallback_at_once_until_it_returns(
         );
     }
     assert_eq!(regions.lax.replica_lag().seconds, None);
+    // Outside any layer too, the reader is the primary while the replica is down.
+    let in_recovery = |repo: Repo| async move {
+        sqlx::query_scalar::<_, bool>("select pg_is_in_recovery()")
+            .fetch_one(repo.reader())
+            .await
+            .unwrap()
+    };
+    assert!(!in_recovery(regions.lax.clone()).await);
 
     // A repo started while its replica is down starts, and serves through
     // the fallback.
@@ -256,4 +264,5 @@ async fn a_stopped_replica_sends_reads_to_the_fallback_at_once_until_it_returns(
         returned.elapsed()
     );
     assert_eq!(regions.lax.replica_lag().state, ReplicaState::Replica);
+    assert!(in_recovery(regions.lax.clone()).await);
 }

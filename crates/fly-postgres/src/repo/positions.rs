@@ -266,13 +266,12 @@ impl Repo {
     }
 
     /// The pool a handler reads from: the local database, or the primary
-    /// when a [`crate::ConsistencyLayer`] with
-    /// [`crate::WaitFallback::PrimaryPool`] gave up waiting for the local
-    /// replica in this request (and the repo has a `primary_url` /
-    /// `primary_pool`).
+    /// (when the repo has a `primary_url` / `primary_pool`) in a request a
+    /// [`crate::ConsistencyLayer`] with [`crate::WaitFallback::PrimaryPool`]
+    /// moved there, and while the local replica is known not to answer.
     pub fn reader(&self) -> &sqlx::PgPool {
-        if crate::request_record::reading_from_primary()
-            && let Some(direct) = &self.inner.direct
+        if let Some(direct) = &self.inner.direct
+            && (crate::request_record::reading_from_primary() || self.replica_down())
         {
             return &direct.pool;
         }
