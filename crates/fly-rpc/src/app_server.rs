@@ -10,17 +10,24 @@ use tokio::net::TcpListener;
 use crate::body_deadline::DEFAULT_BODY_DEADLINE;
 use crate::limits::{Limits, default_max_connections};
 
+/// Longer than clients' pools keep idle connections (90 s in Go's and
+/// reqwest's): the client closes first, so no request is sent on a
+/// connection the server is closing.
+const APP_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// Settings of [`serve_app_with`]; the defaults are what [`serve_app`]
 /// serves with.
 #[derive(Debug, Clone)]
 pub struct AppServeOptions {
     body_deadline: Duration,
+    idle_timeout: Duration,
 }
 
 impl Default for AppServeOptions {
     fn default() -> Self {
         AppServeOptions {
             body_deadline: DEFAULT_BODY_DEADLINE,
+            idle_timeout: APP_IDLE_TIMEOUT,
         }
     }
 }
@@ -41,6 +48,15 @@ impl AppServeOptions {
         self.body_deadline = deadline;
         self
     }
+
+    /// How long a connection with no request in flight is kept (default
+    /// 120 s). Keep it longer than the clients' pools keep idle connections
+    /// (90 s in Go and reqwest), or a client may send on a connection just
+    /// as the server closes it.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
 }
 
 /// Serves an app's own router on `listener` (its public port) until
@@ -48,8 +64,9 @@ impl AppServeOptions {
 /// [`crate::DEFAULT_GRACE`] and closes what is left.
 ///
 /// What `axum::serve` leaves to the app is done here, as on the RPC port:
-/// a client gets 5 s to send a request's headers, a connection with no
-/// request for 60 s is closed, HTTP/2 connections are pinged and capped at
+/// a client gets 5 s to send a request's headers (from their first byte),
+/// a connection with no request for 120 s is closed (after clients' pools,
+/// which idle out at 90 s, closed it first), HTTP/2 connections are pinged and capped at
 /// 128 streams, and past a cap on open connections (a quarter of the
 /// process's file descriptors, so with the RPC port's half a quarter stays
 /// for database pools and peers) the longest-idle one is closed to make
@@ -108,8 +125,7 @@ pub async fn serve_app_with(
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let limits = Limits {
         max_connections: (default_max_connections() / 2).max(32),
-        // A browser's keep-alive connection is not worth a socket for long.
-        idle_timeout: Duration::from_secs(60),
+        idle_timeout: options.idle_timeout,
         // Strangers' requests run the app's handlers: fewer at once per
         // connection than between authenticated peers.
         max_concurrent_streams: crate::limits::APP_MAX_CONCURRENT_STREAMS,

@@ -36,8 +36,9 @@ async fn slow_headers_are_cut_off_and_shutdown_waits_for_requests() {
     }));
     assert!(get_root(addr).await.ends_with("hello"));
 
-    // Headers one byte at a time, forever: the server hangs up (after its
-    // 5 s header-read timeout), not the client.
+    // Headers one byte at a time, forever: the server hangs up (its 5 s
+    // header-read timeout, counted from the head's first byte), not the
+    // client.
     let mut slow = TcpStream::connect(addr).await.unwrap();
     let started = Instant::now();
     let trickle = tokio::spawn(async move {
@@ -122,4 +123,58 @@ async fn a_request_that_never_finishes_cannot_hold_the_shutdown() {
         .await
         .expect("the held connection was closed")
         .unwrap();
+}
+
+/// One keep-alive request on `stream`: the answer's body, or why none came.
+async fn keep_alive_get(stream: &mut TcpStream) -> Result<String, String> {
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .map_err(|e| format!("write: {e}"))?;
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !answer.ends_with(b"hello") {
+        match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await {
+            Ok(Ok(0)) => return Err("closed before the answer".into()),
+            Ok(Ok(n)) => answer.extend_from_slice(&buf[..n]),
+            Ok(Err(e)) => return Err(format!("read: {e}")),
+            Err(_) => return Err("no answer".into()),
+        }
+    }
+    Ok(String::from_utf8_lossy(&answer).into_owned())
+}
+
+#[tokio::test]
+async fn keep_alive_connections_outlive_the_header_read_timeout() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = Router::new().route("/", get(|| async { "hello" }));
+    let (_stop, stopping) = tokio::sync::oneshot::channel::<()>();
+    let _server = tokio::spawn(fly_rpc::serve_app(listener, app, async move {
+        let _ = stopping.await;
+    }));
+    // 200 clients, each sending its second request on its kept-alive
+    // connection around the 5 s header-read timeout (4.9 to 5.1 s after
+    // its first answer), where hyper used to close idle connections: every
+    // one is answered. A client pool idles out long before the server's
+    // idle timeout (120 s), so it never sends on a connection being closed.
+    let clients = (0..200u64).map(|i| async move {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        keep_alive_get(&mut stream).await?;
+        tokio::time::sleep(Duration::from_millis(4_900 + i)).await;
+        keep_alive_get(&mut stream).await
+    });
+    let answers = futures_util::future::join_all(clients).await;
+    let failed: Vec<&String> = answers.iter().filter_map(|a| a.as_ref().err()).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of 200 failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert!(
+        answers
+            .iter()
+            .all(|a| a.as_ref().is_ok_and(|body| body.contains("200 OK")))
+    );
 }

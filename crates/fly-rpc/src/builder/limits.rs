@@ -21,8 +21,10 @@ impl NodeBuilder {
         self
     }
 
-    /// How long a client may take to send a request's headers (HTTP/1.1)
-    /// or finish the TLS handshake (default 5 s).
+    /// How long a client may take to send a request's headers, from their
+    /// first byte (HTTP/1.1), or finish the TLS handshake (default 5 s). A
+    /// keep-alive connection waiting for its next request is idle, not
+    /// slow: [`idle_timeout`](Self::idle_timeout) governs it.
     pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
         self.limits.header_read_timeout = timeout;
         self

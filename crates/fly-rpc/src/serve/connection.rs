@@ -15,7 +15,8 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tower::ServiceExt;
 
-use super::table::{Activity, Conn, Table, elapsed_ms};
+use super::head_watch::HeadWatch;
+use super::table::{Activity, Conn, NO_HEAD, Table, elapsed_ms};
 use super::{Acceptor, ConnInfo};
 use crate::limits::Limits;
 
@@ -52,7 +53,11 @@ impl ConnTask {
                 let handshake =
                     tokio::time::timeout(self.limits.header_read_timeout, acceptor.accept(tcp));
                 match handshake.await {
-                    Ok(Ok(stream)) => self.serve(TokioIo::new(stream), local).await,
+                    Ok(Ok(stream)) => {
+                        let watched =
+                            HeadWatch::new(stream, Arc::clone(&self.conn), self.table.epoch);
+                        self.serve(TokioIo::new(watched), local).await
+                    }
                     Ok(Err(e)) => {
                         crate::metric::counter!("fly_rpc_server_tls_failures_total", "listener" => self.table.listener).increment(1);
                         tracing::debug!(error = %e, "TLS handshake failed");
@@ -64,7 +69,10 @@ impl ConnTask {
                     }
                 }
             }
-            None => self.serve(TokioIo::new(tcp), local).await,
+            None => {
+                let watched = HeadWatch::new(tcp, Arc::clone(&self.conn), self.table.epoch);
+                self.serve(TokioIo::new(watched), local).await
+            }
         }
     }
 
@@ -117,7 +125,12 @@ impl ConnTask {
     /// Serves `connection` until it ends or is to be closed, and says why.
     async fn until_closing(&mut self, mut connection: Pin<&mut impl Future>) -> Closing {
         let idle = self.limits.idle_timeout;
-        let mut check = tokio::time::interval((idle / 4).max(Duration::from_millis(50)));
+        let head_limit = self.limits.header_read_timeout;
+        let mut check = tokio::time::interval(
+            (idle / 4)
+                .min(head_limit / 2)
+                .max(Duration::from_millis(50)),
+        );
         // hyper's header-read timeout starts with the first byte, and its
         // protocol detection waits without one: this closes a socket that
         // sends nothing, part of a head, or only an HTTP/2 preface.
@@ -140,11 +153,19 @@ impl ConnTask {
                 }
                 _ = self.stop.wait_for(|s| *s) => return Closing::Stop,
                 _ = check.tick() => {
-                    let quiet = elapsed_ms(self.table.epoch)
-                        .saturating_sub(self.conn.last_active.load(Ordering::Relaxed));
-                    if self.conn.in_flight.load(Ordering::Relaxed) == 0
-                        && u128::from(quiet) >= idle.as_millis()
+                    let now = elapsed_ms(self.table.epoch);
+                    let quiet = now.saturating_sub(self.conn.last_active.load(Ordering::Relaxed));
+                    let idle_now = self.conn.in_flight.load(Ordering::Relaxed) == 0;
+                    let head = self.conn.head_started.load(Ordering::Relaxed);
+                    if idle_now
+                        && head != NO_HEAD
+                        && u128::from(now.saturating_sub(head)) >= head_limit.as_millis()
                     {
+                        crate::metric::counter!("fly_rpc_server_slow_heads_closed_total", "listener" => self.table.listener)
+                            .increment(1);
+                        return Closing::Now;
+                    }
+                    if idle_now && head == NO_HEAD && u128::from(quiet) >= idle.as_millis() {
                         return Closing::Idle;
                     }
                 }

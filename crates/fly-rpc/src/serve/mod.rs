@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 use crate::limits::Limits;
 
 mod connection;
+mod head_watch;
 mod table;
 
 use connection::ConnTask;
@@ -84,7 +85,13 @@ fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
+        // hyper's header-read timer also runs while a keep-alive
+        // connection waits for its next request: at the idle timeout here,
+        // so clients' pools (90 s) close idle connections before the server
+        // does and none sends on a connection being closed. A head that
+        // trickles is cut off at the header-read timeout by the
+        // connection's task instead (see `head_watch`).
+        .header_read_timeout(limits.idle_timeout.max(limits.header_read_timeout))
         .max_buf_size(64 * 1024);
     builder
         .http2()

@@ -19,6 +19,10 @@ pub(super) struct Conn {
     pub(super) trusted: Arc<AtomicBool>,
     /// A complete request head arrived on it (it is not a silent socket).
     pub(super) spoke: AtomicBool,
+    /// Milliseconds since the loop started, when the bytes of a request
+    /// head began to arrive with no request in flight ([`NO_HEAD`]: none
+    /// is arriving).
+    pub(super) head_started: AtomicU64,
     /// Closes the connection at once (its task is aborted).
     pub(super) abort: OnceLock<AbortHandle>,
 }
@@ -56,6 +60,7 @@ impl Table {
             last_active: AtomicU64::new(elapsed_ms(self.epoch)),
             trusted: Arc::default(),
             spoke: AtomicBool::new(false),
+            head_started: AtomicU64::new(NO_HEAD),
             abort: OnceLock::new(),
         });
         self.lock().insert(id, Arc::clone(&conn));
@@ -101,6 +106,9 @@ impl Table {
     }
 }
 
+/// [`Conn::head_started`] when no head is arriving.
+pub(super) const NO_HEAD: u64 = u64::MAX;
+
 /// Milliseconds since `epoch`, as connections' activity is stored.
 pub(super) fn elapsed_ms(epoch: Instant) -> u64 {
     u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
@@ -116,6 +124,7 @@ impl Activity {
     pub(super) fn begin(conn: Arc<Conn>, epoch: Instant) -> Self {
         conn.spoke.store(true, Ordering::Relaxed);
         conn.in_flight.fetch_add(1, Ordering::Relaxed);
+        conn.head_started.store(NO_HEAD, Ordering::Relaxed);
         Activity { conn, epoch }
     }
 }
