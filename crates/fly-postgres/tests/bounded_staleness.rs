@@ -223,6 +223,14 @@ async fn a_stopped_replica_sends_reads_to_the_fallback_at_once_until_it_returns(
         );
     }
     assert_eq!(regions.lax.replica_lag().seconds, None);
+    // A layer without a fallback lets requests run: one that does not
+    // read (a health check) still answers.
+    let health = Router::new()
+        .route("/", get(|| async { "ok" }))
+        .layer(ConsistencyLayer::new(regions.lax.clone()));
+    let (body, took) = read(&health).await;
+    assert_eq!(body, "ok");
+    assert!(took < max_wait / 2, "{took:?}");
     // Outside any layer too, the reader is the primary while the replica is down.
     let in_recovery = |repo: Repo| async move {
         sqlx::query_scalar::<_, bool>("select pg_is_in_recovery()")

@@ -24,9 +24,10 @@ use crate::repo::Repo;
 ///   `503` with `Retry-After`.
 ///
 /// While the local replica is known not to answer, every request takes
-/// the fallback at once (503 without one), with no wait of its own; the
-/// repo looks at the replica in the background and serves locally again
-/// within a second or so of its return.
+/// the [`max_wait`](ConsistencyLayer::max_wait) fallback at once, with no
+/// wait of its own (without one, requests run as usual, and a bounded one
+/// is answered 503); the repo looks at the replica in the background and
+/// serves locally again within a second or so of its return.
 ///
 /// In the primary region waits return at once.
 #[derive(Debug, Clone)]

@@ -90,22 +90,46 @@ fn read_token(headers: &HeaderMap, config: &ConsistencyLayer) -> Incoming {
 /// ceiling (or its own mode, when that is stronger), else the layer's; and
 /// whether the header asked for more than it got.
 fn served_mode(config: &ConsistencyLayer, requested: Option<Consistency>) -> (Consistency, bool) {
-    let Some(requested) = requested else {
-        return (config.mode, false);
-    };
-    if let Consistency::Bounded(max) = requested
-        && max < config.min_header_bound
-        && requested != config.mode
-    {
+    let (mode, capped) = mode_for(
+        config.mode,
+        config.max_header_mode,
+        config.min_header_bound,
+        requested,
+    );
+    if capped {
         metrics::counter!("fly_postgres_consistency_header_capped_total").increment(1);
-        return (Consistency::Bounded(config.min_header_bound), true);
     }
-    let ceiling = config.max_header_mode.max(config.mode);
+    (mode, capped)
+}
+
+/// [`served_mode`] for a layer of `own` mode, with its ceiling and its
+/// tightest header bound.
+fn mode_for(
+    own: Consistency,
+    max_header_mode: Consistency,
+    min_header_bound: Duration,
+    requested: Option<Consistency>,
+) -> (Consistency, bool) {
+    let Some(mut requested) = requested else {
+        return (own, false);
+    };
+    let mut capped = false;
+    if let Consistency::Bounded(max) = requested {
+        // A header may always ask for the layer's own bound.
+        let floor = match own {
+            Consistency::Bounded(own) => own.min(min_header_bound),
+            _ => min_header_bound,
+        };
+        if max < floor {
+            requested = Consistency::Bounded(floor);
+            capped = true;
+        }
+    }
+    let ceiling = max_header_mode.max(own);
     if requested > ceiling {
-        metrics::counter!("fly_postgres_consistency_header_capped_total").increment(1);
         (ceiling, true)
     } else {
-        (requested, false)
+        (requested, capped)
     }
 }
 
@@ -156,8 +180,10 @@ async fn before<B: From<String>>(
     incoming: &Incoming,
 ) -> Before<B> {
     let repo = &config.repo;
-    if repo.replica_down() {
-        // Known down: no request waits to find out again.
+    if repo.replica_down() && fallback_applies(config).await {
+        // Known down: no request waits to find out again. Without a
+        // fallback the handler runs as usual: one that reads fails on its
+        // own, one that does not (a health check) still answers.
         return fall_back(config, None, REPLICA_DOWN).await;
     }
     let started = Instant::now();
@@ -215,6 +241,16 @@ const NOT_CAUGHT_UP: &str = "this region's replica has not caught up with what y
 const NOT_FRESH_ENOUGH: &str = "this region's replica is further behind the primary than the read's staleness bound; try again shortly";
 const LAG_UNKNOWN: &str =
     "this region's replica cannot tell how far behind the primary it is; try again shortly";
+
+/// Whether the layer has a fallback that applies here.
+async fn fallback_applies(config: &ConsistencyLayer) -> bool {
+    match config.max_wait.map(|(_, fallback)| fallback) {
+        Some(WaitFallback::Replay) => !config.repo.is_primary().await,
+        Some(WaitFallback::PrimaryPool) => config.repo.has_primary_pool(),
+        Some(WaitFallback::Unavailable) => true,
+        None => false,
+    }
+}
 
 /// Why the handler cannot run on the local replica as usual.
 enum Missed<B> {
@@ -342,10 +378,15 @@ where
             };
             let (response, mut record) = recording(seen, from_primary, inner.call(request)).await;
             let mut response = response?;
-            if mode == Consistency::Session && !from_primary {
+            if mode == Consistency::Session {
                 // After the handler, so the token covers everything its
-                // reads saw.
-                if let Some(now) = config.repo.seen_position().await {
+                // reads saw: on the primary, when they went there.
+                let now = if from_primary || config.repo.replica_down() {
+                    config.repo.primary_seen_position().await
+                } else {
+                    config.repo.seen_position().await
+                };
+                if let Some(now) = now {
                     record.seen = Some(WalPosition::latest(record.seen, now));
                 }
             }
@@ -450,5 +491,42 @@ impl<S> Layer<S> for ConsistencyLayer {
 
     fn layer(&self, inner: S) -> Self::Service {
         ConsistencyService::new(inner, self.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_bounds_are_clamped_then_capped() {
+        let ms = Duration::from_millis;
+        let bounded = |d| Some(Consistency::Bounded(d));
+        let session = Consistency::Session;
+        let ryw = Consistency::ReadYourWrites;
+        // Default layer: a tight header bound is raised to the floor.
+        assert_eq!(
+            mode_for(ryw, session, ms(1000), bounded(ms(1))),
+            (Consistency::Bounded(ms(1000)), true)
+        );
+        assert_eq!(
+            mode_for(ryw, session, ms(1000), bounded(ms(5000))),
+            (Consistency::Bounded(ms(5000)), false)
+        );
+        // A ceiling below bounded reads caps any bound, tight or loose.
+        for asked in [ms(1), ms(5000)] {
+            assert_eq!(mode_for(ryw, ryw, ms(1000), bounded(asked)), (ryw, true));
+        }
+        // The layer's own bound is always allowed.
+        let own = Consistency::Bounded(ms(200));
+        assert_eq!(
+            mode_for(own, session, ms(1000), bounded(ms(100))),
+            (own, true)
+        );
+        assert_eq!(
+            mode_for(own, session, ms(1000), bounded(ms(200))),
+            (own, false)
+        );
+        assert_eq!(mode_for(own, session, ms(1000), None), (own, false));
     }
 }

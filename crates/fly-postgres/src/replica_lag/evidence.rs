@@ -265,8 +265,10 @@ impl Evidence {
         if let Some(anomaly) = self.unknown {
             return BoundTarget::Unknown(anomaly);
         }
-        let not_before = now.checked_sub(max).unwrap_or(now);
-        let first = self.ceilings.partition_point(|c| c.at < not_before);
+        // A bound longer than the clock's age admits every ceiling.
+        let first = now.checked_sub(max).map_or(0, |not_before| {
+            self.ceilings.partition_point(|c| c.at < not_before)
+        });
         match self.ceilings.get(first) {
             Some(ceiling) => BoundTarget::Wait(*ceiling),
             None => BoundTarget::AskPrimary,

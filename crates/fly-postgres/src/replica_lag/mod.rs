@@ -48,8 +48,9 @@ pub enum ReplicaState {
     Primary,
     /// A replica that answers.
     Replica,
-    /// A replica that does not answer (refused, or silent for a second),
-    /// for this long. Reads take the consistency layer's fallback at once.
+    /// A replica that failed two looks in a row (refused, or silent for a
+    /// second), for this long. Reads take the consistency layer's fallback
+    /// at once.
     Down {
         /// Since the first look that failed.
         for_: Duration,

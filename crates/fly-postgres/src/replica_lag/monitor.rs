@@ -1,9 +1,9 @@
 //! The background look at the local replica, twice a second: whether it
-//! answers, and its lag from what the primary last told it. Down, it is
-//! looked at four times a second, so reads come back to it within a
-//! second or so of its return.
+//! answers, and its lag from what the primary last told it. Two failed
+//! looks in a row make it down; down, it is looked at four times a second,
+//! so reads come back to it within a second or so of its return.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -20,9 +20,15 @@ use crate::wal_position::WalPosition;
 const INTERVAL: Duration = Duration::from_millis(500);
 /// The pause between two tries of a replica that does not.
 const DOWN_RETRY: Duration = Duration::from_millis(250);
-/// How long a connect or a look may take before the replica counts as
-/// down: a replica behind a cut link never refuses, it just never answers.
+/// How long a connect or a look may take before it counts as failed: a
+/// replica behind a cut link never refuses, it just never answers.
 const CHECK_LIMIT: Duration = Duration::from_secs(1);
+/// Failed looks in a row that make the replica down: one slow look (a
+/// busy replica, a connect refused for "too many clients" while the pool's
+/// connections still work) is not an outage.
+const DOWN_AFTER: u32 = 2;
+/// The pause before looking again after one failed look.
+const RECHECK: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Health {
@@ -42,6 +48,8 @@ struct Shared {
     logged: Mutex<Vec<Anomaly>>,
     /// A question to the primary for a fresh ceiling is in flight.
     refreshing: AtomicBool,
+    /// Failed looks in a row.
+    failures: AtomicU32,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -72,10 +80,16 @@ impl LagMonitor {
             label: label.into(),
             logged: Mutex::default(),
             refreshing: AtomicBool::new(false),
+            failures: AtomicU32::new(0),
         });
         let options = options.clone().application_name("fly-postgres-lag");
         let mut conn = None;
-        if let Err(reason) = look(&shared, &options, &mut conn).await {
+        let mut first = look(&shared, &options, &mut conn).await;
+        if first.is_err() {
+            tokio::time::sleep(RECHECK).await;
+            first = look(&shared, &options, &mut conn).await;
+        }
+        if let Err(reason) = first {
             tracing::warn!(
                 repo = %shared.label,
                 host = options.get_host(),
@@ -181,6 +195,7 @@ impl Shared {
     }
 
     fn observe(&self, sample: Sample, sent: Instant) {
+        self.failures.store(0, Ordering::Relaxed);
         let back = {
             let mut health = lock(&self.health);
             let before = *health;
@@ -212,6 +227,13 @@ impl Shared {
             self.log_once(anomaly);
         }
         self.publish(figures.seconds, figures.bytes, true);
+    }
+
+    /// A look failed: the replica is down once enough failed in a row.
+    fn failed(&self, reason: &str) {
+        if self.failures.fetch_add(1, Ordering::Relaxed) + 1 >= DOWN_AFTER {
+            self.down(reason);
+        }
     }
 
     fn down(&self, reason: &str) {
@@ -270,7 +292,7 @@ async fn look(
     };
     // A connection that failed a look may be half-used: not reused.
     *conn = None;
-    shared.down(&failure);
+    shared.failed(&failure);
     Err(failure)
 }
 
@@ -278,6 +300,8 @@ async fn run(shared: Arc<Shared>, options: PgConnectOptions, mut conn: Option<Pg
     loop {
         let pause = if matches!(*lock(&shared.health), Health::Down { .. }) {
             DOWN_RETRY
+        } else if shared.failures.load(Ordering::Relaxed) > 0 {
+            RECHECK
         } else {
             INTERVAL
         };

@@ -13,12 +13,16 @@ use crate::lsn::Lsn;
 /// capped by the replica's receipt time, so a primary whose clock runs
 /// ahead never makes a report look fresher than its arrival.
 /// The receiver's columns are NULL for a role without `pg_read_all_stats`:
-/// then only the primary's answers count.
+/// then only the primary's answers count. A receiver that has just started
+/// stamps its times all with "now" and keeps the end of WAL it heard
+/// before it stopped (the last message's send and receipt times are then
+/// equal): that is no report of the primary until a message arrives.
 const SAMPLE_SQL: &str = "select pg_is_in_recovery(), pg_last_wal_replay_lsn()::text, \
     r.latest_end_lsn::text, \
     extract(epoch from clock_timestamp() - least(r.last_msg_send_time, r.last_msg_receipt_time))::float8, \
     extract(epoch from clock_timestamp() - r.latest_end_time)::float8 \
-    from (values (1)) as one(x) left join pg_stat_wal_receiver r on r.status = 'streaming'";
+    from (values (1)) as one(x) left join pg_stat_wal_receiver r on r.status = 'streaming' \
+    and r.last_msg_send_time is distinct from r.last_msg_receipt_time";
 
 /// What the WAL receiver last heard from the primary.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -72,9 +76,14 @@ impl Sample {
     /// `evidence`; the first contradiction it found, if any.
     pub(crate) fn apply_to(&self, evidence: &mut Evidence, sent: Instant) -> Option<Anomaly> {
         let mut anomaly = None;
-        if let Some(report) = self.receiver {
-            let ceiling_at = sent.checked_sub(report.message_age).unwrap_or(sent);
-            let floor_at = sent.checked_sub(report.end_age).unwrap_or(sent);
+        // A time before the clock's origin: too old to place, so dropped
+        // rather than taken as new.
+        if let Some(report) = self.receiver
+            && let (Some(ceiling_at), Some(floor_at)) = (
+                sent.checked_sub(report.message_age),
+                sent.checked_sub(report.end_age),
+            )
+        {
             anomaly = evidence
                 .primary_report(
                     report.primary_end,

@@ -55,6 +55,9 @@ impl PositionFlight {
     }
 }
 
+/// How long one question for the database's position may take.
+const QUESTION_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The primary's position read on the database itself, one query at a
 /// time, on a connection of its own: a flood of strong reads never takes
 /// a connection the writes need.
@@ -82,12 +85,25 @@ impl PrimaryPositions {
         }
     }
 
-    /// The database's current flush position (and timeline).
+    /// The database's current flush position (and timeline), or an error
+    /// after [`QUESTION_LIMIT`]: a primary behind a silent link must not
+    /// hold every reader queued behind the question.
     pub(crate) async fn current(&self) -> Result<WalPosition, Error> {
         self.flight
             .get(|| async {
-                let mut conn = self.pool.acquire().await?;
-                commit_position(&mut conn).await
+                let asked = async {
+                    let mut conn = self.pool.acquire().await?;
+                    commit_position(&mut conn).await
+                };
+                tokio::time::timeout(QUESTION_LIMIT, asked)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(Error::Primary {
+                            message: format!(
+                                "the primary did not tell its position within {QUESTION_LIMIT:?}"
+                            ),
+                        })
+                    })
             })
             .await
     }

@@ -191,6 +191,15 @@ impl Repo {
         self.inner.server.positions().current().await.ok()
     }
 
+    /// A position at or past everything a read on the primary pool has seen
+    /// so far (its current flush position; one short query on a connection
+    /// of its own), for a session token whose reads went to the primary;
+    /// `None` without a primary pool.
+    pub(crate) async fn primary_seen_position(&self) -> Option<WalPosition> {
+        let direct = self.inner.direct.as_ref()?;
+        direct.positions().current().await.ok()
+    }
+
     /// The local database cluster's system identifier (read once a second
     /// at most).
     pub(crate) async fn system_id(&self) -> Result<u64, Error> {
