@@ -18,7 +18,11 @@ fn ms(n: u64) -> Duration {
 
 /// A repo in `region` on `server`, following the primary, with every
 /// region's node as a peer (their addresses are reserved up front).
-async fn repo_in(region: &str, server: &PgServer, addrs: &[(&str, SocketAddr)]) -> Repo {
+async fn repo_in(
+    region: &str,
+    server: &PgServer,
+    addrs: &[(&str, SocketAddr)],
+) -> Result<Repo, fly_postgres::Error> {
     let mut peers = StaticPeers::new();
     for (r, addr) in addrs {
         peers = peers.with(*r, *addr);
@@ -37,7 +41,32 @@ async fn repo_in(region: &str, server: &PgServer, addrs: &[(&str, SocketAddr)]) 
         .rpc_timeout(Duration::from_secs(4))
         .start()
         .await
-        .unwrap()
+}
+
+/// The three regions' repos. A reserved address is free only until it is
+/// bound: any outgoing connection on the machine may take it meanwhile as
+/// its ephemeral port, so the three start again on new addresses then.
+async fn three_repos(topology: &PgTopology) -> (Repo, Repo, Repo) {
+    for _ in 0..5 {
+        let addrs = [
+            ("syd", free_addr()),
+            ("lax", free_addr()),
+            ("fra", free_addr()),
+        ];
+        let started = async {
+            let syd = repo_in("syd", topology.primary(), &addrs).await?;
+            let lax = repo_in("lax", topology.replica("lax").unwrap(), &addrs).await?;
+            let fra = repo_in("fra", topology.replica("fra").unwrap(), &addrs).await?;
+            Ok::<_, fly_postgres::Error>((syd, lax, fra))
+        };
+        match started.await {
+            Ok(repos) => return repos,
+            Err(fly_postgres::Error::Rpc(fly_rpc::Error::Io(e)))
+                if e.kind() == std::io::ErrorKind::AddrInUse => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    panic!("no free addresses for three nodes in five tries");
 }
 
 fn free_addr() -> SocketAddr {
@@ -56,16 +85,9 @@ async fn after_a_cross_region_promotion_writes_from_fra_land_in_lax() {
         .start()
         .await
         .unwrap();
-    let addrs = [
-        ("syd", free_addr()),
-        ("lax", free_addr()),
-        ("fra", free_addr()),
-    ];
-    let syd = repo_in("syd", topology.primary(), &addrs).await;
+    let (syd, lax, fra) = three_repos(&topology).await;
     syd.migrate().await.unwrap();
     sqlx::raw_sql(SCHEMA).execute(syd.local()).await.unwrap();
-    let lax = repo_in("lax", topology.replica("lax").unwrap(), &addrs).await;
-    let fra = repo_in("fra", topology.replica("fra").unwrap(), &addrs).await;
     topology.wait_for_catch_up(ms(10_000)).await.unwrap();
 
     // Before: the hint is right.

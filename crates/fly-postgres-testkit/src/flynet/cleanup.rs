@@ -3,9 +3,9 @@
 //! that was killed outright, by the next world that starts.
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::Command;
 use std::sync::{Mutex, Once, PoisonError};
-
-use super::namespace;
 
 /// The prefix of every namespace name the testkit makes; the process id
 /// follows, so leftovers of a dead process can be told apart.
@@ -43,7 +43,7 @@ fn install_sigint_handler() {
                 runtime.block_on(async {
                     if tokio::signal::ctrl_c().await.is_ok() {
                         for name in std::mem::take(&mut *live()) {
-                            namespace::remove(&name);
+                            remove(&name);
                         }
                         std::process::exit(130);
                     }
@@ -71,7 +71,7 @@ pub(crate) fn remove_leftovers() {
             continue;
         };
         if !running(pid) {
-            namespace::remove(&name);
+            remove(&name);
         }
     }
 }
@@ -86,4 +86,15 @@ fn running(pid: i32) -> bool {
             .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
         Err(_) => false,
     }
+}
+
+/// Removes a namespace and its `/etc/netns` files; quiet if already gone.
+pub(crate) fn remove(name: &str) {
+    let _ = Command::new("ip").args(["netns", "del", name]).output();
+    let _ = std::fs::remove_dir_all(etc_dir(name));
+}
+
+/// Where `ip netns exec` finds a namespace's own `/etc` files.
+pub(crate) fn etc_dir(name: &str) -> PathBuf {
+    PathBuf::from("/etc/netns").join(name)
 }

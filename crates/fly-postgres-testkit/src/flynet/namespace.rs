@@ -41,7 +41,7 @@ impl Namespace {
     /// Writes a file `ip netns exec` shows a process in this namespace as
     /// `/etc/<file>` (its own resolv.conf and hosts, as a Fly machine has).
     pub(crate) fn etc_file(&self, file: &str, content: &str) -> Result<()> {
-        let dir = etc_dir(&self.name);
+        let dir = cleanup::etc_dir(&self.name);
         std::fs::create_dir_all(&dir).map_err(|e| io(format!("creating {dir:?}"), e))?;
         let path = dir.join(file);
         std::fs::write(&path, content).map_err(|e| io(format!("writing {path:?}"), e))
@@ -79,19 +79,9 @@ impl Namespace {
 
 impl Drop for Namespace {
     fn drop(&mut self) {
-        remove(&self.name);
+        cleanup::remove(&self.name);
         cleanup::unregister(&self.name);
     }
-}
-
-/// Removes a namespace and its `/etc/netns` files; quiet if already gone.
-pub(crate) fn remove(name: &str) {
-    let _ = Command::new("ip").args(["netns", "del", name]).output();
-    let _ = std::fs::remove_dir_all(etc_dir(name));
-}
-
-fn etc_dir(name: &str) -> PathBuf {
-    PathBuf::from("/etc/netns").join(name)
 }
 
 fn netns_path(name: &str) -> PathBuf {
