@@ -180,11 +180,13 @@ async fn before<B: From<String>>(
     incoming: &Incoming,
 ) -> Before<B> {
     let repo = &config.repo;
-    if repo.replica_down() && fallback_applies(config).await {
+    if repo.replica_down()
+        && let Some(fallback) = applicable_fallback(config).await
+    {
         // Known down: no request waits to find out again. Without a
         // fallback the handler runs as usual: one that reads fails on its
         // own, one that does not (a health check) still answers.
-        return fall_back(config, None, REPLICA_DOWN).await;
+        return fall_back_with(config, Some(fallback), None, REPLICA_DOWN);
     }
     let started = Instant::now();
     let target = match target(config, mode, incoming).await {
@@ -242,14 +244,16 @@ const NOT_FRESH_ENOUGH: &str = "this region's replica is further behind the prim
 const LAG_UNKNOWN: &str =
     "this region's replica cannot tell how far behind the primary it is; try again shortly";
 
-/// Whether the layer has a fallback that applies here.
-async fn fallback_applies(config: &ConsistencyLayer) -> bool {
-    match config.max_wait.map(|(_, fallback)| fallback) {
-        Some(WaitFallback::Replay) => !config.repo.is_primary().await,
-        Some(WaitFallback::PrimaryPool) => config.repo.has_primary_pool(),
-        Some(WaitFallback::Unavailable) => true,
-        None => false,
-    }
+/// The layer's fallback, if it applies here: `Replay` outside the primary
+/// region, `PrimaryPool` with a primary pool, `Unavailable` always.
+async fn applicable_fallback(config: &ConsistencyLayer) -> Option<WaitFallback> {
+    let fallback = config.max_wait.map(|(_, fallback)| fallback)?;
+    let applies = match fallback {
+        WaitFallback::Replay => !config.repo.is_primary().await,
+        WaitFallback::PrimaryPool => config.repo.has_primary_pool(),
+        WaitFallback::Unavailable => true,
+    };
+    applies.then_some(fallback)
 }
 
 /// Why the handler cannot run on the local replica as usual.
@@ -268,13 +272,25 @@ async fn fall_back<B: From<String>>(
     waited: Option<(Option<WalPosition>, Instant)>,
     why: &'static str,
 ) -> Before<B> {
-    let repo = &config.repo;
-    match config.max_wait.map(|(_, fallback)| fallback) {
-        Some(WaitFallback::Replay) if !repo.is_primary().await => {
+    let fallback = applicable_fallback(config).await;
+    fall_back_with(config, fallback, waited, why)
+}
+
+/// [`fall_back`] once the applicable fallback is known (`None`: a 503).
+fn fall_back_with<B: From<String>>(
+    config: &ConsistencyLayer,
+    fallback: Option<WaitFallback>,
+    waited: Option<(Option<WalPosition>, Instant)>,
+    why: &'static str,
+) -> Before<B> {
+    match fallback {
+        Some(WaitFallback::Replay) => {
             fell_back("replay");
-            Before::Answer(crate::fly_replay::replay_response(&repo.primary_region()))
+            Before::Answer(crate::fly_replay::replay_response(
+                &config.repo.primary_region(),
+            ))
         }
-        Some(WaitFallback::PrimaryPool) if repo.has_primary_pool() => {
+        Some(WaitFallback::PrimaryPool) => {
             fell_back("primary_pool");
             Before::Run {
                 seen: waited.and_then(|(seen, _)| seen),

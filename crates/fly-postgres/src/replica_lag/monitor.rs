@@ -105,18 +105,15 @@ impl LagMonitor {
     /// The replica's state and lag now.
     pub(crate) fn lag(&self) -> ReplicaLag {
         let health = *lock(&self.shared.health);
-        let figures = lock(&self.shared.evidence).figures(Instant::now());
         let state = match health {
             Health::Unchecked => ReplicaState::Unchecked,
-            Health::Primary => ReplicaState::Primary,
+            Health::Primary => return ReplicaLag::primary(),
             Health::Up => ReplicaState::Replica,
             Health::Down { since } => ReplicaState::Down {
                 for_: since.elapsed(),
             },
         };
-        if matches!(health, Health::Primary) {
-            return ReplicaLag::primary();
-        }
+        let figures = lock(&self.shared.evidence).figures(Instant::now());
         ReplicaLag {
             state,
             seconds: figures.seconds.filter(|_| health == Health::Up),

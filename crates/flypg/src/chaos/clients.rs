@@ -55,25 +55,12 @@ pub(crate) async fn run(
 ) -> Vec<Op> {
     let mut ops = Vec::new();
     let mut n = 0u64;
+    let write_url = format!("{base}/ledger");
     while !stop.load(Ordering::Relaxed) {
         let token = format!("{prefix}-{n}");
         n += 1;
         let started = Instant::now();
-        // The token is the write's Idempotency-Key, as the library asks of
-        // clients: a repeat after a lost answer writes nothing twice.
-        let (url, key) = (
-            format!("{base}/ledger"),
-            [("idempotency-key", token.as_str())],
-        );
-        let answer = repeating(&stop, || {
-            http.send_with(
-                hyper::Method::POST,
-                &url,
-                Some(json!({ "token": token })),
-                &key,
-            )
-        })
-        .await;
+        let answer = write_ledger(&http, &write_url, &token, &stop).await;
         let write_ms = millis(started.elapsed());
         let told = match answer {
             Err(_) => Told::Maybe("client_timeout".into()),
@@ -118,6 +105,28 @@ pub(crate) async fn run(
         });
     }
     ops
+}
+
+/// Writes a ledger row under `token` at `url`, sent again as
+/// [`repeating`] allows. The token is the write's Idempotency-Key, as the
+/// library asks of clients: a repeat after a lost answer writes nothing
+/// twice.
+async fn write_ledger(
+    http: &Http,
+    url: &str,
+    token: &str,
+    stop: &AtomicBool,
+) -> Result<crate::demo::http::HttpResult<crate::demo::http::Answer>, tokio::time::error::Elapsed> {
+    let key = [("idempotency-key", token)];
+    repeating(stop, || {
+        http.send_with(
+            hyper::Method::POST,
+            url,
+            Some(json!({ "token": token })),
+            &key,
+        )
+    })
+    .await
 }
 
 /// Sends a request (each within the client timeout), and again while the
@@ -202,16 +211,7 @@ pub(crate) async fn bounded_reader(
     while !stop.load(Ordering::Relaxed) {
         let token = format!("{prefix}-{n}");
         n += 1;
-        let key = [("idempotency-key", token.as_str())];
-        let written = repeating(&stop, || {
-            http.send_with(
-                hyper::Method::POST,
-                &write_url,
-                Some(json!({ "token": token })),
-                &key,
-            )
-        })
-        .await;
+        let written = write_ledger(&http, &write_url, &token, &stop).await;
         if !matches!(&written, Ok(Ok(a)) if a.status == StatusCode::CREATED) {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
