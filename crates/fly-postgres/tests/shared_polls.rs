@@ -19,7 +19,7 @@ async fn lax_instance(
     me: SocketAddr,
     all: &[SocketAddr],
     share: bool,
-) -> Repo {
+) -> Result<Repo, fly_postgres::Error> {
     let mut peers = StaticPeers::new().with("syd", syd);
     for addr in all {
         peers = peers.with("lax", *addr);
@@ -30,7 +30,6 @@ async fn lax_instance(
         .node(node("lax", peers).listen(me))
         .start()
         .await
-        .unwrap()
 }
 
 /// A primary with syd's instance, and `instances` lax instances on the
@@ -57,12 +56,26 @@ async fn region(instances: usize, share: bool) -> (PgCluster, Repo, Vec<Repo>) {
         .await
         .unwrap();
     let syd_addr = syd.node().local_addr().unwrap();
-    let addrs = free_loopback_addrs(instances).unwrap();
-    let mut lax = Vec::new();
-    for addr in &addrs {
-        lax.push(lax_instance(&cluster, syd_addr, *addr, &addrs, share).await);
+    // The addresses are reserved before the instances bind them (each
+    // lists all the others): an outgoing connection's ephemeral port may
+    // take one meanwhile, and then all start again on new ones.
+    'tries: for _ in 0..5 {
+        let addrs = free_loopback_addrs(instances).unwrap();
+        let mut lax = Vec::new();
+        for addr in &addrs {
+            match lax_instance(&cluster, syd_addr, *addr, &addrs, share).await {
+                Ok(repo) => lax.push(repo),
+                Err(fly_postgres::Error::Rpc(fly_rpc::Error::Io(e)))
+                    if e.kind() == std::io::ErrorKind::AddrInUse =>
+                {
+                    continue 'tries;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        return (cluster, syd, lax);
     }
-    (cluster, syd, lax)
+    panic!("no free addresses for {instances} lax instances in five tries");
 }
 
 /// Each instance writes `each` todos through syd and reads every one back
