@@ -122,17 +122,27 @@ pub(crate) struct TimelineCache {
     reading: tokio::sync::Mutex<()>,
     /// Reads made so far.
     reads: std::sync::atomic::AtomicU64,
+    /// The newest timeline the primary was heard on, from its answers, and
+    /// when that rose: a view read before the rise and on an older timeline
+    /// is read again, once, so a session token made just after a failover
+    /// does not name the old timeline with a position past its switch
+    /// point. Once only: a replica that cannot follow (it diverged) is not
+    /// asked again and again.
+    heard: Mutex<Option<(u32, Instant)>>,
 }
 
 impl TimelineCache {
-    /// The view, read again when older than a second, or when `newer_than`
-    /// names a timeline past the cached one.
+    /// The view, read again when older than a second, when `newer_than`
+    /// names a timeline past the cached one, or when the primary was heard
+    /// on a newer timeline since the view was read.
     pub(crate) async fn view(&self, pool: &PgPool, newer_than: Option<u32>) -> Result<View, Error> {
+        let heard = *self.heard.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((read, view)) = self.cached() {
+            let behind = |t: u32| view.timeline.is_none_or(|c| c < t);
             let stale = read.elapsed() > TTL;
-            let behind = newer_than.is_some_and(|t| view.timeline.is_none_or(|c| c < t))
-                && read.elapsed() > MIN_REFRESH;
-            if !stale && !behind {
+            let asked = newer_than.is_some_and(behind) && read.elapsed() > MIN_REFRESH;
+            let heard_since = heard.is_some_and(|(t, rose)| behind(t) && read < rose);
+            if !stale && !asked && !heard_since {
                 return Ok(view);
             }
         }
@@ -164,6 +174,18 @@ impl TimelineCache {
         let view = read_view(pool).await?;
         *self.lock() = Some((asked, view.clone()));
         Ok(view)
+    }
+
+    /// The primary answered on `timeline` (a forwarded write's commit, a
+    /// position question).
+    pub(crate) fn heard_of(&self, timeline: Option<u32>) {
+        let Some(timeline) = timeline else {
+            return;
+        };
+        let mut heard = self.heard.lock().unwrap_or_else(|p| p.into_inner());
+        if heard.is_none_or(|(t, _)| t < timeline) {
+            *heard = Some((timeline, Instant::now()));
+        }
     }
 
     /// Reads of the view so far.

@@ -17,7 +17,7 @@ use fly_postgres::sqlx::{self, PgPool};
 use fly_postgres::{
     Consistency, ConsistencyLayer, Error, Repo, RepoBuilder, WaitFallback, WalPosition,
 };
-use fly_postgres_testkit::PgTopology;
+use fly_postgres_testkit::{PgTopology, PgTopologyBuilder};
 use fly_rpc::{Node, Regions, StaticPeers};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
@@ -374,10 +374,12 @@ async fn max_wait_falls_back_as_configured() {
     assert!(started.elapsed() < MS(1000), "{:?}", started.elapsed());
 }
 
-#[tokio::test]
-async fn a_token_for_a_write_lost_in_an_async_failover_answers_gone() {
-    let topology = PgTopology::builder("syd")
-        .standby()
+/// syd (reached by the leader address, as on Fly) with a standby the
+/// `standby` call adds, and lax on its replica, caught up.
+async fn failover_pair(
+    standby: fn(PgTopologyBuilder) -> PgTopologyBuilder,
+) -> (PgTopology, Repo, Repo) {
+    let topology = standby(PgTopology::builder("syd"))
         .replica("lax")
         .start()
         .await
@@ -397,6 +399,12 @@ async fn a_token_for_a_write_lost_in_an_async_failover_answers_gone() {
         .wait_for_catch_up(Duration::from_secs(10))
         .await
         .unwrap();
+    (topology, syd, lax)
+}
+
+#[tokio::test]
+async fn a_token_for_a_write_lost_in_an_async_failover_answers_gone() {
+    let (topology, syd, lax) = failover_pair(PgTopologyBuilder::standby).await;
     let syd_app = app(&syd, |l| l);
     let lax_app = app(&lax, |l| l);
     // A write both standbys get: its token survives the failover.
@@ -483,4 +491,105 @@ async fn a_token_for_a_write_lost_in_an_async_failover_answers_gone() {
     assert_eq!(body["committed"], false, "{body}");
     let (status, _, body) = send(&lax_app, get_todos(Some(&kept), &[])).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
+async fn a_session_token_after_a_failover_and_a_write_names_the_new_timeline() {
+    session_token_after_a_failover(true).await;
+}
+
+#[tokio::test]
+async fn a_session_token_after_a_failover_without_a_write_names_the_new_timeline() {
+    session_token_after_a_failover(false).await;
+}
+
+/// A session token stamped in lax within a second of lax last reading its
+/// timeline, after lax's replica followed a new primary: after a write
+/// through lax (the new primary's answer names its timeline), or after
+/// lax's twice-a-second look at its replica saw it stream the new one.
+async fn session_token_after_a_failover(write_first: bool) {
+    // A synchronous standby: nothing acknowledged is lost, so a token
+    // stamped after the failover must be accepted everywhere.
+    let (topology, syd, lax) = failover_pair(PgTopologyBuilder::synchronous_standby).await;
+    let session = [("fly-consistency", "session")];
+    let syd_app = app(&syd, |l| l);
+    let lax_app = app(&lax, |l| l);
+    topology.primary().kill().await.unwrap();
+    topology.promote("syd-standby").await.unwrap();
+    // A session read in lax before its replica follows: lax now holds a
+    // view of its timeline that says 1.
+    let (status, _, body) = send(&lax_app, get_todos(None, &session)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let viewed = Instant::now();
+    // As soon as lax's replica streams the new timeline, a write through
+    // lax (answered by the new primary) and a session read there.
+    let lax_server = topology.replica("lax").unwrap();
+    let mut watch = lax_server.connect().await.unwrap();
+    loop {
+        let received: Option<i32> =
+            sqlx::query_scalar("select received_tli from pg_stat_wal_receiver")
+                .fetch_optional(&mut watch)
+                .await
+                .unwrap()
+                .flatten();
+        if received == Some(2) {
+            break;
+        }
+        assert!(
+            viewed.elapsed() < Duration::from_secs(20),
+            "lax never followed"
+        );
+        tokio::time::sleep(MS(5)).await;
+    }
+    if write_first {
+        let (status, headers, body) = send(
+            &lax_app,
+            Request::post("/todos")
+                .header("fly-consistency", "session")
+                .body(Body::from("after the failover"))
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        assert!(headers.contains_key("fly-lsn"));
+        // lax replays the write (asked of the replica directly: the
+        // write's token would make lax look at its timeline again).
+        topology
+            .wait_for_catch_up(Duration::from_secs(10))
+            .await
+            .unwrap();
+    } else {
+        // The new primary writes (its promotion did already); lax's look
+        // at its replica, twice a second, sees the new timeline.
+        let mut new_primary = topology.primary().connect().await.unwrap();
+        sqlx::query("insert into todos (title) values ('written on the new primary')")
+            .execute(&mut new_primary)
+            .await
+            .unwrap();
+        topology
+            .wait_for_catch_up(Duration::from_secs(10))
+            .await
+            .unwrap();
+        tokio::time::sleep(MS(600)).await;
+    }
+    // A session read without a token: its token is what lax has replayed.
+    let (status, headers, body) = send(&lax_app, get_todos(None, &session)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let token = headers["fly-lsn"].to_str().unwrap().to_owned();
+    eprintln!(
+        "the session token was stamped {:?} after lax last viewed timeline 1",
+        viewed.elapsed()
+    );
+    // The new primary judges the token: one naming timeline 1 with an LSN
+    // past the switch point would read as a write lost in the failover.
+    let (status, _, body) = send(&syd_app, get_todos(Some(&token), &session)).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "a fresh session token was judged lost: {body}"
+    );
+    // So does lax itself, and the read shows the write.
+    let (status, _, body) = send(&lax_app, get_todos(Some(&token), &session)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.parse::<i64>().unwrap() >= 1, "{body}");
 }

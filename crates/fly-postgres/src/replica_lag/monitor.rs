@@ -50,6 +50,9 @@ struct Shared {
     refreshing: AtomicBool,
     /// Failed looks in a row.
     failures: AtomicU32,
+    /// The timeline the replica's WAL receiver was last seen streaming
+    /// (0: none seen; the column needs `pg_read_all_stats`).
+    received_timeline: AtomicU32,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -81,6 +84,7 @@ impl LagMonitor {
             logged: Mutex::default(),
             refreshing: AtomicBool::new(false),
             failures: AtomicU32::new(0),
+            received_timeline: AtomicU32::new(0),
         });
         let options = options.clone().application_name("fly-postgres-lag");
         let mut conn = None;
@@ -120,6 +124,12 @@ impl LagMonitor {
             bytes: figures.bytes.filter(|_| health == Health::Up),
             primary_heard: figures.heard,
         }
+    }
+
+    /// The timeline the replica was last seen receiving from its primary,
+    /// if any look could read it.
+    pub(crate) fn received_timeline(&self) -> Option<u32> {
+        Some(self.shared.received_timeline.load(Ordering::Relaxed)).filter(|t| *t > 0)
     }
 
     /// Whether the replica is known not to answer.
@@ -193,6 +203,9 @@ impl Shared {
 
     fn observe(&self, sample: Sample, sent: Instant) {
         self.failures.store(0, Ordering::Relaxed);
+        if let Some(timeline) = sample.received_timeline {
+            self.received_timeline.store(timeline, Ordering::Relaxed);
+        }
         let back = {
             let mut health = lock(&self.health);
             let before = *health;

@@ -20,7 +20,8 @@ use crate::lsn::Lsn;
 const SAMPLE_SQL: &str = "select pg_is_in_recovery(), pg_last_wal_replay_lsn()::text, \
     r.latest_end_lsn::text, \
     extract(epoch from clock_timestamp() - least(r.last_msg_send_time, r.last_msg_receipt_time))::float8, \
-    extract(epoch from clock_timestamp() - r.latest_end_time)::float8 \
+    extract(epoch from clock_timestamp() - r.latest_end_time)::float8, \
+    r.received_tli \
     from (values (1)) as one(x) left join pg_stat_wal_receiver r on r.status = 'streaming' \
     and r.last_msg_send_time is distinct from r.last_msg_receipt_time";
 
@@ -40,6 +41,8 @@ pub(crate) struct Sample {
     pub(crate) in_recovery: bool,
     pub(crate) replayed: Option<Lsn>,
     pub(crate) receiver: Option<ReceiverReport>,
+    /// The timeline the WAL receiver streams (the primary's).
+    pub(crate) received_timeline: Option<u32>,
 }
 
 pub(crate) async fn sample(conn: &mut PgConnection) -> Result<Sample, Error> {
@@ -68,6 +71,10 @@ pub(crate) async fn sample(conn: &mut PgConnection) -> Result<Sample, Error> {
         in_recovery: row.try_get(0)?,
         replayed: replayed.map(|text| text.parse()).transpose()?,
         receiver,
+        received_timeline: row
+            .try_get::<Option<i32>, _>(5)?
+            .and_then(|t| u32::try_from(t).ok())
+            .filter(|t| *t > 0),
     })
 }
 

@@ -152,6 +152,7 @@ impl Repo {
                     .call(&self.primary_region(), CurrentPosition, options)
                     .await
                     .map_err(super::rpc_failure::from_rpc)?;
+                self.inner.timelines.heard_of(reply.timeline);
                 Ok(WalPosition::new(reply.timeline, reply.lsn))
             })
             .await
@@ -171,14 +172,20 @@ impl Repo {
                 .await;
             match fresh {
                 Ok(Some(lsn)) => {
-                    let timeline = self
+                    let viewed = self
                         .inner
                         .timelines
                         .view(&self.inner.pool, None)
                         .await
                         .ok()
                         .and_then(|view| view.timeline);
-                    return Some(WalPosition::new(timeline, lsn));
+                    // The timeline the replica was last seen receiving (a
+                    // look twice a second) is a floor: a replica never
+                    // goes back a timeline, and one that receives a newer
+                    // timeline holds all it replayed of the older one on
+                    // the newer one's history too.
+                    let received = self.inner.lag.as_ref().and_then(|l| l.received_timeline());
+                    return Some(WalPosition::new(viewed.max(received), lsn));
                 }
                 // Not in recovery after all (a database of its own).
                 Ok(None) => {}
@@ -197,7 +204,9 @@ impl Repo {
     /// `None` without a primary pool.
     pub(crate) async fn primary_seen_position(&self) -> Option<WalPosition> {
         let direct = self.inner.direct.as_ref()?;
-        direct.positions().current().await.ok()
+        let position = direct.positions().current().await.ok()?;
+        self.inner.timelines.heard_of(position.timeline);
+        Some(position)
     }
 
     /// The local database cluster's system identifier (read once a second

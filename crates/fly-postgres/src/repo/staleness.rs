@@ -41,6 +41,7 @@ impl Repo {
 
     /// A forwarded write committed at `position`: the primary had it.
     pub(crate) fn primary_reached(&self, position: WalPosition) {
+        self.inner.timelines.heard_of(position.timeline);
         if let Some(monitor) = &self.inner.lag {
             monitor.primary_reached(position.lsn);
         }
@@ -88,7 +89,11 @@ impl Repo {
     /// instance. Both share one question among every caller.
     async fn ask_primary(&self) -> Result<WalPosition, Error> {
         match &self.inner.direct {
-            Some(direct) => direct.positions().current().await,
+            Some(direct) => {
+                let position = direct.positions().current().await?;
+                self.inner.timelines.heard_of(position.timeline);
+                Ok(position)
+            }
             None => self.primary_position().await,
         }
     }
