@@ -9,7 +9,7 @@ use crate::percentiles::Samples;
 type ChartResult<T> = Result<T, Box<dyn std::error::Error>>;
 
 /// Colours told apart by colour-blind readers too (Okabe-Ito).
-const PALETTE: [RGBColor; 4] = [
+pub(super) const PALETTE: [RGBColor; 4] = [
     RGBColor(0, 114, 178),
     RGBColor(213, 94, 0),
     RGBColor(0, 158, 115),

@@ -1,8 +1,10 @@
 //! `flypg bench ...`: benchmarks that print numbers (never timed tests).
 
+mod app_usage;
 mod charts;
 mod cpu_meter;
 mod library_cost;
+mod load_world;
 mod loopback_node;
 mod machine_floor;
 mod mutations;
@@ -13,7 +15,11 @@ mod replay_wakes;
 mod repo;
 mod report;
 mod rpc;
+mod sessions;
 mod soak;
+mod soak_chart;
+mod soak_report;
+mod sweep_soak;
 mod throughput;
 mod tracker;
 
@@ -31,6 +37,12 @@ pub(crate) enum Bench {
     /// A flood of reads on a replica region's public port, with and
     /// without `fly-consistency: strong`, against its forwarded writes.
     Flood(read_flood::FloodArgs),
+    /// Writers and readers in every region for an hour (`--minutes`):
+    /// memory, descriptors and exactly-once records sampled as it runs.
+    Soak(soak::SoakArgs),
+    /// Ten thousand cookie-jar sessions hopping between regions: backwards
+    /// reads, latency, and whether server memory grows with sessions.
+    Sessions(sessions::SessionsArgs),
     /// Write docs/performance.md from the saved runs' JSON (`--run`: run
     /// every benchmark and drill first).
     Report(report::ReportArgs),
@@ -43,5 +55,7 @@ pub(crate) async fn run(which: Bench) -> Result<(), Box<dyn std::error::Error>> 
         Bench::Repo(args) => repo::run(args).await,
         Bench::Report(args) => report::run(args).await,
         Bench::Flood(args) => read_flood::run(args).await,
+        Bench::Soak(args) => soak::run(args).await,
+        Bench::Sessions(args) => sessions::run(args).await,
     }
 }

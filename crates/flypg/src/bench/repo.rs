@@ -122,7 +122,7 @@ pub(crate) async fn run(args: RepoArgs) -> BenchResult<()> {
         if seconds < 3 {
             return Err("--soak needs at least 3 seconds".into());
         }
-        return super::soak::run(seconds, args.json).await;
+        return super::sweep_soak::run(seconds, args.json).await;
     }
     let say = |text: &str| {
         if !args.json {

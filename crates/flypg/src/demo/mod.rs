@@ -12,14 +12,15 @@ pub(crate) mod http;
 mod narration;
 mod scenario;
 mod session;
+pub(crate) mod world;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use fly_postgres_testkit::{Delay, LatencyProxy, PgBinaries, PgTopology};
+use fly_postgres_testkit::{Delay, LatencyProxy, PgBinaries};
 
-use app_process::spawn_todo_app;
 use narration::say;
+use world::{World, WorldSpec};
 
 /// Options of `flypg demo`.
 #[derive(Debug, clap::Args)]
@@ -152,102 +153,20 @@ async fn demo(args: &DemoArgs) -> DemoResult<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let step = Progress::start(&format!(
-        "starting PostgreSQL: primary ({primary}), streaming replicas ({})",
-        regions[1..].join(", ")
-    ));
-    let mut builder =
-        PgTopology::builder(primary).apply_delay(Duration::from_millis(args.apply_ms));
-    for region in &regions[1..] {
-        builder = builder.replica(region);
-    }
-    for i in 0..regions.len() {
-        for j in i + 1..regions.len() {
-            builder = builder.rtt(&regions[i], &regions[j], rtt_between(rtt, i, j));
-        }
-    }
-    let topology = builder.start().await?;
-    step.done();
-
-    let secret = format!("demo-{:032x}", rand::random::<u128>());
-    let common = |region: &str| app_process::todo_env(region, primary, &secret);
-
-    let instances = usize::from(args.primary_instances);
-    let step = Progress::start(&format!(
-        "starting {instances} todo app instance(s) in {primary} (migrates the schema)"
-    ));
-    // Each replica region reaches each primary-region instance through its
-    // own link (links[region - 1][instance]); an instance accepts calls
-    // signed for any of its links.
-    let mut links: Vec<Vec<LatencyProxy>> = Vec::new();
-    for j in 1..regions.len() {
-        let mut per_instance = Vec::new();
-        for _ in 0..instances {
-            per_instance.push(LatencyProxy::bind(Delay::rtt(rtt_between(rtt, 0, j))).await?);
-        }
-        links.push(per_instance);
-    }
-    let mut primaries = Vec::new();
-    for k in 0..instances {
-        let mut env = common(primary);
-        env.push(("DATABASE_URL", topology.leader_url()));
-        env.push((
-            "FLY_RPC_ADVERTISE",
-            links
-                .iter()
-                .map(|per_instance| per_instance[k].local_addr().to_string())
-                .collect::<Vec<_>>()
-                .join(","),
-        ));
-        let instance = spawn_todo_app(env).await?;
-        for per_instance in &links {
-            per_instance[k].connect_to(instance.rpc());
-        }
-        primaries.push(instance);
-    }
-    let syd = &primaries[0];
-    step.done();
-
     // The third region reads from the primary when its replica keeps a
     // token waiting longer than this (step 10).
     let max_wait = Duration::from_millis(100);
-    let mut primary_links = Vec::new();
-    let mut replicas = Vec::new();
-    for (j, region) in regions.iter().enumerate().skip(1) {
-        let step = Progress::start(&format!(
-            "starting the todo app in {region} (reads its replica, writes via {primary})"
-        ));
-        topology.wait_for_catch_up(Duration::from_secs(30)).await?;
-        let mut env = common(region);
-        env.push(("DATABASE_URL", topology.replica(region)?.url()));
-        env.push((
-            "FLY_RPC_PEERS",
-            format!(
-                "{primary}={}",
-                links[j - 1]
-                    .iter()
-                    .map(|l| l.local_addr().to_string())
-                    .collect::<Vec<_>>()
-                    .join(",")
-            ),
-        ));
-        if j == 2 {
-            let link = LatencyProxy::start(
-                SocketAddr::from(([127, 0, 0, 1], topology.primary().port())),
-                Delay::rtt(rtt_between(rtt, 0, j)),
-            )
-            .await?;
-            env.push((
-                "PRIMARY_DATABASE_URL",
-                format!("postgres://postgres@{}/postgres", link.local_addr()),
-            ));
-            env.push(("FLY_POSTGRES_MAX_WAIT_MS", max_wait.as_millis().to_string()));
-            env.push(("FLY_POSTGRES_WAIT_FALLBACK", "primary-pool".to_owned()));
-            primary_links.push(link);
-        }
-        replicas.push(spawn_todo_app(env).await?);
-        step.done();
-    }
+    let world = World::start(WorldSpec {
+        regions: &regions,
+        rtt,
+        apply: Duration::from_millis(args.apply_ms),
+        primary_instances: usize::from(args.primary_instances),
+        third_region_max_wait: max_wait,
+        app_env: Vec::new(),
+    })
+    .await?;
+    let (topology, primaries, replicas) = (&world.topology, &world.primaries, &world.replicas);
+    let syd = &primaries[0];
     let lax = &replicas[0];
 
     let far_primary = LatencyProxy::start(
@@ -278,7 +197,7 @@ async fn demo(args: &DemoArgs) -> DemoResult<()> {
         summary.bounded = Some(bounded::run(place, args.writes).await?);
     }
     let http = http::Http::new();
-    for instance in &primaries {
+    for instance in primaries {
         let answer = http.get(&instance.url("/stats")).await?;
         summary
             .primary_instance_writes
@@ -288,10 +207,10 @@ async fn demo(args: &DemoArgs) -> DemoResult<()> {
 
     if args.serve {
         say!("\nEvery region keeps running. Each region's app:");
-        for instance in &primaries {
+        for instance in primaries {
             say!("  {primary}: {}", instance.url("/"));
         }
-        for (region, app) in regions[1..].iter().zip(&replicas) {
+        for (region, app) in regions[1..].iter().zip(replicas) {
             say!("  {region}: {}", app.url("/"));
         }
         say!("Try:");
@@ -316,9 +235,7 @@ async fn demo(args: &DemoArgs) -> DemoResult<()> {
         crate::signal::stop_requested().await;
         eprintln!("stopping the apps and PostgreSQL");
     }
-    drop(replicas);
-    drop(primaries);
-    drop(topology);
+    drop(world);
     if summary.consistent() {
         Ok(())
     } else {

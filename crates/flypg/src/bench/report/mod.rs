@@ -3,6 +3,8 @@
 //! and writes `docs/performance.md` from those files: the one page every
 //! published figure comes from.
 
+mod figure;
+mod load_tables;
 mod machine;
 mod page;
 mod run_record;
@@ -19,9 +21,10 @@ pub(crate) struct ReportArgs {
     /// without it, the page is written again from the saved JSON.
     #[arg(long)]
     run: bool,
-    /// With --run: only these runs, by name (default: all). Names:
-    /// repo, repo-cost, rpc, tracker, tracker-load, soak, flood, chaos, and
-    /// (as root) fly-demo, fly-chaos.
+    /// With --run: only these runs, by name (default: all but the hour-long
+    /// soak). Names: repo, repo-cost, rpc, tracker, tracker-load, sweeps,
+    /// soak (an hour), sessions, flood, chaos, and (as root) fly-demo,
+    /// fly-chaos.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Where each run's JSON is kept.
@@ -48,10 +51,13 @@ pub(crate) async fn run(args: ReportArgs) -> Result<(), Box<dyn std::error::Erro
         }
         std::fs::create_dir_all(&args.data)?;
         let machine = machine::Machine::read();
-        for entry in suite::SUITE
-            .iter()
-            .filter(|e| args.only.is_empty() || args.only.iter().any(|n| n == e.name))
-        {
+        for entry in suite::SUITE.iter().filter(|e| {
+            if args.only.is_empty() {
+                !e.long
+            } else {
+                args.only.iter().any(|n| n == e.name)
+            }
+        }) {
             eprintln!("  report: running `{}` ...", entry.command(&args.charts));
             let record = run_record::run(entry, &args.charts, &machine).await?;
             let path = args.data.join(format!("{}.json", entry.name));

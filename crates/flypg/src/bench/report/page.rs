@@ -7,6 +7,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::RunRecord;
+use super::figure::number;
 use super::suite;
 
 /// The charts a run's command writes, by run name.
@@ -65,9 +66,20 @@ fn section(page: &mut String, record: &RunRecord, chart_dir: &Path) {
         record.seconds,
         record.machine.describe()
     );
-    if record.name == "chaos" || record.name == "fly-chaos" {
-        chaos_table(page, &record.report);
-        return;
+    match record.name.as_str() {
+        "chaos" | "fly-chaos" => return chaos_table(page, &record.report),
+        "soak" => {
+            super::load_tables::soak(page, &record.report);
+            if chart_dir.join("soak.svg").exists() {
+                let _ = writeln!(
+                    page,
+                    "![Memory, descriptors, records and write p99 over the soak](soak.svg)\n"
+                );
+            }
+            return;
+        }
+        "sessions" => return super::load_tables::sessions(page, &record.report),
+        _ => {}
     }
     let headline = entry.map_or(&[][..], |e| e.headline);
     if !headline.is_empty() {
@@ -263,34 +275,4 @@ fn chaos_table(page: &mut String, report: &Value) {
         }
     }
     page.push('\n');
-}
-
-/// A JSON value as the page prints it: integers as they are, other numbers
-/// with at most three decimals, trailing zeros dropped.
-pub(crate) fn number(value: &Value) -> String {
-    match value {
-        Value::Number(n) if n.is_f64() => {
-            let text = format!("{:.3}", n.as_f64().unwrap_or(f64::NAN));
-            let text = text.trim_end_matches('0').trim_end_matches('.');
-            text.to_owned()
-        }
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => s.clone(),
-        Value::Null => "-".to_owned(),
-        other => other.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn numbers_print_with_at_most_three_decimals() {
-        assert_eq!(number(&serde_json::json!(62.83912)), "62.839");
-        assert_eq!(number(&serde_json::json!(0.5)), "0.5");
-        assert_eq!(number(&serde_json::json!(61.0)), "61");
-        assert_eq!(number(&serde_json::json!(137645)), "137645");
-        assert_eq!(number(&Value::Null), "-");
-    }
 }

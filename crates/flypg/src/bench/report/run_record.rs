@@ -41,6 +41,15 @@ pub(crate) async fn run(
     tokio::select! {
         read = tokio::io::AsyncReadExt::read_to_end(&mut stdout, &mut out) => { read?; }
         _ = crate::signal::stop_requested() => {
+            // The run stops its apps and PostgreSQL on SIGINT; killed, it
+            // would leave them running.
+            if let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGINT,
+                );
+            }
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(60), child.wait()).await;
             return Err("interrupted: the run was stopped".into());
         }
     }

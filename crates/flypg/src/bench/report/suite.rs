@@ -16,6 +16,8 @@ pub(crate) struct SuiteEntry {
     pub(crate) charts: bool,
     /// The key figures, first in the section, each with what it says.
     pub(crate) headline: &'static [(&'static str, &'static str)],
+    /// Runs for an hour: `--run` runs it only when `--only` names it.
+    pub(crate) long: bool,
 }
 
 impl SuiteEntry {
@@ -67,6 +69,7 @@ pub(crate) const SUITE: &[SuiteEntry] = &[
                 replay poll).",
         args: &["bench", "repo", "--writes", "100"],
         charts: true,
+        long: false,
         headline: &[
             (
                 "write1_p50_ms",
@@ -106,6 +109,7 @@ pub(crate) const SUITE: &[SuiteEntry] = &[
                 primary region and a forwarded write, at 64 and 256 callers.",
         args: &["bench", "repo", "--no-proxy"],
         charts: false,
+        long: false,
         headline: &[],
     },
     SuiteEntry {
@@ -117,6 +121,7 @@ pub(crate) const SUITE: &[SuiteEntry] = &[
                 proxy, taken in turn.",
         args: &["bench", "rpc"],
         charts: false,
+        long: false,
         headline: &[],
     },
     SuiteEntry {
@@ -130,6 +135,7 @@ pub(crate) const SUITE: &[SuiteEntry] = &[
                 against one instance.",
         args: &["bench", "tracker", "--instances", "4"],
         charts: true,
+        long: false,
         headline: &[
             ("notify_p50_ms", "notification delay p50 (ms)"),
             ("notify_p99_ms", "notification delay p99 (ms)"),
@@ -155,10 +161,11 @@ pub(crate) const SUITE: &[SuiteEntry] = &[
                 the same run under the same load.",
         args: &["bench", "tracker", "--load", "--instances", "4"],
         charts: false,
+        long: false,
         headline: &[],
     },
     SuiteEntry {
-        name: "soak",
+        name: "sweeps",
         title: "Writes while records are swept",
         about: "16 writers forward writes from lax (no added latency) for 40 s \
                 with a 2 s record retention and a sweep every second, as the \
@@ -167,6 +174,7 @@ pub(crate) const SUITE: &[SuiteEntry] = &[
                 costs them; the table's size stays bounded by rate x retention.",
         args: &["bench", "repo", "--soak", "40"],
         charts: false,
+        long: false,
         headline: &[
             (
                 "write_p99_ms_outside_sweeps",
@@ -175,6 +183,42 @@ pub(crate) const SUITE: &[SuiteEntry] = &[
             ("write_p99_ms_during_sweeps", "write p99 during sweeps (ms)"),
             ("sweep_p99_ratio", "during over outside"),
         ],
+    },
+    SuiteEntry {
+        name: "soak",
+        title: "An hour of traffic",
+        about: "The demo's three regions (syd holds the primary; lax 60 ms \
+                and fra 120 ms away) as real todo app processes, with 16 \
+                writers and 8 readers per region paced to 40 writes and 80 \
+                reads a second each; every read fetches a write made in \
+                another region, with that write's token. The library's \
+                sweeps run at their production settings (records of \
+                generated request ids kept 10 minutes, a sweep a minute). \
+                Every 10 s: each app's resident memory and open descriptors, \
+                the exactly-once records, the primary's client connections. \
+                The bounds compare the end with the end of a 10-minute \
+                warm-up.",
+        args: &["bench", "soak", "--minutes", "60"],
+        charts: true,
+        long: true,
+        headline: &[],
+    },
+    SuiteEntry {
+        name: "sessions",
+        title: "Ten thousand sessions",
+        about: "Browser-like sessions over the same three regions, each with \
+                its own cookie jar (the `fly_lsn` cookie), 64 at a time: each \
+                writes in one region, reads what it wrote in the next in \
+                `session` mode, writes there, and so on. 30,000 hops by 100 \
+                sessions twice (the first run warms the servers up), then \
+                30,000 hops by 10,000 sessions: a backwards \
+                read is one that did not show the session's own write, and \
+                the apps' memory after each run tells whether the servers \
+                keep anything per session.",
+        args: &["bench", "sessions"],
+        charts: false,
+        long: false,
+        headline: &[],
     },
     SuiteEntry {
         name: "flood",
@@ -188,6 +232,7 @@ pub(crate) const SUITE: &[SuiteEntry] = &[
                 more than the same flood without the header.",
         args: &["bench", "flood"],
         charts: false,
+        long: false,
         headline: &[
             (
                 "plain_write_p99_ms",
@@ -218,6 +263,7 @@ pub(crate) const SUITE: &[SuiteEntry] = &[
                 but the read right after missed it.",
         args: &["chaos"],
         charts: false,
+        long: false,
         headline: &[],
     },
     SuiteEntry {
@@ -235,6 +281,7 @@ pub(crate) const SUITE: &[SuiteEntry] = &[
                 into fra.",
         args: &["demo", "--fly"],
         charts: false,
+        long: false,
         headline: &[],
     },
     SuiteEntry {
@@ -250,6 +297,7 @@ pub(crate) const SUITE: &[SuiteEntry] = &[
                 with `fly secrets set`. Columns as in the drills above.",
         args: &["chaos", "--scenarios", "fly-deploy,fly-dns-churn"],
         charts: false,
+        long: false,
         headline: &[],
     },
 ];
