@@ -203,10 +203,19 @@ impl Repo {
     /// of its own), for a session token whose reads went to the primary;
     /// `None` without a primary pool.
     pub(crate) async fn primary_seen_position(&self) -> Option<WalPosition> {
+        self.direct_primary_position().await?.ok()
+    }
+
+    /// The primary's current position asked through the primary pool (one
+    /// question shared by every caller), which also tells the timeline
+    /// cache the primary's timeline; `None` without a primary pool.
+    pub(crate) async fn direct_primary_position(&self) -> Option<Result<WalPosition, Error>> {
         let direct = self.inner.direct.as_ref()?;
-        let position = direct.positions().current().await.ok()?;
-        self.inner.timelines.heard_of(position.timeline);
-        Some(position)
+        let answer = direct.positions().current().await;
+        if let Ok(position) = &answer {
+            self.inner.timelines.heard_of(position.timeline);
+        }
+        Some(answer)
     }
 
     /// The local database cluster's system identifier (read once a second

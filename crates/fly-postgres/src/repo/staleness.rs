@@ -88,12 +88,8 @@ impl Repo {
     /// a primary pool (one round trip), else from a primary-region
     /// instance. Both share one question among every caller.
     async fn ask_primary(&self) -> Result<WalPosition, Error> {
-        match &self.inner.direct {
-            Some(direct) => {
-                let position = direct.positions().current().await?;
-                self.inner.timelines.heard_of(position.timeline);
-                Ok(position)
-            }
+        match self.direct_primary_position().await {
+            Some(answer) => answer,
             None => self.primary_position().await,
         }
     }
