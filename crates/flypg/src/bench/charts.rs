@@ -6,7 +6,7 @@ use plotters::prelude::*;
 
 use crate::percentiles::Samples;
 
-type ChartResult<T> = Result<T, Box<dyn std::error::Error>>;
+pub(super) type ChartResult<T> = Result<T, Box<dyn std::error::Error>>;
 
 /// Colours told apart by colour-blind readers too (Okabe-Ito).
 pub(super) const PALETTE: [RGBColor; 4] = [
@@ -66,14 +66,30 @@ pub(crate) fn cdf_svg(
         chart
             .draw_series(LineSeries::new(points, colour.stroke_width(2)))?
             .label(format!("{} (p50 {:.2} ms)", s.label, s.samples.pct(50.0)))
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], colour.stroke_width(2)));
+            .legend(legend_line(colour));
     }
+    draw_legend(&mut chart)?;
+    root.present()?;
+    Ok(())
+}
+
+/// A line's entry in the legend: a short stroke of its colour.
+pub(super) fn legend_line(colour: RGBColor) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
+    move |(x, y)| PathElement::new([(x, y), (x + 20, y)], colour.stroke_width(2))
+}
+
+/// The legend of a chart's lines, in its lower right corner.
+pub(super) fn draw_legend<'a, DB, CT>(chart: &mut ChartContext<'a, DB, CT>) -> ChartResult<()>
+where
+    DB: DrawingBackend + 'a,
+    DB::ErrorType: 'static,
+    CT: plotters::coord::CoordTranslate,
+{
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::LowerRight)
         .background_style(WHITE.mix(0.9))
         .border_style(BLACK)
         .draw()?;
-    root.present()?;
     Ok(())
 }

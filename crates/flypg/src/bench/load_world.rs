@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use super::app_usage::AppUsage;
 use crate::demo::world::{World, WorldSpec};
 
 type LoadResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -14,6 +15,13 @@ pub(super) struct LoadApp {
     pub(super) region: String,
     pub(super) base: String,
     pub(super) pid: Option<u32>,
+}
+
+/// One look at every app process, in `apps`' order.
+pub(super) fn usage(apps: &[LoadApp]) -> Vec<AppUsage> {
+    apps.iter()
+        .map(|app| AppUsage::of(&app.region, app.pid))
+        .collect()
 }
 
 /// The demo's regions with one app per region, quiet logs, and the apps

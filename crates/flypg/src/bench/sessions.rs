@@ -129,11 +129,7 @@ async fn sessions(args: &SessionsArgs) -> SessionsResult<SessionsReport> {
         return Err("--regions: sessions hop across at least three regions".into());
     }
     let (world, apps) = load_world::start(&regions, Duration::from_millis(args.rtt_ms)).await?;
-    let usage = || {
-        apps.iter()
-            .map(|app| AppUsage::of(&app.region, app.pid))
-            .collect::<Vec<_>>()
-    };
+    let usage = || load_world::usage(&apps);
     let apps_before = usage();
     let total_hops = args.sessions * args.hops;
     let base_hops = total_hops.div_ceil(args.base_sessions);

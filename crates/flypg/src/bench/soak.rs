@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use hyper::{Method, StatusCode};
 use serde_json::json;
 
-use super::app_usage::AppUsage;
 use super::load_world::{self, LoadApp};
 use super::soak_report::{Minute, Sample, SoakReport};
 use crate::demo::http::Http;
@@ -348,10 +347,7 @@ async fn sample(
     world: &World,
     primary: &mut Option<fly_postgres::sqlx::PgConnection>,
 ) -> Sample {
-    let apps = apps
-        .iter()
-        .map(|app| AppUsage::of(&app.region, app.pid))
-        .collect();
+    let apps = load_world::usage(apps);
     let counted = tokio::time::timeout(Duration::from_secs(10), async {
         use fly_postgres::sqlx;
         let conn = match primary {

@@ -5,10 +5,8 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use super::charts::PALETTE;
+use super::charts::{ChartResult, PALETTE, draw_legend, legend_line};
 use super::soak_report::SoakReport;
-
-type ChartResult<T> = Result<T, Box<dyn std::error::Error>>;
 
 /// One panel: a title, a y label, and lines of (minute, value).
 struct Panel {
@@ -107,13 +105,7 @@ where
                 colour.stroke_width(2),
             ))?
             .label(label.as_str())
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], colour.stroke_width(2)));
+            .legend(legend_line(colour));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .draw()?;
-    Ok(())
+    draw_legend(&mut chart)
 }

@@ -18,6 +18,16 @@ pub(crate) fn number(value: &Value) -> String {
     }
 }
 
+/// A bound's or a promise's verdict as the page prints it: "held" only
+/// for `true`, anything else (false, missing) "BROKEN".
+pub(crate) fn verdict(held: &Value) -> &'static str {
+    if held == &Value::Bool(true) {
+        "held"
+    } else {
+        "BROKEN"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -29,5 +39,12 @@ mod tests {
         assert_eq!(number(&serde_json::json!(61.0)), "61");
         assert_eq!(number(&serde_json::json!(137645)), "137645");
         assert_eq!(number(&Value::Null), "-");
+    }
+
+    #[test]
+    fn only_true_is_held() {
+        assert_eq!(verdict(&Value::Bool(true)), "held");
+        assert_eq!(verdict(&Value::Bool(false)), "BROKEN");
+        assert_eq!(verdict(&Value::Null), "BROKEN");
     }
 }

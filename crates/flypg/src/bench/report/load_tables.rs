@@ -5,15 +5,7 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use super::figure::number;
-
-fn held(value: &Value) -> &'static str {
-    if value == &Value::Bool(true) {
-        "held"
-    } else {
-        "BROKEN"
-    }
-}
+use super::figure::{number, verdict};
 
 /// `flypg bench soak`'s report.
 pub(super) fn soak(page: &mut String, report: &Value) {
@@ -53,7 +45,7 @@ pub(super) fn soak(page: &mut String, report: &Value) {
             number(&bound["what"]),
             number(&bound["limit"]),
             number(&bound["measured"]),
-            held(&bound["held"])
+            verdict(&bound["held"])
         );
     }
     page.push('\n');

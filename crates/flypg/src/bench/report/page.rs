@@ -7,7 +7,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::RunRecord;
-use super::figure::number;
+use super::figure::{number, verdict};
 use super::suite;
 
 /// The charts a run's command writes, by run name.
@@ -191,11 +191,7 @@ fn chaos_table(page: &mut String, report: &Value) {
         "{} s per scenario, {} clients, {distance}. Promises: {}.\n",
         number(&report["seconds"]),
         number(&report["clients"]),
-        if report["promises_held"] == Value::Bool(true) {
-            "held"
-        } else {
-            "BROKEN"
-        }
+        verdict(&report["promises_held"])
     );
     let Some(scenarios) = report["scenarios"].as_object() else {
         return;
@@ -224,11 +220,7 @@ fn chaos_table(page: &mut String, report: &Value) {
             number(&s["p50_ms"]),
             number(&s["p99_ms"]),
             number(&s["max_stall_ms"]),
-            if s["promises_held"] == Value::Bool(true) {
-                "held"
-            } else {
-                "BROKEN"
-            },
+            verdict(&s["promises_held"]),
         );
     }
     page.push('\n');
